@@ -1,0 +1,81 @@
+# imapcopy: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+TOOLS    := $(BIN)/tools
+export PATH := $(TOOLS):$(PATH)
+
+# Pinned code generators (see buf.gen.yaml).
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+# Debian packages the tests need: real Dovecot, real redis-server, mbsync for the benchmark.
+TEST_PACKAGES := dovecot-imapd redis-server isync
+TEST_COMMANDS := dovecot redis-server mbsync
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/imapcopy-api, bin/imapcopy-copier and bin/imapcopy (standalone)
+	$(GO) build -o $(BIN)/imapcopy-api ./services/api
+	$(GO) build -o $(BIN)/imapcopy-copier ./services/copier
+	$(GO) build -o $(BIN)/imapcopy ./services/standalone
+
+.PHONY: run
+run: build ## start the product in standalone mode (embedded NATS, status on local disk)
+	$(BIN)/imapcopy $(ARGS)
+
+.PHONY: test
+test: test-deps ## run every test against real Dovecot, redis-server and an embedded NATS
+	$(GO) vet work
+	$(GO) test -count=1 -timeout 12m -v work
+
+.PHONY: test-deps
+test-deps: ## install the Debian packages the tests need (as root), or say how
+	@missing=""; for c in $(TEST_COMMANDS); do \
+	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $(TEST_PACKAGES) (missing:$$missing)"; \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
+	  else \
+	    echo "the tests need$$missing; install them with:"; \
+	    echo "  sudo apt-get install -y $(TEST_PACKAGES)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+.PHONY: tools
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## install the pinned code generators into bin/tools
+
+$(TOOLS)/buf:
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+.PHONY: generate
+generate: tools ## regenerate the Go code from proto/ (committed)
+	buf generate
+
+.PHONY: check-generated
+check-generated: generate ## fail when the committed generated code is stale
+	@git diff --exit-code -- proto/gen || { echo "proto/gen is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/gen)" || { echo "proto/gen has uncommitted files: run 'make generate' and commit"; exit 1; }
+
+.PHONY: lint
+lint: tools ## buf lint, gofmt and go vet
+	buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt would change: $$out"; exit 1; }
+	$(GO) vet work
+
+.PHONY: clean
+clean: ## remove bin/
+	rm -rf $(BIN)

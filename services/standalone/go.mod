@@ -1,0 +1,12 @@
+module imapcopy.dev/services/standalone
+
+go 1.26.0
+
+require (
+	imapcopy.dev/pkg v0.0.0
+	imapcopy.dev/proto v0.0.0
+)
+
+replace imapcopy.dev/proto => ../../proto
+
+replace imapcopy.dev/pkg => ../../pkg
