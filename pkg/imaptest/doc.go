@@ -1,0 +1,52 @@
+// Package imaptest is the IMAP test harness: it owns real Dovecot servers started for
+// tests and benchmarks, realistic generated mailboxes, and the checker that compares a
+// source account with a destination account against the copy invariants of DESIGN.md.
+//
+// # Servers
+//
+// StartDovecot starts a private Dovecot (Debian package dovecot-imapd) in its own temp
+// dir, listening on random loopback ports only: implicit TLS (TLSAddr) and plain text
+// with STARTTLS (PlainAddr), with a certificate signed by a CA generated for this
+// server (CAFile, CAPool). It is stopped by tb.Cleanup; when the test failed, the tail
+// of Dovecot's log is logged. Two flavours exist:
+//
+//   - FlavourSlash: maildir LAYOUT=fs, separator "/", no namespace prefix; special-use
+//     folders Sent, Drafts, Trash, Junk, Archive.
+//   - FlavourDot: Maildir++, separator ".", prefix "INBOX." (like Courier or Cyrus);
+//     special-use folders with names of their own: "INBOX.Sent Messages",
+//     "INBOX.Drafts", "INBOX.Deleted Messages", "INBOX.Spam" (created automatically)
+//     and "INBOX.Archive" (\Archive once created).
+//
+// Users are added on demand (AddUser) with unique names and random passwords, with an
+// optional quota (WithQuota). XOAUTH2 and OAUTHBEARER work too: OAuth2Token issues a
+// bearer token that the server accepts for a user (Dovecot asks a token introspection
+// endpoint served by the test process on loopback).
+//
+// To share one server between the tests of a package, start it in TestMain:
+//
+//	var dc *imaptest.Dovecot
+//
+//	func TestMain(m *testing.M) {
+//		var err error
+//		dc, err = imaptest.Start(imaptest.FlavourSlash)
+//		if err != nil {
+//			fmt.Fprintln(os.Stderr, err)
+//			os.Exit(1)
+//		}
+//		code := m.Run()
+//		dc.Close()
+//		os.Exit(code)
+//	}
+//
+// and give each test its own user with dc.AddUser(t).
+//
+// # Content and checks
+//
+// Generate builds a realistic mailbox deterministically from a seed; Load fills an
+// account with it; AppendRaw appends one message. Check compares a source and a
+// destination account (every source message exactly once in its mapped folder,
+// byte-identical, with its flags and INTERNALDATE; folders created), independently of
+// the code under test. TakeSnapshot and Snapshot.Unchanged prove that a source was not
+// modified. All IMAP access here uses go-imap's imapclient directly (see Dial), never
+// the packages being tested.
+package imaptest

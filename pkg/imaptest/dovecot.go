@@ -1,0 +1,647 @@
+package imaptest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// Flavour selects the mailbox layout and namespace of a Dovecot server.
+type Flavour int
+
+const (
+	FlavourSlash Flavour = iota + 1 // "/" separator, no prefix (maildir LAYOUT=fs)
+	FlavourDot                      // "." separator, "INBOX." prefix (Maildir++), like Courier/Cyrus
+)
+
+func (f Flavour) String() string {
+	switch f {
+	case FlavourSlash:
+		return "slash"
+	case FlavourDot:
+		return "dot"
+	}
+	return "Flavour(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Separator is the flavour's hierarchy separator.
+func (f Flavour) Separator() string {
+	if f == FlavourDot {
+		return "."
+	}
+	return "/"
+}
+
+// Prefix is the flavour's personal namespace prefix.
+func (f Flavour) Prefix() string {
+	if f == FlavourDot {
+		return "INBOX."
+	}
+	return ""
+}
+
+// specialUse lists the special-use folders a flavour's server has, as names inside
+// the namespace (without its prefix). auto says whether Dovecot creates the folder by
+// itself; the others carry their attribute once created.
+func (f Flavour) specialUse() []specialFolder {
+	if f == FlavourDot {
+		return []specialFolder{
+			{`\Sent`, "Sent Messages", true},
+			{`\Drafts`, "Drafts", true},
+			{`\Trash`, "Deleted Messages", true},
+			{`\Junk`, "Spam", true},
+			{`\Archive`, "Archive", false},
+		}
+	}
+	return []specialFolder{
+		{`\Sent`, "Sent", true},
+		{`\Drafts`, "Drafts", true},
+		{`\Trash`, "Trash", true},
+		{`\Junk`, "Junk", true},
+		{`\Archive`, "Archive", true},
+	}
+}
+
+type specialFolder struct {
+	Attr, Name string
+	Auto       bool
+}
+
+// Dovecot is a running Dovecot server owned by a test (StartDovecot) or by a caller that
+// stops it with Close (Start).
+type Dovecot struct {
+	Flavour   Flavour
+	TLSAddr   string         // 127.0.0.1:port, implicit TLS
+	PlainAddr string         // 127.0.0.1:port, plain text with STARTTLS
+	CAFile    string         // PEM of the CA that signed the server certificate
+	CAPool    *x509.CertPool // the same CA, ready for tls.Config.RootCAs
+	Dir       string         // the server's private directory (config, log, mail)
+	LogFile   string
+	// SpecialUse maps a special-use attribute (`\Sent`, ...) to the full mailbox name
+	// of the folder that carries it on this server (`Sent`, `INBOX.Sent Messages`).
+	SpecialUse map[string]string
+
+	passwdFile string
+	mailDir    string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	stderr     *bytes.Buffer
+	oauth      *introspector
+
+	mu       sync.Mutex
+	users    []string // passwd-file lines
+	nextUser int
+	closed   bool
+}
+
+// StartDovecot starts a Dovecot of the given flavour for tb, stopped by tb.Cleanup.
+// When tb has failed by then, the tail of Dovecot's log is logged. A failure to start
+// fails tb with the reason and the log tail.
+func StartDovecot(tb testing.TB, f Flavour) *Dovecot {
+	tb.Helper()
+	d, err := Start(f)
+	if err != nil {
+		tb.Fatalf("imaptest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("imaptest: dovecot (%s) log tail:\n%s", d.Flavour, d.LogTail(40))
+		}
+		if err := d.Close(); err != nil {
+			tb.Errorf("imaptest: %v", err)
+		}
+	})
+	return d
+}
+
+// Start starts a Dovecot of the given flavour; the caller stops it with Close. Use it
+// where there is no testing.TB: TestMain, benchmarks run as commands.
+func Start(f Flavour) (*Dovecot, error) {
+	if f != FlavourSlash && f != FlavourDot {
+		return nil, fmt.Errorf("start dovecot: unknown flavour %d", int(f))
+	}
+	bin, err := findDovecot()
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	// Ports are picked by binding and releasing them: another process may take one in
+	// between, so a failed bind is retried with fresh ports.
+	for attempt := 0; attempt < 3; attempt++ {
+		d, err := start(bin, f)
+		if err == nil {
+			return d, nil
+		}
+		lastErr = err
+		if !errors.Is(err, errAddrInUse) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+var errAddrInUse = errors.New("address in use")
+
+func findDovecot() (string, error) {
+	for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("dovecot"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("dovecot not found: install the Debian package dovecot-imapd " +
+		"(as root: apt-get install -y dovecot-imapd; keep its own service from starting)")
+}
+
+// runAs holds the system users Dovecot runs as.
+type runAs struct {
+	LoginUser, InternalUser string // default_login_user, default_internal_user
+	MailUID, MailGID        int    // owner of the mail
+}
+
+func systemUsers() (runAs, error) {
+	if os.Geteuid() != 0 {
+		// Unprivileged: Dovecot cannot switch users, so every process and the mail
+		// belong to the current user.
+		u, err := user.Current()
+		if err != nil {
+			return runAs{}, fmt.Errorf("current user: %w", err)
+		}
+		return runAs{LoginUser: u.Username, InternalUser: u.Username, MailUID: os.Geteuid(), MailGID: os.Getegid()}, nil
+	}
+	r := runAs{LoginUser: "dovenull", InternalUser: "dovecot"}
+	for _, name := range []string{r.LoginUser, r.InternalUser} {
+		if _, err := user.Lookup(name); err != nil {
+			return runAs{}, fmt.Errorf("system user %s missing (it comes with the Debian package dovecot-core): %w", name, err)
+		}
+	}
+	// The mail belongs to one unprivileged system user.
+	mail, err := user.Lookup("nobody")
+	if err != nil {
+		return runAs{}, fmt.Errorf("system user nobody missing: %w", err)
+	}
+	r.MailUID, _ = strconv.Atoi(mail.Uid)
+	r.MailGID, _ = strconv.Atoi(mail.Gid)
+	return r, nil
+}
+
+// tempBase returns a short parent for server dirs: Dovecot's unix sockets live under
+// base_dir and a socket path must stay under 108 bytes.
+func tempBase() string {
+	if t := os.TempDir(); len(t) <= 40 {
+		return t
+	}
+	return "/tmp"
+}
+
+func start(bin string, f Flavour) (_ *Dovecot, err error) {
+	users, err := systemUsers()
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	dir, err := os.MkdirTemp(tempBase(), "imaptest-")
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	// The login, auth and mail processes run as other users and must reach their files.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	d := &Dovecot{
+		Flavour:    f,
+		Dir:        dir,
+		LogFile:    filepath.Join(dir, "dovecot.log"),
+		passwdFile: filepath.Join(dir, "passwd"),
+		mailDir:    filepath.Join(dir, "mail"),
+		SpecialUse: map[string]string{},
+		exited:     make(chan struct{}),
+		stderr:     &bytes.Buffer{},
+	}
+	for _, sf := range f.specialUse() {
+		d.SpecialUse[sf.Attr] = f.Prefix() + sf.Name
+	}
+	certs, err := writeCerts(dir)
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	d.CAFile, d.CAPool = certs.CAFile, certs.Pool
+	if err := os.Mkdir(d.mailDir, 0o755); err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(d.mailDir, users.MailUID, users.MailGID); err != nil {
+			return nil, fmt.Errorf("start dovecot: %w", err)
+		}
+	}
+	if err := os.WriteFile(d.passwdFile, nil, 0o644); err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+
+	d.oauth, err = newIntrospector()
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			d.oauth.Close()
+		}
+	}()
+	oauthConf := filepath.Join(dir, "oauth2.conf")
+	if err := os.WriteFile(oauthConf, []byte(d.oauth.dovecotConfig()), 0o644); err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+
+	tlsPort, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	plainPort, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	d.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+	d.PlainAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(plainPort))
+
+	var conf bytes.Buffer
+	err = configTemplate.Execute(&conf, configData{
+		Instance:  "imaptest-" + filepath.Base(dir),
+		Dir:       dir,
+		Users:     users,
+		Cert:      certs,
+		Passwd:    d.passwdFile,
+		MailDir:   d.mailDir,
+		OAuthConf: oauthConf,
+		TLSPort:   tlsPort,
+		PlainPort: plainPort,
+		Flavour:   f,
+		Location:  map[Flavour]string{FlavourSlash: "maildir:~/Maildir:LAYOUT=fs", FlavourDot: "maildir:~/Maildir"}[f],
+		Separator: f.Separator(),
+		Prefix:    f.Prefix(),
+		Special:   f.specialUse(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start dovecot: config: %w", err)
+	}
+	confFile := filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(confFile, conf.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+
+	d.cmd = exec.Command(bin, "-F", "-c", confFile)
+	d.cmd.Dir = dir
+	d.cmd.Stdout = d.stderr
+	d.cmd.Stderr = d.stderr
+	// Its own process group, so that a stuck server is killed with all its children;
+	// and the server goes when the test process dies.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start dovecot: %w", err)
+	}
+	go func() {
+		d.cmd.Wait()
+		close(d.exited)
+	}()
+	if err := d.waitReady(10 * time.Second); err != nil {
+		d.stop()
+		msg := d.stderr.String() + d.LogTail(20)
+		if strings.Contains(msg, "Address already in use") {
+			return nil, fmt.Errorf("start dovecot: %w: %s", errAddrInUse, msg)
+		}
+		return nil, fmt.Errorf("start dovecot (%s): %w\n%s", f, err, msg)
+	}
+	return d, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitReady waits until both listeners greet: the plain one in clear, the TLS one after
+// a handshake that verifies the certificate against CAPool.
+func (d *Dovecot) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	ready := func(addr string, secure bool) error {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if secure {
+			tc := tls.Client(conn, &tls.Config{RootCAs: d.CAPool, ServerName: "127.0.0.1"})
+			if err := tc.Handshake(); err != nil {
+				return err
+			}
+			conn = tc
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "* OK") {
+			return fmt.Errorf("unexpected greeting %q", line)
+		}
+		return nil
+	}
+	for _, l := range []struct {
+		addr   string
+		secure bool
+	}{{d.PlainAddr, false}, {d.TLSAddr, true}} {
+		for {
+			err := ready(l.addr, l.secure)
+			if err == nil {
+				break
+			}
+			select {
+			case <-d.exited:
+				return fmt.Errorf("dovecot exited: %v", d.cmd.ProcessState)
+			default:
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not ready after %v: %w", l.addr, timeout, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Close stops the server and removes its directory. It is safe to call twice.
+func (d *Dovecot) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	err := d.stop()
+	d.oauth.Close()
+	// A child killed in the middle of a write may still finish it: retry the removal.
+	var rmErr error
+	for i := 0; i < 20; i++ {
+		if rmErr = os.RemoveAll(d.Dir); rmErr == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rmErr != nil && err == nil {
+		err = fmt.Errorf("remove dovecot dir: %w", rmErr)
+	}
+	return err
+}
+
+// stop kills the master and all its children at once (they share its process group):
+// a test server has nothing to save, and a graceful stop takes a second or more.
+func (d *Dovecot) stop() error {
+	if err := syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop dovecot: %w", err)
+	}
+	<-d.exited
+	return nil
+}
+
+// LogTail returns the last n lines of Dovecot's log.
+func (d *Dovecot) LogTail(n int) string {
+	data, err := os.ReadFile(d.LogFile)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// UserOption configures a user made by AddUser or NewUser.
+type UserOption func(*userConfig)
+
+type userConfig struct {
+	quota int64
+}
+
+// WithQuota limits the user's storage to about bytes (Dovecot counts in KiB, rounding
+// down).
+func WithQuota(bytes int64) UserOption {
+	return func(c *userConfig) { c.quota = bytes }
+}
+
+// AddUser adds a fresh user with a unique name and a random password and returns its
+// account for implicit TLS (RootCAs = CAPool). It fails tb on error.
+func (d *Dovecot) AddUser(tb testing.TB, opts ...UserOption) imapconn.Account {
+	tb.Helper()
+	acct, err := d.NewUser(opts...)
+	if err != nil {
+		tb.Fatalf("imaptest: %v", err)
+	}
+	return acct
+}
+
+// NewUser is AddUser without a testing.TB.
+func (d *Dovecot) NewUser(opts ...UserOption) (imapconn.Account, error) {
+	var cfg userConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	password := randomHex(12)
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nextUser++
+	login := fmt.Sprintf("user%d", d.nextUser)
+	line := login + ":{PLAIN}" + password + "::::::"
+	if cfg.quota > 0 {
+		line += "userdb_quota_rule=*:bytes=" + strconv.FormatInt(cfg.quota, 10)
+	}
+	d.users = append(d.users, line)
+	// Replace the file in one rename: Dovecot re-reads a passwd-file whose inode or
+	// mtime changed and must never see half a line.
+	tmp := d.passwdFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(d.users, "\n")+"\n"), 0o644); err != nil {
+		return imapconn.Account{}, fmt.Errorf("add user: %w", err)
+	}
+	if err := os.Rename(tmp, d.passwdFile); err != nil {
+		return imapconn.Account{}, fmt.Errorf("add user: %w", err)
+	}
+	return d.Account(login, password), nil
+}
+
+// Account returns the account for login and password over implicit TLS.
+func (d *Dovecot) Account(login, password string) imapconn.Account {
+	host, port := splitAddr(d.TLSAddr)
+	return imapconn.Account{
+		Host: host, Port: port, Security: imapconn.SecurityTLS,
+		Login: login, Password: password, RootCAs: d.CAPool,
+	}
+}
+
+// StartTLS returns acct changed to reach this server's plain port with STARTTLS.
+func (d *Dovecot) StartTLS(acct imapconn.Account) imapconn.Account {
+	acct.Host, acct.Port = splitAddr(d.PlainAddr)
+	acct.Security = imapconn.SecurityStartTLS
+	return acct
+}
+
+// Plaintext returns acct changed to reach this server's plain port without TLS.
+func (d *Dovecot) Plaintext(acct imapconn.Account) imapconn.Account {
+	acct.Host, acct.Port = splitAddr(d.PlainAddr)
+	acct.Security = imapconn.SecurityPlaintext
+	return acct
+}
+
+// OAuth2Token issues a bearer token that the server accepts for login with XOAUTH2 or
+// OAUTHBEARER until the server stops. Set it as the account's OAuth2Token.
+func (d *Dovecot) OAuth2Token(login string) string {
+	return d.oauth.issue(login)
+}
+
+func splitAddr(addr string) (string, int) {
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	return host, port
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type configData struct {
+	Instance, Dir       string
+	Users               runAs
+	Cert                certFiles
+	Passwd, MailDir     string
+	OAuthConf           string
+	TLSPort, PlainPort  int
+	Flavour             Flavour
+	Location, Separator string
+	Prefix              string
+	Special             []specialFolder
+}
+
+var configTemplate = template.Must(template.New("dovecot.conf").Parse(`# generated by imaptest
+instance_name = {{.Instance}}
+base_dir = {{.Dir}}/run
+state_dir = {{.Dir}}/state
+log_path = {{.Dir}}/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+shutdown_clients = yes
+
+ssl = yes
+ssl_cert = <{{.Cert.CertFile}}
+ssl_key = <{{.Cert.KeyFile}}
+ssl_dh = </usr/share/dovecot/dh.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login xoauth2 oauthbearer
+auth_username_format = %n
+auth_failure_delay = 0
+
+default_login_user = {{.Users.LoginUser}}
+default_internal_user = {{.Users.InternalUser}}
+first_valid_uid = {{.Users.MailUID}}
+last_valid_uid = {{.Users.MailUID}}
+first_valid_gid = {{.Users.MailGID}}
+last_valid_gid = {{.Users.MailGID}}
+
+mail_location = {{.Location}}
+mail_plugins = quota
+
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {{.Passwd}}
+}
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {{.OAuthConf}}
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%n {{.Passwd}}
+  default_fields = uid={{.Users.MailUID}} gid={{.Users.MailGID}} home={{.MailDir}}/%n
+}
+
+namespace inbox {
+  inbox = yes
+  separator = {{.Separator}}
+  prefix = {{.Prefix}}
+{{- range .Special}}
+  mailbox "{{.Name}}" {
+    special_use = {{.Attr}}
+    auto = {{if .Auto}}subscribe{{else}}no{{end}}
+  }
+{{- end}}
+}
+
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+}
+
+protocol imap {
+  mail_plugins = $mail_plugins imap_quota
+  mail_max_userip_connections = 50
+}
+
+service imap-login {
+  service_count = 0
+  process_min_avail = 1
+  inet_listener imap {
+    address = 127.0.0.1
+    port = {{.PlainPort}}
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = {{.TLSPort}}
+    ssl = yes
+  }
+}
+# No growing delay after failed logins from the same address (tests fail logins on purpose).
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+service stats {
+  unix_listener stats-reader {
+    mode = 0666
+  }
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+`))
