@@ -177,6 +177,8 @@ func findDovecot() (string, error) {
 // runAs holds the system users Dovecot runs as.
 type runAs struct {
 	LoginUser, InternalUser string // default_login_user, default_internal_user
+	InternalGroup           string // default_internal_group
+	Unprivileged            bool   // not root: no chroot either
 	MailUID, MailGID        int    // owner of the mail
 }
 
@@ -188,9 +190,16 @@ func systemUsers() (runAs, error) {
 		if err != nil {
 			return runAs{}, fmt.Errorf("current user: %w", err)
 		}
-		return runAs{LoginUser: u.Username, InternalUser: u.Username, MailUID: os.Geteuid(), MailGID: os.Getegid()}, nil
+		g, err := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+		if err != nil {
+			return runAs{}, fmt.Errorf("current group: %w", err)
+		}
+		return runAs{
+			LoginUser: u.Username, InternalUser: u.Username, InternalGroup: g.Name, Unprivileged: true,
+			MailUID: os.Geteuid(), MailGID: os.Getegid(),
+		}, nil
 	}
-	r := runAs{LoginUser: "dovenull", InternalUser: "dovecot"}
+	r := runAs{LoginUser: "dovenull", InternalUser: "dovecot", InternalGroup: "dovecot"}
 	for _, name := range []string{r.LoginUser, r.InternalUser} {
 		if _, err := user.Lookup(name); err != nil {
 			return runAs{}, fmt.Errorf("system user %s missing (it comes with the Debian package dovecot-core): %w", name, err)
@@ -572,6 +581,7 @@ auth_failure_delay = 0
 
 default_login_user = {{.Users.LoginUser}}
 default_internal_user = {{.Users.InternalUser}}
+default_internal_group = {{.Users.InternalGroup}}
 first_valid_uid = {{.Users.MailUID}}
 last_valid_uid = {{.Users.MailUID}}
 first_valid_gid = {{.Users.MailGID}}
@@ -618,6 +628,9 @@ protocol imap {
 }
 
 service imap-login {
+{{- if .Users.Unprivileged}}
+  chroot =
+{{- end}}
   service_count = 0
   process_min_avail = 1
   inet_listener imap {
@@ -632,6 +645,9 @@ service imap-login {
 }
 # No growing delay after failed logins from the same address (tests fail logins on purpose).
 service anvil {
+{{- if .Users.Unprivileged}}
+  chroot =
+{{- end}}
   unix_listener anvil-auth-penalty {
     mode = 0
   }
