@@ -1,0 +1,320 @@
+package taskseal_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"imapcopy.dev/pkg/taskseal"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+const canary = "Canary-P4ssw0rd-ZQXJ"
+
+func secrets() *imapcopyv1.TaskSecrets {
+	return &imapcopyv1.TaskSecrets{
+		SourcePassword:               canary,
+		DestinationPassword:          "dest-" + canary,
+		DestinationOauth2AccessToken: "ya29.token-" + canary,
+		SourceOauth2AccessToken:      "",
+	}
+}
+
+func keyring(t *testing.T, keys ...taskseal.Key) *taskseal.Keyring {
+	t.Helper()
+	kr, err := taskseal.NewKeyring(keys...)
+	if err != nil {
+		t.Fatalf("NewKeyring: %v", err)
+	}
+	return kr
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	kr := keyring(t, taskseal.GenerateKey())
+	sealed, err := kr.Seal("task-1", secrets())
+	if err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+	if sealed.GetKeyId() != kr.CurrentKeyID() || sealed.GetAlgorithm() != taskseal.Algorithm || len(sealed.GetNonce()) != 12 {
+		t.Errorf("sealed header = key %q alg %q nonce %d bytes, want key %q alg %q nonce 12 bytes",
+			sealed.GetKeyId(), sealed.GetAlgorithm(), len(sealed.GetNonce()), kr.CurrentKeyID(), taskseal.Algorithm)
+	}
+	got, err := kr.Open("task-1", sealed)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if !proto.Equal(got, secrets()) {
+		t.Errorf("Open(Seal(s)) = %v, want the original secrets", got)
+	}
+}
+
+func TestSealedHoldsNoPlaintext(t *testing.T) {
+	kr := keyring(t, taskseal.GenerateKey())
+	sealed, err := kr.Seal("task-1", secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := &imapcopyv1.SyncTask{TaskId: "task-1", Sealed: sealed}
+	wire, err := proto.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"ciphertext":           sealed.GetCiphertext(),
+		"marshalled task":      wire,
+		"task String()":        []byte(task.String()),
+		"sealed %v":            []byte(fmt.Sprintf("%v", sealed)),
+		"base64 of ciphertext": []byte(base64.StdEncoding.EncodeToString(sealed.GetCiphertext())),
+	} {
+		if bytes.Contains(b, []byte(canary)) || bytes.Contains(b, []byte("Canary")) {
+			t.Errorf("%s contains the canary password", name)
+		}
+	}
+}
+
+func TestNoncesDiffer(t *testing.T) {
+	kr := keyring(t, taskseal.GenerateKey())
+	a, _ := kr.Seal("t", secrets())
+	b, _ := kr.Seal("t", secrets())
+	if bytes.Equal(a.GetNonce(), b.GetNonce()) || bytes.Equal(a.GetCiphertext(), b.GetCiphertext()) {
+		t.Fatal("two seals of the same secrets share a nonce or a ciphertext")
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	k1, k2 := taskseal.GenerateKey(), taskseal.GenerateKey()
+	kr := keyring(t, k1, k2)
+	// Another key under k1's id: opens nothing sealed with the real k1.
+	impostor := keyring(t, taskseal.Key{ID: k1.ID, Secret: k2.Secret})
+
+	good, err := kr.Seal("task-1", secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate := func(f func(s *imapcopyv1.SealedSecrets)) *imapcopyv1.SealedSecrets {
+		s := proto.Clone(good).(*imapcopyv1.SealedSecrets)
+		f(s)
+		return s
+	}
+	tests := []struct {
+		name    string
+		kr      *taskseal.Keyring
+		taskID  string
+		sealed  *imapcopyv1.SealedSecrets
+		wantErr error
+		wantIn  string // in the error message
+	}{
+		{"wrong task id", kr, "task-2", good, taskseal.ErrOpen, `"task-2"`},
+		{"tampered ciphertext", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.Ciphertext[0] ^= 1 }), taskseal.ErrOpen, k1.ID},
+		{"tampered tag", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.Ciphertext[len(s.Ciphertext)-1] ^= 0x80 }), taskseal.ErrOpen, k1.ID},
+		{"tampered nonce", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.Nonce[3] ^= 1 }), taskseal.ErrOpen, k1.ID},
+		{"short nonce", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.Nonce = s.Nonce[:8] }), taskseal.ErrOpen, "nonce"},
+		{"key id swapped to another key in the ring", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.KeyId = k2.ID }), taskseal.ErrOpen, k2.ID},
+		{"different key under the same id", impostor, "task-1", good, taskseal.ErrOpen, k1.ID},
+		{"unknown key id", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.KeyId = "k-retired-2019" }), taskseal.ErrUnknownKey, `"k-retired-2019"`},
+		{"other algorithm", kr, "task-1", mutate(func(s *imapcopyv1.SealedSecrets) { s.Algorithm = "XChaCha20-Poly1305" }), nil, "XChaCha20-Poly1305"},
+		{"nil", kr, "task-1", nil, nil, "no sealed secrets"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.kr.Open(tt.taskID, tt.sealed)
+			if err == nil {
+				t.Fatalf("Open = %v, nil; want an error", got)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Open error = %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantIn) {
+				t.Errorf("Open error = %q, want it to mention %s", err, tt.wantIn)
+			}
+			if strings.Contains(err.Error(), canary) {
+				t.Errorf("Open error contains the canary: %q", err)
+			}
+		})
+	}
+}
+
+func TestSealRefusesEmptyTaskID(t *testing.T) {
+	kr := keyring(t, taskseal.GenerateKey())
+	if _, err := kr.Seal("", secrets()); err == nil {
+		t.Fatal(`Seal("") succeeded, want an error`)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	oldKey, newKey := taskseal.GenerateKey(), taskseal.GenerateKey()
+	before := keyring(t, oldKey)
+	queued, err := before.Seal("queued-task", secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	after := keyring(t, newKey, oldKey) // new key first: it seals from now on
+	if got := after.CurrentKeyID(); got != newKey.ID {
+		t.Fatalf("CurrentKeyID = %q, want %q", got, newKey.ID)
+	}
+	if _, err := after.Open("queued-task", queued); err != nil {
+		t.Fatalf("opening a task sealed before the rotation: %v", err)
+	}
+	fresh, err := after.Seal("new-task", secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.GetKeyId() != newKey.ID {
+		t.Errorf("sealed with %q, want the new current key %q", fresh.GetKeyId(), newKey.ID)
+	}
+	// A copier not yet given the new key says which key it lacks.
+	_, err = before.Open("new-task", fresh)
+	if !errors.Is(err, taskseal.ErrUnknownKey) || !strings.Contains(err.Error(), newKey.ID) {
+		t.Errorf("old keyring opening a new task: err = %v, want ErrUnknownKey naming %q", err, newKey.ID)
+	}
+}
+
+func TestParseKeyring(t *testing.T) {
+	b64 := func(n int) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, n)) }
+	k := b64(32)
+	tests := []struct {
+		name     string
+		file     string
+		wantIDs  []string // nil: want an error
+		errNotIn string   // the error must not quote this (key material)
+	}{
+		{"one key", "k1:" + k + "\n", []string{"k1"}, ""},
+		{"first is current, comments and blanks", "# keys\n\n  new.2026-01_a : " + k + "  \nold:" + k + "\n", []string{"new.2026-01_a", "old"}, ""},
+		{"no trailing newline", "k1:" + k, []string{"k1"}, ""},
+		{"empty", "", nil, ""},
+		{"only comments", "# nothing\n", nil, ""},
+		{"missing colon", "k1" + k + "\n", nil, k},
+		{"bad base64", "k1:" + k[:20] + "!!" + k[22:] + "\n", nil, k[:20]},
+		{"short key", "k1:" + b64(16) + "\n", nil, ""},
+		{"duplicate id", "k1:" + k + "\nk1:" + k + "\n", nil, ""},
+		{"bad id", "k 1:" + k + "\n", nil, ""},
+		{"empty id", ":" + k + "\n", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kr, err := taskseal.ParseKeyring([]byte(tt.file))
+			if tt.wantIDs == nil {
+				if err == nil {
+					t.Fatalf("ParseKeyring = %v, want an error", kr)
+				}
+				if tt.errNotIn != "" && strings.Contains(err.Error(), tt.errNotIn) {
+					t.Errorf("error %q quotes key material", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseKeyring: %v", err)
+			}
+			if got := kr.KeyIDs(); strings.Join(got, ",") != strings.Join(tt.wantIDs, ",") {
+				t.Errorf("KeyIDs = %q, want %q", got, tt.wantIDs)
+			}
+			if got := kr.CurrentKeyID(); got != tt.wantIDs[0] {
+				t.Errorf("CurrentKeyID = %q, want %q", got, tt.wantIDs[0])
+			}
+		})
+	}
+}
+
+func TestFormatParseRoundTrip(t *testing.T) {
+	k1, k2 := taskseal.GenerateKey(), taskseal.GenerateKey()
+	if k1.ID == k2.ID {
+		t.Fatalf("two generated keys share the id %q", k1.ID)
+	}
+	kr, err := taskseal.ParseKeyring(taskseal.FormatKeys(k1, k2))
+	if err != nil {
+		t.Fatalf("ParseKeyring(FormatKeys): %v", err)
+	}
+	sealed, err := keyring(t, k2).Seal("t", secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Open("t", sealed); err != nil {
+		t.Errorf("keyring parsed from FormatKeys does not open what k2 sealed: %v", err)
+	}
+	if kr.CurrentKeyID() != k1.ID {
+		t.Errorf("CurrentKeyID = %q, want %q", kr.CurrentKeyID(), k1.ID)
+	}
+}
+
+func TestEnsureKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "task-keys")
+	kr1, created, err := taskseal.EnsureKeyFile(path)
+	if err != nil || !created {
+		t.Fatalf("EnsureKeyFile on a new path = created %v, err %v; want true, nil", created, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("key file mode = %v, want 0600", got)
+	}
+	kr2, created, err := taskseal.EnsureKeyFile(path)
+	if err != nil || created {
+		t.Fatalf("EnsureKeyFile on an existing file = created %v, err %v; want false, nil", created, err)
+	}
+	sealed, err := kr1.Seal("t", secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr2.Open("t", sealed); err != nil {
+		t.Errorf("the reloaded keyring does not open what the first sealed: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("key dir holds %d entries, want only the key file (no temp file left)", len(entries))
+	}
+}
+
+func TestEnsureKeyFileRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "task-keys")
+	const n = 8
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			kr, _, err := taskseal.EnsureKeyFile(path)
+			if err != nil {
+				t.Errorf("EnsureKeyFile: %v", err)
+				return
+			}
+			ids[i] = kr.CurrentKeyID()
+		})
+	}
+	wg.Wait()
+	for i := 1; i < n; i++ {
+		if ids[i] != ids[0] {
+			t.Fatalf("racing EnsureKeyFile calls got different keys: %q", ids)
+		}
+	}
+}
+
+func TestKeysNeverPrinted(t *testing.T) {
+	k := taskseal.GenerateKey()
+	kr := keyring(t, k)
+	secretB64 := base64.StdEncoding.EncodeToString(k.Secret)
+	var logBuf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("loaded", "keyring", kr, "key", k)
+	for _, s := range []string{
+		fmt.Sprintf("%v %+v %#v %s", kr, kr, kr, kr),
+		fmt.Sprintf("%v %+v %#v %s", k, k, k, k),
+		logBuf.String(),
+	} {
+		if !strings.Contains(s, k.ID) {
+			t.Errorf("rendering %q does not show the key id", s)
+		}
+		if strings.Contains(s, secretB64) || strings.Contains(s, fmt.Sprint(k.Secret)) || strings.Contains(s, fmt.Sprintf("%x", k.Secret)) {
+			t.Errorf("rendering %q shows the key", s)
+		}
+	}
+}
