@@ -1,0 +1,271 @@
+package imapconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Dialer opens network connections; netpolicy's dialer and tests' proxies implement it.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Options tunes how connections are made. The zero value is usable.
+type Options struct {
+	Dialer       Dialer        // nil: a net.Dialer
+	DialTimeout  time.Duration // TCP + TLS + greeting (+ STARTTLS); default 30s
+	LoginTimeout time.Duration // capabilities + login; default 60s
+	IdleTimeout  time.Duration // sliding: no byte moving for this long while an answer is awaited fails the conn; default 5m
+	Logger       *slog.Logger  // nil: discard
+}
+
+const (
+	defaultDialTimeout  = 30 * time.Second
+	defaultLoginTimeout = 60 * time.Second
+	defaultIdleTimeout  = 5 * time.Minute
+)
+
+func (o Options) withDefaults() Options {
+	if o.Dialer == nil {
+		o.Dialer = &net.Dialer{}
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = defaultDialTimeout
+	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = defaultLoginTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = defaultIdleTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Addr is the account's server address, host:port.
+func (a Account) Addr() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) }
+
+// TLSConfig is the TLS configuration for the account: certificates verified against
+// RootCAs (system roots when nil) for the name Host, unless InsecureSkipVerify.
+func TLSConfig(acct Account) *tls.Config {
+	return &tls.Config{
+		ServerName:         acct.Host,
+		RootCAs:            acct.RootCAs,
+		InsecureSkipVerify: acct.InsecureSkipVerify,
+		MinVersion:         tls.VersionTLS12,
+		NextProtos:         []string{"imap"},
+	}
+}
+
+// DialTransport opens the account's TCP connection through opts.Dialer and, for
+// SecurityTLS, completes the TLS handshake; both bounded by opts.DialTimeout. The
+// connection counts bytes, fails when idle while an answer is awaited (see Options), and is
+// closed when ctx ends. It does not read the greeting. Errors are *Error.
+func DialTransport(ctx context.Context, acct Account, opts Options) (net.Conn, error) {
+	opts = opts.withDefaults()
+	dialCtx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	nc, _, err := dialTransport(ctx, dialCtx, acct, opts)
+	if err != nil {
+		return nil, err
+	}
+	return nc, nil
+}
+
+// dialTransport is DialTransport with the dial phase bounded by dialCtx and the
+// connection's life by ctx. It also returns the counting wrapper.
+func dialTransport(ctx, dialCtx context.Context, acct Account, opts Options) (net.Conn, *conn, error) {
+	addr := acct.Addr()
+	op := "connect to " + addr
+	if acct.Host == "" || acct.Port <= 0 || acct.Port > 65535 {
+		return nil, nil, &Error{Kind: KindUnreachable, Op: op, Err: fmt.Errorf("the server address is incomplete")}
+	}
+	switch acct.Security {
+	case SecurityTLS, SecurityStartTLS, SecurityPlaintext:
+	default:
+		return nil, nil, &Error{Kind: KindUnknown, Op: op, Err: fmt.Errorf("no connection security chosen (want TLS, STARTTLS or plaintext)")}
+	}
+	raw, err := opts.Dialer.DialContext(dialCtx, "tcp", addr)
+	if err != nil {
+		return nil, nil, phaseError(ctx, dialCtx, op, opts.DialTimeout, err)
+	}
+	c := newConn(raw, opts.IdleTimeout)
+	c.bind(ctx)
+	if acct.Security != SecurityTLS {
+		return c, c, nil
+	}
+	tc := tls.Client(c, TLSConfig(acct))
+	if err := tc.HandshakeContext(dialCtx); err != nil {
+		c.Close()
+		return nil, nil, tlsError(ctx, dialCtx, "start TLS with "+addr, opts.DialTimeout, err)
+	}
+	return tc, c, nil
+}
+
+// phaseError classifies err from a phase bounded by phaseCtx (itself derived from ctx).
+func phaseError(ctx, phaseCtx context.Context, op string, limit time.Duration, err error) *Error {
+	switch {
+	case ctx.Err() != nil:
+		kind := KindClosed
+		if ctx.Err() == context.DeadlineExceeded {
+			kind = KindTimeout
+		}
+		return &Error{Kind: kind, Op: op, Err: fmt.Errorf("gave up: %w", context.Cause(ctx))}
+	case phaseCtx.Err() != nil:
+		return &Error{Kind: KindTimeout, Op: op, Err: fmt.Errorf("no answer within %v: %w", limit, context.DeadlineExceeded)}
+	}
+	kind := classify(err)
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		err = opErr.Err // "dial tcp host:port" repeats the op
+	}
+	var verifyErr *tls.CertificateVerificationError
+	if errors.As(err, &verifyErr) {
+		err = fmt.Errorf("the server's certificate is not trusted (give its CA, or skip verification for this account): %w", err)
+	}
+	return &Error{Kind: kind, Op: op, Err: err}
+}
+
+func tlsError(ctx, phaseCtx context.Context, op string, limit time.Duration, err error) *Error {
+	e := phaseError(ctx, phaseCtx, op, limit, err)
+	if e.Kind == KindClosed && ctx.Err() == nil {
+		// The server hung up during the handshake: it does not speak TLS to us.
+		e.Kind = KindTLS
+		e.Err = fmt.Errorf("the server closed the connection during the TLS handshake (is this a STARTTLS or plaintext port?): %w", err)
+		return e
+	}
+	if e.Kind != KindTLS {
+		return e
+	}
+	var rec tls.RecordHeaderError
+	if errors.As(err, &rec) {
+		e.Err = fmt.Errorf("the server does not speak TLS on this port (is it a STARTTLS or plaintext port?): %w", err)
+	}
+	return e
+}
+
+// conn wraps a TCP connection: it counts bytes and enforces the sliding idle timeout.
+//
+// Deadlines: the layers above (go-imap, TLS, pkg/imapappend) do not set real deadlines on
+// this conn. A non-zero SetReadDeadline means "an answer is expected: arm the idle
+// timeout", a zero one disarms it; the time itself is ignored. The idle timeout is also
+// armed from every write until the next byte is read, because every IMAP client write
+// expects an answer. Armed, a read that sees no byte for idle fails with a timeout; writes
+// are sent in chunks that must each leave within idle. So a transfer that keeps moving never
+// times out, however long, and an idle connection between commands is left alone.
+type conn struct {
+	net.Conn
+	idle time.Duration
+
+	read, written atomic.Int64
+
+	mu        sync.Mutex
+	readArmed bool // the layer above expects an answer
+	awaiting  bool // bytes were written since the last byte was read
+
+	closeOnce sync.Once
+	closeErr  error
+	unbind    func() bool
+}
+
+func newConn(nc net.Conn, idle time.Duration) *conn {
+	return &conn{Conn: nc, idle: idle, unbind: func() bool { return false }}
+}
+
+// bind closes the connection when ctx ends.
+func (c *conn) bind(ctx context.Context) {
+	c.unbind = context.AfterFunc(ctx, func() { c.Close() })
+}
+
+const writeChunk = 64 << 10
+
+func (c *conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	c.applyReadDeadlineLocked()
+	c.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.read.Add(int64(n))
+		c.mu.Lock()
+		c.awaiting = false
+		c.mu.Unlock()
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("nothing received for %v: %w", c.idle, err)
+	}
+	return n, err
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		chunk := p
+		if len(chunk) > writeChunk {
+			chunk = chunk[:writeChunk]
+		}
+		if c.idle > 0 {
+			c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+		}
+		n, err := c.Conn.Write(chunk)
+		total += n
+		if n > 0 {
+			c.written.Add(int64(n))
+			c.mu.Lock()
+			c.awaiting = true
+			c.applyReadDeadlineLocked()
+			c.mu.Unlock()
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("could not send for %v: %w", c.idle, err)
+			}
+			return total, err
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
+
+func (c *conn) applyReadDeadlineLocked() {
+	if c.idle <= 0 {
+		return
+	}
+	if c.readArmed || c.awaiting {
+		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	} else {
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// SetReadDeadline arms (non-zero t) or disarms (zero t) the idle timeout for reads.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readArmed = !t.IsZero()
+	c.applyReadDeadlineLocked()
+	return nil
+}
+
+// SetWriteDeadline is ignored: writes are always bounded by the idle timeout.
+func (c *conn) SetWriteDeadline(time.Time) error { return nil }
+
+func (c *conn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.unbind()
+		c.closeErr = c.Conn.Close()
+	})
+	return c.closeErr
+}

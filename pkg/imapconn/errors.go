@@ -1,0 +1,220 @@
+package imapconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Kind classifies a connection failure by what the user or operator can do about it.
+type Kind int
+
+const (
+	KindUnknown             Kind = iota
+	KindUnreachable              // DNS failure, connection refused, no route, the server turned us away
+	KindTimeout                  // nothing came back in time
+	KindTLS                      // certificate or handshake failure
+	KindStartTLSUnavailable      // STARTTLS required but not offered
+	KindNotIMAP                  // something that is not an IMAP server answered
+	KindAuth                     // the server refused the login
+	KindRefusedByPolicy          // our own network policy refused the address
+	KindProtocol                 // the server broke the protocol
+	KindClosed                   // the connection was closed under a command
+)
+
+var kindNames = [...]string{
+	KindUnknown:             "unknown",
+	KindUnreachable:         "unreachable",
+	KindTimeout:             "timeout",
+	KindTLS:                 "tls",
+	KindStartTLSUnavailable: "starttls-unavailable",
+	KindNotIMAP:             "not-imap",
+	KindAuth:                "auth",
+	KindRefusedByPolicy:     "refused-by-policy",
+	KindProtocol:            "protocol",
+	KindClosed:              "closed",
+}
+
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Error is a classified connection failure. Op says what was being done ("log in to
+// imap.example.com:993 as bob@example.com"); Err says what went wrong in words a person can
+// act on. Neither ever contains a password or a token.
+type Error struct {
+	Kind Kind
+	Op   string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Op
+	}
+	return e.Op + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf classifies any error: the Kind of the first *Error in the chain, else a
+// classification of the chain itself. An error in the chain that implements
+// RefusedByPolicy() bool and returns true always gives KindRefusedByPolicy.
+func KindOf(err error) Kind {
+	if err == nil {
+		return KindUnknown
+	}
+	var p interface{ RefusedByPolicy() bool }
+	if errors.As(err, &p) && p.RefusedByPolicy() {
+		return KindRefusedByPolicy
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return classify(err)
+}
+
+// classify guesses the Kind of an error from the network, TLS or IMAP layers.
+func classify(err error) Kind {
+	var p interface{ RefusedByPolicy() bool }
+	if errors.As(err, &p) && p.RefusedByPolicy() {
+		return KindRefusedByPolicy
+	}
+	var (
+		dnsErr     *net.DNSError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		certErr    x509.CertificateInvalidError
+		verifyErr  *tls.CertificateVerificationError
+		recordErr  tls.RecordHeaderError
+		alertErr   tls.AlertError
+		echErr     *tls.ECHRejectionError
+		imapErr    *imap.Error
+		netErr     net.Error
+		syscallErr syscall.Errno
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr),
+		errors.As(err, &verifyErr), errors.As(err, &recordErr), errors.As(err, &alertErr),
+		errors.As(err, &echErr):
+		return KindTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return KindTimeout
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsTimeout {
+			return KindTimeout
+		}
+		return KindUnreachable
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+		return KindUnreachable
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, context.Canceled):
+		return KindClosed
+	case errors.As(err, &imapErr):
+		return KindProtocol
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return KindTimeout
+	case errors.As(err, &syscallErr):
+		return KindUnreachable
+	}
+	// go-imap flattens the errors below it with %v: fall back on their words.
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "tls: "), strings.Contains(msg, "x509: "):
+		return KindTLS
+	case strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "deadline exceeded"):
+		return KindTimeout
+	case strings.Contains(msg, "use of closed network connection"), strings.Contains(msg, "EOF"),
+		strings.Contains(msg, "connection reset"), strings.Contains(msg, "broken pipe"):
+		return KindClosed
+	}
+	return KindUnknown
+}
+
+// ResponseCode returns the response code of the first IMAP status response (*imap.Error)
+// in err's chain, or "" when there is none.
+func ResponseCode(err error) imap.ResponseCode {
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return imap.ResponseCode(strings.ToUpper(string(imapErr.Code)))
+	}
+	return ""
+}
+
+// IsOverQuota reports whether err carries a server's refusal because the account is over
+// quota: the OVERQUOTA response code (RFC 5530), or, from servers that predate it, a NO
+// whose text speaks of a quota.
+func IsOverQuota(err error) bool {
+	var imapErr *imap.Error
+	if !errors.As(err, &imapErr) {
+		return false
+	}
+	if strings.EqualFold(string(imapErr.Code), string(imap.ResponseCodeOverQuota)) {
+		return true
+	}
+	if imapErr.Type != imap.StatusResponseTypeNo {
+		return false
+	}
+	text := strings.ToLower(imapErr.Text)
+	return strings.Contains(text, "quota") || strings.Contains(text, "mailbox is full") ||
+		strings.Contains(text, "mailbox full")
+}
+
+// IsTooBig reports whether err carries a server's refusal of a message for its size
+// (TOOBIG from RFC 7889, or LIMIT from RFC 5530).
+func IsTooBig(err error) bool {
+	switch ResponseCode(err) {
+	case imap.ResponseCodeTooBig, imap.ResponseCodeLimit:
+		return true
+	}
+	return false
+}
+
+// serverText makes a server's free text safe to show: printable, bounded, and without the
+// account's secrets (a hostile server could echo them back).
+func serverText(s string, acct Account) string {
+	const max = 200
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= max {
+			b.WriteString("…")
+			break
+		}
+		if r < 0x20 || r == 0x7f {
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return redactSecrets(strings.TrimSpace(b.String()), acct)
+}
+
+// redactSecrets removes the account's password and token from s, should a server have
+// echoed them.
+func redactSecrets(s string, acct Account) string {
+	secrets := []string{acct.Password, acct.OAuth2Token}
+	if acct.Password != "" {
+		secrets = append(secrets, encodeSASL([]byte("\x00"+acct.Login+"\x00"+acct.Password)))
+	}
+	if acct.OAuth2Token != "" {
+		secrets = append(secrets, encodeSASL(xoauth2Response(acct.Login, acct.OAuth2Token)))
+	}
+	for _, secret := range secrets {
+		if len(secret) >= 3 {
+			s = strings.ReplaceAll(s, secret, "REDACTED")
+		}
+	}
+	return s
+}

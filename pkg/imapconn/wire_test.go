@@ -1,0 +1,143 @@
+package imapconn
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+func TestReadResponse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Response
+	}{
+		{"* OK [CAPABILITY IMAP4rev1 LITERAL+] Dovecot ready.\r\n", Response{Tag: "*", Type: "OK", Code: "CAPABILITY", CodeArgs: "IMAP4rev1 LITERAL+", Text: "Dovecot ready."}},
+		{"A1 OK [APPENDUID 1700000000 3955:3957] Append completed.\r\n", Response{Tag: "A1", Type: "OK", Code: "APPENDUID", CodeArgs: "1700000000 3955:3957", Text: "Append completed."}},
+		{"a2 no [overquota] Quota exceeded\r\n", Response{Tag: "a2", Type: "NO", Code: "OVERQUOTA", Text: "Quota exceeded"}},
+		{"A3 BAD\r\n", Response{Tag: "A3", Type: "BAD"}},
+		{"* 23 EXISTS\r\n", Response{Tag: "*", Type: "EXISTS"}},
+		{"* CAPABILITY IMAP4rev1 IDLE\r\n", Response{Tag: "*", Type: "CAPABILITY", Text: "IMAP4rev1 IDLE"}},
+		{"+ go ahead\r\n", Response{Tag: "+", Text: "go ahead"}},
+		{"+\r\n", Response{Tag: "+"}},
+		{"* BYE shutting down\r\n", Response{Tag: "*", Type: "BYE", Text: "shutting down"}},
+		{"* 1 FETCH (BODY[] {12}\r\nA1 OK hello\r\n FLAGS (\\Seen))\r\n", Response{Tag: "*", Type: "FETCH", Text: "(BODY[] {12}"}},
+		{"* 1 FETCH (A {3}\r\nabc B {0}\r\n)\r\n", Response{Tag: "*", Type: "FETCH", Text: "(A {3}"}},
+	} {
+		got, err := ReadResponse(bufio.NewReader(strings.NewReader(tc.in + "T9 OK next\r\n")))
+		if err != nil {
+			t.Errorf("ReadResponse(%q) error = %v", tc.in, err)
+			continue
+		}
+		got.line = ""
+		if *got != tc.want {
+			t.Errorf("ReadResponse(%q) = %+v, want %+v", tc.in, *got, tc.want)
+		}
+	}
+}
+
+func TestReadResponseSkipsLiteralsAndBoundsLines(t *testing.T) {
+	long := strings.Repeat("x", 3*MaxLine)
+	in := "* 1 FETCH (BODY[] {7}\r\nA1 OK\r\n" + long + ")\r\nA1 OK done\r\n"
+	r := bufio.NewReader(strings.NewReader(in))
+	first, err := ReadResponse(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Type != "FETCH" {
+		t.Errorf("first response = %+v, want the FETCH", first)
+	}
+	second, err := ReadResponse(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Tag != "A1" || second.Type != "OK" || second.Text != "done" {
+		t.Errorf("second response = %+v, want A1 OK done", second)
+	}
+
+	resp, err := ReadResponse(bufio.NewReader(strings.NewReader("* OK " + long + "\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Text) > MaxLine {
+		t.Errorf("len(Text) = %d, want at most %d", len(resp.Text), MaxLine)
+	}
+}
+
+func TestReadResponseErrors(t *testing.T) {
+	for _, in := range []string{"", "* OK trunc", "* 1 FETCH (BODY[] {50}\r\nshort", "garbage\r\n"} {
+		_, err := ReadResponse(bufio.NewReader(strings.NewReader(in)))
+		if err == nil {
+			t.Errorf("ReadResponse(%q) error = nil, want one", in)
+		}
+		if in != "garbage\r\n" && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("ReadResponse(%q) error = %v, want io.ErrUnexpectedEOF", in, err)
+		}
+	}
+}
+
+func TestQuote(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"bob", `"bob"`, true},
+		{`a"b\c`, `"a\"b\\c"`, true},
+		{"", `""`, true},
+		{"a\r\nb", "", false},
+		{"pässword", "", false},
+		{"nul\x00", "", false},
+	} {
+		got, ok := Quote(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Quote(%q) = %q, %v, want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParseCaps(t *testing.T) {
+	caps := ParseCaps("imap4rev1 literal+ AUTH=plain  MULTIAPPEND")
+	for _, want := range []imap.Cap{imap.CapIMAP4rev1, imap.CapLiteralPlus, "AUTH=PLAIN", imap.CapMultiAppend} {
+		if !caps.Has(want) {
+			t.Errorf("ParseCaps(...) = %v, lacks %s", caps, want)
+		}
+	}
+}
+
+func TestIsOverQuota(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota, Text: "Quota exceeded (mailbox for user is full)"}, true},
+		{fmt.Errorf("append: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Quota exceeded"}), true},
+		{&imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox is full"}, true},
+		{&imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "Mailbox doesn't exist"}, false},
+		{&imap.Error{Type: imap.StatusResponseTypeBad, Text: "quota syntax"}, false},
+		{errors.New("quota"), false},
+		{nil, false},
+	} {
+		if got := IsOverQuota(tc.err); got != tc.want {
+			t.Errorf("IsOverQuota(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestKindString(t *testing.T) {
+	if got := KindAuth.String(); got != "auth" {
+		t.Errorf("KindAuth.String() = %q, want auth", got)
+	}
+}
+
+func TestAccountRedacts(t *testing.T) {
+	acct := Account{Host: "h", Port: 1, Login: "bob", Password: "s3cret-pass", OAuth2Token: "tok-en-123"}
+	for _, s := range []string{acct.String(), fmt.Sprint(acct), fmt.Sprintf("%+v", acct.LogValue())} {
+		if strings.Contains(s, acct.Password) || strings.Contains(s, acct.OAuth2Token) {
+			t.Errorf("%q contains a secret", s)
+		}
+	}
+}
