@@ -10,15 +10,17 @@ import (
 // SECURITY_UNSPECIFIED when the customer must give them.
 func (p Provider) Proto() *imapcopyv1.Provider {
 	return &imapcopyv1.Provider{
-		Id:          p.ID,
-		DisplayName: p.DisplayName,
-		Host:        p.Host,
-		Port:        uint32(p.Port),
-		Security:    SecurityToProto(p.Security),
-		Source:      p.Source,
-		Destination: p.Destination,
-		Limits:      p.Limits.Proto(),
-		Help:        p.Help,
+		Id:           p.ID,
+		DisplayName:  p.DisplayName,
+		Host:         p.Host,
+		Port:         uint32(p.Port),
+		Security:     SecurityToProto(p.Security),
+		Source:       p.Source,
+		Destination:  p.Destination,
+		Limits:       p.Limits.Proto(),
+		Help:         p.Help,
+		HostRequired: p.HostRequired(),
+		Oauth2Only:   p.OAuth2Only,
 	}
 }
 

@@ -528,7 +528,11 @@ type Provider struct {
 	Destination bool            `protobuf:"varint,7,opt,name=destination,proto3" json:"destination,omitempty"`
 	Limits      *ProviderLimits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
 	// A hint for the customer, such as "use an app password".
-	Help          string `protobuf:"bytes,9,opt,name=help,proto3" json:"help,omitempty"`
+	Help string `protobuf:"bytes,9,opt,name=help,proto3" json:"help,omitempty"`
+	// The customer must type the server's host (it differs per customer).
+	HostRequired bool `protobuf:"varint,10,opt,name=host_required,json=hostRequired,proto3" json:"host_required,omitempty"`
+	// The provider accepts only OAuth2 (oauth2_access_token), not passwords.
+	Oauth2Only    bool `protobuf:"varint,11,opt,name=oauth2_only,json=oauth2Only,proto3" json:"oauth2_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +628,20 @@ func (x *Provider) GetHelp() string {
 		return x.Help
 	}
 	return ""
+}
+
+func (x *Provider) GetHostRequired() bool {
+	if x != nil {
+		return x.HostRequired
+	}
+	return false
+}
+
+func (x *Provider) GetOauth2Only() bool {
+	if x != nil {
+		return x.Oauth2Only
+	}
+	return false
 }
 
 type ListProvidersRequest struct {
@@ -1995,7 +2013,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x0fmax_connections\x18\x01 \x01(\rR\x0emaxConnections\x12(\n" +
 	"\x10max_message_size\x18\x02 \x01(\x04R\x0emaxMessageSize\x120\n" +
 	"\x14daily_download_bytes\x18\x03 \x01(\x04R\x12dailyDownloadBytes\x12,\n" +
-	"\x12daily_upload_bytes\x18\x04 \x01(\x04R\x10dailyUploadBytes\"\x9b\x02\n" +
+	"\x12daily_upload_bytes\x18\x04 \x01(\x04R\x10dailyUploadBytes\"\xe1\x02\n" +
 	"\bProvider\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x12\n" +
@@ -2005,7 +2023,11 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x06source\x18\x06 \x01(\bR\x06source\x12 \n" +
 	"\vdestination\x18\a \x01(\bR\vdestination\x123\n" +
 	"\x06limits\x18\b \x01(\v2\x1b.imapcopy.v1.ProviderLimitsR\x06limits\x12\x12\n" +
-	"\x04help\x18\t \x01(\tR\x04help\"D\n" +
+	"\x04help\x18\t \x01(\tR\x04help\x12#\n" +
+	"\rhost_required\x18\n" +
+	" \x01(\bR\fhostRequired\x12\x1f\n" +
+	"\voauth2_only\x18\v \x01(\bR\n" +
+	"oauth2Only\"D\n" +
 	"\x14ListProvidersRequest\x12,\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x18.imapcopy.v1.AccountRoleR\x04role\"L\n" +
 	"\x15ListProvidersResponse\x123\n" +
