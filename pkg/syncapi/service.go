@@ -1,0 +1,578 @@
+package syncapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/providers"
+	"imapcopy.dev/pkg/syncstatus"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+// Store is the part of the status and lock store the api uses; syncstatus.Redis and
+// syncstatus.KV implement it.
+type Store interface {
+	Acquire(ctx context.Context, source string, ttl time.Duration) (token string, err error)
+	Release(ctx context.Context, source, token string) error
+	Put(ctx context.Context, source, token string, st *imapcopyv1.SyncStatus) error
+	Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error)
+	Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error]
+	RequestCancel(ctx context.Context, source, taskID string) error
+}
+
+// Publisher puts a task on the work queue, its task id being the message id.
+type Publisher interface {
+	Publish(ctx context.Context, task *imapcopyv1.SyncTask) error
+}
+
+// Sealer encrypts a task's secrets, bound to the task id; *taskseal.Keyring
+// implements it.
+type Sealer interface {
+	Seal(taskID string, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error)
+}
+
+// AccountProber tests an account by connecting to it; *Prober implements it.
+type AccountProber interface {
+	Probe(ctx context.Context, acct imapconn.Account, role imapcopyv1.AccountRole, details bool) *imapcopyv1.TestAccountResponse
+}
+
+// PolicyChecker decides, without connecting, whether the network policy lets host and
+// port be dialled; *netpolicy.Dialer implements it. A refusal is an error whose chain
+// has RefusedByPolicy() returning true.
+type PolicyChecker interface {
+	Check(ctx context.Context, host string, port int) ([]netip.Addr, error)
+}
+
+// Catalogue holds the provider presets; *providers.Catalog implements it.
+type Catalogue interface {
+	ListProto(role imapcopyv1.AccountRole) []*imapcopyv1.Provider
+	Resolve(role imapcopyv1.AccountRole, acct *imapcopyv1.Account) (providers.Server, error)
+}
+
+// Clock tells the time; tests use a fake one for rate limits.
+type Clock interface{ Now() time.Time }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Deps are the collaborators of the service.
+type Deps struct {
+	Store     Store
+	Queue     Publisher
+	Sealer    Sealer
+	Prober    AccountProber
+	Policy    PolicyChecker
+	Providers Catalogue
+	Clock     Clock        // nil: the system clock
+	Logger    *slog.Logger // nil: discard
+	Metrics   *Metrics     // nil: no metrics
+}
+
+// Options are the operator's choices; the zero value takes the defaults.
+type Options struct {
+	// AllowPlaintext lets customers choose SECURITY_PLAINTEXT.
+	AllowPlaintext bool
+	// RootCAs verify IMAP servers' certificates (nil: the system roots). Copiers must
+	// trust the same.
+	RootCAs *x509.CertPool
+	// QueuedLockTTL is the lock's lifetime while a task waits in the queue; the copier
+	// that takes the task refreshes it. Default 24h: keep it at least as long as the
+	// queue keeps an unclaimed task.
+	QueuedLockTTL time.Duration
+	// PerAddress and PerCaller limit TestAccount and StartSync by the addresses tested
+	// and by the caller. Zero Every: no limit.
+	PerAddress, PerCaller Rate
+	// MaxConcurrentTests bounds the account tests running at once (default 32; a
+	// start runs two); TestQueueWait is how long a test may wait for a slot (default 5s).
+	MaxConcurrentTests int
+	TestQueueWait      time.Duration
+	// TestTimeout bounds one account test (default 60s).
+	TestTimeout time.Duration
+}
+
+// Service implements imapcopy.v1.SyncService.
+type Service struct {
+	imapcopyv1.UnimplementedSyncServiceServer
+
+	store     Store
+	queue     Publisher
+	sealer    Sealer
+	prober    AccountProber
+	policy    PolicyChecker
+	providers Catalogue
+	clock     Clock
+	log       *slog.Logger
+	metrics   *Metrics
+
+	opts       Options
+	perAddress *keyedLimiter
+	perCaller  *keyedLimiter
+	slots      *testSlots
+
+	stopping context.Context // done at shutdown: watch streams end
+	stop     context.CancelFunc
+}
+
+// New returns the service.
+func New(deps Deps, opts Options) (*Service, error) {
+	var missing []string
+	for name, dep := range map[string]any{
+		"store": deps.Store, "queue": deps.Queue, "sealer": deps.Sealer, "prober": deps.Prober,
+		"policy": deps.Policy, "providers": deps.Providers,
+	} {
+		if dep == nil {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("syncapi: missing dependencies: %s", strings.Join(missing, ", "))
+	}
+	if deps.Clock == nil {
+		deps.Clock = systemClock{}
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.QueuedLockTTL <= 0 {
+		opts.QueuedLockTTL = 24 * time.Hour
+	}
+	if opts.MaxConcurrentTests <= 0 {
+		opts.MaxConcurrentTests = 32
+	}
+	if opts.TestQueueWait <= 0 {
+		opts.TestQueueWait = 5 * time.Second
+	}
+	if opts.TestTimeout <= 0 {
+		opts.TestTimeout = 60 * time.Second
+	}
+	// Server.Serve calls stop at shutdown, so that GracefulStop does not wait for
+	// watch streams that may never end.
+	stopping, stop := context.WithCancel(context.Background())
+	return &Service{
+		store: deps.Store, queue: deps.Queue, sealer: deps.Sealer, prober: deps.Prober,
+		policy: deps.Policy, providers: deps.Providers, clock: deps.Clock, log: deps.Logger,
+		metrics:    deps.Metrics,
+		opts:       opts,
+		perAddress: newKeyedLimiter(opts.PerAddress, deps.Clock),
+		perCaller:  newKeyedLimiter(opts.PerCaller, deps.Clock),
+		slots:      newTestSlots(opts.MaxConcurrentTests, opts.TestQueueWait),
+		stopping:   stopping,
+		stop:       stop,
+	}, nil
+}
+
+
+const (
+	msgQueued        = "not started yet, please be patient"
+	msgAlreadyExists = "a sync task for this account already exists"
+)
+
+// ListProviders implements SyncService.
+func (s *Service) ListProviders(_ context.Context, req *imapcopyv1.ListProvidersRequest) (*imapcopyv1.ListProvidersResponse, error) {
+	if err := checkRole("role", req.GetRole()); err != nil {
+		return nil, err
+	}
+	return &imapcopyv1.ListProvidersResponse{Providers: s.providers.ListProto(req.GetRole())}, nil
+}
+
+// account is a request's account once validated and resolved.
+type account struct {
+	field  string // "source", "destination" or "account", for messages
+	role   imapcopyv1.AccountRole
+	proto  *imapcopyv1.Account
+	server providers.Server
+	imap   imapconn.Account
+}
+
+// resolve validates an account of a request and applies its preset.
+func (s *Service) resolve(field string, a *imapcopyv1.Account, role imapcopyv1.AccountRole) (*account, error) {
+	if err := checkAccount(field, a, role); err != nil {
+		return nil, err
+	}
+	srv, err := s.providers.Resolve(role, a)
+	if err != nil {
+		var fe *providers.FieldError
+		if errors.As(err, &fe) {
+			return nil, status.Error(codes.InvalidArgument, field+"."+fe.Field+": "+fe.Reason)
+		}
+		return nil, status.Error(codes.InvalidArgument, field+": "+err.Error())
+	}
+	if srv.Security == imapconn.SecurityPlaintext && !s.opts.AllowPlaintext {
+		return nil, invalidf(field+".security", "IMAP without encryption is not allowed here", "use SECURITY_TLS (usually port 993) or SECURITY_STARTTLS (usually port 143)")
+	}
+	return &account{
+		field: field, role: role, proto: a, server: srv,
+		imap: imapconn.Account{
+			Host: srv.Host, Port: srv.Port, Security: srv.Security,
+			Login:              strings.TrimSpace(a.GetLogin()),
+			Password:           a.GetPassword(),
+			OAuth2Token:        a.GetOauth2AccessToken(),
+			InsecureSkipVerify: a.GetInsecureSkipVerify(),
+			RootCAs:            s.opts.RootCAs,
+		},
+	}, nil
+}
+
+// limit takes one token from the caller's bucket and one from each address's.
+func (s *Service) limit(ctx context.Context, addresses ...string) error {
+	if wait := s.perCaller.take("caller:" + Caller(ctx)); wait > 0 {
+		s.metrics.rateLimited("caller")
+		return exhausted("too many requests from this caller", wait)
+	}
+	for _, addr := range addresses {
+		if wait := s.perAddress.take("address:" + NormalizeAddress(addr)); wait > 0 {
+			s.metrics.rateLimited("address")
+			return exhausted("too many attempts for this account", wait)
+		}
+	}
+	return nil
+}
+
+func (s *Service) acquireSlots(ctx context.Context, n int) (func(), error) {
+	release, err := s.slots.acquire(ctx, n)
+	if err != nil && status.Code(err) == codes.ResourceExhausted {
+		s.metrics.rateLimited("concurrency")
+	}
+	return release, err
+}
+
+// checkPolicy answers, without connecting to the server, whether the network policy
+// refuses it: a TestAccountResponse when the test cannot go on, nil when it may.
+func (s *Service) checkPolicy(ctx context.Context, a *account) *imapcopyv1.TestAccountResponse {
+	_, err := s.policy.Check(ctx, a.imap.Host, a.imap.Port)
+	if err == nil {
+		return nil
+	}
+	if imapconn.KindOf(err) == imapconn.KindRefusedByPolicy {
+		return &imapcopyv1.TestAccountResponse{
+			Failure: imapcopyv1.TestFailure_TEST_FAILURE_REFUSED_BY_POLICY,
+			Message: redact(err.Error(), a.imap),
+		}
+	}
+	return &imapcopyv1.TestAccountResponse{
+		Failure: imapcopyv1.TestFailure_TEST_FAILURE_UNREACHABLE,
+		Message: "the host name does not resolve: check it (" + redact(err.Error(), a.imap) + ")",
+	}
+}
+
+// test checks the policy, then probes the account.
+func (s *Service) test(ctx context.Context, a *account, details bool) *imapcopyv1.TestAccountResponse {
+	resp := s.checkPolicy(ctx, a)
+	if resp == nil {
+		ctx, cancel := context.WithTimeout(ctx, s.opts.TestTimeout)
+		defer cancel()
+		resp = s.prober.Probe(ctx, a.imap, a.role, details)
+	}
+	resp.Message = redact(resp.GetMessage(), a.imap)
+	outcome := "ok"
+	if !resp.GetOk() {
+		outcome = strings.ToLower(strings.TrimPrefix(resp.GetFailure().String(), "TEST_FAILURE_"))
+	}
+	s.metrics.accountTested(roleLabel(a.role), outcome)
+	s.log.InfoContext(ctx, "account_tested", "role", roleLabel(a.role), "login", a.imap.Login,
+		"host", a.imap.Host, "port", a.imap.Port, "outcome", outcome)
+	return resp
+}
+
+func roleLabel(role imapcopyv1.AccountRole) string {
+	switch role {
+	case imapcopyv1.AccountRole_ACCOUNT_ROLE_SOURCE:
+		return "source"
+	case imapcopyv1.AccountRole_ACCOUNT_ROLE_DESTINATION:
+		return "destination"
+	}
+	return "unspecified"
+}
+
+// TestAccount implements SyncService.
+func (s *Service) TestAccount(ctx context.Context, req *imapcopyv1.TestAccountRequest) (*imapcopyv1.TestAccountResponse, error) {
+	if err := checkRole("role", req.GetRole()); err != nil {
+		return nil, err
+	}
+	a, err := s.resolve("account", req.GetAccount(), req.GetRole())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.limit(ctx, a.imap.Login); err != nil {
+		return nil, err
+	}
+	release, err := s.acquireSlots(ctx, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.test(ctx, a, true), nil
+}
+
+// testFailed is the FailedPrecondition answer of a start whose account failed its
+// test, with the reason as an ErrorInfo detail for programs.
+func testFailed(a *account, resp *imapcopyv1.TestAccountResponse) error {
+	st := status.New(codes.FailedPrecondition, a.field+" account test failed: "+resp.GetMessage())
+	info := &errdetails.ErrorInfo{
+		Reason:   resp.GetFailure().String(),
+		Domain:   "imapcopy.dev",
+		Metadata: map[string]string{"account": a.field},
+	}
+	if withInfo, err := st.WithDetails(info); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// StartSync implements SyncService: validate, resolve the presets, apply the limits
+// and the network policy, take the lock, test both logins, record QUEUED, seal the
+// secrets and publish. Every failure after the lock releases it. The lock is taken
+// before the logins so that a second start is refused without logging in anywhere.
+func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncRequest) (*imapcopyv1.StartSyncResponse, error) {
+	src, err := s.resolve("source", req.GetSource(), imapcopyv1.AccountRole_ACCOUNT_ROLE_SOURCE)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := s.resolve("destination", req.GetDestination(), imapcopyv1.AccountRole_ACCOUNT_ROLE_DESTINATION)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOptions(req.GetOptions()); err != nil {
+		return nil, err
+	}
+	if sameAccount(src.imap, dst.imap) {
+		return nil, invalidf("destination", "the same account as the source", "choose another destination account")
+	}
+	source := NormalizeAddress(src.imap.Login)
+	if err := s.limit(ctx, src.imap.Login, dst.imap.Login); err != nil {
+		return nil, err
+	}
+	for _, a := range []*account{src, dst} {
+		if resp := s.checkPolicy(ctx, a); resp != nil {
+			s.metrics.accountTested(roleLabel(a.role), "refused_by_policy")
+			return nil, testFailed(a, resp)
+		}
+	}
+
+	token, err := s.store.Acquire(ctx, source, s.opts.QueuedLockTTL)
+	if err != nil {
+		return nil, s.storeError(ctx, "acquire lock", err)
+	}
+	locked := true
+	// cleanup runs even when the caller has gone: the lock must not outlive a failed start.
+	cleanup := func(st *imapcopyv1.SyncStatus) {
+		if !locked {
+			return
+		}
+		locked = false
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if st != nil {
+			if err := s.store.Put(cctx, source, token, st); err != nil {
+				s.log.WarnContext(cctx, "status_write_failed", "source", source, "error", err.Error())
+			}
+		}
+		if err := s.store.Release(cctx, source, token); err != nil {
+			s.log.WarnContext(cctx, "lock_release_failed", "source", source, "error", err.Error())
+		}
+	}
+	defer cleanup(nil)
+
+	release, err := s.acquireSlots(ctx, 2)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]*imapcopyv1.TestAccountResponse, 2)
+	var wg sync.WaitGroup
+	for i, a := range []*account{src, dst} {
+		wg.Go(func() { results[i] = s.test(ctx, a, false) })
+	}
+	wg.Wait()
+	release()
+	for i, a := range []*account{src, dst} {
+		if !results[i].GetOk() {
+			return nil, testFailed(a, results[i])
+		}
+	}
+
+	now := s.clock.Now()
+	taskID := newTaskID()
+	st := &imapcopyv1.SyncStatus{
+		TaskId:           taskID,
+		SourceEmail:      source,
+		DestinationEmail: dst.imap.Login,
+		State:            imapcopyv1.SyncState_SYNC_STATE_QUEUED,
+		Message:          msgQueued,
+		CreatedAt:        timestamppb.New(now),
+		DryRun:           req.GetOptions().GetDryRun(),
+	}
+	if err := s.store.Put(ctx, source, token, st); err != nil {
+		return nil, s.storeError(ctx, "record queued status", err)
+	}
+	sealed, err := s.sealer.Seal(taskID, &imapcopyv1.TaskSecrets{
+		SourcePassword:               src.imap.Password,
+		SourceOauth2AccessToken:      src.imap.OAuth2Token,
+		DestinationPassword:          dst.imap.Password,
+		DestinationOauth2AccessToken: dst.imap.OAuth2Token,
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "seal_failed", "task_id", taskID, "error", err.Error())
+		cleanup(failedStatus(st, "the task could not be encrypted; the operator must check the task key"))
+		return nil, status.Error(codes.Internal, "the task could not be encrypted: the operator must check the task key configuration")
+	}
+	task := &imapcopyv1.SyncTask{
+		TaskId:      taskID,
+		SourceEmail: source,
+		Source:      endpoint(src),
+		Destination: endpoint(dst),
+		Options:     req.GetOptions(),
+		Sealed:      sealed,
+		LockToken:   token,
+		CreatedAt:   timestamppb.New(now),
+	}
+	if err := s.queue.Publish(ctx, task); err != nil {
+		s.log.WarnContext(ctx, "publish_failed", "task_id", taskID, "source", source, "error", err.Error())
+		cleanup(failedStatus(st, "the task could not be queued; start the sync again"))
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Error(codes.Unavailable, "the task queue is unavailable: nothing was started, try again in a minute")
+	}
+	locked = false // the lock now belongs to the task
+	s.metrics.syncStarted()
+	s.log.InfoContext(ctx, "sync_queued", "task_id", taskID, "source", source,
+		"source_host", src.imap.Host, "destination_host", dst.imap.Host)
+	return &imapcopyv1.StartSyncResponse{TaskId: taskID, Status: st}, nil
+}
+
+func failedStatus(queued *imapcopyv1.SyncStatus, reason string) *imapcopyv1.SyncStatus {
+	return &imapcopyv1.SyncStatus{
+		TaskId:           queued.GetTaskId(),
+		SourceEmail:      queued.GetSourceEmail(),
+		DestinationEmail: queued.GetDestinationEmail(),
+		State:            imapcopyv1.SyncState_SYNC_STATE_FAILED,
+		Message:          reason,
+		FailureReason:    reason,
+		CreatedAt:        queued.GetCreatedAt(),
+		FinishedAt:       timestamppb.Now(),
+		DryRun:           queued.GetDryRun(),
+	}
+}
+
+func endpoint(a *account) *imapcopyv1.Endpoint {
+	return &imapcopyv1.Endpoint{
+		Provider:           a.server.Provider,
+		Login:              a.imap.Login,
+		Host:               a.imap.Host,
+		Port:               uint32(a.imap.Port),
+		Security:           providers.SecurityToProto(a.imap.Security),
+		InsecureSkipVerify: a.imap.InsecureSkipVerify,
+		MaxConnections:     uint32(max(a.server.Limits.MaxConnections, 0)),
+	}
+}
+
+// sameAccount reports whether both accounts are one: copying an account into itself
+// is a mistake, never a plan.
+func sameAccount(a, b imapconn.Account) bool {
+	return strings.EqualFold(strings.TrimSuffix(a.Host, "."), strings.TrimSuffix(b.Host, ".")) &&
+		a.Port == b.Port && strings.EqualFold(a.Login, b.Login)
+}
+
+func newTaskID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}
+
+// storeError maps a store failure to the caller's answer and logs what the caller
+// is not told.
+func (s *Service) storeError(ctx context.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, syncstatus.ErrLocked):
+		return status.Error(codes.AlreadyExists, msgAlreadyExists)
+	case errors.Is(err, syncstatus.ErrNotFound):
+		return status.Error(codes.NotFound, "no sync for this account: start one with StartSync")
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	s.log.WarnContext(ctx, "store_failed", "op", op, "error", err.Error())
+	return status.Error(codes.Unavailable, "the status store is unavailable: try again in a minute")
+}
+
+// GetSyncStatus implements SyncService.
+func (s *Service) GetSyncStatus(ctx context.Context, req *imapcopyv1.GetSyncStatusRequest) (*imapcopyv1.GetSyncStatusResponse, error) {
+	source, err := checkSourceEmail(req.GetSourceEmail())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.store.Get(ctx, source)
+	if err != nil {
+		return nil, s.storeError(ctx, "get status", err)
+	}
+	return &imapcopyv1.GetSyncStatusResponse{Status: st}, nil
+}
+
+// WatchSyncStatus implements SyncService: the current status, then each change, until
+// a terminal state. At shutdown the stream ends with Unavailable: watch again.
+func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream grpc.ServerStreamingServer[imapcopyv1.WatchSyncStatusResponse]) error {
+	source, err := checkSourceEmail(req.GetSourceEmail())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
+	for st, err := range s.store.Watch(ctx, source) {
+		if err != nil {
+			if s.stopping.Err() != nil {
+				return status.Error(codes.Unavailable, "the server is shutting down: watch again")
+			}
+			return s.storeError(stream.Context(), "watch status", err)
+		}
+		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: st}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CancelSync implements SyncService. The cancel request is recorded for the current
+// task; the copier running it stops at its next step and marks it CANCELLED, and a
+// queued task is cancelled by the copier that takes it, before it starts. The answer
+// is the status as it stands, its message saying that the cancel is on its way.
+func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequest) (*imapcopyv1.CancelSyncResponse, error) {
+	source, err := checkSourceEmail(req.GetSourceEmail())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.store.Get(ctx, source)
+	if err != nil {
+		return nil, s.storeError(ctx, "get status", err)
+	}
+	if syncstatus.Terminal(st.GetState()) {
+		return &imapcopyv1.CancelSyncResponse{Status: st}, nil
+	}
+	if err := s.store.RequestCancel(ctx, source, st.GetTaskId()); err != nil {
+		return nil, s.storeError(ctx, "request cancel", err)
+	}
+	s.log.InfoContext(ctx, "cancel_requested", "task_id", st.GetTaskId(), "source", source)
+	if st.GetState() == imapcopyv1.SyncState_SYNC_STATE_QUEUED {
+		st.Message = "cancel requested: the queued sync will not start"
+	} else {
+		st.Message = "cancel requested: the sync stops at its next step"
+	}
+	return &imapcopyv1.CancelSyncResponse{Status: st}, nil
+}
