@@ -1,0 +1,545 @@
+// Package foldermap plans where each folder of a source mailbox goes on the destination.
+//
+// It owns the folder half of invariant 5 (DESIGN.md): the hierarchy survives different
+// delimiters and namespace prefixes, special-use folders land on the destination's own,
+// Unicode names stay Unicode, INBOX maps to INBOX. It is pure logic: the engine LISTs both
+// sides, calls Map, creates Plan.Create in order and copies each Plan.Folders entry.
+//
+// Guarantees of a Plan:
+//   - every listed source folder appears exactly once, in Folders or in Skipped;
+//   - no two source folders share a destination name, compared case-insensitively
+//     (servers such as Exchange fold case); a name that would be shared is reported as a
+//     Collision and the later folder gets a " (2)" suffix;
+//   - Create lists parents before children, and every destination name in the plan has
+//     its parents either on the destination or earlier in Create;
+//   - the output does not depend on the order of the input listings, and a rerun against
+//     the destination that the first run produced yields the same names.
+//
+// # Logical paths
+//
+// A folder's logical path is its name with the side's personal namespace prefix stripped,
+// split on the side's delimiter. The destination name is the logical path joined with the
+// destination's delimiter, behind the destination's prefix.
+//
+// INBOX is special: on a server with the "INBOX." prefix (Maildir++, Courier, Cyrus)
+// INBOX's children and the top-level folders are the same thing, so "INBOX.Receipts" is the
+// top-level folder "Receipts". On a "/" server without prefix, "INBOX/Receipts" is a real
+// child of INBOX, a different folder from "Receipts". Hence:
+//
+//	"/" server            "INBOX." server
+//	Receipts         -->  INBOX.Receipts  -->  Receipts
+//	INBOX/Receipts   -->  INBOX.Receipts  -->  Receipts   (the only faithful place for it)
+//
+// The round trip of a "/" server's INBOX child through a dot server therefore yields a
+// top-level folder: the dot server cannot tell the two apart. When a "/" source has both
+// "Receipts" and "INBOX/Receipts", the shallower one keeps "INBOX.Receipts" and the other is
+// reported as a Collision.
+//
+// # Names the destination cannot hold
+//
+// A name component containing the destination's delimiter (a "v1.2" onto a "." server)
+// has each delimiter replaced by "_" ("-" when the delimiter itself is "_"): "v1_2",
+// reported as a Rename. An empty component ("a//b") becomes the substitute. Onto a flat server (no
+// delimiter) the logical path is kept joined with "/".
+//
+// # Special-use folders
+//
+// A source folder with \Sent, \Drafts, \Trash, \Junk or \Archive maps onto the destination
+// folder with the same attribute, whatever the names, and its children follow it. A side
+// that carries no folder with a given attribute has its folders recognised by well-known
+// names in the main languages (top level, or under INBOX, "[Gmail]" or "[Google Mail]").
+// When the destination has no folder for the use, the source folder keeps its own mapped
+// name and is created. Only one source folder per use is mapped that way (the others keep
+// their names), preferring one whose name matches the destination's folder.
+//
+// Views (\All, \Flagged, \Important: virtual collections whose messages all live in other
+// folders, such as Gmail's "All Mail", "Starred" and "Important") are skipped unless
+// Options.IncludeGmailViews. With Gmail rules (Options.Provider "gmail", or a "[Gmail]" or
+// "[Google Mail]" folder on the source) they are also recognised by name. Included views map
+// onto the destination's own only when the destination is a Gmail-like server; appending to
+// another server's virtual folder would fail.
+package foldermap
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Folder is one LIST entry.
+type Folder struct {
+	Name  string   // as the server lists it, decoded to UTF-8 (go-imap decodes modified UTF-7)
+	Attrs []string // LIST attributes, any case: `\Noselect`, `\NonExistent`, `\Sent`, ...
+}
+
+// Side describes one account's folders.
+type Side struct {
+	Folders []Folder
+	Delim   rune   // hierarchy delimiter of the personal namespace; 0 for a flat server
+	Prefix  string // personal namespace prefix, e.g. "INBOX." or ""
+}
+
+// Options select the folders to copy.
+type Options struct {
+	// Include and Exclude are patterns on the source's logical path ("/"-joined, prefix
+	// stripped: "Receipts", not "INBOX.Receipts", on a Maildir++ server). '*' matches
+	// anything, '%' anything but "/"; a leading INBOX matches in any case, the rest is
+	// case-sensitive as in IMAP LIST. A pattern names folders, not subtrees: use "Archive"
+	// and "Archive/*". An empty Include includes everything; Exclude wins over Include.
+	Include, Exclude []string
+	// IncludeGmailViews copies \All, \Flagged and \Important views (Gmail's "All Mail",
+	// "Starred", "Important"): every message they hold is also in another folder, except
+	// Gmail's archived messages, which live only in "All Mail".
+	IncludeGmailViews bool
+	// Provider is the source's provider preset id; "gmail" turns on the Gmail rules.
+	Provider string
+}
+
+// Plan is where each source folder goes.
+type Plan struct {
+	Folders    []Mapping   // folders to copy: INBOX first, then by source path, parents first
+	Create     []string    // destination folders to create, in order, parents before children
+	Renames    []Rename    // components changed because the destination cannot hold them
+	Collisions []Collision // folders that would have shared a destination name
+	Skipped    []Skip      // listed source folders that are not copied
+}
+
+// Mapping sends one source folder to one destination folder.
+type Mapping struct {
+	Source     string // source name as listed
+	Dest       string // destination name
+	SpecialUse string // `\Sent`, ... when the folder was mapped by its special use
+	Create     bool   // the destination lacks it (or has it only as \Noselect); it is in Plan.Create
+}
+
+// Rename reports a destination name changed because of what the destination can hold.
+type Rename struct {
+	Source string
+	Dest   string
+	Reason Reason
+}
+
+// Collision reports a source folder that would have shared a destination name (compared
+// case-insensitively) with another: Holder keeps Wanted, Source goes to Dest.
+type Collision struct {
+	Source string // the folder that was moved aside
+	Dest   string // where it goes: Wanted with a " (n)" suffix on its last component
+	Wanted string // the contested destination name
+	Holder string // the source folder that keeps Wanted ("INBOX" for the INBOX)
+}
+
+// Skip reports a listed source folder that is not copied.
+type Skip struct {
+	Source string
+	Reason Reason
+}
+
+// Reason says why a folder is skipped or renamed.
+type Reason string
+
+const (
+	ReasonNotSelectable Reason = `not selectable (\Noselect or \NonExistent): no messages of its own`
+	ReasonView          Reason = `a view of messages kept in other folders (\All, \Flagged, \Important)`
+	ReasonExcluded      Reason = "excluded by a pattern"
+	ReasonNotIncluded   Reason = "not matched by any include pattern"
+	ReasonDelimiter     Reason = "a name component contains the destination's delimiter"
+)
+
+// Lookup returns the mapping of a source folder.
+func (p *Plan) Lookup(source string) (Mapping, bool) {
+	for _, m := range p.Folders {
+		if m.Source == source {
+			return m, true
+		}
+	}
+	return Mapping{}, false
+}
+
+// Map plans where the folders of src go on dst. It fails only on malformed input: a
+// delimiter that is not a printable ASCII character, or an empty or non-UTF-8 name.
+func Map(src, dst Side, opts Options) (*Plan, error) {
+	if err := validate("source", src); err != nil {
+		return nil, err
+	}
+	if err := validate("destination", dst); err != nil {
+		return nil, err
+	}
+	m := &mapper{src: src, dst: newDestIndex(dst), opts: opts}
+	m.buildTree()
+	m.srcGmail = strings.EqualFold(opts.Provider, "gmail") || hasGmailRoot(m.srcPaths())
+	m.srcUses = sideUses(m.srcAttrs())
+	m.decide()
+	m.matchSpecialUse()
+	m.markNeeded(m.root)
+	m.assign()
+	return m.plan(), nil
+}
+
+func validate(what string, s Side) error {
+	if s.Delim != 0 && (s.Delim < 0x21 || s.Delim > 0x7e) {
+		return fmt.Errorf("foldermap: %s delimiter %q is not a printable ASCII character", what, s.Delim)
+	}
+	for _, f := range s.Folders {
+		if f.Name == "" {
+			return fmt.Errorf("foldermap: %s lists an empty folder name", what)
+		}
+		if !utf8.ValidString(f.Name) {
+			return fmt.Errorf("foldermap: %s folder name %q is not UTF-8", what, f.Name)
+		}
+	}
+	return nil
+}
+
+// node is one level of the source hierarchy: a listed folder or an unlisted parent.
+type node struct {
+	comp     string
+	path     []string
+	source   string // listed name, or the name an unlisted parent would have
+	listed   bool
+	attrs    attrs
+	parent   *node
+	children []*node
+
+	skip     Reason // listed but not copied
+	copied   bool
+	use      string // special use it was mapped by
+	rerooted bool   // dest is the destination's special-use folder, not derived from parent
+	needed   bool   // copied, or the parent of a needed non-rerooted node
+	wanted   string // destination name derived from the parent's, before collisions
+	dest     string
+	renamed  bool // a component was changed by sanitize
+}
+
+type mapper struct {
+	src    Side
+	dst    *destIndex
+	opts   Options
+	root   *node            // the namespace root: not a folder
+	inbox  *node            // nil when the source lists no INBOX and no INBOX child
+	nodes  []*node          // every node but root, in path order
+	index  map[string]*node // path key -> node
+	claims map[string]*node // folded destination name -> node holding it
+
+	srcGmail bool            // Gmail rules on the source
+	srcUses  map[string]bool // special uses the source marks with attributes
+}
+
+func (m *mapper) buildTree() {
+	m.root = &node{}
+	m.index = map[string]*node{}
+	folders := dedupe(m.src.Folders)
+	for _, f := range folders {
+		path := components(f.Name, m.src)
+		if len(path) == 0 { // the namespace root itself
+			n := &node{source: f.Name, listed: true, attrs: newAttrs(f.Attrs), parent: m.root}
+			m.root.children = append(m.root.children, n)
+			m.nodes = append(m.nodes, n)
+			continue
+		}
+		parent := m.root
+		for i := range len(path) - 1 {
+			parent = m.child(parent, path[:i+1])
+		}
+		key := pathKey(path)
+		n, ok := m.index[key]
+		switch {
+		case !ok:
+			n = m.child(parent, path)
+		case n.listed:
+			// Another name with the same logical path ("INBOX" and "inbox"): keep it as a
+			// sibling of its own; it will collide and be reported.
+			n = &node{comp: path[len(path)-1], path: path, parent: parent}
+			parent.children = append(parent.children, n)
+			m.nodes = append(m.nodes, n)
+		}
+		n.source, n.listed, n.attrs = f.Name, true, newAttrs(f.Attrs)
+	}
+	sort.SliceStable(m.nodes, func(i, j int) bool { return comparePaths(m.nodes[i].path, m.nodes[j].path) < 0 })
+	m.inbox = m.index[pathKey([]string{inbox})]
+}
+
+// child returns the node at path under parent, creating an unlisted one.
+func (m *mapper) child(parent *node, path []string) *node {
+	key := pathKey(path)
+	if n, ok := m.index[key]; ok {
+		return n
+	}
+	n := &node{comp: path[len(path)-1], path: path, parent: parent, source: m.unlistedName(parent, path)}
+	m.index[key] = n
+	parent.children = append(parent.children, n)
+	m.nodes = append(m.nodes, n)
+	return n
+}
+
+func (m *mapper) unlistedName(parent *node, path []string) string {
+	if parent == m.root {
+		if len(path) == 1 && path[0] == inbox {
+			return inbox
+		}
+		return m.src.Prefix + path[0]
+	}
+	return parent.source + string(m.src.Delim) + path[len(path)-1]
+}
+
+func dedupe(folders []Folder) []Folder {
+	byName := map[string]int{}
+	var out []Folder
+	for _, f := range folders {
+		if i, ok := byName[f.Name]; ok {
+			out[i].Attrs = append(out[i].Attrs, f.Attrs...)
+			continue
+		}
+		byName[f.Name] = len(out)
+		out = append(out, Folder{Name: f.Name, Attrs: append([]string(nil), f.Attrs...)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// decide marks each listed node copied or skipped.
+func (m *mapper) decide() {
+	for _, n := range m.nodes {
+		if !n.listed {
+			continue
+		}
+		logical := strings.Join(n.path, "/")
+		switch {
+		case len(n.path) == 0 || !n.attrs.selectable():
+			n.skip = ReasonNotSelectable
+		case matchAny(m.opts.Exclude, logical):
+			n.skip = ReasonExcluded
+		case len(m.opts.Include) > 0 && !matchAny(m.opts.Include, logical):
+			n.skip = ReasonNotIncluded
+		case !m.opts.IncludeGmailViews && isView(n.path, n.attrs, m.srcUses, m.srcGmail):
+			n.skip = ReasonView
+		default:
+			n.copied = true
+		}
+	}
+}
+
+func (m *mapper) srcPaths() [][]string {
+	var paths [][]string
+	for _, n := range m.nodes {
+		if n.listed {
+			paths = append(paths, n.path)
+		}
+	}
+	return paths
+}
+
+func (m *mapper) srcAttrs() []attrs {
+	var as []attrs
+	for _, n := range m.nodes {
+		if n.listed {
+			as = append(as, n.attrs)
+		}
+	}
+	return as
+}
+
+// matchSpecialUse pairs source folders with the destination's special-use folders.
+func (m *mapper) matchSpecialUse() {
+	dstUses := sideUses(m.dst.attrList())
+	dstGmail := hasGmailRoot(m.dst.paths())
+	takenDest := map[string]bool{fold(inbox): true}
+	for _, use := range specialUses {
+		var srcCands []*node
+		for _, n := range m.nodes {
+			if n.copied && n != m.inbox && n.use == "" && isCandidate(n.path, n.attrs, use, m.srcUses, m.srcGmail) {
+				srcCands = append(srcCands, n)
+			}
+		}
+		if len(srcCands) == 0 {
+			continue
+		}
+		var dstCands []*destFolder
+		if !isViewUse(use) || dstGmail {
+			for _, d := range m.dst.folders {
+				if d.selectable() && !takenDest[fold(d.name)] && isCandidate(d.path, d.attrs, use, dstUses, dstGmail) {
+					dstCands = append(dstCands, d)
+				}
+			}
+		}
+		s, d := pair(srcCands, dstCands)
+		s.use = use
+		if d != nil {
+			s.rerooted, s.dest = true, d.name
+			takenDest[fold(d.name)] = true
+		}
+	}
+}
+
+// pair picks the source folder for a use and the destination folder it goes to (nil when
+// the destination has none). Candidates are in rank order: shallower first, then by path.
+func pair(srcs []*node, dsts []*destFolder) (*node, *destFolder) {
+	sort.SliceStable(srcs, func(i, j int) bool { return rankLess(srcs[i].path, srcs[j].path) })
+	sort.SliceStable(dsts, func(i, j int) bool { return rankLess(dsts[i].path, dsts[j].path) })
+	for _, s := range srcs {
+		for _, d := range dsts {
+			if fold(last(s.path)) == fold(last(d.path)) {
+				return s, d
+			}
+		}
+	}
+	if len(dsts) == 0 {
+		return srcs[0], nil
+	}
+	return srcs[0], dsts[0]
+}
+
+func rankLess(a, b []string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return comparePaths(a, b) < 0
+}
+
+// markNeeded marks the nodes whose destination name is needed: copied ones and the
+// parents of needed ones (a rerooted node does not need its source parent).
+func (m *mapper) markNeeded(n *node) bool {
+	needed := n.copied
+	for _, c := range n.children {
+		if m.markNeeded(c) && !c.rerooted {
+			needed = true
+		}
+	}
+	n.needed = needed && n != m.root
+	return needed
+}
+
+// assign gives every needed node its destination name, claiming names case-insensitively.
+// Priority for a contested name: INBOX, then special-use folders, then shallower source
+// folders, then a folder whose name already exists exactly on the destination, then one
+// not renamed for its delimiter, then source path order.
+func (m *mapper) assign() {
+	m.claims = map[string]*node{fold(inbox): m.inbox}
+	if m.inbox != nil {
+		m.inbox.dest = inbox
+	}
+	for _, n := range m.nodes {
+		if n.rerooted {
+			m.claims[fold(n.dest)] = n
+		}
+	}
+	byDepth := map[int][]*node{}
+	maxDepth := 0
+	for _, n := range m.nodes {
+		if n.needed && !n.rerooted && n != m.inbox {
+			byDepth[len(n.path)] = append(byDepth[len(n.path)], n)
+			maxDepth = max(maxDepth, len(n.path))
+		}
+	}
+	for depth := 1; depth <= maxDepth; depth++ {
+		m.assignLevel(byDepth[depth])
+	}
+}
+
+type proposal struct {
+	n     *node
+	comp  string // sanitized component
+	exact bool   // n.wanted exists exactly on the destination
+}
+
+func (m *mapper) assignLevel(level []*node) {
+	props := make([]proposal, 0, len(level))
+	for _, n := range level {
+		comp, changed := sanitize(n.comp, m.dst.side.Delim)
+		n.renamed = changed
+		n.wanted = m.join(n.parent, comp)
+		props = append(props, proposal{n: n, comp: comp, exact: m.dst.exists(n.wanted)})
+	}
+	sort.SliceStable(props, func(i, j int) bool {
+		a, b := props[i], props[j]
+		if a.exact != b.exact {
+			return a.exact
+		}
+		if a.n.renamed != b.n.renamed {
+			return !a.n.renamed
+		}
+		return comparePaths(a.n.path, b.n.path) < 0
+	})
+	var lost []proposal
+	for _, p := range props {
+		if name, ok := m.claim(p.n.wanted, p.n); ok {
+			p.n.dest = name
+		} else {
+			lost = append(lost, p)
+		}
+	}
+	for _, p := range lost {
+		for i := 2; ; i++ {
+			if name, ok := m.claim(m.join(p.n.parent, fmt.Sprintf("%s (%d)", p.comp, i)), p.n); ok {
+				p.n.dest = name
+				break
+			}
+		}
+	}
+}
+
+// claim takes name for n unless another node holds it (case-insensitively). A destination
+// folder that differs only by case is adopted with its own spelling.
+func (m *mapper) claim(name string, n *node) (string, bool) {
+	key := fold(name)
+	if _, taken := m.claims[key]; taken {
+		return "", false
+	}
+	m.claims[key] = n
+	if !m.dst.exists(name) {
+		if existing, ok := m.dst.byFold[key]; ok {
+			name = existing
+		}
+	}
+	return name, true
+}
+
+// join names the child comp of parent on the destination.
+func (m *mapper) join(parent *node, comp string) string {
+	if parent == m.root {
+		return m.dst.side.Prefix + comp
+	}
+	delim := m.dst.side.Delim
+	if delim == 0 {
+		delim = '/'
+	}
+	return parent.dest + string(delim) + comp
+}
+
+func (m *mapper) plan() *Plan {
+	p := &Plan{}
+	holder := func(wanted string) string {
+		if n := m.claims[fold(wanted)]; n != nil {
+			return n.source
+		}
+		return inbox // reserved even when the source lists no INBOX
+	}
+	for _, n := range m.nodes {
+		if n.listed && !n.copied {
+			p.Skipped = append(p.Skipped, Skip{Source: n.source, Reason: n.skip})
+		}
+		if !n.needed {
+			continue
+		}
+		// Onto a flat destination a parent is only part of a name: nothing to create.
+		mustCreate := n != m.inbox && (n.copied || m.dst.side.Delim != 0) &&
+			(!m.dst.exists(n.dest) || n.copied && !m.dst.selectable(n.dest))
+		if mustCreate {
+			p.Create = append(p.Create, n.dest) // unique: every node holds its own name
+		}
+		if n.copied {
+			p.Folders = append(p.Folders, Mapping{Source: n.source, Dest: n.dest, SpecialUse: n.use, Create: mustCreate})
+		}
+		if n.renamed {
+			p.Renames = append(p.Renames, Rename{Source: n.source, Dest: n.dest, Reason: ReasonDelimiter})
+		}
+		if n.wanted != "" && fold(n.wanted) != fold(n.dest) {
+			p.Collisions = append(p.Collisions, Collision{Source: n.source, Dest: n.dest, Wanted: n.wanted, Holder: holder(n.wanted)})
+		}
+	}
+	delim := m.dst.side.Delim
+	sort.Slice(p.Create, func(i, j int) bool {
+		return comparePaths(splitName(p.Create[i], delim), splitName(p.Create[j], delim)) < 0
+	})
+	return p
+}
