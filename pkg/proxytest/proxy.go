@@ -209,7 +209,7 @@ func (p *Proxy) Close() error {
 	p.mu.Unlock()
 	err := p.ln.Close()
 	for _, l := range conns {
-		l.close(false)
+		l.close(false, nil)
 	}
 	p.wg.Wait()
 	return err
@@ -242,9 +242,13 @@ type link struct {
 	once           sync.Once
 }
 
-// close closes both sides; abrupt closes send a TCP reset instead of a FIN.
-func (l *link) close(abrupt bool) {
+// close closes both sides; abrupt closes send a TCP reset instead of a FIN. The first
+// call runs before (if not nil) before closing.
+func (l *link) close(abrupt bool, before func()) {
 	l.once.Do(func() {
+		if before != nil {
+			before()
+		}
 		for _, c := range []net.Conn{l.client, l.server} {
 			if c == nil {
 				continue
@@ -257,9 +261,10 @@ func (l *link) close(abrupt bool) {
 	})
 }
 
+// cutLink counts the cut before the reset reaches anyone, so that a client that sees
+// the reset also sees the count.
 func (p *Proxy) cutLink(l *link) {
-	p.cuts.Add(1)
-	l.close(true)
+	l.close(true, func() { p.cuts.Add(1) })
 }
 
 func (p *Proxy) serve(client net.Conn) {
@@ -275,7 +280,7 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		l.close(false)
+		l.close(false, nil)
 		return
 	}
 	p.conns[l] = struct{}{}
@@ -286,7 +291,7 @@ func (p *Proxy) serve(client net.Conn) {
 	go func() { defer wg.Done(); p.pipe(l, Upstream, client, server) }()
 	go func() { defer wg.Done(); p.pipe(l, Downstream, server, client) }()
 	wg.Wait()
-	l.close(false)
+	l.close(false, nil)
 	p.mu.Lock()
 	delete(p.conns, l)
 	p.mu.Unlock()
@@ -360,7 +365,7 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 			n, err := dst.Write(data[:allowed])
 			p.bytes[dir].Add(int64(n))
 			if err != nil {
-				l.close(false)
+				l.close(false, nil)
 				return
 			}
 		}
@@ -377,7 +382,7 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	} else {
-		l.close(false)
+		l.close(false, nil)
 	}
 }
 

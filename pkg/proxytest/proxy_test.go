@@ -151,9 +151,15 @@ func TestBandwidth(t *testing.T) {
 func TestCutAfter(t *testing.T) {
 	const n = 12345
 	t.Run("downstream", func(t *testing.T) {
-		p := New(t, server(t, func(c net.Conn) { c.Write(randomBytes(100_000)) }))
+		// The server waits for a byte before it sends: a reset that came before the
+		// client's connect returned would fail the dial instead.
+		p := New(t, server(t, func(c net.Conn) {
+			io.ReadFull(c, make([]byte, 1))
+			c.Write(randomBytes(100_000))
+		}))
 		p.CutAfter(Downstream, n)
 		c := dial(t, p.Addr())
+		c.Write([]byte("x"))
 		got, err := io.ReadAll(c)
 		if len(got) != n {
 			t.Errorf("client read %d bytes before the cut (err %v), want %d", len(got), err, n)
@@ -166,6 +172,7 @@ func TestCutAfter(t *testing.T) {
 		}
 		// The cut fired once: a new connection works.
 		c2 := dial(t, p.Addr())
+		c2.Write([]byte("x"))
 		if got, _ := io.ReadAll(c2); len(got) != 100_000 {
 			t.Errorf("after the cut, a new connection read %d bytes, want 100000", len(got))
 		}
@@ -205,7 +212,7 @@ func TestCutAllAndConn(t *testing.T) {
 		io.ReadFull(c, make([]byte, 1))
 	}
 	// Only the connection carrying the byte past the limit is cut.
-	p.CutConnAfter(Upstream, 3)
+	p.CutConnAfter(Downstream, 3)
 	a.Write([]byte("12345"))
 	if got, err := io.ReadAll(a); string(got) != "123" || err == nil {
 		t.Errorf("cut connection read (%q, %v), want (\"123\", a reset)", got, err)
