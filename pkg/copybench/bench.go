@@ -1,0 +1,490 @@
+package copybench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/imaptest"
+)
+
+// Network is where a run's traffic goes.
+type Network string
+
+const (
+	Loopback Network = "loopback" // straight to the servers
+	WAN      Network = "wan"      // through a latency proxy in front of each server
+)
+
+// Tool names a measured configuration.
+type Tool string
+
+const (
+	Imapcopy      Tool = "imapcopy"       // imapcopy-copier copy into a fresh destination
+	ImapcopyRerun Tool = "imapcopy rerun" // the same again onto the now full destination
+	Mbsync        Tool = "mbsync"         // mbsync into another fresh destination
+)
+
+// ProxyFunc starts a proxy in front of target (host:port) that emulates the WAN, and
+// returns its loopback address and how to stop it.
+type ProxyFunc func(target string) (addr string, stop func() error, err error)
+
+// Config is one benchmark invocation.
+type Config struct {
+	Spec     Spec
+	Reps     int       // repetitions of each run on loopback; default 3
+	WANReps  int       // repetitions on the WAN; default Reps
+	Networks []Network // default loopback then WAN
+	Copier   string    // path to imapcopy-copier
+	// CopierArgs are extra flags for `imapcopy-copier copy` (say --connections 8).
+	CopierArgs []string
+	Mbsync     string // path to mbsync; default from PATH
+	Tools      []Tool // default all three
+	Proxy      ProxyFunc
+	WANNote    string    // how the WAN is emulated, for the table ("20 ms each way")
+	Log        io.Writer // progress lines for a person; nil: none
+}
+
+func (c *Config) defaults() error {
+	if c.Reps <= 0 {
+		c.Reps = 3
+	}
+	if c.WANReps <= 0 {
+		c.WANReps = c.Reps
+	}
+	if len(c.Networks) == 0 {
+		c.Networks = []Network{Loopback, WAN}
+	}
+	if len(c.Tools) == 0 {
+		c.Tools = []Tool{Imapcopy, ImapcopyRerun, Mbsync}
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	var errs []error
+	for _, n := range c.Networks {
+		if n != Loopback && n != WAN {
+			errs = append(errs, fmt.Errorf("unknown network %q", n))
+		}
+		if n == WAN && c.Proxy == nil {
+			errs = append(errs, errors.New("the WAN network needs a proxy"))
+		}
+	}
+	if c.has(Imapcopy) || c.has(ImapcopyRerun) {
+		if c.Copier == "" {
+			errs = append(errs, errors.New("no imapcopy-copier binary (build it: go build -o bin/imapcopy-copier ./services/copier)"))
+		} else if _, err := os.Stat(c.Copier); err != nil {
+			errs = append(errs, fmt.Errorf("imapcopy-copier: %w (build it: go build -o bin/imapcopy-copier ./services/copier)", err))
+		}
+	}
+	if c.has(ImapcopyRerun) && !c.has(Imapcopy) {
+		errs = append(errs, errors.New("the rerun needs the imapcopy run before it"))
+	}
+	if c.has(Mbsync) && c.Mbsync == "" {
+		p, err := findMbsync()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.Mbsync = p
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) has(t Tool) bool {
+	for _, x := range c.Tools {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Run sets the benchmark up (servers, source account: not measured), then runs every
+// configuration alternately, rep by rep, network by network, checking each result.
+func Run(ctx context.Context, cfg Config) (*Results, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	res := &Results{Started: time.Now().UTC(), Params: cfg.params()}
+	res.Machine = machine(cfg.Mbsync)
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+
+	work, err := os.MkdirTemp("", "copybench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	logf("setup: generating %d messages (~%d MB, seed %d), starting two Dovecot servers", cfg.Spec.Count, cfg.Spec.Bytes>>20, cfg.Spec.Seed)
+	t0 := time.Now()
+	mb, err := Generate(cfg.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	srcD, err := imaptest.Start(imaptest.FlavourSlash)
+	if err != nil {
+		return nil, fmt.Errorf("bench: source server: %w", err)
+	}
+	defer srcD.Close()
+	dstD, err := imaptest.Start(imaptest.FlavourSlash)
+	if err != nil {
+		return nil, fmt.Errorf("bench: destination server: %w", err)
+	}
+	defer dstD.Close()
+	src, loaded, err := LoadSource(ctx, srcD, mb)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	res.Setup = time.Since(t0).Seconds()
+	res.Mailbox = describeMailbox(mb, loaded)
+	logf("setup: loaded and verified %d messages, %.1f MB in %d folders in %.1fs", loaded.Messages, mbytes(loaded.Bytes), len(loaded.Folders), res.Setup)
+	snap, err := imaptest.TakeSnapshot(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("bench: source snapshot: %w", err)
+	}
+
+	caBundle := filepath.Join(work, "ca-bundle.pem")
+	if err := concatFiles(caBundle, srcD.CAFile, dstD.CAFile); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	b := &bench{cfg: cfg, res: res, work: work, src: src, srcD: srcD, dstD: dstD, loaded: loaded, caBundle: caBundle, logf: logf}
+
+	for _, network := range cfg.Networks {
+		if err := b.network(ctx, network); err != nil {
+			return res, err
+		}
+	}
+	if err := snap.Unchanged(ctx, src); err != nil {
+		res.SourceChanged = err.Error()
+		logf("the source account changed during the benchmark: %v", err)
+	}
+	res.Summarize()
+	res.Seconds = time.Since(res.Started).Seconds()
+	res.Machine.LoadEnd = loadAvg()
+	return res, nil
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+type bench struct {
+	cfg        Config
+	res        *Results
+	work       string
+	src        imapconn.Account
+	srcD, dstD *imaptest.Dovecot
+	loaded     *Loaded
+	caBundle   string
+	logf       func(string, ...any)
+	runs       int
+}
+
+// network runs every configuration, rep by rep, on one network.
+func (b *bench) network(ctx context.Context, network Network) error {
+	via := func(a imapconn.Account) imapconn.Account { return a }
+	if network == WAN {
+		srcAddr, stopSrc, err := b.cfg.Proxy(b.srcD.TLSAddr)
+		if err != nil {
+			return fmt.Errorf("bench: source proxy: %w", err)
+		}
+		defer stopSrc()
+		dstAddr, stopDst, err := b.cfg.Proxy(b.dstD.TLSAddr)
+		if err != nil {
+			return fmt.Errorf("bench: destination proxy: %w", err)
+		}
+		defer stopDst()
+		proxied := map[string]string{b.srcD.TLSAddr: srcAddr, b.dstD.TLSAddr: dstAddr}
+		via = func(a imapconn.Account) imapconn.Account {
+			direct := net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
+			host, port, _ := net.SplitHostPort(proxied[direct])
+			a.Host = host
+			a.Port, _ = strconv.Atoi(port)
+			return a
+		}
+	}
+	reps := b.cfg.Reps
+	if network == WAN {
+		reps = b.cfg.WANReps
+	}
+	for rep := 1; rep <= reps; rep++ {
+		var used []imapconn.Account
+		if b.cfg.has(Imapcopy) {
+			dst, err := b.dstD.NewUser()
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			used = append(used, dst)
+			for _, tool := range []Tool{Imapcopy, ImapcopyRerun} {
+				if !b.cfg.has(tool) {
+					continue
+				}
+				r := b.imapcopy(ctx, network, tool, rep, via(b.src), via(dst))
+				b.check(ctx, &r, dst)
+				b.add(r)
+			}
+		}
+		if b.cfg.has(Mbsync) {
+			dst, err := b.dstD.NewUser()
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			used = append(used, dst)
+			r := b.mbsync(ctx, network, rep, via(b.src), via(dst))
+			b.check(ctx, &r, dst)
+			b.add(r)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		// Drop the copies: nothing left to write back to disk during the next runs.
+		for _, a := range used {
+			os.RemoveAll(filepath.Join(b.dstD.Dir, "mail", a.Login))
+		}
+		syscall.Sync()
+	}
+	return nil
+}
+
+func (b *bench) add(r RunResult) {
+	b.res.Runs = append(b.res.Runs, r)
+	b.logf("%-8s %-14s #%d  %6.1fs  %6.0f msg/s  %6.1f MB/s  RSS %5.0f MB  CPU %5.1fs  %s",
+		r.Network, r.Tool, r.Rep, r.WallSeconds, r.MessagesPerSecond, r.MBPerSecond, mbytes(r.MaxRSSBytes), r.UserCPUSeconds+r.SysCPUSeconds, r.Verdict())
+}
+
+func (b *bench) newRun(network Network, tool Tool, rep int, m Measure, err error) RunResult {
+	r := RunResult{
+		Network: network, Tool: tool, Rep: rep,
+		WallSeconds:    m.Wall.Seconds(),
+		MaxRSSBytes:    m.MaxRSS,
+		UserCPUSeconds: m.User.Seconds(),
+		SysCPUSeconds:  m.Sys.Seconds(),
+		ExitCode:       m.ExitCode,
+	}
+	if s := m.Wall.Seconds(); s > 0 {
+		r.MessagesPerSecond = float64(b.loaded.Messages) / s
+		r.MBPerSecond = mbytes(b.loaded.Bytes) / s
+	}
+	switch {
+	case err != nil:
+		r.Error = err.Error()
+	case m.ExitCode != 0:
+		r.Error = fmt.Sprintf("exit code %d: %s", m.ExitCode, lastLines(m.StderrEnd, 5))
+	}
+	return r
+}
+
+func (b *bench) imapcopy(ctx context.Context, network Network, tool Tool, rep int, src, dst imapconn.Account) RunResult {
+	args := append([]string{"copy",
+		"--from", accountURL(src), "--to", accountURL(dst),
+		"--ca-file", b.caBundle, "--json",
+	}, b.cfg.CopierArgs...)
+	env := append(os.Environ(),
+		"IMAPCOPY_FROM_PASSWORD="+src.Password,
+		"IMAPCOPY_TO_PASSWORD="+dst.Password,
+	)
+	m, err := runChild(ctx, b.cfg.Copier, args, env)
+	r := b.newRun(network, tool, rep, m, err)
+	var out struct {
+		Totals struct {
+			Copied  int `json:"copied"`
+			Present int `json:"present"`
+			Failed  int `json:"failed"`
+		} `json:"totals"`
+	}
+	if jerr := json.Unmarshal(lastJSON(m.Stdout), &out); jerr == nil {
+		r.Copied, r.Present, r.Failed = &out.Totals.Copied, &out.Totals.Present, &out.Totals.Failed
+	}
+	return r
+}
+
+func (b *bench) mbsync(ctx context.Context, network Network, rep int, src, dst imapconn.Account) RunResult {
+	b.runs++
+	dir := filepath.Join(b.work, fmt.Sprintf("mbsync-%d", b.runs))
+	conf := MbsyncConfig{
+		Source: src, Destination: dst,
+		SourceCAFile: b.srcD.CAFile, DestinationCAFile: b.dstD.CAFile,
+		StateDir: filepath.Join(dir, "state"),
+	}
+	text, err := conf.Text()
+	if err == nil {
+		err = os.MkdirAll(conf.StateDir, 0o700)
+	}
+	confFile := filepath.Join(dir, "mbsyncrc")
+	if err == nil {
+		err = os.WriteFile(confFile, []byte(text), 0o600)
+	}
+	if err != nil {
+		return b.newRun(network, Mbsync, rep, Measure{}, err)
+	}
+	defer os.RemoveAll(dir)
+	m, err := runChild(ctx, b.cfg.Mbsync, []string{"-c", confFile, "-a", "-q"}, append(os.Environ(), "HOME="+dir))
+	return b.newRun(network, Mbsync, rep, m, err)
+}
+
+// check runs the checker on a run's destination (directly, not through the proxies),
+// and for mbsync also names the causes of the differences.
+func (b *bench) check(ctx context.Context, r *RunResult, dst imapconn.Account) {
+	opts := imaptest.CheckOptions{}
+	if r.Tool != Mbsync {
+		opts.IgnoreDest = func(folder string, raw []byte) bool { return isReport(raw) }
+	}
+	t0 := time.Now()
+	cr, err := imaptest.Check(ctx, b.src, dst, opts)
+	r.Check = &CheckVerdict{}
+	if err != nil {
+		r.Check.Error = err.Error()
+		return
+	}
+	r.Check.OK = cr.OK()
+	r.Check.Problems = len(cr.Problems)
+	r.Check.Kinds = problemKinds(cr.Problems)
+	r.Check.Messages = cr.Messages
+	for i, p := range cr.Problems {
+		if i == 3 {
+			break
+		}
+		r.Check.Examples = append(r.Check.Examples, p)
+	}
+	if r.Tool == Mbsync && !cr.OK() {
+		if causes, err := Explain(ctx, dst, b.loaded); err != nil {
+			r.Check.Error = "explain: " + err.Error()
+		} else {
+			delete(causes, DiffIdentical)
+			r.Check.Causes = causes
+		}
+	}
+	r.Check.Seconds = time.Since(t0).Seconds()
+}
+
+// reportHeader marks imapcopy's report message (mailcopy.ReportHeader; not imported,
+// so that the benchmark builds while the engine changes: it measures the binary).
+const reportHeader = "X-Imapcopy-Report"
+
+// isReport says whether raw is imapcopy's report message.
+func isReport(raw []byte) bool {
+	head := raw
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		head = raw[:i]
+	}
+	return bytes.Contains(bytes.ToLower(head), []byte("\n"+strings.ToLower(reportHeader)+":"))
+}
+
+// problemKinds counts the checker's problems by kind (the checker words each problem
+// with one of a few fixed phrases).
+func problemKinds(problems []string) map[string]int {
+	kinds := map[string]int{}
+	for _, p := range problems {
+		kind := "other"
+		for _, k := range []struct{ phrase, kind string }{
+			{"destination folder missing", "folder missing"},
+			{"missing on destination", "missing"},
+			{"duplicated on destination", "duplicated"},
+			{"extra message on destination", "extra"},
+			{"flags differ", "flags differ"},
+			{"INTERNALDATE differs", "INTERNALDATE differs"},
+		} {
+			if strings.Contains(p, k.phrase) {
+				kind = k.kind
+				break
+			}
+		}
+		kinds[kind]++
+	}
+	return kinds
+}
+
+// accountURL is the command line's form of an account, without its password.
+func accountURL(a imapconn.Account) string {
+	u := url.URL{Scheme: "imaps", User: url.User(a.Login), Host: net.JoinHostPort(a.Host, strconv.Itoa(a.Port))}
+	return u.String()
+}
+
+// lastJSON returns the last line of out that looks like a JSON object, or all of out.
+func lastJSON(out []byte) []byte {
+	trimmed := bytes.TrimSpace(out)
+	if bytes.HasPrefix(trimmed, []byte("{")) {
+		return trimmed
+	}
+	lines := bytes.Split(trimmed, []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		if bytes.HasPrefix(bytes.TrimSpace(lines[i]), []byte("{")) {
+			return bytes.Join(lines[i:], []byte("\n"))
+		}
+	}
+	return trimmed
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func concatFiles(dst string, srcs ...string) error {
+	var all []byte
+	for _, s := range srcs {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			return fmt.Errorf("ca bundle: %w", err)
+		}
+		all = append(all, data...)
+	}
+	if err := os.WriteFile(dst, all, 0o644); err != nil {
+		return fmt.Errorf("ca bundle: %w", err)
+	}
+	return nil
+}
+
+func mbytes(n int64) float64 { return float64(n) / 1e6 }
+
+func (c Config) params() Params {
+	p := Params{Reps: c.Reps, WANReps: c.WANReps, WAN: c.WANNote, CopierArgs: c.CopierArgs}
+	for _, n := range c.Networks {
+		p.Networks = append(p.Networks, string(n))
+	}
+	for _, t := range c.Tools {
+		p.Tools = append(p.Tools, string(t))
+	}
+	return p
+}
+
+func machine(mbsyncBin string) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, LoadStart: loadAvg()}
+	if out, err := exec.Command("/usr/sbin/dovecot", "--version").Output(); err == nil {
+		m.Dovecot = strings.TrimSpace(string(out))
+	}
+	if mbsyncBin != "" {
+		if out, err := exec.Command(mbsyncBin, "--version").Output(); err == nil {
+			m.Mbsync = strings.TrimSpace(string(out))
+		}
+	}
+	return m
+}

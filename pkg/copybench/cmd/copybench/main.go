@@ -1,0 +1,217 @@
+// Command copybench is `make bench`: it copies a generated, realistic mailbox between
+// two local Dovecot servers with imapcopy-copier and with mbsync, on loopback and
+// through latency proxies (an emulated WAN), checks every result, and prints a table
+// (stdout) and writes a JSON file of the results (bench-results/<timestamp>.json).
+//
+// Every setting is a flag whose default comes from an environment variable, so that
+// `make bench BENCH_SIZE=small` and `BENCH_REPS=5 make bench` both work:
+//
+//	BENCH_SIZE=small       500 messages, ~30 MB: the whole run in about a minute
+//	BENCH_COUNT, BENCH_MB  the mailbox (default 5000 messages, 300 MB), BENCH_SEED
+//	BENCH_REPS             repetitions per configuration (default 3), BENCH_WAN_REPS
+//	BENCH_LATENCY          added by each WAN proxy, each way (default 20ms)
+//	BENCH_BANDWIDTH        WAN bandwidth per connection and direction, Mbit/s (default none)
+//	BENCH_NETWORKS         loopback,wan    BENCH_TOOLS  imapcopy,mbsync
+//	BENCH_COPIER           imapcopy-copier binary (default bin/imapcopy-copier)
+//	BENCH_COPIER_ARGS      extra flags for `imapcopy-copier copy`
+//	BENCH_OUT              where the JSON goes (default bench-results)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"imapcopy.dev/pkg/copybench"
+	"imapcopy.dev/pkg/proxytest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "copybench:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("copybench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	size := fs.String("size", env("BENCH_SIZE", "default"), "mailbox preset: default (5000 messages, 300 MB) or small (500, 30 MB) [BENCH_SIZE]")
+	count := fs.String("count", env("BENCH_COUNT", ""), "messages, overrides the preset [BENCH_COUNT]")
+	mb := fs.String("mb", env("BENCH_MB", ""), "approximate mailbox size in MB (MiB), overrides the preset [BENCH_MB]")
+	seed := fs.String("seed", env("BENCH_SEED", "1"), "generator seed [BENCH_SEED]")
+	reps := fs.String("reps", env("BENCH_REPS", "3"), "repetitions of each configuration [BENCH_REPS]")
+	wanReps := fs.String("wan-reps", env("BENCH_WAN_REPS", ""), "repetitions on the WAN (default: -reps) [BENCH_WAN_REPS]")
+	latency := fs.String("latency", env("BENCH_LATENCY", "20ms"), "latency added by each WAN proxy, each way (a duration, or milliseconds) [BENCH_LATENCY]")
+	bandwidth := fs.String("bandwidth", env("BENCH_BANDWIDTH", ""), "WAN bandwidth per connection and direction in Mbit/s; empty: unlimited [BENCH_BANDWIDTH]")
+	networks := fs.String("networks", env("BENCH_NETWORKS", "loopback,wan"), "networks to run on: loopback, wan [BENCH_NETWORKS]")
+	tools := fs.String("tools", env("BENCH_TOOLS", "imapcopy,mbsync"), "tools: imapcopy (with its rerun), mbsync [BENCH_TOOLS]")
+	copier := fs.String("copier", env("BENCH_COPIER", "bin/imapcopy-copier"), "imapcopy-copier binary [BENCH_COPIER]")
+	copierArgs := fs.String("copier-args", env("BENCH_COPIER_ARGS", ""), "extra flags for imapcopy-copier copy, space-separated [BENCH_COPIER_ARGS]")
+	out := fs.String("out", env("BENCH_OUT", "bench-results"), "directory for the JSON results [BENCH_OUT]")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	usage := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+	}
+
+	var cfg copybench.Config
+	switch *size {
+	case "default", "":
+		cfg.Spec = copybench.DefaultSpec()
+	case "small":
+		cfg.Spec = copybench.SmallSpec()
+	default:
+		return usage("size %q: want default or small", *size)
+	}
+	var err error
+	if *count != "" {
+		if cfg.Spec.Count, err = strconv.Atoi(*count); err != nil || cfg.Spec.Count <= 0 {
+			return usage("count %q: want a positive number", *count)
+		}
+	}
+	if *mb != "" {
+		n, err := strconv.ParseInt(*mb, 10, 64)
+		if err != nil || n <= 0 {
+			return usage("mb %q: want a positive number", *mb)
+		}
+		cfg.Spec.Bytes = n << 20
+	}
+	if cfg.Spec.Seed, err = strconv.ParseUint(*seed, 10, 64); err != nil {
+		return usage("seed %q: want a number", *seed)
+	}
+	if cfg.Reps, err = strconv.Atoi(*reps); err != nil || cfg.Reps <= 0 {
+		return usage("reps %q: want a positive number", *reps)
+	}
+	cfg.WANReps = cfg.Reps
+	if *wanReps != "" {
+		if cfg.WANReps, err = strconv.Atoi(*wanReps); err != nil || cfg.WANReps <= 0 {
+			return usage("wan-reps %q: want a positive number", *wanReps)
+		}
+	}
+	lat, err := parseLatency(*latency)
+	if err != nil {
+		return usage("latency %q: %v", *latency, err)
+	}
+	var bw int64
+	if *bandwidth != "" {
+		mbit, err := strconv.ParseFloat(*bandwidth, 64)
+		if err != nil || mbit <= 0 {
+			return usage("bandwidth %q: want Mbit/s, a positive number", *bandwidth)
+		}
+		bw = int64(mbit * 1e6 / 8)
+	}
+	for _, n := range splitList(*networks) {
+		cfg.Networks = append(cfg.Networks, copybench.Network(n))
+	}
+	for _, t := range splitList(*tools) {
+		switch t {
+		case "imapcopy":
+			cfg.Tools = append(cfg.Tools, copybench.Imapcopy, copybench.ImapcopyRerun)
+		case "mbsync":
+			cfg.Tools = append(cfg.Tools, copybench.Mbsync)
+		default:
+			return usage("tool %q: want imapcopy or mbsync", t)
+		}
+	}
+	if *copier != "" {
+		if cfg.Copier, err = filepath.Abs(*copier); err != nil {
+			return err
+		}
+	}
+	cfg.CopierArgs = strings.Fields(*copierArgs)
+	cfg.WANNote = fmt.Sprintf("a proxy in front of each server adding %v each way", lat)
+	if bw > 0 {
+		cfg.WANNote += fmt.Sprintf(", %s Mbit/s per connection and direction", *bandwidth)
+	}
+	opts := []proxytest.Option{proxytest.WithLatency(lat)}
+	if bw > 0 {
+		opts = append(opts, proxytest.WithBandwidth(bw))
+	}
+	cfg.Proxy = func(target string) (string, func() error, error) {
+		p, err := proxytest.Listen(target, opts...)
+		if err != nil {
+			return "", nil, err
+		}
+		return p.Addr(), p.Close, nil
+	}
+	cfg.Log = stderr
+
+	res, err := copybench.Run(ctx, cfg)
+	if res != nil && len(res.Runs) > 0 {
+		if res.Seconds == 0 {
+			res.Summarize()
+			res.Seconds = time.Since(res.Started).Seconds()
+		}
+		if terr := res.WriteTable(stdout); terr != nil && err == nil {
+			err = terr
+		}
+		if jerr := writeJSON(*out, res, stderr); jerr != nil {
+			err = errors.Join(err, jerr)
+		}
+	}
+	return err
+}
+
+func writeJSON(dir string, res *copybench.Results, log io.Writer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	path := filepath.Join(dir, res.Started.Format("20060102-150405")+".json")
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := res.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	fmt.Fprintf(log, "results written to %s\n", path)
+	return nil
+}
+
+func parseLatency(s string) (time.Duration, error) {
+	if ms, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(ms * float64(time.Millisecond)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errors.New("want a duration such as 20ms")
+	}
+	return d, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, strings.TrimSpace(p))
+	}
+	return out
+}

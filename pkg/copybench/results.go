@@ -1,0 +1,382 @@
+package copybench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Results is one benchmark invocation: the JSON file and the table are made of it.
+type Results struct {
+	Started       time.Time   `json:"started"`
+	Seconds       float64     `json:"seconds"` // the whole invocation
+	Machine       Machine     `json:"machine"`
+	Params        Params      `json:"params"`
+	Mailbox       MailboxInfo `json:"mailbox"`
+	Setup         float64     `json:"setup_seconds"` // generate, load, verify (not measured in runs)
+	SourceChanged string      `json:"source_changed,omitempty"`
+	Runs          []RunResult `json:"runs"`
+	Summary       []Summary   `json:"summary"`
+	Ratios        []Ratio     `json:"ratios"`
+}
+
+// Machine describes where the benchmark ran.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	OS        string `json:"os"`
+	GoVersion string `json:"go"`
+	Dovecot   string `json:"dovecot"`
+	Mbsync    string `json:"mbsync,omitempty"`
+	// LoadStart and LoadEnd are /proc/loadavg at the start and the end: other work on
+	// the machine skews the figures.
+	LoadStart string `json:"loadavg_start,omitempty"`
+	LoadEnd   string `json:"loadavg_end,omitempty"`
+}
+
+// Params are the invocation's settings.
+type Params struct {
+	Reps       int      `json:"reps"`
+	WANReps    int      `json:"wan_reps"`
+	Networks   []string `json:"networks"`
+	Tools      []string `json:"tools"`
+	WAN        string   `json:"wan,omitempty"`
+	CopierArgs []string `json:"copier_args,omitempty"`
+}
+
+// MailboxInfo describes the generated and loaded mailbox.
+type MailboxInfo struct {
+	Seed         uint64         `json:"seed"`
+	Messages     int            `json:"messages"`
+	Bytes        int64          `json:"bytes"`
+	Folders      int            `json:"folders"`
+	Kinds        map[string]int `json:"kinds"`
+	Duplicates   int            `json:"identical_duplicates"`
+	NoMessageID  int            `json:"without_message_id"`
+	WithKeywords int            `json:"with_keywords"`
+	Largest      int64          `json:"largest_bytes"`
+}
+
+// RunResult is one measured run.
+type RunResult struct {
+	Network           Network       `json:"network"`
+	Tool              Tool          `json:"tool"`
+	Rep               int           `json:"rep"`
+	WallSeconds       float64       `json:"wall_seconds"`
+	MessagesPerSecond float64       `json:"messages_per_second"` // source messages / wall time
+	MBPerSecond       float64       `json:"mb_per_second"`       // source MB (10^6 bytes) / wall time
+	MaxRSSBytes       int64         `json:"max_rss_bytes"`
+	UserCPUSeconds    float64       `json:"user_cpu_seconds"`
+	SysCPUSeconds     float64       `json:"sys_cpu_seconds"`
+	ExitCode          int           `json:"exit_code"`
+	Error             string        `json:"error,omitempty"`
+	Copied            *int          `json:"copied,omitempty"` // imapcopy's own count (--json)
+	Present           *int          `json:"present,omitempty"`
+	Failed            *int          `json:"failed,omitempty"`
+	Check             *CheckVerdict `json:"check"`
+}
+
+// CheckVerdict is the checker's judgement of one run's destination.
+type CheckVerdict struct {
+	OK       bool           `json:"ok"`
+	Problems int            `json:"problems"`
+	Kinds    map[string]int `json:"kinds,omitempty"`  // problems by kind
+	Causes   map[string]int `json:"causes,omitempty"` // mbsync: why the messages differ (Explain)
+	Examples []string       `json:"examples,omitempty"`
+	Messages int            `json:"messages_checked"`
+	Seconds  float64        `json:"seconds"`
+	Error    string         `json:"error,omitempty"`
+}
+
+// Verdict is the check's one-line outcome.
+func (r RunResult) Verdict() string {
+	c := r.Check
+	switch {
+	case c == nil:
+		return "not checked"
+	case c.Error != "" && !c.OK && c.Problems == 0:
+		return "CHECK FAILED: " + c.Error
+	case c.OK && r.Error == "":
+		return "OK"
+	case c.OK:
+		return "OK (but " + r.Error + ")"
+	}
+	word := "WRONG"
+	if r.Tool == Mbsync {
+		word = "differs" // expected of mbsync 1.4: the causes follow
+	}
+	s := fmt.Sprintf("%s: %d problems (%s)", word, c.Problems, formatCounts(c.Kinds))
+	if len(c.Causes) > 0 {
+		s += "; " + formatCauses(c.Causes)
+	}
+	if r.Error != "" {
+		s += "; " + r.Error
+	}
+	return s
+}
+
+func formatCounts(m map[string]int) string {
+	keys := slices.Sorted(maps.Keys(m))
+	sort.SliceStable(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatCauses says why mbsync's copy differs: body and flag differences.
+func formatCauses(m map[string]int) string {
+	return "causes: " + formatCounts(m)
+}
+
+// Summary is one configuration's figures over its repetitions.
+type Summary struct {
+	Network           Network `json:"network"`
+	Tool              Tool    `json:"tool"`
+	Runs              int     `json:"runs"`
+	WallSeconds       Stat    `json:"wall_seconds"`
+	MessagesPerSecond Stat    `json:"messages_per_second"`
+	MBPerSecond       Stat    `json:"mb_per_second"`
+	MaxRSSMB          Stat    `json:"max_rss_mb"`
+	CPUSeconds        Stat    `json:"cpu_seconds"` // user + sys
+	ChecksOK          int     `json:"checks_ok"`
+	Verdict           string  `json:"verdict"`
+}
+
+// Stat is a median with its range.
+type Stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+func stat(xs []float64) Stat {
+	if len(xs) == 0 {
+		return Stat{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stat{Median: med, Min: s[0], Max: s[len(s)-1]}
+}
+
+// Ratio compares imapcopy with mbsync pair by pair (pair i = imapcopy run i vs mbsync
+// run i on the same network): wall time imapcopy / mbsync, below 1 when imapcopy is
+// faster.
+type Ratio struct {
+	Network Network   `json:"network"`
+	Pairs   []float64 `json:"wall_ratios"`
+	Median  float64   `json:"median"`
+}
+
+// Summarize computes Summary and Ratios from Runs.
+func (res *Results) Summarize() {
+	res.Summary, res.Ratios = nil, nil
+	var networks []Network
+	for _, r := range res.Runs {
+		if !slices.Contains(networks, r.Network) {
+			networks = append(networks, r.Network)
+		}
+	}
+	for _, n := range networks {
+		for _, t := range []Tool{Imapcopy, ImapcopyRerun, Mbsync} {
+			var wall, mps, mbps, rss, cpu []float64
+			s := Summary{Network: n, Tool: t}
+			var verdicts []string
+			for _, r := range res.Runs {
+				if r.Network != n || r.Tool != t {
+					continue
+				}
+				s.Runs++
+				wall = append(wall, r.WallSeconds)
+				mps = append(mps, r.MessagesPerSecond)
+				mbps = append(mbps, r.MBPerSecond)
+				rss = append(rss, mbytes(r.MaxRSSBytes))
+				cpu = append(cpu, r.UserCPUSeconds+r.SysCPUSeconds)
+				if r.Check != nil && r.Check.OK && r.Error == "" {
+					s.ChecksOK++
+				} else {
+					verdicts = append(verdicts, r.Verdict())
+				}
+			}
+			if s.Runs == 0 {
+				continue
+			}
+			s.WallSeconds, s.MessagesPerSecond, s.MBPerSecond = stat(wall), stat(mps), stat(mbps)
+			s.MaxRSSMB, s.CPUSeconds = stat(rss), stat(cpu)
+			s.Verdict = fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Runs)
+			if len(verdicts) > 0 {
+				s.Verdict += "; " + verdicts[0]
+			}
+			res.Summary = append(res.Summary, s)
+		}
+		var ic, mb []float64
+		for _, r := range res.Runs {
+			if r.Network == n && r.Tool == Imapcopy {
+				ic = append(ic, r.WallSeconds)
+			}
+			if r.Network == n && r.Tool == Mbsync {
+				mb = append(mb, r.WallSeconds)
+			}
+		}
+		ratio := Ratio{Network: n}
+		for i := 0; i < len(ic) && i < len(mb); i++ {
+			if mb[i] > 0 {
+				ratio.Pairs = append(ratio.Pairs, ic[i]/mb[i])
+			}
+		}
+		if len(ratio.Pairs) > 0 {
+			ratio.Median = stat(ratio.Pairs).Median
+			res.Ratios = append(res.Ratios, ratio)
+		}
+	}
+}
+
+// WriteJSON writes res, indented.
+func (res *Results) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+// WriteTable writes the human table: one line per configuration (median and min–max),
+// the pair ratios, and the checker's verdict beside each figure.
+func (res *Results) WriteTable(w io.Writer) error {
+	mb := res.Mailbox
+	fmt.Fprintf(w, "imapcopy benchmark, %s\n", res.Started.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "mailbox: %d messages, %.1f MB, %d folders (seed %d; %s; %d identical duplicates, %d without Message-ID, %d with keywords; largest %.1f MB)\n",
+		mb.Messages, mbytes(mb.Bytes), mb.Folders, mb.Seed, formatCounts(mb.Kinds), mb.Duplicates, mb.NoMessageID, mb.WithKeywords, mbytes(mb.Largest))
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, Dovecot %s, %s; load average %s at the start, %s at the end\n",
+		res.Machine.CPUs, res.Machine.OS, res.Machine.GoVersion, res.Machine.Dovecot, res.Machine.Mbsync, res.Machine.LoadStart, res.Machine.LoadEnd)
+	fmt.Fprintf(w, "setup (generate, load the source Maildir, verify it over IMAP): %.1fs, not measured\n", res.Setup)
+	reps := fmt.Sprintf("%d repetitions per configuration", res.Params.Reps)
+	if slices.Contains(res.Params.Networks, string(WAN)) && res.Params.WANReps != res.Params.Reps {
+		reps += fmt.Sprintf(" (%d on the WAN, to keep the run short)", res.Params.WANReps)
+	}
+	fmt.Fprintf(w, "%s, alternating; both servers Dovecot over TLS on 127.0.0.1", reps)
+	if res.Params.WAN != "" {
+		fmt.Fprintf(w, "; wan = %s", res.Params.WAN)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "network\trun\twall s (min–max)\tmsg/s\tMB/s\tpeak RSS MB\tCPU s\tcheck")
+	for _, s := range res.Summary {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.1f\t%s\t%.1f\t%s\n",
+			s.Network, s.Tool, rangeStr(s.WallSeconds, 1), s.MessagesPerSecond.Median, s.MBPerSecond.Median,
+			rangeStr(s.MaxRSSMB, 0), s.CPUSeconds.Median, s.verdictShort())
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	fmt.Fprintln(w)
+	for _, r := range res.Ratios {
+		var ps []string
+		for _, p := range r.Pairs {
+			ps = append(ps, fmt.Sprintf("%.2f", p))
+		}
+		fmt.Fprintf(w, "wall time imapcopy/mbsync on %s, per pair: %s (median %.2f; below 1: imapcopy faster)\n", r.Network, strings.Join(ps, " "), r.Median)
+	}
+	notes := res.notes()
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+	if res.SourceChanged != "" {
+		fmt.Fprintf(w, "THE SOURCE ACCOUNT CHANGED during the benchmark: %s\n", res.SourceChanged)
+	}
+	fmt.Fprintf(w, "total %.0fs\n", res.Seconds)
+	return nil
+}
+
+func rangeStr(s Stat, prec int) string {
+	return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, s.Median, prec, s.Min, prec, s.Max)
+}
+
+func (s Summary) verdictShort() string {
+	if s.ChecksOK == s.Runs {
+		return fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Runs)
+	}
+	if s.Tool == Mbsync {
+		return fmt.Sprintf("differs %d/%d (see below)", s.Runs-s.ChecksOK, s.Runs)
+	}
+	return fmt.Sprintf("WRONG %d/%d (see below)", s.Runs-s.ChecksOK, s.Runs)
+}
+
+// notes explains every run that did not pass the check, configuration by configuration
+// (identical verdicts merged).
+func (res *Results) notes() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range res.Runs {
+		if r.Check != nil && r.Check.OK && r.Error == "" {
+			continue
+		}
+		v := r.Verdict()
+		key := string(r.Network) + string(r.Tool) + v
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		prefix := fmt.Sprintf("%s %s", r.Network, r.Tool)
+		if r.Tool == Mbsync {
+			prefix += " (mbsync 1.4 adds an X-TUID header to every message and does not copy keywords)"
+		}
+		out = append(out, fmt.Sprintf("%s #%d: %s", prefix, r.Rep, v))
+		if r.Check != nil {
+			for _, e := range r.Check.Examples {
+				out = append(out, "    e.g. "+e)
+			}
+		}
+	}
+	var reruns []string
+	for _, r := range res.Runs {
+		if r.Tool == ImapcopyRerun && r.Copied != nil {
+			reruns = append(reruns, fmt.Sprint(*r.Copied))
+		}
+	}
+	if len(reruns) > 0 {
+		out = append(out, "imapcopy reruns appended: "+strings.Join(reruns, ", ")+" messages (want 0)")
+	}
+	return out
+}
+
+func describeMailbox(mb *Mailbox, loaded *Loaded) MailboxInfo {
+	info := MailboxInfo{
+		Seed: mb.Spec.Seed, Messages: loaded.Messages, Bytes: loaded.Bytes,
+		Folders: len(loaded.Folders), Kinds: map[string]int{},
+	}
+	for _, m := range mb.Messages {
+		info.Kinds[m.Kind.String()]++
+		if m.DuplicateOf >= 0 {
+			info.Duplicates++
+		}
+		if m.NoMessageID {
+			info.NoMessageID++
+		}
+		if len(systemFlags(m.Flags)) != len(m.Flags) {
+			info.WithKeywords++
+		}
+	}
+	for _, f := range loaded.Folders {
+		for _, m := range f.Messages {
+			info.Largest = max(info.Largest, m.Size)
+		}
+	}
+	return info
+}
