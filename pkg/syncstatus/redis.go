@@ -1,0 +1,397 @@
+package syncstatus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+// RedisOptions configures the Redis store.
+type RedisOptions struct {
+	// Prefix starts every key; default "imapcopy:".
+	Prefix string
+	// Retention is how long a finished status is kept; default DefaultRetention.
+	Retention time.Duration
+	// Resync is how often a Watch re-reads the status even without a notification,
+	// in case one was lost (pub/sub is at-most-once); default 15s.
+	Resync time.Duration
+	// Now stamps updated_at; default time.Now.
+	Now func() time.Time
+}
+
+// Redis is the Store on Redis 7.0 or later. Per address, with k = KeyOf(address):
+//
+//	{prefix}{k}:lock     the lock token (SET NX PX)
+//	{prefix}{k}:status   the status, binary protobuf (PX retention once terminal)
+//	{prefix}{k}:cancel   the task id whose cancel was requested (PX retention)
+//	{prefix}{k}:changed  the pub/sub channel notified after each status write
+//
+// The {k} hash tag keeps an address's keys in one cluster slot for the Lua scripts.
+type Redis struct {
+	c         redis.UniversalClient
+	prefix    string
+	retention time.Duration
+	resync    time.Duration
+	now       func() time.Time
+}
+
+// NewRedis returns a Store on the Redis behind c. It does not own c.
+func NewRedis(c redis.UniversalClient, opts RedisOptions) *Redis {
+	r := &Redis{
+		c:         c,
+		prefix:    opts.Prefix,
+		retention: orRetention(opts.Retention),
+		resync:    opts.Resync,
+		now:       orNow(opts.Now),
+	}
+	if r.prefix == "" {
+		r.prefix = "imapcopy:"
+	}
+	if r.resync <= 0 {
+		r.resync = 15 * time.Second
+	}
+	return r
+}
+
+var _ Store = (*Redis)(nil)
+
+type redisKeys struct{ lock, status, cancel, changed string }
+
+func (r *Redis) keys(source string) (redisKeys, error) {
+	k, err := keyFor(source)
+	if err != nil {
+		return redisKeys{}, err
+	}
+	base := r.prefix + "{" + k + "}:"
+	return redisKeys{lock: base + "lock", status: base + "status", cancel: base + "cancel", changed: base + "changed"}, nil
+}
+
+var (
+	// KEYS: lock. ARGV: token, ttl ms. 1 = taken, 0 = held by another token.
+	reclaimScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0`)
+	// KEYS: lock. ARGV: token, ttl ms. 1 = extended, 0 = not the holder.
+	refreshScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+	// KEYS: lock. ARGV: token. 1 = released, 0 = not the holder.
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+	// The fenced status write. KEYS: lock, status. ARGV: token, mode ("put" or
+	// "cas"), the old status (cas), the new status, expiry in ms (0: none), channel.
+	// -1 = not the holder, 0 = the status changed since it was read (cas), 1 = written.
+	writeScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+if ARGV[2] == 'cas' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return 0
+end
+if ARGV[5] == '0' then
+  redis.call('SET', KEYS[2], ARGV[4])
+else
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+end
+redis.call('PUBLISH', ARGV[6], '1')
+return 1`)
+)
+
+func ms(d time.Duration) int64 {
+	if d < time.Millisecond {
+		return 1
+	}
+	return d.Milliseconds()
+}
+
+// Acquire implements Store.
+func (r *Redis) Acquire(ctx context.Context, source string, ttl time.Duration) (string, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return "", fmt.Errorf("acquire lock: %w", err)
+	}
+	token := newToken()
+	ok, err := r.c.SetNX(ctx, k.lock, token, time.Duration(ms(ttl))*time.Millisecond).Result()
+	if err != nil {
+		return "", fmt.Errorf("acquire lock: %w", err)
+	}
+	if !ok {
+		return "", ErrLocked
+	}
+	return token, nil
+}
+
+// Reclaim implements Store.
+func (r *Redis) Reclaim(ctx context.Context, source, token string, ttl time.Duration) error {
+	k, err := r.keys(source)
+	if err != nil {
+		return fmt.Errorf("reclaim lock: %w", err)
+	}
+	if token == "" {
+		return fmt.Errorf("reclaim lock: %w", ErrNotHolder)
+	}
+	n, err := reclaimScript.Run(ctx, r.c, []string{k.lock}, token, ms(ttl)).Int()
+	if err != nil {
+		return fmt.Errorf("reclaim lock: %w", err)
+	}
+	if n == 0 {
+		return ErrLocked
+	}
+	return nil
+}
+
+// Refresh implements Store.
+func (r *Redis) Refresh(ctx context.Context, source, token string, ttl time.Duration) error {
+	k, err := r.keys(source)
+	if err != nil {
+		return fmt.Errorf("refresh lock: %w", err)
+	}
+	n, err := refreshScript.Run(ctx, r.c, []string{k.lock}, token, ms(ttl)).Int()
+	if err != nil {
+		return fmt.Errorf("refresh lock: %w", err)
+	}
+	if n == 0 {
+		return ErrNotHolder
+	}
+	return nil
+}
+
+// Release implements Store.
+func (r *Redis) Release(ctx context.Context, source, token string) error {
+	k, err := r.keys(source)
+	if err != nil {
+		return fmt.Errorf("release lock: %w", err)
+	}
+	n, err := releaseScript.Run(ctx, r.c, []string{k.lock}, token).Int()
+	if err != nil {
+		return fmt.Errorf("release lock: %w", err)
+	}
+	if n == 0 {
+		return ErrNotHolder
+	}
+	return nil
+}
+
+// write runs the fenced write; old is nil for a put.
+func (r *Redis) write(ctx context.Context, k redisKeys, token string, old []byte, st *imapcopyv1.SyncStatus) (written bool, err error) {
+	st.UpdatedAt = timestamppb.New(r.now())
+	b, err := proto.Marshal(st)
+	if err != nil {
+		return false, err
+	}
+	var expire int64
+	if Terminal(st.GetState()) {
+		expire = ms(r.retention)
+	}
+	mode := "put"
+	if old != nil {
+		mode = "cas"
+	}
+	n, err := writeScript.Run(ctx, r.c, []string{k.lock, k.status},
+		token, mode, old, b, strconv.FormatInt(expire, 10), k.changed).Int()
+	if err != nil {
+		return false, err
+	}
+	switch n {
+	case -1:
+		return false, ErrNotHolder
+	case 0:
+		return false, nil
+	}
+	return true, nil
+}
+
+// Put implements Store.
+func (r *Redis) Put(ctx context.Context, source, token string, st *imapcopyv1.SyncStatus) error {
+	k, err := r.keys(source)
+	if err != nil {
+		return fmt.Errorf("put status: %w", err)
+	}
+	if st == nil {
+		return errors.New("put status: nil status")
+	}
+	if _, err := r.write(ctx, k, token, nil, proto.Clone(st).(*imapcopyv1.SyncStatus)); err != nil {
+		return fmt.Errorf("put status: %w", err)
+	}
+	return nil
+}
+
+// Update implements Store.
+func (r *Redis) Update(ctx context.Context, source, token string, fn func(*imapcopyv1.SyncStatus) error) (*imapcopyv1.SyncStatus, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return nil, fmt.Errorf("update status: %w", err)
+	}
+	for range maxUpdateAttempts {
+		old, err := r.c.Get(ctx, k.status).Bytes()
+		if errors.Is(err, redis.Nil) {
+			// Say first whether the writer still holds the lock.
+			holder, err := r.c.Get(ctx, k.lock).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("update status: %w", err)
+			}
+			if holder != token {
+				return nil, ErrNotHolder
+			}
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update status: %w", err)
+		}
+		st := new(imapcopyv1.SyncStatus)
+		if err := proto.Unmarshal(old, st); err != nil {
+			return nil, fmt.Errorf("update status: decode: %w", err)
+		}
+		if err := fn(st); err != nil {
+			return nil, err
+		}
+		written, err := r.write(ctx, k, token, old, st)
+		if err != nil {
+			if errors.Is(err, ErrNotHolder) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("update status: %w", err)
+		}
+		if written {
+			return st, nil
+		}
+	}
+	return nil, fmt.Errorf("update status: still conflicting after %d attempts", maxUpdateAttempts)
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return nil, fmt.Errorf("get status: %w", err)
+	}
+	b, err := r.c.Get(ctx, k.status).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get status: %w", err)
+	}
+	st := new(imapcopyv1.SyncStatus)
+	if err := proto.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("get status: decode: %w", err)
+	}
+	return st, nil
+}
+
+// Watch implements Store: it subscribes to the address's channel, then reads the
+// status, and reads it again at each notification and every Resync.
+func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error] {
+	return func(yield func(*imapcopyv1.SyncStatus, error) bool) {
+		k, err := r.keys(source)
+		if err != nil {
+			yield(nil, fmt.Errorf("watch status: %w", err))
+			return
+		}
+		ps := r.c.Subscribe(ctx, k.changed)
+		defer ps.Close()
+		// Wait for the subscription to be in place before the first read, so that
+		// no change falls between the two.
+		if _, err := ps.Receive(ctx); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			yield(nil, fmt.Errorf("watch status: %w", err))
+			return
+		}
+		notes := ps.Channel()
+		var last []byte
+		// next reads the status and yields it when it changed; false ends the watch.
+		next := func() bool {
+			b, err := r.c.Get(ctx, k.status).Bytes()
+			switch {
+			case errors.Is(err, redis.Nil):
+				yield(nil, ErrNotFound)
+				return false
+			case err != nil:
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				yield(nil, fmt.Errorf("watch status: %w", err))
+				return false
+			case bytes.Equal(b, last):
+				return true
+			}
+			last = b
+			st := new(imapcopyv1.SyncStatus)
+			if err := proto.Unmarshal(b, st); err != nil {
+				yield(nil, fmt.Errorf("watch status: decode: %w", err))
+				return false
+			}
+			return yield(st, nil) && !Terminal(st.GetState())
+		}
+		if !next() {
+			return
+		}
+		tick := time.NewTicker(r.resync)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				yield(nil, ctx.Err())
+				return
+			case _, ok := <-notes:
+				if !ok {
+					yield(nil, errors.New("watch status: subscription closed"))
+					return
+				}
+			case <-tick.C:
+			}
+			if !next() {
+				return
+			}
+		}
+	}
+}
+
+// RequestCancel implements Store.
+func (r *Redis) RequestCancel(ctx context.Context, source, taskID string) error {
+	k, err := r.keys(source)
+	if err != nil {
+		return fmt.Errorf("request cancel: %w", err)
+	}
+	if err := r.c.Set(ctx, k.cancel, taskID, r.retention).Err(); err != nil {
+		return fmt.Errorf("request cancel: %w", err)
+	}
+	return nil
+}
+
+// CancelRequested implements Store.
+func (r *Redis) CancelRequested(ctx context.Context, source, taskID string) (bool, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return false, fmt.Errorf("check cancel: %w", err)
+	}
+	v, err := r.c.Get(ctx, k.cancel).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check cancel: %w", err)
+	}
+	return v == taskID, nil
+}

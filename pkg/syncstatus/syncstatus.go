@@ -1,0 +1,145 @@
+// Package syncstatus owns what the api and the copiers share about a sync, keyed by
+// the normalized source address: the "one sync per source" lock, the status the
+// customer reads (state, progress, failed messages), and the cancel request.
+//
+// Two implementations pass the same contract tests (package storetest): Redis (the
+// production store, go-redis v9 against Redis 7.0) and JetStream key-value buckets
+// (standalone mode). Both guarantee:
+//
+//   - Lock: at most one holder per source address at a time, for a TTL the holder
+//     refreshes. Acquire returns a random token; Refresh and Release act only for the
+//     token that holds the lock (ErrNotHolder otherwise); a second Acquire gets
+//     ErrLocked. Reclaim takes the lock with a known token when it is free or already
+//     held with that token: a copier resuming a redelivered task whose lock expired.
+//     A lease can still have two holders after a long pause or a failover;
+//     correctness comes from idempotent copying and from fencing, below.
+//   - Fencing: every status write (Put, Update, including terminal ones) is refused
+//     with ErrNotHolder unless the writer's token holds the lock. Update is a
+//     read-modify-write retried on conflict, so concurrent writers lose nothing.
+//     Redis checks the token and writes in one Lua script; JetStream KV reads the
+//     lock, then writes the status with compare-and-set on its revision (a writer
+//     whose lock expires between the two steps can land one last write).
+//   - Retention: a status without an end never expires; a status in a terminal state
+//     is kept for the configured retention (30 days by default) after its last write.
+//   - Watch delivers the current status, then the status after changes, and ends after
+//     a terminal state. Redis may coalesce changes that come faster than the reader
+//     reads (each wake-up reads the latest status); it never skips the terminal one.
+//   - Privacy: keys and subjects never hold a raw address (KeyOf encodes it), and the
+//     status holds no secret by design. The store stamps updated_at on every write.
+//   - Cancel: RequestCancel records a cancel request for one task id; the copier polls
+//     CancelRequested, a single small read, at each step. A request for an old task
+//     never cancels a newer one.
+package syncstatus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"iter"
+	"strings"
+	"time"
+
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+// DefaultRetention is how long a finished status is kept.
+const DefaultRetention = 30 * 24 * time.Hour
+
+var (
+	// ErrLocked: another sync task holds the lock of this source address.
+	ErrLocked = errors.New("a sync task for this account already exists")
+	// ErrNotHolder: the token does not hold the lock (it expired, was released, or
+	// another task holds it).
+	ErrNotHolder = errors.New("the sync lock is not held by this task")
+	// ErrNotFound: there is no status for this source address.
+	ErrNotFound = errors.New("no sync for this account")
+)
+
+// Store is the status and lock store. Every source argument is an address as the
+// customer typed it; the store normalizes it (Normalize).
+type Store interface {
+	// Acquire takes the lock of source for ttl and returns the holder's token.
+	Acquire(ctx context.Context, source string, ttl time.Duration) (token string, err error)
+	// Reclaim takes the lock of source with token when it is free or already held with
+	// token (then it is refreshed); ErrLocked when another token holds it.
+	Reclaim(ctx context.Context, source, token string, ttl time.Duration) error
+	// Refresh extends the lock held with token to ttl from now.
+	Refresh(ctx context.Context, source, token string, ttl time.Duration) error
+	// Release frees the lock held with token.
+	Release(ctx context.Context, source, token string) error
+
+	// Put writes st as the status of source, replacing any earlier one (the first
+	// status of a new task).
+	Put(ctx context.Context, source, token string, st *imapcopyv1.SyncStatus) error
+	// Update applies fn to the current status and writes the result; an error from fn
+	// aborts the update and is returned as is. fn may run more than once.
+	Update(ctx context.Context, source, token string, fn func(*imapcopyv1.SyncStatus) error) (*imapcopyv1.SyncStatus, error)
+	// Get returns the status of source or ErrNotFound.
+	Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error)
+	// Watch yields the current status, then the status after changes, and stops after
+	// a terminal state. It yields ErrNotFound when there is no status (or it goes
+	// away), ctx.Err() when ctx ends, or a store error; each error ends it.
+	Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error]
+
+	// RequestCancel records that the task taskID of source should stop.
+	RequestCancel(ctx context.Context, source, taskID string) error
+	// CancelRequested reports whether RequestCancel was called for taskID.
+	CancelRequested(ctx context.Context, source, taskID string) (bool, error)
+}
+
+// Normalize is the form of an address that keys the lock and the status: trimmed and
+// lowercased.
+func Normalize(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }
+
+// KeyOf encodes a normalized address for keys and subjects: unpadded base64url, which
+// holds only [-_A-Za-z0-9] (valid in NATS subjects and KV keys, free of '.' and
+// wildcards), and is one-to-one, so distinct addresses never share a key.
+func KeyOf(addr string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(Normalize(addr)))
+}
+
+// Terminal reports whether a sync in state s has ended.
+func Terminal(s imapcopyv1.SyncState) bool {
+	switch s {
+	case imapcopyv1.SyncState_SYNC_STATE_COMPLETED,
+		imapcopyv1.SyncState_SYNC_STATE_COMPLETED_WITH_ERRORS,
+		imapcopyv1.SyncState_SYNC_STATE_FAILED,
+		imapcopyv1.SyncState_SYNC_STATE_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// maxUpdateAttempts bounds the compare-and-set retries of one Update.
+const maxUpdateAttempts = 100
+
+var errEmptySource = errors.New("empty source address")
+
+func keyFor(source string) (string, error) {
+	if Normalize(source) == "" {
+		return "", errEmptySource
+	}
+	return KeyOf(source), nil
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}
+
+func orNow(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
+}
+
+func orRetention(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultRetention
+	}
+	return d
+}
