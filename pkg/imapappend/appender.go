@@ -1,0 +1,786 @@
+// Package imapappend owns the destination's write path: a small IMAP client of its own that
+// logs in (through pkg/imapconn) and appends messages as fast as the server can absorb
+// them. go-imap has no MULTIAPPEND and waits for a continuation on every literal over 4 KB;
+// the destination's cost per APPEND transaction (a disk sync, an index update) is what
+// decides a copy's speed, so this package batches.
+//
+// # How messages are sent
+//
+// When the server offers MULTIAPPEND (RFC 3502), consecutive small messages go in one APPEND
+// command each batch (Batching: by default at most 50 messages, 8 MiB, and only messages up
+// to 1 MiB). Every other message goes in an APPEND of its own. With LITERAL+ (RFC 7888)
+// literals are non-synchronising: nothing waits for the server, commands are pipelined (at
+// most 64 in flight, and at most two batches' bytes). Without LITERAL+ each literal waits for
+// the server's "+".
+//
+// # Refusals
+//
+// A MULTIAPPEND is all-or-nothing. When the server refuses a batch (over quota, a message
+// too big or malformed...), the batch's messages are sent again one APPEND each, so that
+// only the message(s) at fault are refused and the rest is stored. To resend without reading
+// the source again, the bodies of a batch are kept in memory until the server answers: this
+// is why only small messages are batched, and memory stays bounded by the Batching limits
+// (two batches in flight: 16 MiB by default). A message sent alone is streamed and never
+// held in memory: a refusal of it needs no resending. Refusals that concern the mailbox and
+// not a message (TRYCREATE, NONEXISTENT, NOPERM) are not retried one by one.
+//
+// # Failures
+//
+// Each Body must yield exactly Size bytes. If it yields fewer (a source connection that
+// dropped mid-message returns a short body with no error) or fails, the connection is closed
+// at once, in the middle of the literal: the server never sees the end of the command, so
+// nothing of it is stored, never a truncated message. Append then returns a *BodyError.
+//
+// Append's error is non-nil only when the connection is unusable (closed on a body failure,
+// broken, BAD, ctx ended). Then results tell what is known: messages with ErrNotSent were
+// certainly not stored; those with ErrUnconfirmed may or may not have been: reconnect and
+// check the destination before sending them again.
+//
+// Tags carry a random per-connection prefix, so that a response to a body line the server
+// mistook for a command (possible only if it rejected an APPEND while parsing it, which
+// the flag cleaning is there to prevent) is noticed as an unknown tag, and the connection
+// dropped.
+package imapappend
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// Defaults for Batching. Callers that form their own batches should pass Append about this
+// many messages at a time (more works too: Append splits).
+const (
+	DefaultBatchMessages     = 50
+	DefaultBatchBytes        = 8 << 20
+	DefaultMaxBatchedMessage = 1 << 20
+)
+
+const maxInFlight = 64 // commands in flight at once
+
+// Batching says how messages are grouped into MULTIAPPEND commands.
+type Batching struct {
+	Messages int   // at most this many messages per command; default DefaultBatchMessages
+	Bytes    int64 // at most this many bytes per command; default DefaultBatchBytes
+	Message  int64 // a bigger message is appended alone, streamed; default DefaultMaxBatchedMessage
+}
+
+// Option changes how an Appender works.
+type Option func(*config)
+
+type config struct {
+	batch         Batching
+	noMulti       bool
+	noLiteralPlus bool
+}
+
+// WithBatching sets the batch limits. Zero fields keep their defaults.
+func WithBatching(b Batching) Option {
+	return func(c *config) {
+		if b.Messages > 0 {
+			c.batch.Messages = b.Messages
+		}
+		if b.Bytes > 0 {
+			c.batch.Bytes = b.Bytes
+		}
+		if b.Message > 0 {
+			c.batch.Message = b.Message
+		}
+	}
+}
+
+// WithoutMultiappend sends one APPEND per message even when the server offers MULTIAPPEND.
+func WithoutMultiappend() Option { return func(c *config) { c.noMulti = true } }
+
+// WithoutLiteralPlus waits for the server's "+" before every literal even when the server
+// offers LITERAL+.
+func WithoutLiteralPlus() Option { return func(c *config) { c.noLiteralPlus = true } }
+
+// Message is one message to append.
+type Message struct {
+	Flags        []string  // cleaned before sending (see CleanFlags)
+	InternalDate time.Time // zero: the server's time of arrival
+	Size         int64     // exact size of Body
+	Body         io.Reader // read once, in order; exactly Size bytes must come out
+}
+
+// Result is what became of one message.
+type Result struct {
+	UID         uint32 // from APPENDUID (UIDPLUS servers), else 0
+	UIDValidity uint32 // from APPENDUID, else 0
+	Err         error  // nil: stored
+}
+
+var (
+	// ErrNotSent marks a message that was certainly not stored: the connection failed
+	// before the server could complete its command.
+	ErrNotSent = errors.New("not appended: the connection failed before the message was sent")
+	// ErrUnconfirmed marks a message whose command was sent but not answered before the
+	// connection failed: it may be stored. Check the destination before sending it again.
+	ErrUnconfirmed = errors.New("the connection failed before the server confirmed this message")
+)
+
+// BodyError is returned by Append when a message's Body failed: a short body (fewer than
+// Size bytes, Err is io.ErrUnexpectedEOF) or a read error. The destination connection was
+// closed in the middle of the command, so nothing of that command was stored.
+type BodyError struct {
+	Index int // index in Append's msgs
+	Err   error
+}
+
+func (e *BodyError) Error() string {
+	return fmt.Sprintf("read the body of message %d: %v (the append was abandoned, nothing of it stored)", e.Index, e.Err)
+}
+
+func (e *BodyError) Unwrap() error { return e.Err }
+
+// RefusedError is a server's refusal of a message. It unwraps to the *imap.Error, so
+// imapconn.IsOverQuota, imapconn.IsTooBig and imapconn.ResponseCode see its code.
+type RefusedError struct {
+	Mailbox string
+	Status  *imap.Error
+}
+
+func (e *RefusedError) Error() string {
+	s := fmt.Sprintf("the server refused the message in %q", e.Mailbox)
+	if e.Status.Code != "" {
+		s += " (" + string(e.Status.Code) + ")"
+	}
+	if e.Status.Text != "" {
+		s += ": " + e.Status.Text
+	}
+	return s
+}
+
+func (e *RefusedError) Unwrap() error { return e.Status }
+
+// Appender is a logged-in connection to the destination. Its methods must not be called
+// concurrently, except Close.
+type Appender struct {
+	sess *imapconn.Session
+	bw   *bufio.Writer
+	cfg  config
+	log  *slog.Logger
+	addr string
+	idle time.Duration
+	caps imap.CapSet
+
+	multi, literalPlus bool
+
+	tagPrefix string
+	tagN      int
+
+	mu       sync.Mutex
+	pending  map[string]chan *imapconn.Response
+	wantCont bool
+	bye      *imapconn.Response
+
+	cont     chan struct{}
+	readDone chan struct{}
+	readErr  error // set before readDone is closed
+
+	broken error // the connection is unusable: why
+}
+
+// Dial connects and logs in to the destination (see imapconn.DialSession). The connection
+// is closed when ctx ends.
+func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, options ...Option) (*Appender, error) {
+	cfg := config{batch: Batching{Messages: DefaultBatchMessages, Bytes: DefaultBatchBytes, Message: DefaultMaxBatchedMessage}}
+	for _, o := range options {
+		o(&cfg)
+	}
+	cfg.batch.Message = min(cfg.batch.Message, cfg.batch.Bytes)
+	sess, err := imapconn.DialSession(ctx, acct, opts)
+	if err != nil {
+		return nil, err
+	}
+	var prefix [4]byte
+	rand.Read(prefix[:])
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	idle := opts.IdleTimeout
+	if idle <= 0 {
+		idle = 5 * time.Minute
+	}
+	a := &Appender{
+		sess:        sess,
+		bw:          bufio.NewWriterSize(sess.Conn, 64<<10),
+		cfg:         cfg,
+		log:         log,
+		addr:        acct.Addr(),
+		idle:        idle,
+		caps:        sess.Caps,
+		multi:       sess.Caps.Has(imap.CapMultiAppend) && !cfg.noMulti,
+		literalPlus: sess.Caps.Has(imap.CapLiteralPlus) && !cfg.noLiteralPlus,
+		tagPrefix:   "W" + hex.EncodeToString(prefix[:]) + ".",
+		pending:     make(map[string]chan *imapconn.Response),
+		cont:        make(chan struct{}, 1),
+		readDone:    make(chan struct{}),
+	}
+	go a.read()
+	return a, nil
+}
+
+// Caps returns the capabilities the server announced after login.
+func (a *Appender) Caps() map[string]bool {
+	caps := make(map[string]bool, len(a.caps))
+	for c := range a.caps {
+		caps[string(c)] = true
+	}
+	return caps
+}
+
+// Usable reports whether the connection can still be used. After an Append that returned
+// an error it cannot.
+func (a *Appender) Usable() bool {
+	if a.broken != nil {
+		return false
+	}
+	select {
+	case <-a.readDone:
+		return false
+	default:
+		return true
+	}
+}
+
+// Close closes the connection at once.
+func (a *Appender) Close() error {
+	err := a.sess.Close()
+	<-a.readDone
+	return err
+}
+
+// BytesRead is the number of bytes read from the network so far.
+func (a *Appender) BytesRead() int64 { return a.sess.BytesRead() }
+
+// BytesWritten is the number of bytes written to the network so far.
+func (a *Appender) BytesWritten() int64 { return a.sess.BytesWritten() }
+
+// read dispatches the server's responses: tagged ones to their command, continuation
+// requests to the command that waits for one; untagged data is skipped.
+func (a *Appender) read() {
+	defer close(a.readDone)
+	for {
+		resp, err := imapconn.ReadResponse(a.sess.Reader)
+		if err != nil {
+			a.readErr = err
+			return
+		}
+		switch resp.Tag {
+		case "+":
+			a.mu.Lock()
+			want := a.wantCont
+			a.wantCont = false
+			a.mu.Unlock()
+			if !want {
+				a.readErr = errors.New("the server sent an unexpected continuation request")
+				a.sess.Close()
+				return
+			}
+			a.cont <- struct{}{}
+		case "*":
+			if resp.Type == "BYE" {
+				a.mu.Lock()
+				a.bye = resp
+				a.mu.Unlock()
+			}
+		default:
+			a.mu.Lock()
+			done, ok := a.pending[resp.Tag]
+			delete(a.pending, resp.Tag)
+			if ok && len(a.pending) == 0 {
+				a.sess.Conn.SetReadDeadline(time.Time{}) // idle again: nothing awaited
+			}
+			a.mu.Unlock()
+			if !ok {
+				a.readErr = fmt.Errorf("the server answered a command we did not send (tag %.40q)", resp.Tag)
+				a.sess.Close()
+				return
+			}
+			done <- resp
+		}
+	}
+}
+
+// unit is what one APPEND command carries.
+type unit struct {
+	idx    []int    // indexes into Append's msgs, in order
+	multi  bool     // a MULTIAPPEND whose bodies are kept until the server answers
+	bodies [][]byte // a resend: the kept bodies; nil: stream the messages' Body
+}
+
+// command is a unit on the wire.
+type command struct {
+	tag  string
+	unit unit
+	kept [][]byte // the bodies sent so far, when unit.multi
+	sent int      // messages whose literal was sent
+	size int64    // bytes kept or to be kept
+	done chan *imapconn.Response
+	resp *imapconn.Response // the tagged response, once known
+}
+
+// appendRun is the state of one Append call.
+type appendRun struct {
+	a        *Appender
+	ctx      context.Context
+	mailbox  string
+	quoted   string
+	msgs     []Message
+	results  []Result
+	next     int        // next message to plan
+	resend   []unit     // units to send before planning more
+	inFlight []*command // oldest first
+	kept     int64      // bytes of bodies kept by in-flight commands
+}
+
+// Append appends msgs to mailbox, in order, and reports what became of each message (see
+// the package documentation). The returned error is non-nil only when the connection is
+// unusable; then results marked ErrUnconfirmed may or may not be stored.
+func (a *Appender) Append(ctx context.Context, mailbox string, msgs []Message) ([]Result, error) {
+	results := make([]Result, len(msgs))
+	for i := range results {
+		results[i].Err = ErrNotSent
+	}
+	if !a.Usable() {
+		return results, a.connErr(ctx, "append to "+strconv.Quote(mailbox))
+	}
+	if err := ctx.Err(); err != nil {
+		return results, a.connErr(ctx, "append to "+strconv.Quote(mailbox))
+	}
+	stop := context.AfterFunc(ctx, func() { a.sess.Close() })
+	defer stop()
+
+	r := &appendRun{a: a, ctx: ctx, mailbox: mailbox, quoted: quoteMailbox(mailbox), msgs: msgs, results: results}
+	err := r.run()
+	if err != nil {
+		a.broken = err
+		a.sess.Close()
+		r.abandon()
+	}
+	return results, err
+}
+
+func (r *appendRun) run() error {
+	for {
+		var u unit
+		switch {
+		case len(r.resend) > 0:
+			u, r.resend = r.resend[0], r.resend[1:]
+		case r.next < len(r.msgs):
+			var ok bool
+			if u, ok = r.plan(); !ok {
+				continue
+			}
+		case len(r.inFlight) > 0:
+			if err := r.collectOldest(); err != nil {
+				return err
+			}
+			continue
+		default:
+			return nil
+		}
+		var size int64
+		if u.multi {
+			for _, i := range u.idx {
+				size += r.msgs[i].Size
+			}
+		}
+		for len(r.inFlight) > 0 && (len(r.inFlight) >= maxInFlight || r.kept+size > 2*r.a.cfg.batch.Bytes) {
+			if err := r.collectOldest(); err != nil {
+				return err
+			}
+		}
+		if err := r.send(u, size); err != nil {
+			return err
+		}
+	}
+}
+
+// plan takes the next unit from the messages: a batch of consecutive small messages, or one
+// message.
+func (r *appendRun) plan() (unit, bool) {
+	b := r.a.cfg.batch
+	first := r.next
+	r.next++
+	if m := r.msgs[first]; m.Size < 0 || m.Body == nil {
+		r.results[first].Err = fmt.Errorf("not appended: invalid message (size %d, body %v)", m.Size, m.Body != nil)
+		return unit{}, false
+	}
+	if !r.a.multi || r.msgs[first].Size > b.Message {
+		return unit{idx: []int{first}}, true
+	}
+	idx := []int{first}
+	total := r.msgs[first].Size
+	for r.next < len(r.msgs) && len(idx) < b.Messages {
+		m := r.msgs[r.next]
+		if m.Size < 0 || m.Body == nil || m.Size > b.Message || total+m.Size > b.Bytes {
+			break
+		}
+		idx = append(idx, r.next)
+		total += m.Size
+		r.next++
+	}
+	return unit{idx: idx, multi: len(idx) > 1}, true
+}
+
+// send writes one APPEND command. Without LITERAL+, it waits for each continuation; when
+// the server refuses the command instead, the command is finished here.
+func (r *appendRun) send(u unit, size int64) error {
+	a := r.a
+	a.tagN++
+	cmd := &command{tag: a.tagPrefix + strconv.Itoa(a.tagN), unit: u, size: size, done: make(chan *imapconn.Response, 1)}
+	a.mu.Lock()
+	a.pending[cmd.tag] = cmd.done
+	if len(a.pending) == 1 {
+		// An answer is awaited from now on: arm the transport's sliding idle timeout
+		// (imapconn's connections slide it while bytes move).
+		a.sess.Conn.SetReadDeadline(time.Now().Add(a.idle))
+	}
+	a.mu.Unlock()
+	r.inFlight = append(r.inFlight, cmd)
+	r.kept += size
+
+	bw := a.bw
+	bw.WriteString(cmd.tag + " APPEND " + r.quoted)
+	for k, i := range u.idx {
+		m := r.msgs[i]
+		if flags := CleanFlags(m.Flags); len(flags) > 0 {
+			bw.WriteString(" (" + strings.Join(flags, " ") + ")")
+		}
+		if validDate(m.InternalDate) {
+			bw.WriteString(` "` + dateTime(m.InternalDate) + `"`)
+		}
+		if a.literalPlus {
+			fmt.Fprintf(bw, " {%d+}\r\n", m.Size)
+		} else {
+			fmt.Fprintf(bw, " {%d}\r\n", m.Size)
+			refused, err := r.awaitContinuation(cmd)
+			if err != nil {
+				return err
+			}
+			if refused {
+				return r.refusedEarly(cmd)
+			}
+		}
+		if err := r.writeBody(cmd, k, i); err != nil {
+			return err
+		}
+		cmd.sent++
+	}
+	if _, err := bw.WriteString("\r\n"); err != nil {
+		return r.connErr(err)
+	}
+	for _, i := range u.idx {
+		r.results[i].Err = ErrUnconfirmed
+	}
+	return nil
+}
+
+// writeBody sends message k of cmd (index i): kept bytes when resending, else exactly Size
+// bytes of its Body, kept too when cmd is a batch.
+func (r *appendRun) writeBody(cmd *command, k, i int) error {
+	w := &errWriter{w: r.a.bw}
+	if cmd.unit.bodies != nil {
+		w.Write(cmd.unit.bodies[k])
+		if w.err != nil {
+			return r.connErr(w.err)
+		}
+		return nil
+	}
+	m := r.msgs[i]
+	src := m.Body
+	var keep []byte
+	if cmd.unit.multi {
+		keep = make([]byte, 0, m.Size)
+		src = io.TeeReader(src, (*sliceWriter)(&keep))
+	}
+	n, err := io.CopyN(w, src, m.Size)
+	switch {
+	case w.err != nil:
+		return r.connErr(w.err)
+	case err == io.EOF:
+		return &BodyError{Index: i, Err: fmt.Errorf("got %d of %d bytes: %w", n, m.Size, io.ErrUnexpectedEOF)}
+	case err != nil:
+		return &BodyError{Index: i, Err: err}
+	}
+	if cmd.unit.multi {
+		cmd.kept = append(cmd.kept, keep)
+	}
+	return nil
+}
+
+// awaitContinuation flushes and waits for the server's "+" for cmd's next literal.
+// refused is true when the server answered the command instead.
+func (r *appendRun) awaitContinuation(cmd *command) (refused bool, err error) {
+	a := r.a
+	a.mu.Lock()
+	a.wantCont = true
+	a.mu.Unlock()
+	if err := a.bw.Flush(); err != nil {
+		return false, r.connErr(err)
+	}
+	select {
+	case <-a.cont:
+		return false, nil
+	case resp := <-cmd.done:
+		a.mu.Lock()
+		a.wantCont = false
+		a.mu.Unlock()
+		cmd.resp = resp
+		return true, nil
+	case <-a.readDone:
+		return false, r.connErr(a.readErr)
+	}
+}
+
+// refusedEarly finishes a command that the server answered before all its literals were
+// sent (only without LITERAL+). The messages not sent keep their place in the stream of
+// bodies: they are resent one by one first thing, or, when the refusal is final, their
+// bodies are read and dropped.
+func (r *appendRun) refusedEarly(cmd *command) error {
+	r.removeInFlight(cmd)
+	unsent := cmd.unit.idx[cmd.sent:]
+	resend := r.finish(cmd)
+	if len(resend) > 0 {
+		r.resend = append(resend, r.resend...)
+		return nil
+	}
+	for _, i := range unsent {
+		m := r.msgs[i]
+		if n, err := io.CopyN(io.Discard, m.Body, m.Size); err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("got %d of %d bytes: %w", n, m.Size, io.ErrUnexpectedEOF)
+			}
+			return &BodyError{Index: i, Err: err}
+		}
+	}
+	return nil
+}
+
+func (r *appendRun) removeInFlight(cmd *command) {
+	for k, c := range r.inFlight {
+		if c == cmd {
+			r.inFlight = append(r.inFlight[:k], r.inFlight[k+1:]...)
+			r.kept -= cmd.size
+			return
+		}
+	}
+}
+
+// collectOldest waits for the oldest command's answer and records it.
+func (r *appendRun) collectOldest() error {
+	a := r.a
+	cmd := r.inFlight[0]
+	if err := a.bw.Flush(); err != nil {
+		return r.connErr(err)
+	}
+	select {
+	case cmd.resp = <-cmd.done:
+	case <-a.readDone:
+		select {
+		case cmd.resp = <-cmd.done:
+		default:
+			return r.connErr(a.readErr)
+		}
+	}
+	r.inFlight = r.inFlight[1:]
+	r.kept -= cmd.size
+	if cmd.resp.Type == "BAD" {
+		r.finish(cmd)
+		return r.connErr(fmt.Errorf("the server rejected an APPEND as malformed: %s", cmd.resp.Text))
+	}
+	r.resend = append(r.resend, r.finish(cmd)...)
+	return nil
+}
+
+// finish records cmd's answer in the results, and returns the units to resend when a batch
+// was refused.
+func (r *appendRun) finish(cmd *command) []unit {
+	resp := cmd.resp
+	idx := cmd.unit.idx
+	r.a.log.Debug("imap append answered", "mailbox", r.mailbox, "messages", len(idx),
+		"batch", cmd.unit.multi, "status", resp.Type, "code", resp.Code)
+	if resp.Type == "OK" {
+		validity, uids := parseAppendUID(resp, len(idx))
+		for k, i := range idx {
+			r.results[i] = Result{UIDValidity: validity}
+			if uids != nil {
+				r.results[i].UID = uids[k]
+			}
+		}
+		return nil
+	}
+	status := resp.Err()
+	if status == nil {
+		status = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "unexpected answer " + resp.Type}
+	}
+	if cmd.unit.multi && len(idx) > 1 && !mailboxWide(resp.Code) {
+		r.a.log.Info("imap multiappend refused, appending one by one",
+			"mailbox", r.mailbox, "messages", len(idx), "code", resp.Code, "text", resp.Text)
+		var resend []unit
+		for k, i := range idx {
+			r.results[i].Err = ErrNotSent // until resent
+			u := unit{idx: []int{i}}
+			if k < cmd.sent {
+				u.bodies = [][]byte{cmd.kept[k]}
+			}
+			resend = append(resend, u)
+		}
+		return resend
+	}
+	err := &RefusedError{Mailbox: r.mailbox, Status: status}
+	for _, i := range idx {
+		r.results[i] = Result{Err: err}
+	}
+	return nil
+}
+
+// mailboxWide reports whether a refusal concerns the mailbox rather than a message.
+func mailboxWide(code string) bool {
+	switch imap.ResponseCode(code) {
+	case imap.ResponseCodeTryCreate, imap.ResponseCodeNonExistent, imap.ResponseCodeNoPerm:
+		return true
+	}
+	return false
+}
+
+// abandon records what is known after the connection failed: commands answered before the
+// failure count; the others are unconfirmed; messages never sent stay ErrNotSent.
+func (r *appendRun) abandon() {
+	for _, cmd := range r.inFlight {
+		select {
+		case cmd.resp = <-cmd.done:
+			if cmd.resp.Type == "OK" || !cmd.unit.multi {
+				r.finish(cmd)
+				continue
+			}
+			for _, i := range cmd.unit.idx {
+				r.results[i].Err = ErrNotSent // a refused batch stores nothing
+			}
+		default:
+		}
+	}
+	r.inFlight = nil
+}
+
+// connErr describes the connection's failure (err is what the failing call said).
+func (r *appendRun) connErr(err error) error {
+	a := r.a
+	op := "append to " + strconv.Quote(r.mailbox) + " on " + a.addr
+	if e := r.ctx.Err(); e != nil {
+		kind := imapconn.KindClosed
+		if e == context.DeadlineExceeded {
+			kind = imapconn.KindTimeout
+		}
+		return &imapconn.Error{Kind: kind, Op: op, Err: fmt.Errorf("gave up: %w", context.Cause(r.ctx))}
+	}
+	a.mu.Lock()
+	bye := a.bye
+	a.mu.Unlock()
+	if bye != nil {
+		return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("the server closed the connection: %s: %w", bye.Text, bye.Err())}
+	}
+	if err == nil {
+		err = errors.New("the connection was closed")
+	}
+	kind := imapconn.KindOf(err)
+	if kind == imapconn.KindUnknown {
+		kind = imapconn.KindProtocol
+	}
+	return &imapconn.Error{Kind: kind, Op: op, Err: err}
+}
+
+// connErr is the error for an Append on an unusable connection.
+func (a *Appender) connErr(ctx context.Context, op string) error {
+	if a.broken != nil {
+		return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("the connection is unusable after an earlier failure: %w", a.broken)}
+	}
+	if err := ctx.Err(); err != nil {
+		return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("gave up: %w", context.Cause(ctx))}
+	}
+	return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("the connection was closed: %w", a.readErr)}
+}
+
+// parseAppendUID reads "APPENDUID uidvalidity uid-set" (RFC 4315; a MULTIAPPEND gives a
+// uid-set, in the messages' order). uids is nil unless it names exactly n UIDs.
+func parseAppendUID(resp *imapconn.Response, n int) (validity uint32, uids []uint32) {
+	if resp.Code != "APPENDUID" {
+		return 0, nil
+	}
+	fields := strings.Fields(resp.CodeArgs)
+	if len(fields) != 2 {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(fields[0], 10, 32)
+	if err != nil {
+		return 0, nil
+	}
+	for _, part := range strings.Split(fields[1], ",") {
+		lo, hi, isRange := strings.Cut(part, ":")
+		a, err1 := strconv.ParseUint(lo, 10, 32)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.ParseUint(hi, 10, 32)
+		}
+		if err1 != nil || err2 != nil || a == 0 || b == 0 {
+			return uint32(v), nil
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if b-a >= uint64(n) {
+			return uint32(v), nil // more than we sent: do not expand
+		}
+		for u := a; u <= b; u++ {
+			uids = append(uids, uint32(u))
+		}
+		if len(uids) > n {
+			return uint32(v), nil
+		}
+	}
+	if len(uids) != n {
+		return uint32(v), nil
+	}
+	return uint32(v), uids
+}
+
+// errWriter remembers the first write error, to tell a failing destination from a
+// failing Body in io.CopyN.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *errWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.w.Write(p)
+	w.err = err
+	return n, err
+}
+
+type sliceWriter []byte
+
+func (s *sliceWriter) Write(p []byte) (int, error) {
+	*s = append(*s, p...)
+	return len(p), nil
+}

@@ -1,0 +1,510 @@
+package imapappend_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imapappend"
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/imaptest"
+)
+
+// One Dovecot per flavour for the package; each test has its own users.
+var servers = map[imaptest.Flavour]*imaptest.Dovecot{}
+
+func TestMain(m *testing.M) {
+	for _, f := range []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot} {
+		d, err := imaptest.Start(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "imapappend tests:", err)
+			os.Exit(1)
+		}
+		servers[f] = d
+	}
+	code := m.Run()
+	for _, d := range servers {
+		d.Close()
+	}
+	os.Exit(code)
+}
+
+var flavours = []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot}
+
+// newUser adds a user and waits until the server knows it: Dovecot re-reads its
+// passwd-file at most once a second, so a user added just after a login elsewhere is not
+// known for up to a second (reported to the imaptest owner).
+func newUser(t *testing.T, f imaptest.Flavour, opts ...imaptest.UserOption) imapconn.Account {
+	t.Helper()
+	acct := servers[f].AddUser(t, opts...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := imapconn.DialSession(context.Background(), acct, imapconn.Options{})
+		if err == nil {
+			s.Close()
+			return acct
+		}
+		if imapconn.KindOf(err) != imapconn.KindAuth || time.Now().After(deadline) {
+			t.Fatalf("log in as the new user: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// msg is a test message and what the server should keep of it.
+type msg struct {
+	raw       []byte
+	flags     []string // as given to Append
+	wantFlags []string // as stored
+	date      time.Time
+}
+
+// rawMessage builds an RFC 5322 message of exactly size bytes (at least ~200).
+func rawMessage(i, size int, extra string) []byte {
+	head := fmt.Sprintf("From: sender%d@example.com\r\nTo: rcpt@example.com\r\nSubject: message %d\r\nMessage-ID: <%d.%d@example.com>\r\nDate: Tue, 5 Mar 2024 10:00:00 +0000\r\n\r\n%s", i, i, i, size, extra)
+	var b bytes.Buffer
+	b.WriteString(head)
+	line := fmt.Sprintf("line of message %d, filler filler filler filler filler filler.\r\n", i)
+	for size-b.Len() >= len(line)+2 {
+		b.WriteString(line)
+	}
+	if rem := size - b.Len(); rem >= 2 {
+		b.WriteString(strings.Repeat("x", rem-2) + "\r\n")
+	} else if rem > 0 {
+		b.WriteString(strings.Repeat("x", rem))
+	}
+	return b.Bytes()
+}
+
+func toMessages(ms []msg) []imapappend.Message {
+	out := make([]imapappend.Message, len(ms))
+	for i, m := range ms {
+		out[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: int64(len(m.raw)), Body: bytes.NewReader(m.raw)}
+	}
+	return out
+}
+
+// checkStored compares a mailbox's content with want, in order.
+func checkStored(t *testing.T, acct imapconn.Account, mailbox string, want []msg) {
+	t.Helper()
+	got, err := imaptest.ReadFolder(context.Background(), acct, mailbox)
+	if err != nil {
+		t.Fatalf("ReadFolder(%q): %v", mailbox, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%q holds %d messages, want %d", mailbox, len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i].Raw, want[i].raw) {
+			t.Errorf("message %d: body differs (%d bytes, want %d)", i, len(got[i].Raw), len(want[i].raw))
+		}
+		gotFlags := slices.Sorted(slices.Values(got[i].Flags))
+		wantFlags := slices.Sorted(slices.Values(want[i].wantFlags))
+		if !slices.Equal(gotFlags, wantFlags) {
+			t.Errorf("message %d: flags = %q, want %q", i, gotFlags, wantFlags)
+		}
+		if !want[i].date.IsZero() && !got[i].InternalDate.Equal(want[i].date) {
+			t.Errorf("message %d: internal date = %v, want %v", i, got[i].InternalDate, want[i].date)
+		}
+	}
+}
+
+// logBuffer collects an Appender's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// count counts the log lines containing all of words.
+func (l *logBuffer) count(words ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(line, w)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func dial(t *testing.T, acct imapconn.Account, options ...imapappend.Option) *imapappend.Appender {
+	t.Helper()
+	a, _ := dialLogged(t, acct, options...)
+	return a
+}
+
+func dialLogged(t *testing.T, acct imapconn.Account, options ...imapappend.Option) (*imapappend.Appender, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := imapappend.Dial(context.Background(), acct, imapconn.Options{Logger: logger}, options...)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a, logs
+}
+
+// mixed builds n messages of varied sizes, flags and dates; big gives message 7 5 MB.
+func mixed(n int, big bool) []msg {
+	base := time.Date(2021, 6, 7, 8, 9, 10, 0, time.FixedZone("", -7*3600))
+	flagSets := []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{`\Seen`}, []string{`\Seen`}},
+		{[]string{`\seen`, `\Recent`, `\*`, "$Forwarded"}, []string{`\Seen`, "$Forwarded"}},
+		{[]string{`\Flagged`, "bad]keyword", "(bad", "Label_1"}, []string{`\Flagged`, "Label_1"}},
+		{[]string{`\Answered`, `\Draft`, `\Deleted`}, []string{`\Answered`, `\Draft`, `\Deleted`}},
+	}
+	ms := make([]msg, n)
+	for i := range ms {
+		size := 600 + 97*i
+		switch {
+		case i == 3:
+			size = 12 << 10 // over 4 KB
+		case i == 7 && big:
+			size = 5 << 20
+		}
+		fs := flagSets[i%len(flagSets)]
+		ms[i] = msg{raw: rawMessage(i, size, ""), flags: fs.in, wantFlags: fs.want, date: base.Add(time.Duration(i) * time.Hour)}
+	}
+	return ms
+}
+
+func TestAppend(t *testing.T) {
+	t.Parallel()
+	for _, f := range flavours {
+		for _, tc := range []struct {
+			name     string
+			options  []imapappend.Option
+			commands int // APPEND commands for the 50 messages
+		}{
+			{"one multiappend", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Message: 8 << 20})}, 1},
+			{"default batching", nil, 3}, // the 5 MB message alone, between two batches
+			{"small batches", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Messages: 7})}, 8}, // 0-6, the 5 MB one, six batches of 7
+			{"multiappend without literal+", []imapappend.Option{imapappend.WithoutLiteralPlus()}, 3},
+			{"single appends", []imapappend.Option{imapappend.WithoutMultiappend()}, 50},
+			{"single appends without literal+", []imapappend.Option{imapappend.WithoutMultiappend(), imapappend.WithoutLiteralPlus()}, 50},
+		} {
+			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				acct := newUser(t, f)
+				mailbox := f.MailboxName("Reçus/日本語 & co")
+				if err := imaptest.CreateFolder(context.Background(), acct, mailbox); err != nil {
+					t.Fatal(err)
+				}
+				a, logs := dialLogged(t, acct, tc.options...)
+				if !a.Caps()["MULTIAPPEND"] {
+					t.Errorf("Caps() = %v, want MULTIAPPEND", a.Caps())
+				}
+				ms := mixed(50, true)
+				results, err := a.Append(context.Background(), mailbox, toMessages(ms))
+				if err != nil {
+					t.Fatalf("Append: %v", err)
+				}
+				var prev uint32
+				for i, r := range results {
+					if r.Err != nil {
+						t.Errorf("results[%d].Err = %v", i, r.Err)
+					}
+					if r.UID <= prev || r.UIDValidity == 0 {
+						t.Errorf("results[%d] = %+v, want a UID after %d and a UIDVALIDITY", i, r, prev)
+					}
+					prev = r.UID
+				}
+				checkStored(t, acct, mailbox, ms)
+				if got := logs.count("imap append answered", "status=OK"); got != tc.commands {
+					t.Errorf("%d APPEND commands answered OK, want %d", got, tc.commands)
+				}
+				if !a.Usable() {
+					t.Error("Usable() = false after a successful Append")
+				}
+
+				// The same connection goes on working.
+				more := mixed(3, false)
+				if _, err := a.Append(context.Background(), "INBOX", toMessages(more)); err != nil {
+					t.Fatalf("second Append: %v", err)
+				}
+				checkStored(t, acct, "INBOX", more)
+			})
+		}
+	}
+}
+
+// TestRefusedMessage puts a message over the user's quota in the middle of a batch: it
+// alone is refused, the others are stored in order.
+func TestRefusedMessage(t *testing.T) {
+	t.Parallel()
+	for _, f := range flavours {
+		for _, tc := range []struct {
+			name    string
+			options []imapappend.Option
+			retried bool // a batch refused, then sent one by one
+		}{
+			{"in a multiappend", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Message: 4 << 20})}, true},
+			{"in a multiappend without literal+", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Message: 4 << 20}), imapappend.WithoutLiteralPlus()}, true},
+			{"alone", nil, false},
+			{"single appends without literal+", []imapappend.Option{imapappend.WithoutMultiappend(), imapappend.WithoutLiteralPlus()}, false},
+		} {
+			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				acct := newUser(t, f, imaptest.WithQuota(1<<20))
+				a, logs := dialLogged(t, acct, tc.options...)
+				ms := mixed(10, false)
+				const bad = 4
+				ms[bad].raw = rawMessage(bad, 2<<20, "")
+				results, err := a.Append(context.Background(), "INBOX", toMessages(ms))
+				if err != nil {
+					t.Fatalf("Append: %v", err)
+				}
+				for i, r := range results {
+					switch {
+					case i == bad && !imapconn.IsOverQuota(r.Err):
+						t.Errorf("results[%d].Err = %v, want over quota", i, r.Err)
+					case i != bad && r.Err != nil:
+						t.Errorf("results[%d].Err = %v, want nil", i, r.Err)
+					}
+				}
+				var refused *imapappend.RefusedError
+				if !errors.As(results[bad].Err, &refused) || refused.Mailbox != "INBOX" {
+					t.Errorf("results[%d].Err = %#v, want a *RefusedError for INBOX", bad, results[bad].Err)
+				}
+				checkStored(t, acct, "INBOX", slices.Delete(slices.Clone(ms), bad, bad+1))
+				if got := logs.count("multiappend refused") > 0; got != tc.retried {
+					t.Errorf("batch refused and retried = %v, want %v", got, tc.retried)
+				}
+				if !a.Usable() {
+					t.Error("Usable() = false after a refusal")
+				}
+			})
+		}
+	}
+}
+
+func TestMissingMailbox(t *testing.T) {
+	t.Parallel()
+	acct := newUser(t, imaptest.FlavourSlash)
+	a := dial(t, acct)
+	results, err := a.Append(context.Background(), "Nowhere", toMessages(mixed(5, false)))
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	for i, r := range results {
+		if got := imapconn.ResponseCode(r.Err); got != "TRYCREATE" {
+			t.Errorf("results[%d].Err = %v, want TRYCREATE", i, r.Err)
+		}
+	}
+	ms := mixed(2, false)
+	if _, err := a.Append(context.Background(), "INBOX", toMessages(ms)); err != nil {
+		t.Fatalf("Append after the refusal: %v", err)
+	}
+	checkStored(t, acct, "INBOX", ms)
+}
+
+// shortReader yields only part of a body, then EOF, like go-imap's literal reader when the
+// source connection drops.
+type shortReader struct {
+	r    io.Reader
+	left int
+}
+
+func (s *shortReader) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), s.left)]
+	n, err := s.r.Read(p)
+	s.left -= n
+	return n, err
+}
+
+type failingReader struct {
+	r    io.Reader
+	left int
+	err  error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.left <= 0 {
+		return 0, f.err
+	}
+	p = p[:min(len(p), f.left)]
+	n, err := f.r.Read(p)
+	f.left -= n
+	return n, err
+}
+
+func TestBrokenBody(t *testing.T) {
+	t.Parallel()
+	errSource := errors.New("source connection reset")
+	for _, f := range flavours {
+		for _, tc := range []struct {
+			name    string
+			options []imapappend.Option
+			body    func(raw []byte) io.Reader
+			wantErr error
+		}{
+			{"short body in a multiappend", nil, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) / 2} }, io.ErrUnexpectedEOF},
+			{"failing body in a multiappend", nil, func(raw []byte) io.Reader { return &failingReader{bytes.NewReader(raw), len(raw) / 2, errSource} }, errSource},
+			{"short body without literal+", []imapappend.Option{imapappend.WithoutLiteralPlus()}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) - 1} }, io.ErrUnexpectedEOF},
+			{"short body in single appends", []imapappend.Option{imapappend.WithoutMultiappend()}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) - 10} }, io.ErrUnexpectedEOF},
+		} {
+			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				acct := newUser(t, f)
+				a := dial(t, acct, tc.options...)
+				ms := mixed(6, false)
+				const bad = 3 // the 12 KB one
+				in := toMessages(ms)
+				in[bad].Body = tc.body(ms[bad].raw)
+				results, err := a.Append(context.Background(), "INBOX", in)
+				var bodyErr *imapappend.BodyError
+				if !errors.As(err, &bodyErr) || bodyErr.Index != bad || !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Append error = %v, want a *BodyError for message %d wrapping %v", err, bad, tc.wantErr)
+				}
+				if a.Usable() {
+					t.Error("Usable() = true after a broken body, want the connection dropped")
+				}
+				for i := bad; i < len(results); i++ {
+					if !errors.Is(results[i].Err, imapappend.ErrNotSent) {
+						t.Errorf("results[%d].Err = %v, want ErrNotSent", i, results[i].Err)
+					}
+				}
+				// Nothing truncated was stored: whatever arrived is byte-identical, in
+				// order, and the broken message and those after it are absent.
+				got, err := imaptest.ReadFolder(context.Background(), acct, "INBOX")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) > bad {
+					t.Fatalf("INBOX holds %d messages, want at most %d", len(got), bad)
+				}
+				for i, g := range got {
+					if !bytes.Equal(g.Raw, ms[i].raw) {
+						t.Errorf("stored message %d differs from message %d", i, i)
+					}
+					if results[i].Err != nil && !errors.Is(results[i].Err, imapappend.ErrUnconfirmed) {
+						t.Errorf("results[%d].Err = %v for a stored message", i, results[i].Err)
+					}
+				}
+				if _, err := a.Append(context.Background(), "INBOX", toMessages(mixed(1, false))); err == nil {
+					t.Error("Append on the dropped connection succeeded")
+				}
+			})
+		}
+	}
+}
+
+// TestBrokenBodyStoresNothingOfTheBatch: one MULTIAPPEND, a short body in it: none of the
+// batch is stored.
+func TestBrokenBodyStoresNothingOfTheBatch(t *testing.T) {
+	t.Parallel()
+	for _, f := range flavours {
+		t.Run(f.String(), func(t *testing.T) {
+			t.Parallel()
+			acct := newUser(t, f)
+			a := dial(t, acct)
+			ms := mixed(20, false)
+			in := toMessages(ms)
+			in[15].Body = &shortReader{bytes.NewReader(ms[15].raw), 100}
+			results, err := a.Append(context.Background(), "INBOX", in)
+			if err == nil {
+				t.Fatal("Append with a short body succeeded")
+			}
+			for i, r := range results {
+				if !errors.Is(r.Err, imapappend.ErrNotSent) {
+					t.Errorf("results[%d].Err = %v, want ErrNotSent", i, r.Err)
+				}
+			}
+			checkStored(t, acct, "INBOX", nil)
+		})
+	}
+}
+
+func TestInjection(t *testing.T) {
+	t.Parallel()
+	for _, f := range flavours {
+		t.Run(f.String(), func(t *testing.T) {
+			t.Parallel()
+			acct := newUser(t, f)
+			a := dial(t, acct)
+			attack := "A1 CREATE Injected\r\nW00000000.1 CREATE Injected2\r\n* OK fake\r\n+ fake\r\n)\r\n{5}\r\n"
+			ms := []msg{
+				{raw: rawMessage(0, 1000, attack)},
+				{raw: rawMessage(1, 9000, attack), flags: []string{`\Seen`, "x y"}, wantFlags: []string{`\Seen`}},
+				{raw: []byte(attack)},
+			}
+			if _, err := a.Append(context.Background(), "INBOX", toMessages(ms)); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			checkStored(t, acct, "INBOX", ms)
+			folders, err := imaptest.ListFolders(context.Background(), acct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name := range folders {
+				if strings.Contains(name, "Injected") {
+					t.Errorf("folder %q exists: the body was read as commands", name)
+				}
+			}
+		})
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	t.Parallel()
+	acct := newUser(t, imaptest.FlavourSlash)
+	a := dial(t, acct)
+	ctx, cancel := context.WithCancel(context.Background())
+	ms := mixed(4, false)
+	in := toMessages(ms)
+	in[2].Body = &cancellingReader{r: bytes.NewReader(ms[2].raw), left: 300, cancel: cancel, ctx: ctx}
+	_, err := a.Append(ctx, "INBOX", in)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Append error = %v, want context.Canceled", err)
+	}
+	if a.Usable() {
+		t.Error("Usable() = true after the context ended")
+	}
+	checkStored(t, acct, "INBOX", nil)
+}
+
+// cancellingReader cancels its context part way, and then fails as a source bound to the
+// same context would.
+type cancellingReader struct {
+	r      io.Reader
+	left   int
+	cancel context.CancelFunc
+	ctx    context.Context
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		c.cancel()
+		<-c.ctx.Done()
+		return 0, c.ctx.Err()
+	}
+	p = p[:min(len(p), c.left)]
+	n, err := c.r.Read(p)
+	c.left -= n
+	return n, err
+}
