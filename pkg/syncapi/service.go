@@ -106,6 +106,9 @@ type Options struct {
 	TestQueueWait      time.Duration
 	// TestTimeout bounds one account test (default 60s).
 	TestTimeout time.Duration
+	// PublishTimeout bounds the publish of a task (default 10s): a NATS client that
+	// is reconnecting would otherwise hold the call until the caller gives up.
+	PublishTimeout time.Duration
 }
 
 // Service implements imapcopy.v1.SyncService.
@@ -163,6 +166,9 @@ func New(deps Deps, opts Options) (*Service, error) {
 	if opts.TestTimeout <= 0 {
 		opts.TestTimeout = 60 * time.Second
 	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 10 * time.Second
+	}
 	// Server.Serve calls stop at shutdown, so that GracefulStop does not wait for
 	// watch streams that may never end.
 	stopping, stop := context.WithCancel(context.Background())
@@ -178,7 +184,6 @@ func New(deps Deps, opts Options) (*Service, error) {
 		stop:       stop,
 	}, nil
 }
-
 
 const (
 	msgQueued        = "not started yet, please be patient"
@@ -443,7 +448,10 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		LockToken:   token,
 		CreatedAt:   timestamppb.New(now),
 	}
-	if err := s.queue.Publish(ctx, task); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	err = s.queue.Publish(pctx, task)
+	cancel()
+	if err != nil {
 		s.log.WarnContext(ctx, "publish_failed", "task_id", taskID, "source", source, "error", err.Error())
 		cleanup(failedStatus(st, "the task could not be queued; start the sync again"))
 		if ctx.Err() != nil {

@@ -1,0 +1,315 @@
+package syncapi
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"imapcopy.dev/pkg/netpolicy"
+	"imapcopy.dev/pkg/providers"
+)
+
+// Config is the api's piece of a binary's configuration, read from flags and the
+// environment (a flag wins over its variable, the variable over the default). The
+// variable names are a contract with operators: see services/api/README.md.
+type Config struct {
+	GRPCAddr string // IMAPCOPY_GRPC_ADDR
+
+	TLSCertFile     string // IMAPCOPY_TLS_CERT_FILE
+	TLSKeyFile      string // IMAPCOPY_TLS_KEY_FILE
+	TLSClientCAFile string // IMAPCOPY_TLS_CLIENT_CA_FILE: verify client certificates (mTLS)
+	TokensFile      string // IMAPCOPY_API_TOKENS_FILE
+	Tokens          string // IMAPCOPY_API_TOKENS (environment only: a flag would show in ps)
+	InsecureListen  bool   // IMAPCOPY_INSECURE_LISTEN: serve a non-loopback address without TLS or authentication
+	Reflection      bool   // IMAPCOPY_REFLECTION
+
+	AllowNetworks  string // IMAPCOPY_ALLOW_NETWORKS
+	AllowPorts     string // IMAPCOPY_ALLOW_PORTS
+	ProvidersFile  string // IMAPCOPY_PROVIDERS_FILE
+	IMAPCAFile     string // IMAPCOPY_IMAP_CA_FILE
+	AllowPlaintext bool   // IMAPCOPY_ALLOW_PLAINTEXT_IMAP
+
+	RatePerAddress     string        // IMAPCOPY_RATE_PER_ADDRESS
+	RatePerCaller      string        // IMAPCOPY_RATE_PER_CALLER
+	MaxAccountTests    int           // IMAPCOPY_MAX_ACCOUNT_TESTS
+	AccountTestTimeout time.Duration // IMAPCOPY_ACCOUNT_TEST_TIMEOUT
+	QueuedLockTTL      time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
+	ShutdownTimeout    time.Duration // IMAPCOPY_SHUTDOWN_TIMEOUT
+
+	errs []error // environment values that did not parse
+}
+
+// Defaults of the api's settings.
+const (
+	DefaultGRPCAddr       = "127.0.0.1:50051"
+	DefaultRatePerAddress = "10/10m"
+	DefaultRatePerCaller  = "1200/1m"
+)
+
+// RegisterFlags registers the api's flags on fs, their defaults taken from the
+// environment through getenv (os.Getenv in main).
+func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
+	e := envFlags{fs: fs, getenv: getenv, errs: &c.errs}
+	e.str(&c.GRPCAddr, "grpc-addr", "IMAPCOPY_GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address")
+	e.str(&c.TLSCertFile, "tls-cert-file", "IMAPCOPY_TLS_CERT_FILE", "", "PEM certificate (chain) of the gRPC listener; with the key, turns TLS on")
+	e.str(&c.TLSKeyFile, "tls-key-file", "IMAPCOPY_TLS_KEY_FILE", "", "PEM private key of the gRPC listener")
+	e.str(&c.TLSClientCAFile, "tls-client-ca-file", "IMAPCOPY_TLS_CLIENT_CA_FILE", "", "PEM CAs whose client certificates authenticate callers (mTLS)")
+	e.str(&c.TokensFile, "api-tokens-file", "IMAPCOPY_API_TOKENS_FILE", "", `file of bearer tokens, one per line: "secret" or "name secret"`)
+	c.Tokens = getenv("IMAPCOPY_API_TOKENS")
+	e.boolean(&c.InsecureListen, "insecure-listen", "IMAPCOPY_INSECURE_LISTEN", false, "allow a non-loopback gRPC address without TLS or without authentication")
+	e.boolean(&c.Reflection, "reflection", "IMAPCOPY_REFLECTION", true, "serve gRPC reflection (grpcurl without proto files)")
+	e.str(&c.AllowNetworks, "allow-networks", "IMAPCOPY_ALLOW_NETWORKS", "", "comma-separated CIDRs, addresses and host names (*.example for subdomains) exempt from the network policy")
+	e.str(&c.AllowPorts, "allow-ports", "IMAPCOPY_ALLOW_PORTS", "143,993", "comma-separated IMAP ports allowed to hosts that are not allow-listed")
+	e.str(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "JSON provider catalogue replacing the built-in one")
+	e.str(&c.IMAPCAFile, "imap-ca-file", "IMAPCOPY_IMAP_CA_FILE", "", "PEM CAs trusted for IMAP servers, besides the system roots")
+	e.boolean(&c.AllowPlaintext, "allow-plaintext-imap", "IMAPCOPY_ALLOW_PLAINTEXT_IMAP", false, "let customers choose IMAP without TLS")
+	e.str(&c.RatePerAddress, "rate-per-address", "IMAPCOPY_RATE_PER_ADDRESS", DefaultRatePerAddress, `account tests and starts per email address: "N/duration" ("off": no limit)`)
+	e.str(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
+	e.integer(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
+	e.duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
+	e.duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
+	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", 20*time.Second, "how long running calls may finish at shutdown")
+}
+
+// Check validates the configuration, reporting every problem.
+func (c *Config) Check() error {
+	errs := append([]error(nil), c.errs...)
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("IMAPCOPY_TLS_CERT_FILE and IMAPCOPY_TLS_KEY_FILE go together: give both or neither"))
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("IMAPCOPY_TLS_CLIENT_CA_FILE needs TLS: set IMAPCOPY_TLS_CERT_FILE and IMAPCOPY_TLS_KEY_FILE"))
+	}
+	for name, v := range map[string]string{"IMAPCOPY_RATE_PER_ADDRESS": c.RatePerAddress, "IMAPCOPY_RATE_PER_CALLER": c.RatePerCaller} {
+		if _, err := ParseRate(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	host, _, err := net.SplitHostPort(c.GRPCAddr)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_GRPC_ADDR %q: %w", c.GRPCAddr, err))
+	} else if !c.InsecureListen && !loopbackHost(host) {
+		if c.TLSCertFile == "" {
+			errs = append(errs, fmt.Errorf("IMAPCOPY_GRPC_ADDR %s is not a loopback address: passwords would cross the network in clear; set IMAPCOPY_TLS_CERT_FILE and IMAPCOPY_TLS_KEY_FILE (or IMAPCOPY_INSECURE_LISTEN=true behind a TLS proxy)", c.GRPCAddr))
+		}
+		if c.TokensFile == "" && c.Tokens == "" && c.TLSClientCAFile == "" {
+			errs = append(errs, fmt.Errorf("IMAPCOPY_GRPC_ADDR %s is not a loopback address: anyone could call; set IMAPCOPY_API_TOKENS_FILE or IMAPCOPY_TLS_CLIENT_CA_FILE (or IMAPCOPY_INSECURE_LISTEN=true)", c.GRPCAddr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
+}
+
+// TLS returns the listener's TLS configuration, nil when TLS is off. With a client CA,
+// client certificates are verified when presented (a caller may use a token instead).
+func (c *Config) TLS() (*tls.Config, error) {
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.TLSClientCAFile != "" {
+		pool, err := loadPool(c.TLSClientCAFile, x509.NewCertPool())
+		if err != nil {
+			return nil, fmt.Errorf("load client CAs: %w", err)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
+}
+
+// Auth returns the access rule: the tokens of the file and of IMAPCOPY_API_TOKENS,
+// and client certificates when a client CA is configured.
+func (c *Config) Auth() (*Auth, error) {
+	var tokens []Token
+	if c.TokensFile != "" {
+		f, err := os.Open(c.TokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("api tokens: %w", err)
+		}
+		defer f.Close()
+		t, err := ParseTokens(f)
+		if err != nil {
+			return nil, fmt.Errorf("api tokens file %s: %w", c.TokensFile, err)
+		}
+		if len(t) == 0 {
+			return nil, fmt.Errorf("api tokens file %s: no token", c.TokensFile)
+		}
+		tokens = append(tokens, t...)
+	}
+	if c.Tokens != "" {
+		t, err := ParseTokens(strings.NewReader(c.Tokens))
+		if err != nil {
+			return nil, fmt.Errorf("IMAPCOPY_API_TOKENS: %w", err)
+		}
+		tokens = append(tokens, t...)
+	}
+	return NewAuth(tokens, c.TLSClientCAFile != ""), nil
+}
+
+// Policy returns the network policy for customers' IMAP servers.
+func (c *Config) Policy() (*netpolicy.Policy, error) {
+	cfg := netpolicy.Config{Allow: strings.Split(c.AllowNetworks, ",")}
+	for p := range strings.SplitSeq(c.AllowPorts, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, fmt.Errorf("IMAPCOPY_ALLOW_PORTS: %q is not a port number", p)
+		}
+		cfg.Ports = append(cfg.Ports, port)
+	}
+	return netpolicy.New(cfg)
+}
+
+// Catalogue returns the provider presets: the operator's file, or the built-in ones.
+func (c *Config) Catalogue() (*providers.Catalog, error) {
+	if c.ProvidersFile == "" {
+		return providers.Builtin(), nil
+	}
+	return providers.Load(c.ProvidersFile)
+}
+
+// RootCAs returns the pool that verifies IMAP servers: nil (the system roots) unless
+// IMAPCOPY_IMAP_CA_FILE adds CAs to them.
+func (c *Config) RootCAs() (*x509.CertPool, error) {
+	if c.IMAPCAFile == "" {
+		return nil, nil
+	}
+	base, err := x509.SystemCertPool()
+	if err != nil || base == nil {
+		base = x509.NewCertPool()
+	}
+	pool, err := loadPool(c.IMAPCAFile, base)
+	if err != nil {
+		return nil, fmt.Errorf("IMAPCOPY_IMAP_CA_FILE: %w", err)
+	}
+	return pool, nil
+}
+
+func loadPool(path string, pool *x509.CertPool) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// Options returns the service options this configuration describes.
+func (c *Config) Options() (Options, error) {
+	perAddress, err := ParseRate(c.RatePerAddress)
+	if err != nil {
+		return Options{}, fmt.Errorf("IMAPCOPY_RATE_PER_ADDRESS: %w", err)
+	}
+	perCaller, err := ParseRate(c.RatePerCaller)
+	if err != nil {
+		return Options{}, fmt.Errorf("IMAPCOPY_RATE_PER_CALLER: %w", err)
+	}
+	roots, err := c.RootCAs()
+	if err != nil {
+		return Options{}, err
+	}
+	return Options{
+		AllowPlaintext:     c.AllowPlaintext,
+		RootCAs:            roots,
+		QueuedLockTTL:      c.QueuedLockTTL,
+		PerAddress:         perAddress,
+		PerCaller:          perCaller,
+		MaxConcurrentTests: c.MaxAccountTests,
+		TestTimeout:        c.AccountTestTimeout,
+	}, nil
+}
+
+// ParseRate reads "N/duration" (N events per duration, N at once at most), or "off"
+// or "0" for no limit.
+func ParseRate(s string) (Rate, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "off" || s == "0" {
+		return Rate{}, nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err != nil || count <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: expected N/duration, such as 10/10m, or off", s)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(per))
+	if err != nil || d <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: expected N/duration, such as 10/10m, or off", s)
+	}
+	return Rate{Every: d / time.Duration(count), Burst: count}, nil
+}
+
+// envFlags registers flags whose defaults come from environment variables.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   *[]error
+}
+
+func (e envFlags) usage(env, usage string) string { return usage + " (env " + env + ")" }
+
+func (e envFlags) str(p *string, name, env, def, usage string) {
+	if v := e.getenv(env); v != "" {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, e.usage(env, usage))
+}
+
+func (e envFlags) boolean(p *bool, name, env string, def bool, usage string) {
+	if v := e.getenv(env); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			*e.errs = append(*e.errs, fmt.Errorf("%s=%q: expected true or false", env, v))
+		} else {
+			def = b
+		}
+	}
+	e.fs.BoolVar(p, name, def, e.usage(env, usage))
+}
+
+func (e envFlags) integer(p *int, name, env string, def int, usage string) {
+	if v := e.getenv(env); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			*e.errs = append(*e.errs, fmt.Errorf("%s=%q: expected a whole number", env, v))
+		} else {
+			def = n
+		}
+	}
+	e.fs.IntVar(p, name, def, e.usage(env, usage))
+}
+
+func (e envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v := e.getenv(env); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			*e.errs = append(*e.errs, fmt.Errorf("%s=%q: expected a duration such as 30s or 24h", env, v))
+		} else {
+			def = d
+		}
+	}
+	e.fs.DurationVar(p, name, def, e.usage(env, usage))
+}
