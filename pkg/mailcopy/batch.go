@@ -1,0 +1,43 @@
+package mailcopy
+
+import "time"
+
+// srcMessage is what the metadata pass keeps of a source message: enough to
+// dedupe, plan batches and append, never its body.
+type srcMessage struct {
+	uid   uint32
+	size  int64
+	date  time.Time
+	flags []string // as the source reports them; cleaned before APPEND
+	key   key
+}
+
+// Chunk limits. A chunk is one source FETCH streamed into one Append call,
+// which cuts it into MULTIAPPEND batches and keeps two of them in flight: a
+// chunk much bigger than a batch keeps the destination's pipeline full. The
+// bounds keep the command line short (the UID set) and the work thrown away
+// when a connection fails small.
+const (
+	defaultChunkMessages = 500
+	defaultChunkBytes    = 128 << 20
+)
+
+// chunks cuts msgs, in order, into chunks of at most maxMsgs messages and
+// maxBytes bytes. A message larger than maxBytes is a chunk of its own.
+func chunks(msgs []srcMessage, maxMsgs int, maxBytes int64) [][]srcMessage {
+	var out [][]srcMessage
+	start := 0
+	var bytes int64
+	for i, m := range msgs {
+		n := i - start
+		if n > 0 && (n >= maxMsgs || bytes+m.size > maxBytes) {
+			out = append(out, msgs[start:i:i])
+			start, bytes = i, 0
+		}
+		bytes += m.size
+	}
+	if start < len(msgs) {
+		out = append(out, msgs[start:])
+	}
+	return out
+}

@@ -1,0 +1,120 @@
+package mailcopy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"imapcopy.dev/pkg/imapappend"
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// Config says what to copy and how. The zero value of every optional field
+// picks a sensible default.
+type Config struct {
+	Source, Destination imapconn.Account
+	Dial                imapconn.Options // dialer, timeouts and logger for both sides
+
+	// Connections caps the concurrent connections per account, counting every
+	// one of them (planning, metadata, appends). Default 4.
+	Connections int
+
+	// Include and Exclude select source folders by logical path ("/"-joined,
+	// namespace prefix stripped); see foldermap.Options.
+	Include, Exclude []string
+	// MaxMessageSize skips (and reports) larger source messages; 0: no limit.
+	MaxMessageSize int64
+	// Since limits the copy to messages whose INTERNALDATE is not before it;
+	// the zero time copies everything.
+	Since time.Time
+	// Provider is the source's provider preset id ("gmail" turns on the Gmail
+	// folder rules).
+	Provider string
+
+	DryRun            bool // plan and count; create nothing, append nothing
+	NoReport          bool // do not append the report to the destination INBOX
+	IncludeGmailViews bool // copy \All, \Flagged, \Important views too
+
+	// Progress receives snapshots: about every ProgressInterval while
+	// messages move, and whenever a folder ends. Called from the copy's
+	// goroutines, one call at a time; it should return quickly.
+	Progress         func(Progress)
+	ProgressInterval time.Duration // default 500ms
+
+	Logger *slog.Logger // nil: Dial.Logger, else discard
+
+	// Tuning; zero picks the default.
+	Batching      imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
+	ChunkMessages int                 // messages per source FETCH and Append call, default 500
+	ChunkBytes    int64               // bytes per source FETCH and Append call, default 128 MiB
+	MaxRetries    int                 // reconnects in a row without progress, per folder; default 6
+	RetryBackoff  time.Duration       // first reconnect delay, doubled each time up to 1 minute; default 1s
+}
+
+const (
+	defaultConnections      = 4
+	defaultProgressInterval = 500 * time.Millisecond
+	defaultMaxRetries       = 6
+	defaultRetryBackoff     = time.Second
+	maxRetryBackoff         = time.Minute
+)
+
+func (c Config) withDefaults() Config {
+	if c.Connections <= 0 {
+		c.Connections = defaultConnections
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = defaultProgressInterval
+	}
+	if c.Logger == nil {
+		c.Logger = c.Dial.Logger
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ChunkMessages <= 0 {
+		c.ChunkMessages = defaultChunkMessages
+	}
+	if c.ChunkBytes <= 0 {
+		c.ChunkBytes = defaultChunkBytes
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = defaultMaxRetries
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = defaultRetryBackoff
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	for _, a := range []struct {
+		side Side
+		acct imapconn.Account
+	}{{SideSource, c.Source}, {SideDestination, c.Destination}} {
+		if a.acct.Host == "" || a.acct.Port <= 0 {
+			errs = append(errs, fmt.Errorf("%s: no server address", a.side))
+		}
+		if a.acct.Login == "" {
+			errs = append(errs, fmt.Errorf("%s: no login", a.side))
+		}
+		if a.acct.Security < imapconn.SecurityTLS || a.acct.Security > imapconn.SecurityPlaintext {
+			errs = append(errs, fmt.Errorf("%s: no connection security chosen", a.side))
+		}
+	}
+	if c.MaxMessageSize < 0 {
+		errs = append(errs, errors.New("negative maximum message size"))
+	}
+	return errors.Join(errs...)
+}
+
+// backoff is the delay before reconnect attempt n (1-based).
+func (c Config) backoff(n int) time.Duration {
+	d := c.RetryBackoff
+	for i := 1; i < n && d < maxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryBackoff)
+}

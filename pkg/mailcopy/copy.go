@@ -1,0 +1,401 @@
+package mailcopy
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"imapcopy.dev/pkg/foldermap"
+	"imapcopy.dev/pkg/imapappend"
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// engine is one Copy call.
+type engine struct {
+	cfg     Config
+	log     *slog.Logger
+	tracker *tracker
+	quota   quotaWatch
+
+	appendLimit int64 // destination's APPENDLIMIT; 0: none announced
+
+	mu       sync.Mutex
+	failures []MessageIssue
+	skipped  []MessageIssue
+}
+
+// job is one folder to copy.
+type job struct {
+	idx      int // in the plan, the progress and the result
+	m        foldermap.Mapping
+	dstEmpty bool  // the destination folder is known to be empty (just created, or LIST-STATUS said 0)
+	weight   int64 // for scheduling: bytes, or messages when the size is unknown
+	result   FolderResult
+}
+
+// Copy copies the source mailbox into the destination as Config says, and
+// returns what it did. The Result is never nil once the configuration is
+// valid, even with an error: it holds what was done until then.
+//
+// The error is nil when every folder was processed (messages that the
+// destination refused are in Result.Failures, not in the error). Otherwise
+// it is an *Error: KindLogin, KindOverQuota or KindConnect (permanent, see
+// IsPermanent), KindCanceled, or KindTemporary when connections kept
+// failing; a later Copy resumes where this one stopped.
+func Copy(ctx context.Context, cfg Config) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, &Error{Kind: KindConnect, Err: fmt.Errorf("invalid configuration: %w", err)}
+	}
+	e := &engine{cfg: cfg, log: cfg.Logger}
+	res := &Result{DryRun: cfg.DryRun, Started: time.Now()}
+	err := e.run(ctx, res)
+	res.Duration = time.Since(res.Started)
+	res.Seconds = res.Duration.Seconds()
+	if err != nil {
+		err = classifyEnd(ctx, err)
+		e.log.Warn("copy stopped", "kind", KindOf(err).String(), "error", err)
+	} else {
+		e.log.Info("copy done", "copied", res.Totals.Copied, "present", res.Totals.Present,
+			"failed", res.Totals.Failed, "skipped", res.Totals.Skipped, "bytes", res.Totals.Bytes,
+			"duration", res.Duration)
+	}
+	return res, err
+}
+
+func classifyEnd(ctx context.Context, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return &Error{Kind: KindCanceled, Err: fmt.Errorf("copy canceled: %w", context.Cause(ctx))}
+	}
+	return &Error{Kind: KindTemporary, Err: err}
+}
+
+func (e *engine) run(ctx context.Context, res *Result) error {
+	p, err := e.planFolders(ctx)
+	if err != nil {
+		return err
+	}
+	if limit, ok := p.dst.caps.AppendLimit(); ok && limit != nil {
+		e.appendLimit = int64(*limit)
+	}
+	e.log.Info("copy planned", "folders", len(p.plan.Folders), "create", len(p.plan.Create),
+		"renames", len(p.plan.Renames), "collisions", len(p.plan.Collisions), "skipped", len(p.plan.Skipped))
+	for _, r := range p.plan.Renames {
+		res.Renames = append(res.Renames, Rename{Source: r.Source, Destination: r.Dest, Reason: string(r.Reason)})
+	}
+	for _, c := range p.plan.Collisions {
+		res.Collisions = append(res.Collisions, Collision{Source: c.Source, Destination: c.Dest, Wanted: c.Wanted, Holder: c.Holder})
+	}
+	for _, s := range p.plan.Skipped {
+		res.FolderSkips = append(res.FolderSkips, FolderSkip{Source: s.Source, Reason: string(s.Reason)})
+	}
+
+	jobs := make([]*job, len(p.plan.Folders))
+	progress := make([]FolderProgress, len(p.plan.Folders))
+	for i, m := range p.plan.Folders {
+		j := &job{idx: i, m: m, result: FolderResult{Source: m.Source, Destination: m.Dest}}
+		if e.cfg.DryRun {
+			j.result.Created = m.Create
+			j.dstEmpty = m.Create
+		} else {
+			j.result.Created = p.created[m.Dest]
+			j.dstEmpty = p.created[m.Dest]
+		}
+		if st := p.dst.status[m.Dest]; st != nil && st.NumMessages != nil && *st.NumMessages == 0 {
+			j.dstEmpty = true
+		}
+		progress[i] = FolderProgress{Source: m.Source, Destination: m.Dest, State: FolderPending}
+		if st := p.src.status[m.Source]; st != nil {
+			if st.NumMessages != nil {
+				j.weight = int64(*st.NumMessages)
+				progress[i].Total = int(*st.NumMessages)
+			}
+			if st.Size != nil {
+				j.weight = *st.Size
+			}
+		}
+		jobs[i] = j
+	}
+	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, time.Now, progress)
+
+	err = e.copyFolders(ctx, jobs)
+
+	for _, j := range jobs {
+		res.Folders = append(res.Folders, j.result)
+		res.Totals.add(j.result.Counts)
+	}
+	e.mu.Lock()
+	res.Failures = slices.Clone(e.failures)
+	res.Skipped = slices.Clone(e.skipped)
+	e.mu.Unlock()
+	e.tracker.flush()
+
+	if !e.cfg.DryRun && !e.cfg.NoReport && ctx.Err() == nil && (err == nil || IsPermanent(err) && !isDestLogin(err)) {
+		if rerr := e.appendReport(ctx, res); rerr != nil {
+			res.ReportError = rerr.Error()
+			e.log.Warn("report not appended", "error", rerr)
+		} else {
+			res.Report = true
+		}
+	}
+	return err
+}
+
+func isDestLogin(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Kind == KindLogin && e.Side == SideDestination
+}
+
+// copyFolders runs the folder jobs on at most Connections workers, biggest
+// folders first. Each worker holds at most one source and one destination
+// connection at any time, so neither account ever sees more than
+// Connections connections from this copy (planning is over before the
+// workers start; the report is appended after they end).
+func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
+	order := slices.Clone(jobs)
+	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.weight, a.weight) })
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	var tempMu sync.Mutex
+	var temp []error
+	for range min(e.cfg.Connections, len(order)) {
+		g.Go(func() (err error) {
+			w := &worker{e: e}
+			defer w.close()
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("copy worker panic: %v\n%s", r, debug.Stack())
+				}
+			}()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(order) || gctx.Err() != nil {
+					return nil
+				}
+				if err := w.copyFolder(gctx, order[i]); err != nil {
+					if IsPermanent(err) || gctx.Err() != nil {
+						return err
+					}
+					// Connections kept failing for this folder: go on with the
+					// others, the copy ends with a temporary error.
+					tempMu.Lock()
+					temp = append(temp, fmt.Errorf("folder %q: %w", order[i].m.Source, err))
+					tempMu.Unlock()
+				}
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(temp) > 0 {
+		return &Error{Kind: KindTemporary, Err: errors.Join(temp...)}
+	}
+	return nil
+}
+
+// withConns runs fn with a fresh control connection to each account, dialed
+// with the reconnect policy, and logs both out afterwards.
+func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Client) error) error {
+	return e.retry(ctx, "plan", func() error {
+		src, err := e.dialSource(ctx)
+		if err != nil {
+			return err
+		}
+		defer src.Logout()
+		dst, err := e.dialDest(ctx)
+		if err != nil {
+			return err
+		}
+		defer dst.Logout()
+		return fn(src, dst)
+	})
+}
+
+// retry runs fn until it succeeds, fails permanently, or failed MaxRetries
+// times in a row, sleeping with exponential backoff between attempts.
+func (e *engine) retry(ctx context.Context, what string, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		var refused *refusedError
+		if err == nil || IsPermanent(err) || errors.As(err, &refused) || ctx.Err() != nil || attempt > e.cfg.MaxRetries {
+			return err
+		}
+		d := e.cfg.backoff(attempt)
+		e.log.Info("retrying", "what", what, "attempt", attempt, "in", d, "error", err)
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, error) {
+	c, err := imapconn.Dial(ctx, e.cfg.Source, e.cfg.Dial)
+	if err != nil {
+		return nil, classifyDial(SideSource, err)
+	}
+	return c, nil
+}
+
+func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
+	c, err := imapconn.Dial(ctx, e.cfg.Destination, e.cfg.Dial)
+	if err != nil {
+		return nil, classifyDial(SideDestination, err)
+	}
+	return c, nil
+}
+
+// dialAppender opens a destination write connection and returns it with its
+// raw network connection, which abort closes at once.
+func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
+	opts := e.cfg.Dial
+	cd := &captureDialer{d: opts.Dialer}
+	if cd.d == nil {
+		cd.d = &net.Dialer{}
+	}
+	opts.Dialer = cd
+	a, err := imapappend.Dial(ctx, e.cfg.Destination, opts)
+	if err != nil {
+		return nil, nil, classifyDial(SideDestination, err)
+	}
+	return a, cd.conn, nil
+}
+
+// captureDialer remembers the connection it dialed.
+type captureDialer struct {
+	d    imapconn.Dialer
+	conn net.Conn
+}
+
+func (c *captureDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.d.DialContext(ctx, network, addr)
+	c.conn = conn
+	return conn, err
+}
+
+// quotaWatch tells a message too big for the space left (a per-message
+// failure) from a full destination (fatal): the account is taken as full
+// when three refusals for quota come in a row with no successful append in
+// between, or when even a small message (64 KiB or less) is refused.
+type quotaWatch struct {
+	mu       sync.Mutex
+	refusals int
+}
+
+const (
+	quotaFullRefusals = 3
+	quotaSmallMessage = 64 << 10
+)
+
+func (q *quotaWatch) refused(size int64) (full bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.refusals++
+	return q.refusals >= quotaFullRefusals || size <= quotaSmallMessage
+}
+
+func (q *quotaWatch) ok() {
+	q.mu.Lock()
+	q.refusals = 0
+	q.mu.Unlock()
+}
+
+func (e *engine) recordFailure(m MessageIssue) {
+	e.mu.Lock()
+	e.failures = append(e.failures, m)
+	e.mu.Unlock()
+	e.log.Warn("message not copied", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
+}
+
+func (e *engine) recordSkip(m MessageIssue) {
+	e.mu.Lock()
+	e.skipped = append(e.skipped, m)
+	e.mu.Unlock()
+}
+
+// appendReport appends the report to the destination INBOX, unseen.
+func (e *engine) appendReport(ctx context.Context, res *Result) error {
+	var id [12]byte
+	rand.Read(id[:])
+	host := e.cfg.Destination.Host
+	if host == "" || net.ParseIP(host) != nil {
+		host = "imapcopy.invalid"
+	}
+	raw := buildReport(res, reportInfo{
+		source:      describe(e.cfg.Source),
+		destination: describe(e.cfg.Destination),
+		from:        "imapcopy@" + host,
+		to:          address(e.cfg.Destination),
+		messageID:   "report." + hex.EncodeToString(id[:]) + "@" + host,
+		now:         time.Now(),
+	})
+	return e.retry(ctx, "report", func() error {
+		a, _, err := e.dialAppender(ctx)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		results, err := a.Append(ctx, "INBOX", []imapappend.Message{{
+			InternalDate: time.Now(), Size: int64(len(raw)), Body: bytes.NewReader(raw),
+		}})
+		if err != nil {
+			return fmt.Errorf("append the report: %w", err)
+		}
+		if len(results) == 1 && results[0].Err != nil {
+			return &refusedError{fmt.Errorf("the destination refused the report: %w", results[0].Err)}
+		}
+		return nil
+	})
+}
+
+// describe names an account for people: login@host, never a secret.
+func describe(a imapconn.Account) string {
+	if strings.Contains(a.Login, "@") {
+		return fmt.Sprintf("%s (%s)", a.Login, a.Host)
+	}
+	return a.Login + "@" + a.Host
+}
+
+// address is the account's mail address as well as it can be guessed.
+func address(a imapconn.Account) string {
+	if strings.Contains(a.Login, "@") {
+		return a.Login
+	}
+	host := a.Host
+	if net.ParseIP(host) != nil {
+		host = "localhost"
+	}
+	return a.Login + "@" + host
+}

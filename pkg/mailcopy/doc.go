@@ -1,0 +1,74 @@
+// Package mailcopy is the copy engine: it copies every message of a source IMAP
+// account into a destination account, folder by folder, and owns the message half
+// of the invariants in DESIGN.md (the folder half is pkg/foldermap's).
+//
+// # What a copy does
+//
+//  1. Plan: LIST both accounts (with SPECIAL-USE attributes and, with LIST-STATUS,
+//     message counts) and NAMESPACE (prefix and delimiter), map the folders with
+//     foldermap.Map, then create the destination folders the plan needs, parents
+//     first, and subscribe them. Renames, collisions and skipped folders go into the
+//     Result.
+//  2. Copy folders in parallel: at most Config.Connections workers, each holding at
+//     most one source and one destination connection at a time, so neither account
+//     sees more than Config.Connections connections from a copy (planning ends
+//     before the workers start, the report is appended after they end). Folders are
+//     scheduled biggest first.
+//  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,
+//     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
+//     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
+//     diff, then a body pass for the missing messages only.
+//  4. The body pass fetches BODY.PEEK[] in batches (50 messages, 24 MiB) and streams
+//     each batch into one MULTIAPPEND command of pkg/imapappend (pipelined single
+//     APPENDs where the destination lacks MULTIAPPEND). A message is never held in
+//     memory: the appender reads each body from the source's FETCH response as it
+//     writes it, so memory stays bounded by buffers whatever the message sizes.
+//  5. At the end, a report (text/plain, UTF-8, quoted-printable, marked with the
+//     ReportHeader field) is appended to the destination INBOX without \Seen.
+//
+// # Guarantees
+//
+// The source is never modified: folders are opened with EXAMINE, bodies fetched
+// with BODY.PEEK; no STORE, EXPUNGE, APPEND, CREATE or any write is ever sent to it.
+//
+// A message is identified by its Message-ID and RFC822.SIZE; a message without a
+// Message-ID by its Date, From, To and Subject fields, RFC822.SIZE and INTERNALDATE
+// (see key). The identity is a multiset: a key present n times on the destination
+// accounts for its first n occurrences in the source, so two identical source
+// messages make two destination copies and a rerun of an unchanged mailbox appends
+// nothing. Messages are appended byte for byte as the source sends them (no header
+// is ever added), with their INTERNALDATE and their flags cleaned for APPEND
+// (\Recent, \* and keywords that are not valid atoms dropped).
+//
+// # Delivery semantics
+//
+// At least once per attempt, exactly once per copy: every attempt on a folder
+// begins with the metadata pass of both sides and appends only what the
+// destination lacks. When a connection drops, the worker reconnects with
+// exponential backoff (Config.RetryBackoff, doubled up to a minute; at most
+// Config.MaxRetries attempts in a row without progress) and starts the folder's
+// attempt again, so a batch whose answer was lost with the connection is seen on
+// the destination if it was stored (a MULTIAPPEND is all or nothing, RFC 3502) and
+// appended again if it was not. A body is counted against the size announced to
+// the destination; when the source fails mid-message, the destination connection
+// is closed before anything else, so no truncated message can be stored. The same
+// holds across runs: a Copy that stopped (crash, redelivery, cancellation) is
+// resumed by running it again.
+//
+// # Failures
+//
+// A message the destination refuses (too big, APPENDLIMIT, over the space left,
+// rejected) is recorded in Result.Failures with folder, source UID, size and
+// reason, and the copy goes on; a refused MULTIAPPEND batch is narrowed down to the
+// message at fault by pkg/imapappend. Messages over Config.MaxMessageSize are
+// skipped and listed in Result.Skipped. A folder the server refuses to open is
+// recorded in its FolderResult.Error. The copy stops with a permanent *Error
+// (IsPermanent) when a login is refused, when a server cannot be used as
+// configured (TLS, STARTTLS, not IMAP), or when the destination is full: three
+// quota refusals in a row, or a quota refusal of a message of 64 KiB or less.
+//
+// # Progress
+//
+// Config.Progress receives snapshots with per-folder counts about every
+// Config.ProgressInterval while messages move, and whenever a folder ends.
+package mailcopy

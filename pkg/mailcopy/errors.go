@@ -1,0 +1,112 @@
+package mailcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// Kind classifies why a copy stopped. Only KindTemporary is worth retrying
+// as is; the others need a person to change something first.
+type Kind int
+
+const (
+	// KindTemporary: connections kept failing after the bounded reconnects,
+	// or an unclassified failure. Retrying later resumes where the copy stopped.
+	KindTemporary Kind = iota
+	// KindLogin: a server refused the login (wrong password, account locked).
+	KindLogin
+	// KindOverQuota: the destination account is full.
+	KindOverQuota
+	// KindConnect: the account's server cannot be used as configured (TLS
+	// certificate rejected, STARTTLS not offered, not an IMAP server, address
+	// refused by the network policy).
+	KindConnect
+	// KindCanceled: the caller's context ended.
+	KindCanceled
+)
+
+var kindNames = [...]string{
+	KindTemporary: "temporary",
+	KindLogin:     "login-refused",
+	KindOverQuota: "over-quota",
+	KindConnect:   "cannot-connect",
+	KindCanceled:  "canceled",
+}
+
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Side names the account an error is about.
+type Side string
+
+const (
+	SideSource      Side = "source"
+	SideDestination Side = "destination"
+)
+
+// Error is a classified failure that stopped a copy. Its message says which
+// account is at fault and never contains a secret.
+type Error struct {
+	Kind Kind
+	Side Side // "" when not about one account
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Side == "" {
+		return e.Err.Error()
+	}
+	return string(e.Side) + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the Kind of the first *Error in err's chain; a context
+// cancellation is KindCanceled; anything else is KindTemporary.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	if errors.Is(err, context.Canceled) {
+		return KindCanceled
+	}
+	return KindTemporary
+}
+
+// IsPermanent reports whether err stopped the copy for a reason that a retry
+// cannot fix (login refused, destination over quota, unusable server).
+func IsPermanent(err error) bool {
+	switch KindOf(err) {
+	case KindLogin, KindOverQuota, KindConnect:
+		return true
+	}
+	return false
+}
+
+// classifyDial turns a dial failure into a permanent *Error when retrying
+// cannot help, or returns it unchanged (temporary: reconnect with backoff).
+func classifyDial(side Side, err error) error {
+	switch imapconn.KindOf(err) {
+	case imapconn.KindAuth:
+		return &Error{Kind: KindLogin, Side: side, Err: err}
+	case imapconn.KindTLS, imapconn.KindStartTLSUnavailable, imapconn.KindNotIMAP, imapconn.KindRefusedByPolicy:
+		return &Error{Kind: KindConnect, Side: side, Err: err}
+	}
+	return err
+}
+
+// refusedError is a command that the server refused (a tagged NO or BAD) on
+// a working connection: doing the same again will not help, reconnecting is
+// pointless.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }

@@ -1,0 +1,139 @@
+package mailcopy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"strings"
+	"time"
+)
+
+// identityFields are the header fields fetched in the metadata pass
+// (BODY.PEEK[HEADER.FIELDS (...)]): Message-ID for the identity, the others
+// for the fallback identity of messages without one.
+var identityFields = []string{"MESSAGE-ID", "DATE", "FROM", "TO", "SUBJECT"}
+
+// maxIdentityHeader bounds how much of the identity header block is read:
+// a hostile server cannot make the metadata pass hold more than this per message.
+const maxIdentityHeader = 16 << 10
+
+// key identifies a message for deduplication. Two messages with the same key
+// are the same message; the identity is count-aware (see diff), so two
+// identical source messages still make two destination copies.
+//
+// With a Message-ID: sha256("m", normalized Message-ID, RFC822.SIZE).
+// Without one: sha256("h", the unfolded Date/From/To/Subject values,
+// RFC822.SIZE, INTERNALDATE in Unix seconds). INTERNALDATE is part of the
+// fallback because it is preserved by the copy and tells apart automated
+// messages that share their headers; it is not part of the Message-ID
+// identity because a destination filled by another tool may not have kept it.
+type key [16]byte
+
+// identity computes the key of a message from its identity header block (the
+// response to BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)]),
+// its RFC822.SIZE and its INTERNALDATE.
+func identity(header []byte, size int64, internalDate time.Time) key {
+	fields := parseHeader(header)
+	h := sha256.New()
+	var num [8]byte
+	binary.BigEndian.PutUint64(num[:], uint64(size))
+	if id := normalizeMessageID(fields["message-id"]); id != "" {
+		h.Write([]byte("m\x00"))
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+		h.Write(num[:])
+	} else {
+		h.Write([]byte("h\x00"))
+		for _, name := range []string{"date", "from", "to", "subject"} {
+			h.Write([]byte(fields[name]))
+			h.Write([]byte{0})
+		}
+		h.Write(num[:])
+		binary.BigEndian.PutUint64(num[:], uint64(internalDate.Unix()))
+		h.Write(num[:])
+	}
+	var k key
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// parseHeader returns the first value of each header field (lower-case name),
+// unfolded and with surrounding white space trimmed. It is tolerant: lines
+// without a colon are ignored, bare LF line ends are accepted.
+func parseHeader(b []byte) map[string]string {
+	fields := make(map[string]string)
+	var name string
+	var value strings.Builder
+	flush := func() {
+		if name != "" {
+			if _, seen := fields[name]; !seen {
+				fields[name] = strings.Join(strings.Fields(value.String()), " ")
+			}
+		}
+		name = ""
+		value.Reset()
+	}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			flush()
+			break // end of the header block
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if name != "" {
+				value.WriteByte(' ')
+				value.Write(line)
+			}
+			continue
+		}
+		flush()
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			continue
+		}
+		name = strings.ToLower(strings.TrimSpace(string(line[:i])))
+		value.Write(line[i+1:])
+	}
+	flush()
+	return fields
+}
+
+// normalizeMessageID returns the identifier between the first angle brackets
+// (or the trimmed value when there are none), without white space. Case is
+// kept: the local part of a Message-ID is case-sensitive.
+func normalizeMessageID(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i+1:], '>'); j >= 0 {
+			v = v[i+1 : i+1+j]
+		}
+	}
+	return strings.Join(strings.Fields(v), "")
+}
+
+// diff returns the source messages missing from the destination, in source
+// order, and how many source messages are already present. It is count-aware:
+// a key present n times on the destination accounts for its first n
+// occurrences in the source; the later ones are missing. A rerun against an
+// unchanged source therefore finds nothing missing, and two identical source
+// messages make two destination copies.
+func diff(src []srcMessage, dst map[key]int) (missing []srcMessage, present int) {
+	left := make(map[key]int, len(dst))
+	for k, n := range dst {
+		left[k] = n
+	}
+	for _, m := range src {
+		if left[m.key] > 0 {
+			left[m.key]--
+			present++
+			continue
+		}
+		missing = append(missing, m)
+	}
+	return missing, present
+}

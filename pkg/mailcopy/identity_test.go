@@ -1,0 +1,122 @@
+package mailcopy
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestNormalizeMessageID(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"<abc@example.com>", "abc@example.com"},
+		{"  <abc@example.com>  ", "abc@example.com"},
+		{"<abc@\r\n example.com>", "abc@example.com"},
+		{"abc@example.com", "abc@example.com"},
+		{"<ABC@example.com> (comment)", "ABC@example.com"},
+		{"", ""},
+		{"   ", ""},
+		{"<>", ""},
+	}
+	for _, tt := range tests {
+		if got := normalizeMessageID(tt.in); got != tt.want {
+			t.Errorf("normalizeMessageID(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	in := "Message-ID:\r\n <a@b>\r\nSubject: hello\r\n  world\r\nsubject: second\r\nbogus line\nFrom: x@y\n\r\nTo: after-end\r\n"
+	got := parseHeader([]byte(in))
+	want := map[string]string{"message-id": "<a@b>", "subject": "hello world", "from": "x@y"}
+	if len(got) != len(want) {
+		t.Fatalf("parseHeader = %q, want %q", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("parseHeader[%q] = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	d1 := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	d2 := d1.Add(time.Hour)
+	withID := []byte("Message-ID: <x@y>\r\nSubject: a\r\n\r\n")
+	withIDFolded := []byte("Subject: b\r\nMessage-Id:\r\n\t<x@y>\r\n\r\n")
+	noID := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: a@b\r\nSubject: s\r\n\r\n")
+	noIDOther := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: a@b\r\nSubject: t\r\n\r\n")
+	tests := []struct {
+		name string
+		a, b key
+		same bool
+	}{
+		{"same id, other headers and dates", identity(withID, 100, d1), identity(withIDFolded, 100, d2), true},
+		{"same id, other size", identity(withID, 100, d1), identity(withID, 101, d1), false},
+		{"no id, same headers", identity(noID, 100, d1), identity(noID, 100, d1), true},
+		{"no id, other date", identity(noID, 100, d1), identity(noID, 100, d2), false},
+		{"no id, other subject", identity(noID, 100, d1), identity(noIDOther, 100, d1), false},
+		{"no id, other size", identity(noID, 100, d1), identity(noID, 99, d1), false},
+		{"id vs no id", identity(withID, 100, d1), identity(noID, 100, d1), false},
+		{"no id, zone does not matter", identity(noID, 1, d1), identity(noID, 1, d1.In(time.FixedZone("x", 3600))), true},
+	}
+	for _, tt := range tests {
+		if got := tt.a == tt.b; got != tt.same {
+			t.Errorf("%s: same = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	k := func(b byte) key { return key{b} }
+	src := func(keys ...byte) []srcMessage {
+		var out []srcMessage
+		for i, b := range keys {
+			out = append(out, srcMessage{uid: uint32(i + 1), key: k(b)})
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		src         []srcMessage
+		dst         map[key]int
+		wantMissing []uint32
+		wantPresent int
+	}{
+		{"empty destination", src(1, 2, 3), nil, []uint32{1, 2, 3}, 0},
+		{"all present", src(1, 2, 3), map[key]int{k(1): 1, k(2): 1, k(3): 1}, nil, 3},
+		{"duplicates both missing", src(1, 1, 2), map[key]int{k(2): 1}, []uint32{1, 2}, 1},
+		{"one of two duplicates present", src(1, 2, 1), map[key]int{k(1): 1}, []uint32{2, 3}, 1},
+		{"destination has more", src(1), map[key]int{k(1): 3}, nil, 1},
+		{"unrelated destination", src(1, 2), map[key]int{k(9): 1}, []uint32{1, 2}, 0},
+		{"empty source", nil, map[key]int{k(1): 1}, nil, 0},
+	}
+	for _, tt := range tests {
+		missing, present := diff(tt.src, tt.dst)
+		var got []uint32
+		for _, m := range missing {
+			got = append(got, m.uid)
+		}
+		if !slices.Equal(got, tt.wantMissing) || present != tt.wantPresent {
+			t.Errorf("%s: diff = %v, %d; want %v, %d", tt.name, got, present, tt.wantMissing, tt.wantPresent)
+		}
+	}
+}
+
+func TestCleanFlags(t *testing.T) {
+	tests := []struct {
+		in, want []string
+	}{
+		{nil, []string{}},
+		{[]string{`\Seen`, `\Recent`, `\*`, `$Label1`}, []string{`\Seen`, `$Label1`}},
+		{[]string{`\SEEN`, `\seen`, `\answered`}, []string{`\Seen`, `\Answered`}},
+		{[]string{`\Flagged`, `\Deleted`, `\Draft`}, []string{`\Flagged`, `\Deleted`, `\Draft`}},
+		{[]string{`\Junk`, `Junk`, `$junk`, `$Junk`}, []string{`Junk`, `$junk`}},
+		{[]string{`bad(kw`, `bad kw`, `bad]kw`, `bad"kw`, `bad%`, `bad*`, `{3}`, "caf\u00e9", "ctl\x01", ``}, []string{}},
+		{[]string{`ok-kw_1.2+$&'!#`, `NonJunk`}, []string{`ok-kw_1.2+$&'!#`, `NonJunk`}},
+	}
+	for _, tt := range tests {
+		if got := cleanFlags(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("cleanFlags(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package mailcopy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
+)
+
+// One Dovecot per flavour for the package; every test has its own users.
+var servers = map[imaptest.Flavour]*imaptest.Dovecot{}
+
+func TestMain(m *testing.M) {
+	for _, f := range []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot} {
+		d, err := imaptest.Start(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mailcopy tests need Dovecot:", err)
+			os.Exit(1)
+		}
+		servers[f] = d
+	}
+	code := m.Run()
+	for _, d := range servers {
+		d.Close()
+	}
+	os.Exit(code)
+}
+
+// newUser adds a user to d and waits until it can log in: Dovecot re-reads
+// its passwd-file at most about once a second.
+func newUser(t *testing.T, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
+	t.Helper()
+	acct := d.AddUser(t, opts...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := imaptest.Dial(t.Context(), acct)
+		if err == nil {
+			c.Close()
+			return acct
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new user %s cannot log in: %v", acct.Login, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// testConfig is a Config for the two accounts with quick reconnects and the
+// engine's log in the test's output.
+func testConfig(t *testing.T, src, dst imapconn.Account) mailcopy.Config {
+	return mailcopy.Config{
+		Source: src, Destination: dst,
+		RetryBackoff: 20 * time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+}
+
+// isReport tells the checker to ignore the copy's report message.
+func isReport(_ string, raw []byte) bool {
+	head := raw
+	if end := bytes.Index(raw, []byte("\r\n\r\n")); end >= 0 {
+		head = raw[:end+2]
+	}
+	return bytes.Contains(head, []byte("\r\n"+mailcopy.ReportHeader+": 1\r\n"))
+}
+
+func mustLoad(t *testing.T, acct imapconn.Account, mb imaptest.Mailbox) {
+	t.Helper()
+	if err := imaptest.Load(testContext(t), acct, mb); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+}
+
+func mustSnapshot(t *testing.T, acct imapconn.Account) *imaptest.Snapshot {
+	t.Helper()
+	s, err := imaptest.TakeSnapshot(testContext(t), acct)
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	return s
+}
+
+func mustCheck(t *testing.T, src, dst imapconn.Account, opts imaptest.CheckOptions) {
+	t.Helper()
+	if opts.IgnoreDest == nil {
+		opts.IgnoreDest = isReport
+	}
+	res, err := imaptest.Check(testContext(t), src, dst, opts)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !res.OK() {
+		t.Errorf("check: %s", res)
+	}
+}
+
+func mustCopy(t *testing.T, cfg mailcopy.Config) *mailcopy.Result {
+	t.Helper()
+	res, err := mailcopy.Copy(testContext(t), cfg)
+	if err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	return res
+}

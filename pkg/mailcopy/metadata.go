@@ -1,0 +1,150 @@
+package mailcopy
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// metadataOptions is the metadata pass: only items every server answers
+// plainly (DESIGN.md: anything else risks a response go-imap cannot parse,
+// which kills the connection). BODY.PEEK never sets \Seen.
+var metadataOptions = &imap.FetchOptions{
+	UID:          true,
+	Flags:        true,
+	InternalDate: true,
+	RFC822Size:   true,
+	BodySection: []*imap.FetchItemBodySection{{
+		Specifier:    imap.PartSpecifierHeader,
+		HeaderFields: identityFields,
+		Peek:         true,
+	}},
+}
+
+// fetchMetadata runs the metadata pass on the selected mailbox, which holds
+// exists messages, and returns the messages in UID order. Flags are cleaned
+// (see cleanFlags) and interned: a mailbox holds few distinct flag sets.
+func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
+	if exists == 0 {
+		return nil, nil
+	}
+	cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, metadataOptions) // UID 1:*
+	defer cmd.Close()
+	msgs := make([]srcMessage, 0, exists)
+	interned := map[string][]string{}
+	header := make([]byte, 0, 1024)
+	for {
+		data := cmd.Next()
+		if data == nil {
+			break
+		}
+		var (
+			m                    srcMessage
+			haveUID, haveSize    bool
+			haveHeader, haveDate bool
+		)
+		header = header[:0]
+		for {
+			item := data.Next()
+			if item == nil {
+				break
+			}
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				m.uid, haveUID = uint32(item.UID), true
+			case imapclient.FetchItemDataFlags:
+				m.flags = intern(interned, item.Flags)
+			case imapclient.FetchItemDataInternalDate:
+				m.date, haveDate = item.Time, true
+			case imapclient.FetchItemDataRFC822Size:
+				m.size, haveSize = item.Size, true
+			case imapclient.FetchItemDataBodySection:
+				haveHeader = true
+				if item.Literal != nil {
+					b, err := readBounded(item.Literal, header, maxIdentityHeader)
+					if err != nil {
+						return nil, fmt.Errorf("read identity header of message %d: %w", data.SeqNum, err)
+					}
+					header = b
+				}
+			}
+		}
+		if !haveUID || !haveSize || !haveHeader || !haveDate {
+			return nil, fmt.Errorf("the server's FETCH answer for message %d lacks UID, RFC822.SIZE, INTERNALDATE or the header fields", data.SeqNum)
+		}
+		m.key = identity(header, m.size, m.date)
+		msgs = append(msgs, m)
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, fmt.Errorf("fetch metadata: %w", err)
+	}
+	sortByUID(msgs)
+	return msgs, nil
+}
+
+// readBounded appends at most limit bytes of r to buf; the rest of r is left
+// for the FETCH reader to discard.
+func readBounded(r io.Reader, buf []byte, limit int) ([]byte, error) {
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+func intern(table map[string][]string, flags []imap.Flag) []string {
+	raw := make([]string, len(flags))
+	for i, f := range flags {
+		raw[i] = string(f)
+	}
+	k := strings.Join(raw, " ")
+	if f, ok := table[k]; ok {
+		return f
+	}
+	clean := cleanFlags(raw)
+	table[k] = clean
+	return clean
+}
+
+func sortByUID(msgs []srcMessage) {
+	slices.SortFunc(msgs, func(a, b srcMessage) int { return cmp.Compare(a.uid, b.uid) })
+}
+
+// inScope drops the messages older than since (by INTERNALDATE); the zero
+// time keeps everything.
+func inScope(msgs []srcMessage, since time.Time) []srcMessage {
+	if since.IsZero() {
+		return msgs
+	}
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if !m.date.Before(since) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// destKeys counts the destination's messages by identity.
+func destKeys(msgs []srcMessage) map[key]int {
+	keys := make(map[key]int, len(msgs))
+	for _, m := range msgs {
+		keys[m.key]++
+	}
+	return keys
+}

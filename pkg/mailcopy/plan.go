@@ -1,0 +1,135 @@
+package mailcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"imapcopy.dev/pkg/foldermap"
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// listing is what LIST and NAMESPACE say about one account.
+type listing struct {
+	side   foldermap.Side
+	status map[string]*imap.StatusData // by folder name; only with LIST-STATUS
+	caps   imap.CapSet
+}
+
+// list reads an account's personal namespace and folders: NAMESPACE for the
+// prefix and delimiter, LIST "" "*" with SPECIAL-USE attributes, and with
+// LIST-STATUS the message counts (for early progress totals and to skip the
+// metadata pass of an empty destination folder).
+func list(c *imapconn.Client) (*listing, error) {
+	caps := c.Caps()
+	cl := c.IMAP()
+	l := &listing{caps: caps, status: map[string]*imap.StatusData{}}
+	haveNS := false
+	if caps.Has(imap.CapNamespace) {
+		ns, err := cl.Namespace().Wait()
+		if err != nil {
+			return nil, fmt.Errorf("namespace: %w", err)
+		}
+		if len(ns.Personal) > 0 {
+			l.side.Prefix, l.side.Delim = ns.Personal[0].Prefix, ns.Personal[0].Delim
+			haveNS = true
+		}
+	}
+	var opts *imap.ListOptions
+	if caps.Has(imap.CapSpecialUse) || caps.Has(imap.CapListStatus) {
+		opts = &imap.ListOptions{ReturnSpecialUse: caps.Has(imap.CapSpecialUse)}
+		if caps.Has(imap.CapListStatus) {
+			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, Size: caps.Has(imap.CapStatusSize)}
+		}
+	}
+	boxes, err := cl.List("", "*", opts).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
+	for _, b := range boxes {
+		f := foldermap.Folder{Name: b.Mailbox}
+		for _, a := range b.Attrs {
+			f.Attrs = append(f.Attrs, string(a))
+		}
+		l.side.Folders = append(l.side.Folders, f)
+		if b.Status != nil {
+			l.status[b.Mailbox] = b.Status
+		}
+		if !haveNS && b.Delim != 0 {
+			l.side.Delim = b.Delim
+		}
+	}
+	return l, nil
+}
+
+// planned is the folder plan of a copy.
+type planned struct {
+	plan     *foldermap.Plan
+	src, dst *listing
+	created  map[string]bool // destination folders created by this run
+}
+
+// planFolders lists both accounts, maps the folders and, unless dry run,
+// creates (and subscribes) the destination folders the plan needs, parents
+// first. A folder that appeared meanwhile ("already exists") is fine.
+func (e *engine) planFolders(ctx context.Context) (*planned, error) {
+	var p planned
+	err := e.withConns(ctx, func(src, dst *imapconn.Client) error {
+		var err error
+		if p.src, err = list(src); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		if p.dst, err = list(dst); err != nil {
+			return fmt.Errorf("destination: %w", err)
+		}
+		p.plan, err = foldermap.Map(p.src.side, p.dst.side, foldermap.Options{
+			Include: e.cfg.Include, Exclude: e.cfg.Exclude,
+			IncludeGmailViews: e.cfg.IncludeGmailViews, Provider: e.cfg.Provider,
+		})
+		if err != nil {
+			return &Error{Kind: KindConnect, Err: fmt.Errorf("plan folders: %w", err)}
+		}
+		if e.cfg.DryRun {
+			return nil
+		}
+		p.created = map[string]bool{}
+		return createFolders(dst.IMAP(), p.plan.Create, p.created)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func createFolders(c *imapclient.Client, names []string, created map[string]bool) error {
+	for _, name := range names {
+		if err := c.Create(name, nil).Wait(); err != nil {
+			if !isAlreadyExists(err) {
+				return fmt.Errorf("destination: create folder %q: %w", name, err)
+			}
+		} else {
+			created[name] = true
+		}
+		// A client that shows only subscribed folders must see the copy.
+		if err := c.Subscribe(name).Wait(); err != nil {
+			var imapErr *imap.Error
+			if !errors.As(err, &imapErr) {
+				return fmt.Errorf("destination: subscribe %q: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func isAlreadyExists(err error) bool {
+	var imapErr *imap.Error
+	if !errors.As(err, &imapErr) {
+		return false
+	}
+	return imapErr.Code == imap.ResponseCodeAlreadyExists ||
+		strings.Contains(strings.ToLower(imapErr.Text), "already exists")
+}

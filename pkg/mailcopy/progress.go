@@ -1,0 +1,99 @@
+package mailcopy
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// FolderState is where a folder stands in a copy.
+type FolderState string
+
+const (
+	FolderPending FolderState = "pending"
+	FolderRunning FolderState = "running"
+	FolderDone    FolderState = "done"
+	FolderFailed  FolderState = "failed"
+)
+
+// FolderProgress is one folder in a Progress snapshot. Until its metadata pass
+// has run, Total is the source's message count from LIST-STATUS (0 when the
+// server lacks it).
+type FolderProgress struct {
+	Source      string      `json:"source"`
+	Destination string      `json:"destination"`
+	State       FolderState `json:"state"`
+	Counts
+}
+
+// Progress is a snapshot of a running copy, given to Config.Progress. The
+// snapshot is the receiver's: it is not modified afterwards.
+type Progress struct {
+	Elapsed time.Duration    `json:"elapsed"`
+	Totals  Counts           `json:"totals"`
+	Folders []FolderProgress `json:"folders"`
+}
+
+// tracker aggregates the workers' counters and hands snapshots to the
+// caller's callback: at most one every interval, plus one whenever a folder
+// ends. Callbacks are serialised and never see an older snapshot after a
+// newer one.
+type tracker struct {
+	emit     func(Progress)
+	interval time.Duration
+	now      func() time.Time
+	start    time.Time
+
+	emitMu sync.Mutex // held while snapshotting and emitting: keeps snapshots in order
+
+	mu      sync.Mutex
+	folders []FolderProgress
+	last    time.Time // last emission
+}
+
+func newTracker(emit func(Progress), interval time.Duration, now func() time.Time, folders []FolderProgress) *tracker {
+	t := &tracker{emit: emit, interval: interval, now: now, folders: folders}
+	t.start = now()
+	t.last = t.start
+	return t
+}
+
+// update applies f to folder i and emits a snapshot if the interval has passed.
+func (t *tracker) update(i int, f func(*FolderProgress)) {
+	t.mu.Lock()
+	f(&t.folders[i])
+	due := t.now().Sub(t.last) >= t.interval
+	t.mu.Unlock()
+	if due && t.emit != nil && t.emitMu.TryLock() {
+		t.emitLocked()
+		t.emitMu.Unlock()
+	}
+}
+
+// flush emits a snapshot now (a folder ended, or the copy did).
+func (t *tracker) flush() {
+	if t.emit == nil {
+		return
+	}
+	t.emitMu.Lock()
+	defer t.emitMu.Unlock()
+	t.emitLocked()
+}
+
+func (t *tracker) emitLocked() {
+	p := t.snapshot()
+	t.mu.Lock()
+	t.last = t.now()
+	t.mu.Unlock()
+	t.emit(p)
+}
+
+func (t *tracker) snapshot() Progress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := Progress{Elapsed: t.now().Sub(t.start), Folders: slices.Clone(t.folders)}
+	for _, f := range p.Folders {
+		p.Totals.add(f.Counts)
+	}
+	return p
+}

@@ -1,0 +1,419 @@
+package mailcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"imapcopy.dev/pkg/imapappend"
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// worker copies folders one after the other with at most one source and one
+// destination connection: the destination slot holds either a metadata
+// client (go-imap, for EXAMINE and the metadata pass) or an appender, never
+// both. Connections are kept from one folder to the next.
+type worker struct {
+	e       *engine
+	src     *imapconn.Client
+	meta    *imapconn.Client
+	app     *imapappend.Appender
+	appConn net.Conn // the appender's raw connection, for abort
+}
+
+// errRetryNow: the attempt learnt something (a corrected size, a message to
+// leave out) and the folder should be tried again at once.
+var errRetryNow = errors.New("retry the folder")
+
+func (w *worker) close() {
+	w.dropSource()
+	w.dropDest()
+}
+
+func (w *worker) dropSource() {
+	if w.src != nil {
+		w.src.Close()
+		w.src = nil
+	}
+}
+
+func (w *worker) dropDest() {
+	if w.meta != nil {
+		w.meta.Close()
+		w.meta = nil
+	}
+	if w.app != nil {
+		w.app.Close()
+		w.app, w.appConn = nil, nil
+	}
+}
+
+func (w *worker) source(ctx context.Context) (*imapconn.Client, error) {
+	if w.src == nil {
+		c, err := w.e.dialSource(ctx)
+		if err != nil {
+			return nil, err
+		}
+		w.src = c
+	}
+	return w.src, nil
+}
+
+func (w *worker) destMeta(ctx context.Context) (*imapconn.Client, error) {
+	if w.app != nil {
+		w.app.Close()
+		w.app, w.appConn = nil, nil
+	}
+	if w.meta == nil {
+		c, err := w.e.dialDest(ctx)
+		if err != nil {
+			return nil, err
+		}
+		w.meta = c
+	}
+	return w.meta, nil
+}
+
+func (w *worker) appender(ctx context.Context) (*imapappend.Appender, error) {
+	if w.meta != nil {
+		w.meta.Close()
+		w.meta = nil
+	}
+	if w.app == nil {
+		a, conn, err := w.e.dialAppender(ctx)
+		if err != nil {
+			return nil, err
+		}
+		w.app, w.appConn = a, conn
+	}
+	return w.app, nil
+}
+
+// abortAppend closes the destination write connection at once, under an
+// APPEND whose literal can no longer be completed (DESIGN.md hazard: the
+// next bytes written would complete it and store a corrupt message).
+func (w *worker) abortAppend() {
+	if w.appConn != nil {
+		w.appConn.Close()
+	}
+}
+
+// folderRun is the state of one folder across reconnects.
+type folderRun struct {
+	j     *job
+	first bool
+
+	presentBefore  int             // source messages already on the destination at the first pass
+	initialMissing map[uint32]bool // source UIDs missing at the first pass
+
+	failed  map[uint32]bool  // recorded as failed: not tried again
+	skipped map[uint32]bool  // recorded as skipped
+	sizeFix map[uint32]int64 // literal sizes that differ from RFC822.SIZE
+	suspect map[uint32]bool  // the source did not send the body once
+
+	progress int // messages settled: resets the reconnect budget
+	counts   Counts
+}
+
+// copyFolder copies one folder, reconnecting with backoff when a connection
+// drops. Delivery: every attempt starts with the metadata pass of both
+// sides and appends only what the destination lacks, so a batch whose
+// outcome was lost with a connection is neither lost nor duplicated — the
+// next pass sees whether it was stored (a MULTIAPPEND is all or nothing,
+// RFC 3502). The returned error is permanent, a cancellation, or the last
+// connection failure once MaxRetries reconnects in a row made no progress;
+// a folder the server refuses (EXAMINE NO) is recorded in the result and
+// is not an error.
+func (w *worker) copyFolder(ctx context.Context, j *job) error {
+	e := w.e
+	log := e.log.With("folder", j.m.Source, "dest", j.m.Dest)
+	fr := &folderRun{
+		j: j, first: true,
+		failed: map[uint32]bool{}, skipped: map[uint32]bool{},
+		sizeFix: map[uint32]int64{}, suspect: map[uint32]bool{},
+	}
+	e.tracker.update(j.idx, func(f *FolderProgress) { f.State = FolderRunning })
+	start := time.Now()
+	failures := 0
+	var err error
+	for {
+		before := fr.progress
+		err = w.attempt(ctx, fr)
+		if err == nil {
+			break
+		}
+		w.dropSource()
+		w.dropDest()
+		var refused *refusedError
+		if IsPermanent(err) || errors.As(err, &refused) || ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, errRetryNow) {
+			continue
+		}
+		if fr.progress > before {
+			failures = 0
+		}
+		failures++
+		if failures > e.cfg.MaxRetries {
+			break
+		}
+		d := e.cfg.backoff(failures)
+		log.Info("folder: reconnecting", "attempt", failures, "in", d, "error", err)
+		if serr := sleep(ctx, d); serr != nil {
+			err = serr
+			break
+		}
+	}
+
+	j.result.Counts = fr.counts
+	state := FolderDone
+	var refused *refusedError
+	switch {
+	case err == nil:
+	case errors.As(err, &refused):
+		state = FolderFailed
+		j.result.Error = err.Error()
+		err = nil
+	default:
+		state = FolderFailed
+		j.result.Error = err.Error()
+	}
+	e.tracker.update(j.idx, func(f *FolderProgress) { f.State = state; f.Counts = fr.counts })
+	e.tracker.flush()
+	log.Info("folder done", "state", state, "total", fr.counts.Total, "copied", fr.counts.Copied,
+		"present", fr.counts.Present, "failed", fr.counts.Failed, "skipped", fr.counts.Skipped,
+		"duration", time.Since(start), "error", j.result.Error)
+	return err
+}
+
+// attempt runs the metadata passes, the diff and the body pass once.
+func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
+	e, j := w.e, fr.j
+	src, err := w.source(ctx)
+	if err != nil {
+		return err
+	}
+	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
+	}
+	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
+	if err != nil {
+		return fmt.Errorf("source %q: %w", j.m.Source, err)
+	}
+	msgs = inScope(msgs, e.cfg.Since)
+	for i := range msgs {
+		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
+			msgs[i].size = s
+		}
+	}
+
+	var dst map[key]int
+	if !fr.first || !j.dstEmpty {
+		if dst, err = w.destKeys(ctx, j); err != nil {
+			return err
+		}
+	}
+	missing, present := diff(msgs, dst)
+	missingSet := make(map[uint32]bool, len(missing))
+	for _, m := range missing {
+		missingSet[m.uid] = true
+	}
+	if fr.first {
+		fr.first = false
+		fr.presentBefore = present
+		fr.initialMissing = missingSet
+	}
+	fr.counts.Total = len(msgs)
+	fr.counts.Present = fr.presentBefore
+	fr.counts.Copied = max(0, present-fr.presentBefore)
+	fr.counts.Bytes = 0
+	for _, m := range msgs {
+		if fr.initialMissing[m.uid] && !missingSet[m.uid] {
+			fr.counts.Bytes += m.size
+		}
+	}
+
+	var toCopy []srcMessage
+	for _, m := range missing {
+		switch {
+		case fr.failed[m.uid] || fr.skipped[m.uid]:
+		case e.cfg.MaxMessageSize > 0 && m.size > e.cfg.MaxMessageSize:
+			fr.skipped[m.uid] = true
+			fr.counts.Skipped++
+			fr.progress++
+			e.recordSkip(MessageIssue{Folder: j.m.Source, UID: m.uid, Size: m.size,
+				Reason: fmt.Sprintf("larger than the maximum message size (%s)", byteSize(e.cfg.MaxMessageSize))})
+		case e.appendLimit > 0 && m.size > e.appendLimit:
+			w.fail(fr, m, fmt.Sprintf("larger than the destination accepts (APPENDLIMIT %s)", byteSize(e.appendLimit)))
+		default:
+			toCopy = append(toCopy, m)
+		}
+	}
+	if e.cfg.DryRun {
+		fr.counts.Copied = len(toCopy)
+		for _, m := range toCopy {
+			fr.counts.Bytes += m.size
+		}
+	}
+	e.tracker.update(j.idx, func(f *FolderProgress) { f.Counts = fr.counts })
+	if e.cfg.DryRun || len(toCopy) == 0 {
+		return nil
+	}
+	for _, c := range chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes) {
+		if err := w.appendChunk(ctx, fr, src, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destKeys runs the metadata pass on the destination folder.
+func (w *worker) destKeys(ctx context.Context, j *job) (map[key]int, error) {
+	meta, err := w.destMeta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := meta.IMAP().Select(j.m.Dest, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		var imapErr *imap.Error
+		if w.e.cfg.DryRun && j.m.Create && errors.As(err, &imapErr) {
+			return nil, nil // not created in a dry run
+		}
+		return nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
+	}
+	msgs, err := fetchMetadata(meta.IMAP(), sel.NumMessages)
+	if err != nil {
+		return nil, fmt.Errorf("destination %q: %w", j.m.Dest, err)
+	}
+	return destKeys(msgs), nil
+}
+
+// appendChunk streams one chunk from the source FETCH into one Append call
+// (which cuts it into MULTIAPPEND batches, or pipelined APPENDs) and settles
+// each message.
+func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) error {
+	app, err := w.appender(ctx)
+	if err != nil {
+		return err
+	}
+	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
+	msgs := make([]imapappend.Message, len(chunk))
+	for i, m := range chunk {
+		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: stream.reader(i)}
+	}
+	results, aerr := app.Append(ctx, fr.j.m.Dest, msgs)
+	if aerr != nil || stream.err != nil {
+		// Whatever failed, the connections are dropped: closing the source
+		// first spares draining the rest of the FETCH.
+		w.abortAppend()
+		w.dropSource()
+		serr := stream.close()
+		for i, r := range results {
+			if r.Err == nil {
+				w.settle(fr, chunk[i], nil) // stored before the failure
+			}
+		}
+		if stream.err != nil {
+			return w.sourceFailure(fr, chunk, serr)
+		}
+		return fmt.Errorf("destination: %w", aerr)
+	}
+	if err := stream.close(); err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	for i, r := range results {
+		if err := w.settle(fr, chunk[i], r.Err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sourceFailure decides what a failed body stream means for the folder.
+func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) error {
+	var sm *sizeMismatchError
+	var nb *noBodyError
+	switch {
+	case errors.As(err, &sm):
+		if _, again := fr.sizeFix[sm.uid]; again {
+			w.fail(fr, find(batch, sm.uid), "the source reports a different size at every read")
+		}
+		fr.sizeFix[sm.uid] = sm.actual
+		return errRetryNow
+	case errors.As(err, &nb):
+		// Once may be an expunge under way: the next metadata pass will tell.
+		// Twice, the message is there and cannot be read.
+		if fr.suspect[nb.uid] {
+			w.fail(fr, find(batch, nb.uid), "the source could not send the message: "+nb.Error())
+		}
+		fr.suspect[nb.uid] = true
+		return errRetryNow
+	}
+	return fmt.Errorf("source: %w", err)
+}
+
+func find(batch []srcMessage, uid uint32) srcMessage {
+	for _, m := range batch {
+		if m.uid == uid {
+			return m
+		}
+	}
+	return srcMessage{uid: uid}
+}
+
+// settle records the outcome of one appended message. It returns a
+// permanent error when the destination turned out to be full.
+func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
+	e := w.e
+	if err == nil {
+		e.quota.ok()
+		fr.counts.Copied++
+		fr.counts.Bytes += m.size
+		fr.progress++
+		e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = fr.counts })
+		return nil
+	}
+	var reason string
+	switch {
+	case imapconn.IsOverQuota(err):
+		if e.quota.refused(m.size) {
+			w.fail(fr, m, "the destination is over quota: "+err.Error())
+			return &Error{Kind: KindOverQuota, Side: SideDestination,
+				Err: fmt.Errorf("the destination account is full (appending to %q): %w", fr.j.m.Dest, err)}
+		}
+		reason = "too large for the space left on the destination: " + err.Error()
+	case imapconn.IsTooBig(err):
+		reason = "too large for the destination: " + err.Error()
+	default:
+		reason = "refused by the destination: " + err.Error()
+	}
+	w.fail(fr, m, reason)
+	return nil
+}
+
+func (w *worker) fail(fr *folderRun, m srcMessage, reason string) {
+	if fr.failed[m.uid] {
+		return
+	}
+	fr.failed[m.uid] = true
+	fr.counts.Failed++
+	fr.progress++
+	w.e.recordFailure(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
+	w.e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = fr.counts })
+}
+
+// commandError marks a server's refusal (NO/BAD on a working connection) as
+// not worth a reconnect; anything else is a connection failure.
+func commandError(op string, err error) error {
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return &refusedError{fmt.Errorf("%s: %w", op, err)}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

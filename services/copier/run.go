@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/mailcopy"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFatal   = 1
+	exitUsage   = 2
+	exitPartial = 3
+)
+
+// exitError carries the process exit code of an error. quiet: the message
+// was already shown (e.g. the list of failed messages).
+type exitError struct {
+	code  int
+	err   error
+	quiet bool
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return exitFatal
+}
+
+const usage = `Usage: imapcopy-copier <command> [options]
+
+Commands:
+  copy    copy one mailbox from a source IMAP account to a destination account
+          (imapcopy-copier copy --help for its options)
+`
+
+// run is the whole program but for the process: main gives it the
+// arguments, the environment and the output streams.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: exitUsage, err: errors.New("no command given"), quiet: true}
+	}
+	switch args[0] {
+	case "copy":
+		return runCopy(ctx, args[1:], getenv, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageErr("unknown command %q", args[0])
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// copyFlags are the options of the copy command.
+type copyFlags struct {
+	from, to                 string
+	fromPassFile, toPassFile string
+	allowPlaintext           bool
+	insecure                 bool
+	caFile                   string
+	dryRun, noReport         bool
+	include, exclude         stringList
+	maxSize, since           string
+	connections              int
+	provider                 string
+	gmailViews               bool
+	json, verbose            bool
+}
+
+func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
+	var f copyFlags
+	fs := flag.NewFlagSet("imapcopy-copier copy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.from, "from", "", "source account: imaps://USER@HOST[:PORT] (TLS), imap://... (STARTTLS) or imap+plain://...")
+	fs.StringVar(&f.to, "to", "", "destination account, same form as --from")
+	fs.StringVar(&f.fromPassFile, "from-password-file", "", "file holding the source password (else $IMAPCOPY_FROM_PASSWORD)")
+	fs.StringVar(&f.toPassFile, "to-password-file", "", "file holding the destination password (else $IMAPCOPY_TO_PASSWORD)")
+	fs.BoolVar(&f.allowPlaintext, "allow-plaintext", false, "allow imap+plain:// (password and mail in clear on the network)")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the servers' TLS certificates (both sides)")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates to verify the servers with, instead of the system's")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "plan and count only: create nothing, append nothing")
+	fs.Var(&f.include, "include", "copy only folders matching this pattern (logical path, '*' and '%' wildcards; repeatable)")
+	fs.Var(&f.exclude, "exclude", "do not copy folders matching this pattern (repeatable; wins over --include)")
+	fs.StringVar(&f.maxSize, "max-message-size", "", "skip messages larger than this (25MB, 512KiB, bytes)")
+	fs.StringVar(&f.since, "since", "", "copy only messages received on or after this date (YYYY-MM-DD, UTC)")
+	fs.IntVar(&f.connections, "connections", 4, "connections per account, at most")
+	fs.StringVar(&f.provider, "provider", "", `source provider rules ("gmail": skip the All Mail, Important and Starred views)`)
+	fs.BoolVar(&f.gmailViews, "include-gmail-views", false, "copy Gmail's All Mail, Important and Starred views too")
+	fs.BoolVar(&f.noReport, "no-report", false, "do not append the report message to the destination INBOX")
+	fs.BoolVar(&f.json, "json", false, "print the final result as JSON on stdout")
+	fs.BoolVar(&f.verbose, "verbose", false, "log what the copy does on stderr")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: imapcopy-copier copy --from imaps://USER@HOST:PORT --to imaps://USER@HOST:PORT [options]
+
+Passwords come from $IMAPCOPY_FROM_PASSWORD and $IMAPCOPY_TO_PASSWORD or from
+--from-password-file and --to-password-file, never from the command line.
+Exit status: 0 all copied, 3 some messages failed (listed), 1 fatal error, 2 bad usage.
+
+Options:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, &exitError{code: exitOK, err: err, quiet: true}
+		}
+		return nil, &exitError{code: exitUsage, err: err, quiet: true}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErr("unexpected argument %q (options start with --)", fs.Arg(0))
+	}
+	if f.from == "" || f.to == "" {
+		return nil, usageErr("both --from and --to are needed, e.g. --from imaps://alice@old.example.com --to imaps://alice@new.example.com")
+	}
+	if f.connections < 1 {
+		return nil, usageErr("--connections must be at least 1")
+	}
+	return &f, nil
+}
+
+// config turns the flags into the engine's configuration.
+func (f *copyFlags) config(getenv func(string) string) (mailcopy.Config, error) {
+	var cfg mailcopy.Config
+	src, err := parseAccountURL("from", f.from, f.allowPlaintext)
+	if err != nil {
+		return cfg, usageErr("%v", err)
+	}
+	dst, err := parseAccountURL("to", f.to, f.allowPlaintext)
+	if err != nil {
+		return cfg, usageErr("%v", err)
+	}
+	if src.Password, err = readPassword("source", "IMAPCOPY_FROM_PASSWORD", f.fromPassFile, getenv); err != nil {
+		return cfg, usageErr("%v", err)
+	}
+	if dst.Password, err = readPassword("destination", "IMAPCOPY_TO_PASSWORD", f.toPassFile, getenv); err != nil {
+		return cfg, usageErr("%v", err)
+	}
+	var roots *x509.CertPool
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return cfg, usageErr("read --ca-file: %v", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return cfg, usageErr("--ca-file %s holds no PEM certificate", f.caFile)
+		}
+	}
+	for _, a := range []*imapconn.Account{&src, &dst} {
+		a.InsecureSkipVerify = f.insecure
+		a.RootCAs = roots
+	}
+	cfg = mailcopy.Config{
+		Source: src, Destination: dst,
+		Connections: f.connections,
+		Include:     f.include, Exclude: f.exclude,
+		Provider: f.provider, IncludeGmailViews: f.gmailViews,
+		DryRun: f.dryRun, NoReport: f.noReport,
+	}
+	if f.maxSize != "" {
+		if cfg.MaxMessageSize, err = parseSize(f.maxSize); err != nil {
+			return cfg, usageErr("--max-message-size: %v", err)
+		}
+	}
+	if f.since != "" {
+		if cfg.Since, err = parseDate(f.since); err != nil {
+			return cfg, usageErr("--since: %v", err)
+		}
+	}
+	return cfg, nil
+}
+
+func runCopy(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f, err := parseCopyFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config(getenv)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Dial.Logger = cfg.Logger
+	bar := newProgressPrinter(stderr, isTerminal(stderr))
+	cfg.Progress = bar.show
+
+	res, err := mailcopy.Copy(ctx, cfg)
+	bar.done()
+	if f.json {
+		// The result's fields at the top level, with the error if the copy stopped.
+		out := struct {
+			*mailcopy.Result
+			Error     string `json:"error,omitempty"`
+			ErrorKind string `json:"error_kind,omitempty"`
+		}{Result: res}
+		if err != nil {
+			out.Error, out.ErrorKind = err.Error(), mailcopy.KindOf(err).String()
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(out); jerr != nil {
+			return fmt.Errorf("write the JSON result: %w", jerr)
+		}
+	} else if res != nil {
+		writeSummary(stdout, res)
+	}
+	if err != nil {
+		return &exitError{code: exitFatal, err: explain(err)}
+	}
+	if !res.Complete() {
+		return &exitError{code: exitPartial, err: fmt.Errorf("%d message(s) and %d folder(s) could not be copied (listed above)",
+			res.Totals.Failed, len(res.FailedFolders()))}
+	}
+	return nil
+}
+
+// explain adds what to do about a fatal error.
+func explain(err error) error {
+	switch mailcopy.KindOf(err) {
+	case mailcopy.KindLogin:
+		return fmt.Errorf("%w (check the login and the password for that account)", err)
+	case mailcopy.KindOverQuota:
+		return fmt.Errorf("%w (free space or raise the quota, then run the same command again: it copies only what is missing)", err)
+	case mailcopy.KindConnect:
+		return fmt.Errorf("%w (check the address, the port and the TLS options: imaps://, imap://, --ca-file, --insecure-skip-verify)", err)
+	case mailcopy.KindTemporary:
+		return fmt.Errorf("%w (run the same command again: it resumes where it stopped)", err)
+	}
+	return err
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
