@@ -37,7 +37,7 @@ type KVOptions struct {
 //	status bucket:  status.k   the status, binary protobuf (TTL retention once terminal)
 //	                cancel.k   the task id whose cancel was requested (TTL retention)
 //
-// TTLs are whole seconds (JetStream's unit): shorter ones are rounded up to 1s.
+// TTLs are whole seconds (JetStream's unit), rounded up.
 type KV struct {
 	js        jetstream.JetStream
 	locks     jetstream.KeyValue
@@ -133,11 +133,10 @@ func (s *KV) put(ctx context.Context, kv jetstream.KeyValue, key string, value [
 	return err
 }
 
+// wholeSeconds rounds d up to whole seconds, at least one: a lock is never shorter
+// than asked.
 func wholeSeconds(d time.Duration) time.Duration {
-	if d < time.Second {
-		return time.Second
-	}
-	return d.Round(time.Second)
+	return max(time.Second, (d + time.Second - 1).Truncate(time.Second))
 }
 
 // takeLock writes token at the lock of key when free, or held with token if mayHold.
