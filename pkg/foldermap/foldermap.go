@@ -49,8 +49,9 @@
 // that carries no folder with a given attribute has its folders recognised by well-known
 // names in the main languages (top level, or under INBOX, "[Gmail]" or "[Google Mail]").
 // When the destination has no folder for the use, the source folder keeps its own mapped
-// name and is created. Only one source folder per use is mapped that way (the others keep
-// their names), preferring one whose name matches the destination's folder.
+// name and is created. Each destination folder receives at most one source folder; a
+// destination folder whose name a plain source folder would take anyway stays with that
+// folder (see matchSpecialUse: the choice must survive reruns).
 //
 // Views (\All, \Flagged, \Important: virtual collections whose messages all live in other
 // folders, such as Gmail's "All Mail", "Starred" and "Important") are skipped unless
@@ -62,6 +63,7 @@ package foldermap
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -339,54 +341,122 @@ func (m *mapper) srcAttrs() []attrs {
 	return as
 }
 
-// matchSpecialUse pairs source folders with the destination's special-use folders.
+// matchSpecialUse sends source folders with a special use onto the destination's
+// folders with that use. Several source folders may carry one use (Dovecot marks both
+// "Sent" and "Sent Messages"): each goes to a different destination folder or keeps its
+// own name, never two into one. The choice must not change when a rerun sees the folders
+// the first run created, which are the "natural" names of source folders (owned names):
+//
+//  1. a folder whose natural name is a destination candidate (owned by it alone) goes
+//     there;
+//  2. the others, in rank order (shallower first, then by path), take unowned
+//     candidates, one with the same last component first;
+//  3. a folder left without one keeps its natural name, created.
+//
+// A candidate owned by another source folder (a plain "Sent" beside a marked "Sent
+// Messages") stays with its owner: taking it would depend on whether the first run
+// created it, and a rerun would copy the folder a second time elsewhere.
 func (m *mapper) matchSpecialUse() {
 	dstUses := sideUses(m.dst.attrList())
 	dstGmail := hasGmailRoot(m.dst.paths())
-	takenDest := map[string]bool{fold(inbox): true}
-	for _, use := range specialUses {
-		var srcCands []*node
-		for _, n := range m.nodes {
-			if n.copied && n != m.inbox && n.use == "" && isCandidate(n.path, n.attrs, use, m.srcUses, m.srcGmail) {
-				srcCands = append(srcCands, n)
+	// Owners: the folders copied and their parents, which may be created as containers.
+	owners := map[string][]*node{}
+	for _, c := range m.nodes {
+		for n := c; c.copied && n != m.root; n = n.parent {
+			key := fold(m.simpleNatural(n.path))
+			if !slices.Contains(owners[key], n) {
+				owners[key] = append(owners[key], n)
 			}
 		}
-		if len(srcCands) == 0 {
-			continue
+	}
+	ownedByOther := func(d *destFolder, s *node) bool {
+		for _, o := range owners[fold(d.name)] {
+			if o != s {
+				return true
+			}
 		}
-		var dstCands []*destFolder
+		return false
+	}
+	used := map[string]bool{fold(inbox): true} // destination folders already taken
+	for _, use := range specialUses {
+		var srcs []*node
+		for _, n := range m.nodes {
+			if n.copied && n != m.inbox && n.use == "" && isCandidate(n.path, n.attrs, use, m.srcUses, m.srcGmail) {
+				srcs = append(srcs, n)
+			}
+		}
+		var dsts []*destFolder
 		if !isViewUse(use) || dstGmail {
 			for _, d := range m.dst.folders {
-				if d.selectable() && !takenDest[fold(d.name)] && isCandidate(d.path, d.attrs, use, dstUses, dstGmail) {
-					dstCands = append(dstCands, d)
+				if d.selectable() && !used[fold(d.name)] && isCandidate(d.path, d.attrs, use, dstUses, dstGmail) {
+					dsts = append(dsts, d)
 				}
 			}
 		}
-		s, d := pair(srcCands, dstCands)
-		s.use = use
-		if d != nil {
-			s.rerooted, s.dest = true, d.name
-			takenDest[fold(d.name)] = true
+		sort.SliceStable(srcs, func(i, j int) bool { return rankLess(srcs[i].path, srcs[j].path) })
+		sort.SliceStable(dsts, func(i, j int) bool { return rankLess(dsts[i].path, dsts[j].path) })
+		take := func(s *node, d *destFolder) {
+			s.use = use
+			if d != nil {
+				s.rerooted, s.dest = true, d.name
+				used[fold(d.name)] = true
+			}
+		}
+		free := func(d *destFolder) bool { return !used[fold(d.name)] }
+		for _, s := range srcs {
+			for _, d := range dsts {
+				if free(d) && fold(d.name) == fold(m.simpleNatural(s.path)) && !ownedByOther(d, s) {
+					take(s, d)
+					break
+				}
+			}
+		}
+		steps := []func(s *node, d *destFolder) bool{
+			func(s *node, d *destFolder) bool {
+				return !ownedByOther(d, s) && fold(last(s.path)) == fold(last(d.path))
+			},
+			func(s *node, d *destFolder) bool { return !ownedByOther(d, s) },
+		}
+		for _, ok := range steps {
+			for _, s := range srcs {
+				if s.use != "" {
+					continue
+				}
+				for _, d := range dsts {
+					if free(d) && ok(s, d) {
+						take(s, d)
+						break
+					}
+				}
+			}
+		}
+		for _, s := range srcs {
+			if s.use == "" {
+				take(s, nil)
+			}
 		}
 	}
 }
 
-// pair picks the source folder for a use and the destination folder it goes to (nil when
-// the destination has none). Candidates are in rank order: shallower first, then by path.
-func pair(srcs []*node, dsts []*destFolder) (*node, *destFolder) {
-	sort.SliceStable(srcs, func(i, j int) bool { return rankLess(srcs[i].path, srcs[j].path) })
-	sort.SliceStable(dsts, func(i, j int) bool { return rankLess(dsts[i].path, dsts[j].path) })
-	for _, s := range srcs {
-		for _, d := range dsts {
-			if fold(last(s.path)) == fold(last(d.path)) {
-				return s, d
-			}
-		}
+// simpleNatural is the destination name of a source path when nothing is in the way:
+// no special-use folder above it, no collision.
+func (m *mapper) simpleNatural(path []string) string {
+	if len(path) == 0 {
+		return ""
 	}
-	if len(dsts) == 0 {
-		return srcs[0], nil
+	delim := m.dst.side.Delim
+	sep := string(delim)
+	if delim == 0 {
+		sep = "/"
 	}
-	return srcs[0], dsts[0]
+	comps := make([]string, len(path))
+	for i, c := range path {
+		comps[i], _ = sanitize(c, delim)
+	}
+	if path[0] == inbox {
+		return strings.Join(append([]string{inbox}, comps[1:]...), sep)
+	}
+	return m.dst.side.Prefix + strings.Join(comps, sep)
 }
 
 func rankLess(a, b []string) bool {

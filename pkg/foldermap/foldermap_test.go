@@ -271,8 +271,8 @@ func TestMapSpecialUse(t *testing.T) {
 			src:  slash("INBOX", "SENT", "Deleted Messages", "Papelera"),
 			dst:  dot("INBOX", "INBOX.Sent Items", "INBOX.Deleted Items"),
 			want: map[string]string{"SENT": "INBOX.Sent Items", "Deleted Messages": "INBOX.Deleted Items", "Papelera": "INBOX.Papelera"},
-			// Only one source folder per use is mapped onto the destination's.
-			wantUse: map[string]string{"SENT": `\Sent`, "Deleted Messages": `\Trash`},
+			// One source folder per destination folder: Papelera keeps its name.
+			wantUse: map[string]string{"SENT": `\Sent`, "Deleted Messages": `\Trash`, "Papelera": `\Trash`},
 		},
 		{
 			name:    "destination lacks the use: the source name is kept and created",
@@ -307,6 +307,34 @@ func TestMapSpecialUse(t *testing.T) {
 			src:     slash("INBOX", `Sent|\Sent`, `Sent Messages|\Sent`),
 			dst:     dot("INBOX", `INBOX.Sent Messages|\Sent`),
 			want:    map[string]string{"Sent": "INBOX.Sent", "Sent Messages": "INBOX.Sent Messages"},
+			wantUse: map[string]string{"Sent": `\Sent`, "Sent Messages": `\Sent`},
+		},
+		{
+			name:    "two candidates, one destination folder: the first in rank takes it",
+			src:     slash("INBOX", `Sent|\Sent`, `Sent Messages|\Sent`),
+			dst:     slash("INBOX", "Sent Items"),
+			want:    map[string]string{"Sent": "Sent Items", "Sent Messages": "Sent Messages"},
+			wantUse: map[string]string{"Sent": `\Sent`, "Sent Messages": `\Sent`},
+		},
+		{
+			name:    "two candidates each way: each goes to its own",
+			src:     slash("INBOX", `Sent|\Sent`, `Sent Messages|\Sent`),
+			dst:     dot("INBOX", `INBOX.Sent Items|\Sent`, `INBOX.Sent Messages|\Sent`),
+			want:    map[string]string{"Sent": "INBOX.Sent Items", "Sent Messages": "INBOX.Sent Messages"},
+			wantUse: map[string]string{"Sent": `\Sent`, "Sent Messages": `\Sent`},
+		},
+		{
+			name:    "a destination folder named like a parent of source folders stays with it",
+			src:     slash("INBOX", `Sent|\Sent`, "Sent Items/x"),
+			dst:     slash("INBOX", `Sent Items|\Sent`),
+			want:    map[string]string{"Sent": "Sent", "Sent Items/x": "Sent Items/x"},
+			wantUse: map[string]string{"Sent": `\Sent`},
+		},
+		{
+			name:    "a destination folder named like a plain source folder stays with it",
+			src:     slash("INBOX", `Sent Messages|\Sent`, "Sent Items"),
+			dst:     slash("INBOX", `Sent Items|\Sent`),
+			want:    map[string]string{"Sent Messages": "Sent Messages", "Sent Items": "Sent Items"},
 			wantUse: map[string]string{"Sent Messages": `\Sent`},
 		},
 		{
@@ -659,11 +687,11 @@ func TestMapCollisions(t *testing.T) {
 			wantCollisions: []Collision{{Source: "foo", Dest: "foo (3)", Wanted: "foo", Holder: "Foo"}},
 		},
 		{
-			name:           "a plain folder named like the destination's special-use folder",
-			src:            slash("INBOX", `Sent Messages|\Sent`, "Sent Items"),
-			dst:            slash("INBOX", `Sent Items|\Sent`),
-			want:           map[string]string{"INBOX": "INBOX", "Sent Messages": "Sent Items", "Sent Items": "Sent Items (2)"},
-			wantCollisions: []Collision{{Source: "Sent Items", Dest: "Sent Items (2)", Wanted: "Sent Items", Holder: "Sent Messages"}},
+			name:           "a child of a special-use folder meets a destination special-use folder",
+			src:            slash("INBOX", `Archive|\Archive`, "Archive/Sent", `Sent|\Sent`),
+			dst:            slash("INBOX", `Old|\Archive`, `Old/Sent|\Sent`),
+			want:           map[string]string{"INBOX": "INBOX", "Archive": "Old", "Sent": "Old/Sent", "Archive/Sent": "Old/Sent (2)"},
+			wantCollisions: []Collision{{Source: "Archive/Sent", Dest: "Old/Sent (2)", Wanted: "Old/Sent", Holder: "Sent"}},
 		},
 		{
 			name:           "INBOX and inbox listed both",
@@ -876,20 +904,23 @@ func TestMapRerun(t *testing.T) {
 	tests := []struct {
 		name     string
 		src, dst Side
+		opts     Options
 	}{
-		{"collisions and renames onto dot", slash("INBOX", "Foo", "foo", "foo/bar", "v1.2", "v1_2", "Receipts", "INBOX/Receipts", `Sent|\Sent`, "Sent Items"), dot("INBOX", `INBOX.Sent Items|\Sent`)},
-		{"dot onto slash", dot("INBOX", "INBOX.Inbox", "INBOX.a/b", "INBOX.a_b", "INBOX.Corbeille", `INBOX.x|\Noselect`, "INBOX.x.y"), slash("INBOX", "Trash")},
-		{"special use created on the first run", slash("INBOX", `Archive|\Archive`, "Archive/2020"), dot("INBOX")},
+		{"collisions and renames onto dot", slash("INBOX", "Foo", "foo", "foo/bar", "v1.2", "v1_2", "Receipts", "INBOX/Receipts", `Sent|\Sent`, "Sent Items"), dot("INBOX", `INBOX.Sent Items|\Sent`), Options{}},
+		{"dot onto slash", dot("INBOX", "INBOX.Inbox", "INBOX.a/b", "INBOX.a_b", "INBOX.Corbeille", `INBOX.x|\Noselect`, "INBOX.x.y"), slash("INBOX", "Trash"), Options{}},
+		{"special use created on the first run", slash("INBOX", `Archive|\Archive`, "Archive/2020"), dot("INBOX"), Options{}},
+		{"two special-use folders, one destination folder", slash("INBOX", `Sent|\Sent`, `Sent Messages|\Sent`, "Brouillons"), slash("INBOX", "Sent Items", "Drafts"), Options{}},
+		{"a plain folder named like a special-use one", dot("INBOX", `INBOX.Sent Messages|\Sent`, "INBOX.Sent", "INBOX.Sent Items"), slash("INBOX", "Sent Items"), Options{}},
+		{
+			"Gmail with views onto an empty Dovecot",
+			slash("INBOX", `[Gmail]|\Noselect`, `[Gmail]/Sent Mail|\Sent`, `[Gmail]/All Mail|\All`, `[Gmail]/Starred|\Flagged`, "Corbeille"),
+			dot("INBOX"), Options{IncludeGmailViews: true},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			first := mustMap(t, tt.src, tt.dst, Options{})
-			after := tt.dst
-			after.Folders = slices.Clone(after.Folders)
-			for _, name := range first.Create {
-				after.Folders = append(after.Folders, Folder{Name: name})
-			}
-			second := mustMap(t, tt.src, after, Options{})
+			first := mustMap(t, tt.src, tt.dst, tt.opts)
+			second := mustMap(t, tt.src, applyPlan(tt.dst, first), tt.opts)
 			if got, want := dests(second), dests(first); !reflect.DeepEqual(got, want) {
 				t.Errorf("Map(%q) rerun folders = %q, want %q", tt.name, got, want)
 			}

@@ -13,9 +13,10 @@ import (
 var fuzzComponents = []string{
 	"INBOX", "Inbox", "a", "A", "b.c", "b_c", "b/c", "Sent", "sent", "Sent Items", "Trash",
 	"Corbeille", "[Gmail]", "All Mail", "Starred", "é", "É", "x (2)", "x", "",
+	"Sent Messages", "Archive", "Drafts", "Spam",
 }
 
-var fuzzAttrs = []string{`\Noselect`, `\NonExistent`, `\Sent`, `\Trash`, `\All`, `\Flagged`, `\Drafts`, `\HasChildren`}
+var fuzzAttrs = []string{`\Noselect`, `\NonExistent`, `\Sent`, `\Trash`, `\All`, `\Flagged`, `\Drafts`, `\HasChildren`, `\Archive`, `\Junk`}
 
 var fuzzSides = []Side{
 	{Delim: '/'},
@@ -84,5 +85,32 @@ func FuzzMap(f *testing.F) {
 		if again, _ := Map(reversed, dst, opts); !reflect.DeepEqual(again, p) {
 			t.Errorf("Map(%q) depends on the listing's order:\n%+v\n%+v", src.Folders, p, again)
 		}
+		after := applyPlan(dst, p)
+		rerun, _ := Map(src, after, opts)
+		if got, want := dests(rerun), dests(p); !reflect.DeepEqual(got, want) {
+			t.Errorf("Map(%q, %q) rerun folders = %q, want %q", src.Folders, after.Folders, got, want)
+		}
+		if len(rerun.Create) > 0 {
+			t.Errorf("Map(%q, %q) rerun Create = %q, want none", src.Folders, after.Folders, rerun.Create)
+		}
 	})
+}
+
+// applyPlan returns the destination listing after the plan's folders are created.
+func applyPlan(dst Side, p *Plan) Side {
+	created := map[string]bool{}
+	for _, name := range p.Create {
+		created[name] = true
+	}
+	after := dst
+	after.Folders = nil
+	for _, f := range dst.Folders {
+		if !created[f.Name] {
+			after.Folders = append(after.Folders, f)
+		}
+	}
+	for _, name := range p.Create {
+		after.Folders = append(after.Folders, Folder{Name: name})
+	}
+	return after
 }
