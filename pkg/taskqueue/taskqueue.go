@@ -181,7 +181,7 @@ func (p *Publisher) Publish(ctx context.Context, task *imapcopyv1.SyncTask) erro
 // PullerOptions configures a Puller.
 type PullerOptions struct {
 	// PullWait is how long one pull request waits on the server; Next repeats them
-	// until a task comes or its context ends. Default 5s. A pull left behind when
+	// until a task comes or its context ends. Default 5s, at least 1s. A pull left behind when
 	// the context ends can still receive one task, redelivered after its ack deadline:
 	// a short PullWait keeps that window short.
 	PullWait time.Duration
@@ -203,6 +203,7 @@ func NewPuller(cons jetstream.Consumer, opts PullerOptions) *Puller {
 	if p.wait <= 0 {
 		p.wait = 5 * time.Second
 	}
+	p.wait = max(p.wait, time.Second)
 	if p.log == nil {
 		p.log = slog.Default()
 	}
