@@ -111,7 +111,7 @@ type Plan struct {
 type Mapping struct {
 	Source     string // source name as listed
 	Dest       string // destination name
-	SpecialUse string // `\Sent`, ... when the folder was mapped by its special use
+	SpecialUse string // `\Sent`, ... when it serves one (attribute or recognised name), else
 	Create     bool   // the destination lacks it (or has it only as \Noselect); it is in Plan.Create
 }
 
@@ -125,7 +125,7 @@ type Rename struct {
 // Collision reports a source folder that would have shared a destination name (compared
 // case-insensitively) with another: Holder keeps Wanted, Source goes to Dest.
 type Collision struct {
-	Source string // the folder that was moved aside
+	Source string // the folder moved aside (it may be an unlisted parent, created as a container)
 	Dest   string // where it goes: Wanted with a " (n)" suffix on its last component
 	Wanted string // the contested destination name
 	Holder string // the source folder that keeps Wanted ("INBOX" for the INBOX)
