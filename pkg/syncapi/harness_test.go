@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -335,9 +334,25 @@ func (e *env) tasks() []*jetstream.RawStreamMsg {
 	return msgs
 }
 
-var _ = nats.ErrTimeout
-var _ = strings.Contains
-
 type netipAddrPort = netip.AddrPort
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// waitFor retries f until it succeeds (a bounded wait for a server coming back, not a
+// timed assertion).
+func waitFor(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

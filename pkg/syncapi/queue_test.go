@@ -1,42 +1,24 @@
 package syncapi_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"imapcopy.dev/pkg/syncapi"
-	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+	"imapcopy.dev/pkg/taskqueue"
 )
 
-// Stand-in for pkg/taskqueue until it lands: a work-queue stream and a publisher
-// that uses the task id as the message id.
-const (
-	testStream  = "IMAPCOPY_TASKS"
-	testSubject = "imapcopy.tasks"
-)
-
-type jsPublisher struct{ js jetstream.JetStream }
-
-func (p jsPublisher) Publish(ctx context.Context, task *imapcopyv1.SyncTask) error {
-	b, err := proto.Marshal(task)
-	if err != nil {
-		return err
-	}
-	_, err = p.js.Publish(ctx, testSubject, b, jetstream.WithMsgID(task.GetTaskId()))
-	return err
-}
-
+// newQueue sets up the task stream as the services do and returns the api's publisher
+// and the stream, for the tests to read the raw tasks.
 func newQueue(t *testing.T, js jetstream.JetStream) (syncapi.Publisher, jetstream.Stream) {
 	t.Helper()
-	st, err := js.CreateOrUpdateStream(t.Context(), jetstream.StreamConfig{
-		Name: testStream, Subjects: []string{testSubject},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		t.Fatalf("create stream: %v", err)
+	if _, err := taskqueue.EnsureStream(t.Context(), js, taskqueue.Config{}); err != nil {
+		t.Fatalf("ensure stream: %v", err)
 	}
-	return jsPublisher{js}, st
+	st, err := js.Stream(t.Context(), taskqueue.StreamName)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	return taskqueue.NewPublisher(js), st
 }

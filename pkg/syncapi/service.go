@@ -109,6 +109,9 @@ type Options struct {
 	// PublishTimeout bounds the publish of a task (default 10s): a NATS client that
 	// is reconnecting would otherwise hold the call until the caller gives up.
 	PublishTimeout time.Duration
+	// StoreTimeout bounds each call to the store (default 10s), so that a store that
+	// is down is answered Unavailable rather than left to the caller's deadline.
+	StoreTimeout time.Duration
 }
 
 // Service implements imapcopy.v1.SyncService.
@@ -169,11 +172,14 @@ func New(deps Deps, opts Options) (*Service, error) {
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = 10 * time.Second
 	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = 10 * time.Second
+	}
 	// Server.Serve calls stop at shutdown, so that GracefulStop does not wait for
 	// watch streams that may never end.
 	stopping, stop := context.WithCancel(context.Background())
 	return &Service{
-		store: deps.Store, queue: deps.Queue, sealer: deps.Sealer, prober: deps.Prober,
+		store: boundedStore{deps.Store, opts.StoreTimeout}, queue: deps.Queue, sealer: deps.Sealer, prober: deps.Prober,
 		policy: deps.Policy, providers: deps.Providers, clock: deps.Clock, log: deps.Logger,
 		metrics:    deps.Metrics,
 		opts:       opts,
@@ -583,4 +589,40 @@ func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequ
 		st.Message = "cancel requested: the sync stops at its next step"
 	}
 	return &imapcopyv1.CancelSyncResponse{Status: st}, nil
+}
+
+// boundedStore bounds every call but Watch by a timeout.
+type boundedStore struct {
+	Store
+	timeout time.Duration
+}
+
+func (b boundedStore) Acquire(ctx context.Context, source string, ttl time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.Acquire(ctx, source, ttl)
+}
+
+func (b boundedStore) Release(ctx context.Context, source, token string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.Release(ctx, source, token)
+}
+
+func (b boundedStore) Put(ctx context.Context, source, token string, st *imapcopyv1.SyncStatus) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.Put(ctx, source, token, st)
+}
+
+func (b boundedStore) Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.Get(ctx, source)
+}
+
+func (b boundedStore) RequestCancel(ctx context.Context, source, taskID string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.RequestCancel(ctx, source, taskID)
 }

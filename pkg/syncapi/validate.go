@@ -251,6 +251,9 @@ func checkOptions(o *imapcopyv1.SyncOptions) error {
 
 // checkSourceEmail validates and normalizes the source address of a status call.
 func checkSourceEmail(addr string) (string, error) {
+	if err := checkText("source_email", addr, maxAddressLen+64); err != nil {
+		return "", err
+	}
 	norm := NormalizeAddress(addr)
 	if err := checkAddress("source_email", norm); err != nil {
 		return "", err
