@@ -18,7 +18,10 @@
 //     and "INBOX.Archive" (\Archive once created).
 //
 // Users are added on demand (AddUser) with unique names and random passwords, with an
-// optional quota (WithQuota). XOAUTH2 and OAUTHBEARER work too: OAuth2Token issues a
+// optional quota (WithQuota); each is usable at once. Their automatic special-use
+// folders exist on disk from the start (Dovecot 2.3.19 panics when two sessions of a
+// user create one lazily at the same moment). Tests run with mail_fsync = never;
+// WithFsync restores the production default for benchmarks. XOAUTH2 and OAUTHBEARER work too: OAuth2Token issues a
 // bearer token that the server accepts for a user (Dovecot asks a token introspection
 // endpoint served by the test process on loopback).
 //

@@ -100,15 +100,14 @@ type Dovecot struct {
 	// of the folder that carries it on this server (`Sent`, `INBOX.Sent Messages`).
 	SpecialUse map[string]string
 
-	passwdFile string
-	mailDir    string
-	cmd        *exec.Cmd
-	exited     chan struct{}
-	stderr     *bytes.Buffer
-	oauth      *introspector
+	passwdDir string // one passwd-file per user
+	mailDir   string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	stderr    *bytes.Buffer
+	oauth     *introspector
 
 	mu       sync.Mutex
-	users    []string // passwd-file lines
 	nextUser int
 	closed   bool
 }
@@ -116,9 +115,9 @@ type Dovecot struct {
 // StartDovecot starts a Dovecot of the given flavour for tb, stopped by tb.Cleanup.
 // When tb has failed by then, the tail of Dovecot's log is logged. A failure to start
 // fails tb with the reason and the log tail.
-func StartDovecot(tb testing.TB, f Flavour) *Dovecot {
+func StartDovecot(tb testing.TB, f Flavour, opts ...Option) *Dovecot {
 	tb.Helper()
-	d, err := Start(f)
+	d, err := Start(f, opts...)
 	if err != nil {
 		tb.Fatalf("imaptest: %v", err)
 	}
@@ -135,9 +134,13 @@ func StartDovecot(tb testing.TB, f Flavour) *Dovecot {
 
 // Start starts a Dovecot of the given flavour; the caller stops it with Close. Use it
 // where there is no testing.TB: TestMain, benchmarks run as commands.
-func Start(f Flavour) (*Dovecot, error) {
+func Start(f Flavour, opts ...Option) (*Dovecot, error) {
 	if f != FlavourSlash && f != FlavourDot {
 		return nil, fmt.Errorf("start dovecot: unknown flavour %d", int(f))
+	}
+	var cfg serverConfig
+	for _, o := range opts {
+		o(&cfg)
 	}
 	bin, err := findDovecot()
 	if err != nil {
@@ -147,7 +150,7 @@ func Start(f Flavour) (*Dovecot, error) {
 	// Ports are picked by binding and releasing them: another process may take one in
 	// between, so a failed bind is retried with fresh ports.
 	for attempt := 0; attempt < 3; attempt++ {
-		d, err := start(bin, f)
+		d, err := start(bin, f, cfg)
 		if err == nil {
 			return d, nil
 		}
@@ -160,6 +163,20 @@ func Start(f Flavour) (*Dovecot, error) {
 }
 
 var errAddrInUse = errors.New("address in use")
+
+// Option configures a server started by Start or StartDovecot.
+type Option func(*serverConfig)
+
+type serverConfig struct {
+	fsync bool
+}
+
+// WithFsync keeps Dovecot's default mail_fsync (optimized): a disk sync per APPEND
+// transaction, as production servers do. Benchmarks want it; tests default to
+// mail_fsync = never, which is quicker and loses nothing unless the machine crashes.
+func WithFsync() Option {
+	return func(c *serverConfig) { c.fsync = true }
+}
 
 func findDovecot() (string, error) {
 	for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
@@ -224,7 +241,7 @@ func tempBase() string {
 	return "/tmp"
 }
 
-func start(bin string, f Flavour) (_ *Dovecot, err error) {
+func start(bin string, f Flavour, cfg serverConfig) (_ *Dovecot, err error) {
 	users, err := systemUsers()
 	if err != nil {
 		return nil, fmt.Errorf("start dovecot: %w", err)
@@ -246,7 +263,7 @@ func start(bin string, f Flavour) (_ *Dovecot, err error) {
 		Flavour:    f,
 		Dir:        dir,
 		LogFile:    filepath.Join(dir, "dovecot.log"),
-		passwdFile: filepath.Join(dir, "passwd"),
+		passwdDir:  filepath.Join(dir, "users"),
 		mailDir:    filepath.Join(dir, "mail"),
 		SpecialUse: map[string]string{},
 		exited:     make(chan struct{}),
@@ -268,7 +285,7 @@ func start(bin string, f Flavour) (_ *Dovecot, err error) {
 			return nil, fmt.Errorf("start dovecot: %w", err)
 		}
 	}
-	if err := os.WriteFile(d.passwdFile, nil, 0o644); err != nil {
+	if err := os.Mkdir(d.passwdDir, 0o755); err != nil {
 		return nil, fmt.Errorf("start dovecot: %w", err)
 	}
 
@@ -303,7 +320,7 @@ func start(bin string, f Flavour) (_ *Dovecot, err error) {
 		Dir:       dir,
 		Users:     users,
 		Cert:      certs,
-		Passwd:    d.passwdFile,
+		Passwd:    filepath.Join(d.passwdDir, "%n"),
 		MailDir:   d.mailDir,
 		OAuthConf: oauthConf,
 		TLSPort:   tlsPort,
@@ -313,6 +330,7 @@ func start(bin string, f Flavour) (_ *Dovecot, err error) {
 		Separator: f.Separator(),
 		Prefix:    f.Prefix(),
 		Special:   f.specialUse(),
+		Fsync:     cfg.fsync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start dovecot: config: %w", err)
@@ -490,21 +508,76 @@ func (d *Dovecot) NewUser(opts ...UserOption) (imapconn.Account, error) {
 	defer d.mu.Unlock()
 	d.nextUser++
 	login := fmt.Sprintf("user%d", d.nextUser)
+	if err := d.makeMaildir(login); err != nil {
+		return imapconn.Account{}, fmt.Errorf("add user: %w", err)
+	}
 	line := login + ":{PLAIN}" + password + "::::::"
 	if cfg.quota > 0 {
 		line += "userdb_quota_rule=*:bytes=" + strconv.FormatInt(cfg.quota, 10)
 	}
-	d.users = append(d.users, line)
-	// Replace the file in one rename: Dovecot re-reads a passwd-file whose inode or
-	// mtime changed and must never see half a line.
-	tmp := d.passwdFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(d.users, "\n")+"\n"), 0o644); err != nil {
+	// One passwd-file per user: Dovecot re-reads a changed passwd-file at most once a
+	// second, so a user appended to a shared file could be unknown for a moment. A new
+	// file is read at the first login. It appears whole, by rename.
+	file := filepath.Join(d.passwdDir, login)
+	if err := os.WriteFile(file+".tmp", []byte(line+"\n"), 0o644); err != nil {
 		return imapconn.Account{}, fmt.Errorf("add user: %w", err)
 	}
-	if err := os.Rename(tmp, d.passwdFile); err != nil {
+	if err := os.Rename(file+".tmp", file); err != nil {
 		return imapconn.Account{}, fmt.Errorf("add user: %w", err)
 	}
 	return d.Account(login, password), nil
+}
+
+// makeMaildir creates the user's maildir with the automatic special-use folders in it.
+// Dovecot 2.3.19 creates such folders lazily, when first opened, and two sessions of
+// one user that open the same one at once make it panic (EDEADLK on the mailbox list
+// index): parallel tests would fail at random.
+func (d *Dovecot) makeMaildir(login string) error {
+	home := filepath.Join(d.mailDir, login)
+	root := filepath.Join(home, "Maildir")
+	dirs := []string{root}
+	for _, sf := range d.Flavour.specialUse() {
+		if !sf.Auto {
+			continue
+		}
+		if d.Flavour == FlavourDot {
+			dirs = append(dirs, filepath.Join(root, "."+sf.Name)) // Maildir++
+		} else {
+			dirs = append(dirs, filepath.Join(root, sf.Name)) // LAYOUT=fs
+		}
+	}
+	for _, dir := range dirs {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+				return err
+			}
+		}
+		if dir != root {
+			if err := os.WriteFile(filepath.Join(dir, "maildirfolder"), nil, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid := d.mailOwner()
+	return filepath.Walk(home, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// mailOwner is the owner of the mail directory (the mail user when run as root).
+func (d *Dovecot) mailOwner() (uid, gid int) {
+	fi, err := os.Stat(d.mailDir)
+	if err != nil {
+		return os.Geteuid(), os.Getegid()
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return int(st.Uid), int(st.Gid)
 }
 
 // Account returns the account for login and password over implicit TLS.
@@ -559,6 +632,7 @@ type configData struct {
 	Location, Separator string
 	Prefix              string
 	Special             []specialFolder
+	Fsync               bool
 }
 
 var configTemplate = template.Must(template.New("dovecot.conf").Parse(`# generated by imaptest
@@ -589,6 +663,9 @@ last_valid_gid = {{.Users.MailGID}}
 
 mail_location = {{.Location}}
 mail_plugins = quota
+{{- if not .Fsync}}
+mail_fsync = never
+{{- end}}
 
 passdb {
   driver = passwd-file
@@ -618,8 +695,7 @@ namespace inbox {
 }
 
 plugin {
-  quota = count:User quota
-  quota_vsizes = yes
+  quota = maildir:User quota
 }
 
 protocol imap {

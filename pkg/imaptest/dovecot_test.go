@@ -117,6 +117,13 @@ func TestDovecotUsers(t *testing.T) {
 	} else if strings.Contains(err.Error(), wrong.Password) {
 		t.Errorf("error %q contains the password", err)
 	}
+	unknown := d.Account("nosuchuser", "secret")
+	if c, err := Dial(ctx, unknown); err == nil {
+		c.Close()
+		t.Errorf("Dial as an unknown user succeeded")
+	} else if !strings.Contains(err.Error(), "AUTHENTICATIONFAILED") {
+		t.Errorf("Dial as an unknown user = %v, want AUTHENTICATIONFAILED", err)
+	}
 	badToken := a
 	badToken.OAuth2Token = "not-a-token"
 	if c, err := Dial(ctx, badToken); err == nil {
