@@ -150,3 +150,23 @@ func TestDovecotUsers(t *testing.T) {
 		t.Errorf("storage quota limit = %d KiB, want 1024", limit)
 	}
 }
+
+func TestDovecotMaxConnections(t *testing.T) {
+	t.Parallel()
+	d := StartDovecot(t, FlavourDot, WithMaxConnections(2))
+	acct := d.AddUser(t)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		c, err := Dial(ctx, acct)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		defer c.Close()
+	}
+	if c, err := Dial(ctx, acct); err == nil {
+		c.Close()
+		t.Errorf("third connection with WithMaxConnections(2) succeeded")
+	} else {
+		t.Logf("third connection: %v", err)
+	}
+}
