@@ -11,7 +11,7 @@
 // to 1 MiB). Every other message goes in an APPEND of its own. With LITERAL+ (RFC 7888)
 // literals are non-synchronising: nothing waits for the server, commands are pipelined (at
 // most 64 in flight, and at most two batches' bytes). Without LITERAL+ each literal waits for
-// the server's "+".
+// the server's "+" (except literals up to 4 KB with LITERAL-).
 //
 // # Refusals
 //
@@ -26,10 +26,14 @@
 //
 // # Failures
 //
-// Each Body must yield exactly Size bytes. If it yields fewer (a source connection that
-// dropped mid-message returns a short body with no error) or fails, the connection is closed
-// at once, in the middle of the literal: the server never sees the end of the command, so
-// nothing of it is stored, never a truncated message. Append then returns a *BodyError.
+// Each Body must yield exactly Size bytes (no more is read: Size is the contract). If it
+// yields fewer (a source connection that dropped mid-message returns a short body with no
+// error) or fails, the connection is closed at once, in the middle of the literal: the
+// server never sees the end of the command, so nothing of it is stored, never a truncated
+// message. Append then returns a *BodyError. Bodies are read in order, each once. A body
+// that is not sent (over the server's APPENDLIMIT, or refused before its literal) is read
+// and dropped, so that a caller streaming bodies from one source FETCH sees each of them
+// consumed.
 //
 // Append's error is non-nil only when the connection is unusable (closed on a body failure,
 // broken, BAD, ctx ended). Then results tell what is known: messages with ErrNotSent were
@@ -61,8 +65,9 @@ import (
 	"imapcopy.dev/pkg/imapconn"
 )
 
-// Defaults for Batching. Callers that form their own batches should pass Append about this
-// many messages at a time (more works too: Append splits).
+// Defaults for Batching. A caller that fetches bodies for Append should hand it about this
+// much at a time (up to 50 messages or 8 MiB), so that a batch's messages come from one
+// source FETCH; Append splits longer lists itself.
 const (
 	DefaultBatchMessages     = 50
 	DefaultBatchBytes        = 8 << 20
@@ -179,6 +184,8 @@ type Appender struct {
 	caps imap.CapSet
 
 	multi, literalPlus bool
+	literalMinus       bool  // non-synchronising literals up to 4096 bytes (RFC 7888)
+	appendLimit        int64 // APPENDLIMIT=n (RFC 7889); 0: none announced
 
 	tagPrefix string
 	tagN      int
@@ -227,6 +234,9 @@ func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, opt
 		caps:        sess.Caps,
 		multi:       sess.Caps.Has(imap.CapMultiAppend) && !cfg.noMulti,
 		literalPlus: sess.Caps.Has(imap.CapLiteralPlus) && !cfg.noLiteralPlus,
+		literalMinus: (sess.Caps.Has(imap.CapLiteralMinus) || sess.Caps.Has(imap.CapIMAP4rev2)) &&
+			!cfg.noLiteralPlus,
+		appendLimit: appendLimit(sess.Caps),
 		tagPrefix:   "W" + hex.EncodeToString(prefix[:]) + ".",
 		pending:     make(map[string]chan *imapconn.Response),
 		cont:        make(chan struct{}, 1),
@@ -234,6 +244,22 @@ func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, opt
 	}
 	go a.read()
 	return a, nil
+}
+
+// AppendLimit is the largest message the server accepts (its APPENDLIMIT), or 0 when it
+// announced none. Append refuses bigger messages without sending them; a caller can skip
+// fetching them.
+func (a *Appender) AppendLimit() int64 { return a.appendLimit }
+
+func appendLimit(caps imap.CapSet) int64 {
+	for c := range caps {
+		if v, ok := strings.CutPrefix(string(c), "APPENDLIMIT="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // Caps returns the capabilities the server announced after login.
@@ -296,9 +322,13 @@ func (a *Appender) read() {
 			a.cont <- struct{}{}
 		case "*":
 			if resp.Type == "BYE" {
+				// The server is closing the connection: nothing more will be answered.
 				a.mu.Lock()
 				a.bye = resp
 				a.mu.Unlock()
+				a.readErr = resp.Err()
+				a.sess.Close()
+				return
 			}
 		default:
 			a.mu.Lock()
@@ -385,7 +415,10 @@ func (r *appendRun) run() error {
 			u, r.resend = r.resend[0], r.resend[1:]
 		case r.next < len(r.msgs):
 			var ok bool
-			if u, ok = r.plan(); !ok {
+			var err error
+			if u, ok, err = r.plan(); err != nil {
+				return err
+			} else if !ok {
 				continue
 			}
 		case len(r.inFlight) > 0:
@@ -415,29 +448,53 @@ func (r *appendRun) run() error {
 
 // plan takes the next unit from the messages: a batch of consecutive small messages, or one
 // message.
-func (r *appendRun) plan() (unit, bool) {
+func (r *appendRun) plan() (unit, bool, error) {
 	b := r.a.cfg.batch
 	first := r.next
 	r.next++
-	if m := r.msgs[first]; m.Size < 0 || m.Body == nil {
+	m := r.msgs[first]
+	switch {
+	case m.Size < 0 || m.Body == nil:
 		r.results[first].Err = fmt.Errorf("not appended: invalid message (size %d, body %v)", m.Size, m.Body != nil)
-		return unit{}, false
-	}
-	if !r.a.multi || r.msgs[first].Size > b.Message {
-		return unit{idx: []int{first}}, true
+		return unit{}, false, nil
+	case r.tooBig(m):
+		r.results[first].Err = &RefusedError{Mailbox: r.mailbox, Status: &imap.Error{
+			Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig,
+			Text: fmt.Sprintf("%d bytes is over the server's APPENDLIMIT of %d bytes", m.Size, r.a.appendLimit),
+		}}
+		return unit{}, false, drain(first, m)
+	case !r.a.multi || m.Size > b.Message:
+		return unit{idx: []int{first}}, true, nil
 	}
 	idx := []int{first}
 	total := r.msgs[first].Size
 	for r.next < len(r.msgs) && len(idx) < b.Messages {
 		m := r.msgs[r.next]
-		if m.Size < 0 || m.Body == nil || m.Size > b.Message || total+m.Size > b.Bytes {
+		if m.Size < 0 || m.Body == nil || r.tooBig(m) || m.Size > b.Message || total+m.Size > b.Bytes {
 			break
 		}
 		idx = append(idx, r.next)
 		total += m.Size
 		r.next++
 	}
-	return unit{idx: idx, multi: len(idx) > 1}, true
+	return unit{idx: idx, multi: len(idx) > 1}, true, nil
+}
+
+func (r *appendRun) tooBig(m Message) bool {
+	return r.a.appendLimit > 0 && m.Size > r.a.appendLimit
+}
+
+// drain reads and drops a body that is not sent, so that a caller streaming bodies from one
+// source sees every body consumed, in order.
+func drain(i int, m Message) error {
+	n, err := io.CopyN(io.Discard, m.Body, m.Size)
+	switch {
+	case err == io.EOF:
+		return &BodyError{Index: i, Err: fmt.Errorf("got %d of %d bytes: %w", n, m.Size, io.ErrUnexpectedEOF)}
+	case err != nil:
+		return &BodyError{Index: i, Err: err}
+	}
+	return nil
 }
 
 // send writes one APPEND command. Without LITERAL+, it waits for each continuation; when
@@ -467,7 +524,7 @@ func (r *appendRun) send(u unit, size int64) error {
 		if validDate(m.InternalDate) {
 			bw.WriteString(` "` + dateTime(m.InternalDate) + `"`)
 		}
-		if a.literalPlus {
+		if a.literalPlus || (a.literalMinus && m.Size <= 4096) {
 			fmt.Fprintf(bw, " {%d+}\r\n", m.Size)
 		} else {
 			fmt.Fprintf(bw, " {%d}\r\n", m.Size)
@@ -563,12 +620,8 @@ func (r *appendRun) refusedEarly(cmd *command) error {
 		return nil
 	}
 	for _, i := range unsent {
-		m := r.msgs[i]
-		if n, err := io.CopyN(io.Discard, m.Body, m.Size); err != nil {
-			if err == io.EOF {
-				err = fmt.Errorf("got %d of %d bytes: %w", n, m.Size, io.ErrUnexpectedEOF)
-			}
-			return &BodyError{Index: i, Err: err}
+		if err := drain(i, r.msgs[i]); err != nil {
+			return err
 		}
 	}
 	return nil

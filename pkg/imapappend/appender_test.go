@@ -43,7 +43,7 @@ var flavours = []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot}
 // newUser adds a user and waits until the server knows it: Dovecot re-reads its
 // passwd-file at most once a second, so a user added just after a login elsewhere is not
 // known for up to a second (reported to the imaptest owner).
-func newUser(t *testing.T, f imaptest.Flavour, opts ...imaptest.UserOption) imapconn.Account {
+func newUser(t testing.TB, f imaptest.Flavour, opts ...imaptest.UserOption) imapconn.Account {
 	t.Helper()
 	acct := servers[f].AddUser(t, opts...)
 	deadline := time.Now().Add(10 * time.Second)

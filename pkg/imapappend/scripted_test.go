@@ -1,0 +1,301 @@
+package imapappend_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"imapcopy.dev/pkg/imapappend"
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// script is a scripted IMAP server for what Dovecot will not do on demand: unknown tags,
+// BAD, BYE, refusals before a literal.
+type script struct {
+	caps string // after login
+	// answer returns the lines answering an APPEND (its tag and its messages' bodies).
+	answer func(tag string, bodies [][]byte) string
+	// refuse, when set, answers a synchronising literal announcement with a refusal instead
+	// of "+" (its return value, "" to accept).
+	refuse func(tag string, size int) string
+
+	mu       sync.Mutex
+	appended [][]byte
+}
+
+var literalRE = regexp.MustCompile(`\{(\d+)(\+?)\}$`)
+
+func (s *script) start(t *testing.T) imapconn.Account {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				s.serve(c)
+			}()
+		}
+	}()
+	addr := l.Addr().(*net.TCPAddr)
+	return imapconn.Account{Host: "127.0.0.1", Port: addr.Port, Security: imapconn.SecurityPlaintext, Login: "bob", Password: "secret"}
+}
+
+func (s *script) serve(c net.Conn) {
+	r := bufio.NewReader(c)
+	fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN SASL-IR] ready\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		tag, rest, _ := strings.Cut(line, " ")
+		cmd, _, _ := strings.Cut(rest, " ")
+		switch strings.ToUpper(cmd) {
+		case "AUTHENTICATE":
+			fmt.Fprintf(c, "%s OK [CAPABILITY %s] logged in\r\n", tag, s.caps)
+		case "APPEND":
+			var bodies [][]byte
+			refused := false
+			for {
+				m := literalRE.FindStringSubmatch(line)
+				if m == nil {
+					break
+				}
+				size, _ := strconv.Atoi(m[1])
+				if m[2] == "" {
+					if s.refuse != nil {
+						if reply := s.refuse(tag, size); reply != "" {
+							fmt.Fprint(c, reply)
+							refused = true
+							break
+						}
+					}
+					fmt.Fprint(c, "+ go on\r\n")
+				}
+				body := make([]byte, size)
+				if _, err := io.ReadFull(r, body); err != nil {
+					return
+				}
+				bodies = append(bodies, body)
+				if line, err = r.ReadString('\n'); err != nil {
+					return
+				}
+				line = strings.TrimRight(line, "\r\n")
+			}
+			if refused {
+				continue
+			}
+			s.mu.Lock()
+			s.appended = append(s.appended, bodies...)
+			s.mu.Unlock()
+			fmt.Fprint(c, s.answer(tag, bodies))
+		default:
+			fmt.Fprintf(c, "%s OK done\r\n", tag)
+		}
+	}
+}
+
+func (s *script) stored() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appended
+}
+
+func scriptedMessages(n int) ([]imapappend.Message, [][]byte) {
+	var msgs []imapappend.Message
+	var raws [][]byte
+	for i := range n {
+		raw := rawMessage(i, 300+i*50, "")
+		raws = append(raws, raw)
+		msgs = append(msgs, imapappend.Message{Size: int64(len(raw)), Body: bytes.NewReader(raw)})
+	}
+	return msgs, raws
+}
+
+func TestScripted(t *testing.T) {
+	t.Parallel()
+	okAll := func(tag string, bodies [][]byte) string {
+		return fmt.Sprintf("* %d EXISTS\r\n* 1 FETCH (BODY[] {7}\r\nA1 OK\r\n)\r\n%s OK appended\r\n", len(bodies), tag)
+	}
+
+	t.Run("untagged data with literals, no APPENDUID", func(t *testing.T) {
+		t.Parallel()
+		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: okAll}
+		a := dial(t, s.start(t))
+		msgs, raws := scriptedMessages(5)
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		for i, r := range results {
+			if r.Err != nil || r.UID != 0 {
+				t.Errorf("results[%d] = %+v, want stored without a UID", i, r)
+			}
+		}
+		stored := s.stored()
+		if len(stored) != len(raws) {
+			t.Fatalf("server got %d messages, want %d", len(stored), len(raws))
+		}
+		for i := range raws {
+			if !bytes.Equal(stored[i], raws[i]) {
+				t.Errorf("server got message %d altered", i)
+			}
+		}
+	})
+
+	t.Run("a response with a tag we did not send", func(t *testing.T) {
+		t.Parallel()
+		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(tag string, _ [][]byte) string {
+			return "A1 OK [APPENDUID 1 1] injected\r\n" + tag + " OK done\r\n"
+		}}
+		a := dial(t, s.start(t))
+		msgs, _ := scriptedMessages(3)
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if err == nil || !strings.Contains(err.Error(), "did not send") {
+			t.Fatalf("Append error = %v, want the unknown tag reported", err)
+		}
+		if a.Usable() {
+			t.Error("Usable() = true after an unknown tag")
+		}
+		for i, r := range results {
+			if !errors.Is(r.Err, imapappend.ErrUnconfirmed) {
+				t.Errorf("results[%d].Err = %v, want ErrUnconfirmed", i, r.Err)
+			}
+		}
+	})
+
+	t.Run("BAD", func(t *testing.T) {
+		t.Parallel()
+		s := &script{caps: "IMAP4rev1 LITERAL+", answer: func(tag string, _ [][]byte) string {
+			return tag + " BAD [CLIENTBUG] what is this\r\n"
+		}}
+		a := dial(t, s.start(t))
+		msgs, _ := scriptedMessages(3)
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if err == nil {
+			t.Fatal("Append after a BAD succeeded")
+		}
+		if a.Usable() {
+			t.Error("Usable() = true after a BAD")
+		}
+		if imapconn.ResponseCode(results[0].Err) != "CLIENTBUG" {
+			t.Errorf("results[0].Err = %v, want the BAD", results[0].Err)
+		}
+	})
+
+	t.Run("BYE", func(t *testing.T) {
+		t.Parallel()
+		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(string, [][]byte) string {
+			return "* BYE server shutting down\r\n"
+		}}
+		a := dial(t, s.start(t))
+		msgs, _ := scriptedMessages(3)
+		_, err := a.Append(context.Background(), "INBOX", msgs)
+		if err == nil || !strings.Contains(err.Error(), "server shutting down") {
+			t.Fatalf("Append error = %v, want the BYE reported", err)
+		}
+		if got := imapconn.KindOf(err); got != imapconn.KindClosed {
+			t.Errorf("KindOf(%v) = %v, want closed", err, got)
+		}
+	})
+
+	t.Run("refused before the literal", func(t *testing.T) {
+		t.Parallel()
+		var raws [][]byte
+		s := &script{
+			caps:   "IMAP4rev1 MULTIAPPEND UIDPLUS",
+			answer: func(tag string, _ [][]byte) string { return tag + " OK [APPENDUID 7 42] done\r\n" },
+			refuse: func(tag string, size int) string {
+				if size > 400 {
+					return tag + " NO [TOOBIG] message too big\r\n"
+				}
+				return ""
+			},
+		}
+		a := dial(t, s.start(t))
+		var msgs []imapappend.Message
+		msgs, raws = scriptedMessages(4) // 300, 350, 400, 450 bytes
+		msgs = append(msgs, msgs[0])
+		msgs[4].Body = bytes.NewReader(raws[0])
+		// The batch is refused at its 4th literal; it goes again one by one: the 4th
+		// is refused, its body read and dropped; the 5th, after it, is stored.
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		for i, r := range results {
+			if i == 3 {
+				if !imapconn.IsTooBig(r.Err) {
+					t.Errorf("results[3].Err = %v, want TOOBIG", r.Err)
+				}
+				continue
+			}
+			if r.Err != nil || r.UID != 42 || r.UIDValidity != 7 {
+				t.Errorf("results[%d] = %+v, want stored as UID 42", i, r)
+			}
+		}
+		want := [][]byte{raws[0], raws[1], raws[2], raws[0]}
+		stored := s.stored()
+		if len(stored) != len(want) {
+			t.Fatalf("server stored %d messages, want %d", len(stored), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(stored[i], want[i]) {
+				t.Errorf("stored message %d differs", i)
+			}
+		}
+	})
+
+	t.Run("APPENDLIMIT", func(t *testing.T) {
+		t.Parallel()
+		s := &script{
+			caps:   "IMAP4rev1 MULTIAPPEND LITERAL+ APPENDLIMIT=400",
+			answer: func(tag string, _ [][]byte) string { return tag + " OK done\r\n" },
+		}
+		a := dial(t, s.start(t))
+		if got := a.AppendLimit(); got != 400 {
+			t.Errorf("AppendLimit() = %d, want 400", got)
+		}
+		msgs, raws := scriptedMessages(4) // 300, 350, 400, 450 bytes
+		big := bytes.NewReader(raws[3])
+		msgs[3].Body = big
+		msgs = append(msgs, imapappend.Message{Size: int64(len(raws[0])), Body: bytes.NewReader(raws[0])})
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		for i, r := range results {
+			if got, want := imapconn.IsTooBig(r.Err), i == 3; got != want || (!want && r.Err != nil) {
+				t.Errorf("results[%d].Err = %v, want too big: %v", i, r.Err, want)
+			}
+		}
+		if big.Len() != 0 {
+			t.Errorf("the refused body has %d bytes left unread, want it drained", big.Len())
+		}
+		if got := len(s.stored()); got != 4 {
+			t.Errorf("server stored %d messages, want 4", got)
+		}
+	})
+}
