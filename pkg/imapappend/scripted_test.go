@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"imapcopy.dev/pkg/imapappend"
 	"imapcopy.dev/pkg/imapconn"
@@ -296,6 +297,26 @@ func TestScripted(t *testing.T) {
 		}
 		if got := len(s.stored()); got != 4 {
 			t.Errorf("server stored %d messages, want 4", got)
+		}
+	})
+
+	t.Run("a server that stops answering", func(t *testing.T) {
+		t.Parallel()
+		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(string, [][]byte) string { return "" }}
+		a, err := imapappend.Dial(context.Background(), s.start(t), imapconn.Options{IdleTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+		defer a.Close()
+		msgs, _ := scriptedMessages(3)
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if got := imapconn.KindOf(err); got != imapconn.KindTimeout {
+			t.Errorf("Append error = %v (kind %v), want a timeout", err, got)
+		}
+		for i, r := range results {
+			if !errors.Is(r.Err, imapappend.ErrUnconfirmed) {
+				t.Errorf("results[%d].Err = %v, want ErrUnconfirmed", i, r.Err)
+			}
 		}
 	})
 }

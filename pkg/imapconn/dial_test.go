@@ -452,6 +452,13 @@ func TestScriptedRefusals(t *testing.T) {
 			contains: "no greeting within",
 		},
 		{
+			name:     "a server that hangs up at once",
+			serve:    func(s *server, c net.Conn, r *bufio.Reader) {},
+			security: imapconn.SecurityPlaintext,
+			want:     imapconn.KindClosed,
+			contains: "before its greeting",
+		},
+		{
 			name: "a server that hangs up during login",
 			serve: func(s *server, c net.Conn, r *bufio.Reader) {
 				fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1] hi\r\n")

@@ -156,7 +156,7 @@ func (h *handshake) greetAndSecure() error {
 			}
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) && h.ctx.Err() == nil && h.phaseCtx.Err() == nil {
-			return &Error{Kind: KindNotIMAP, Op: op, Err: fmt.Errorf("the server closed the connection without a greeting: %w", err)}
+			return &Error{Kind: KindClosed, Op: op, Err: fmt.Errorf("the server closed the connection before its greeting: %w", err)}
 		}
 		return h.fail(op, KindUnknown, err)
 	}
