@@ -124,13 +124,10 @@ func (h *handshake) loginOp() string {
 // fail builds the *Error for a failed step: the end of ctx or of the phase take precedence
 // over what the failed read or write said, then a BYE the server sent before hanging up.
 func (h *handshake) fail(op string, kind Kind, err error) *Error {
-	var ioErr bool
-	if _, isErr := err.(*statusError); !isErr {
-		ioErr = true
-	}
+	_, isStatus := err.(*statusError)
+	ioErr := !isStatus
 	if ioErr && (h.ctx.Err() != nil || h.phaseCtx.Err() != nil) {
-		e := phaseError(h.ctx, h.phaseCtx, op, h.phaseLimit, err)
-		return e
+		return phaseError(h.ctx, h.phaseCtx, op, h.phaseLimit, err)
 	}
 	if ioErr && h.bye != nil {
 		return &Error{Kind: KindUnknown, Op: op, Err: h.status("the server closed the connection", h.bye)}
@@ -150,7 +147,7 @@ func (h *handshake) greetAndSecure() error {
 	resp, err := ReadResponse(h.s.Reader)
 	if err != nil {
 		if h.acct.Security == SecurityStartTLS || h.acct.Security == SecurityPlaintext {
-			if e := h.fail(op, KindUnknown, err); e.Kind == KindTimeout {
+			if e := h.fail(op, KindUnknown, err); e.Kind == KindTimeout && h.ctx.Err() == nil {
 				e.Err = fmt.Errorf("no greeting within %v (is this an implicit TLS port?): %w", h.phaseLimit, context.DeadlineExceeded)
 				return e
 			}
