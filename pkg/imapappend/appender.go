@@ -388,11 +388,11 @@ func (a *Appender) Append(ctx context.Context, mailbox string, msgs []Message) (
 	for i := range results {
 		results[i].Err = ErrNotSent
 	}
-	if !a.Usable() {
-		return results, a.connErr(ctx, "append to "+strconv.Quote(mailbox))
-	}
-	if err := ctx.Err(); err != nil {
-		return results, a.connErr(ctx, "append to "+strconv.Quote(mailbox))
+	if !a.Usable() || ctx.Err() != nil {
+		err := a.connErr(ctx, "append to "+strconv.Quote(mailbox))
+		a.broken = err // a connection is bound to the contexts it is used with
+		a.sess.Close()
+		return results, err
 	}
 	stop := context.AfterFunc(ctx, func() { a.sess.Close() })
 	defer stop()
@@ -720,7 +720,7 @@ func (r *appendRun) abandon() {
 	for _, cmd := range r.inFlight {
 		select {
 		case cmd.resp = <-cmd.done:
-			if cmd.resp.Type == "OK" || !cmd.unit.multi {
+			if cmd.resp.Type == "OK" || !cmd.unit.multi || mailboxWide(cmd.resp.Code) {
 				r.finish(cmd)
 				continue
 			}
@@ -765,7 +765,7 @@ func (a *Appender) connErr(ctx context.Context, op string) error {
 	if a.broken != nil {
 		return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("the connection is unusable after an earlier failure: %w", a.broken)}
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("gave up: %w", context.Cause(ctx))}
 	}
 	return &imapconn.Error{Kind: imapconn.KindClosed, Op: op, Err: fmt.Errorf("the connection was closed: %w", a.readErr)}
