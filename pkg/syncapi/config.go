@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
 )
@@ -312,4 +316,73 @@ func (e envFlags) duration(p *time.Duration, name, env string, def time.Duration
 		}
 	}
 	e.fs.DurationVar(p, name, def, e.usage(env, usage))
+}
+
+// Parts are what a binary supplies around the configuration: the store, the queue
+// and the sealer it chose, and its logger and metrics registry.
+type Parts struct {
+	Store    Store
+	Queue    Publisher
+	Sealer   Sealer
+	Logger   *slog.Logger          // nil: discard
+	Registry prometheus.Registerer // nil: no metrics
+	// Resolver resolves customers' host names for the network policy; nil: the
+	// system's. The policy checks every address it returns, on every dial.
+	Resolver netpolicy.Resolver
+}
+
+// Build makes the gRPC server this configuration describes around parts: the
+// network policy and its dialer, the prober, the catalogue, the limits, TLS and
+// access. The api binary and the standalone mode both build their server here.
+func (c *Config) Build(p Parts) (*Server, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	logger := p.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	policy, err := c.Policy()
+	if err != nil {
+		return nil, err
+	}
+	dialer := policy.Dialer(nil, p.Resolver)
+	catalogue, err := c.Catalogue()
+	if err != nil {
+		return nil, err
+	}
+	opts, err := c.Options()
+	if err != nil {
+		return nil, err
+	}
+	auth, err := c.Auth()
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, err := c.TLS()
+	if err != nil {
+		return nil, err
+	}
+	metrics := NewMetrics(p.Registry)
+	svc, err := New(Deps{
+		Store:     p.Store,
+		Queue:     p.Queue,
+		Sealer:    p.Sealer,
+		Prober:    NewProber(imapconn.Options{Dialer: dialer, Logger: logger}, logger),
+		Policy:    dialer,
+		Providers: catalogue,
+		Logger:    logger,
+		Metrics:   metrics,
+	}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewServer(svc, ServerOptions{
+		TLS:             tlsConfig,
+		Auth:            auth,
+		Reflection:      c.Reflection,
+		Metrics:         metrics,
+		ShutdownTimeout: c.ShutdownTimeout,
+		Logger:          logger,
+	}), nil
 }

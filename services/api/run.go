@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"imapcopy.dev/pkg/adminhttp"
+	"imapcopy.dev/pkg/syncapi"
+	"imapcopy.dev/pkg/syncstatus"
+	"imapcopy.dev/pkg/taskqueue"
+	"imapcopy.dev/pkg/taskseal"
+)
+
+// run serves until ctx ends, then shuts down: readiness fails first, the gRPC server
+// drains (IMAPCOPY_SHUTDOWN_TIMEOUT), then the admin server stops.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	keyring, err := taskseal.LoadKeyring(cfg.TaskKeyFile)
+	if err != nil {
+		return fmt.Errorf("IMAPCOPY_TASK_KEY_FILE: %w", err)
+	}
+
+	natsOpts := []nats.Option{
+		nats.Name("imapcopy-api"),
+		nats.RetryOnFailedConnect(true), // start even if NATS is not up yet; readiness says so
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats_disconnected", "error", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { logger.Info("nats_reconnected") }),
+	}
+	if cfg.NATSCredsFile != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCredsFile))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	queue := &queueCheck{js: js, cfg: taskqueue.Config{Replicas: cfg.QueueReplicas}}
+	if err := queue.ready(ctx); err != nil {
+		logger.Warn("task_queue_not_ready", "error", err.Error())
+	}
+
+	var store syncapi.Store
+	checks := map[string]func(context.Context) error{"nats": queue.ready}
+	switch cfg.Store {
+	case "redis":
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			// Not the parser's error: it may quote the URL, password included.
+			return errors.New("IMAPCOPY_REDIS_URL: not a valid redis:// or rediss:// URL")
+		}
+		rdb := redis.NewClient(opts)
+		defer rdb.Close()
+		store = syncstatus.NewRedis(rdb, syncstatus.RedisOptions{Retention: cfg.StatusRetention})
+		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	case "nats":
+		kv := &kvStore{js: js, opts: syncstatus.KVOptions{Replicas: cfg.QueueReplicas, Retention: cfg.StatusRetention}}
+		if err := kv.ready(ctx); err != nil {
+			logger.Warn("kv_store_not_ready", "error", err.Error())
+		}
+		store = kv
+		checks["kv"] = kv.ready
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	server, err := cfg.API.Build(syncapi.Parts{
+		Store:    store,
+		Queue:    taskqueue.NewPublisher(js),
+		Sealer:   keyring,
+		Logger:   logger,
+		Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", cfg.API.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("api_started", "version", version, "grpc_addr", lis.Addr().String(),
+		"tls", cfg.API.TLSCertFile != "", "client_certificates", cfg.API.TLSClientCAFile != "",
+		"tokens", cfg.API.TokensFile != "" || cfg.API.Tokens != "", "reflection", cfg.API.Reflection,
+		"store", cfg.Store, "task_key", keyring.CurrentKeyID())
+	if cfg.API.TLSCertFile == "" {
+		logger.Info("api_plaintext", "hint", "plain gRPC: fine on loopback; set IMAPCOPY_TLS_CERT_FILE, IMAPCOPY_TLS_KEY_FILE and IMAPCOPY_API_TOKENS_FILE before listening on a wider address")
+	}
+
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	var g errgroup.Group
+	var admin *adminhttp.Server
+	if cfg.AdminAddr != "" {
+		admin = adminhttp.New(cfg.AdminAddr, reg, checks, logger)
+		g.Go(func() error { return admin.Serve(adminCtx) })
+	}
+	g.Go(func() error {
+		defer stopAdmin() // the admin server outlives the gRPC drain, then stops
+		served := make(chan error, 1)
+		go func() { served <- server.Serve(ctx, lis) }()
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+		}
+		if admin != nil {
+			admin.Drain()
+		}
+		return <-served
+	})
+	err = g.Wait()
+	logger.Info("api_stopped")
+	return err
+}
+
+// queueCheck makes sure the task stream exists. The copiers own its settings
+// (taskqueue.EnsureStream at their start); the api creates the stream only when it
+// is missing, so that starts work even before the first copier comes up, and never
+// overwrites the copiers' settings.
+type queueCheck struct {
+	js  jetstream.JetStream
+	cfg taskqueue.Config
+}
+
+func (q *queueCheck) ready(ctx context.Context) error {
+	_, err := q.js.Stream(ctx, taskqueue.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = taskqueue.EnsureStream(ctx, q.js, q.cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("task stream: %w", err)
+	}
+	return nil
+}
