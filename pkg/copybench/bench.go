@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -15,7 +16,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"imapcopy.dev/pkg/imapconn"
@@ -203,6 +203,10 @@ type bench struct {
 	caBundle   string
 	logf       func(string, ...any)
 	runs       int
+	// explained holds, per network, the first mbsync run's causes: mbsync changes the
+	// same messages the same way every time, so later runs with the same problem counts
+	// reuse them instead of scanning the destination again.
+	explained map[Network]*CheckVerdict
 }
 
 // network runs every configuration, rep by rep, on one network.
@@ -262,11 +266,11 @@ func (b *bench) network(ctx context.Context, network Network) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
-		// Drop the copies: nothing left to write back to disk during the next runs.
+		// Drop the copies: no dirty pages of theirs left to write back during the next
+		// runs, and the disk does not fill up.
 		for _, a := range used {
 			os.RemoveAll(filepath.Join(b.dstD.Dir, "mail", a.Login))
 		}
-		syscall.Sync()
 	}
 	return nil
 }
@@ -372,11 +376,19 @@ func (b *bench) check(ctx context.Context, r *RunResult, dst imapconn.Account) {
 		r.Check.Examples = append(r.Check.Examples, p)
 	}
 	if r.Tool == Mbsync && !cr.OK() {
-		if causes, err := Explain(ctx, dst, b.loaded); err != nil {
+		if prev := b.explained[r.Network]; prev != nil && maps.Equal(prev.Kinds, r.Check.Kinds) {
+			r.Check.Causes = prev.Causes
+			r.Check.CausesOfRep = prev.CausesOfRep
+		} else if causes, err := Explain(ctx, dst, b.loaded); err != nil {
 			r.Check.Error = "explain: " + err.Error()
 		} else {
 			delete(causes, DiffIdentical)
 			r.Check.Causes = causes
+			r.Check.CausesOfRep = r.Rep
+			if b.explained == nil {
+				b.explained = map[Network]*CheckVerdict{}
+			}
+			b.explained[r.Network] = r.Check
 		}
 	}
 	r.Check.Seconds = time.Since(t0).Seconds()

@@ -87,10 +87,13 @@ type CheckVerdict struct {
 	Problems int            `json:"problems"`
 	Kinds    map[string]int `json:"kinds,omitempty"`  // problems by kind
 	Causes   map[string]int `json:"causes,omitempty"` // mbsync: why the messages differ (Explain)
-	Examples []string       `json:"examples,omitempty"`
-	Messages int            `json:"messages_checked"`
-	Seconds  float64        `json:"seconds"`
-	Error    string         `json:"error,omitempty"`
+	// CausesOfRep is the run whose destination was explained: later runs with the same
+	// problem counts reuse the first run's causes.
+	CausesOfRep int      `json:"causes_of_rep,omitempty"`
+	Examples    []string `json:"examples,omitempty"`
+	Messages    int      `json:"messages_checked"`
+	Seconds     float64  `json:"seconds"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // Verdict is the check's one-line outcome.
@@ -113,6 +116,9 @@ func (r RunResult) Verdict() string {
 	s := fmt.Sprintf("%s: %d problems (%s)", word, c.Problems, formatCounts(c.Kinds))
 	if len(c.Causes) > 0 {
 		s += "; " + formatCauses(c.Causes)
+		if c.CausesOfRep != r.Rep {
+			s += fmt.Sprintf(" (as found on #%d)", c.CausesOfRep)
+		}
 	}
 	if r.Error != "" {
 		s += "; " + r.Error
@@ -282,6 +288,8 @@ func (res *Results) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
+	fmt.Fprintln(w, "(medians; msg/s and MB/s are the source mailbox over the wall time — for the rerun, how fast an unchanged mailbox is")
+	fmt.Fprintln(w, " confirmed; peak RSS and CPU are the tool's own process; check = imaptest.Check of the destination against the source)")
 	fmt.Fprintln(w)
 	for _, r := range res.Ratios {
 		var ps []string
@@ -328,7 +336,10 @@ func (res *Results) notes() []string {
 			continue
 		}
 		v := r.Verdict()
-		key := string(r.Network) + string(r.Tool) + v
+		key := string(r.Network) + string(r.Tool) + r.Error
+		if r.Check != nil {
+			key += formatCounts(r.Check.Kinds) + formatCounts(r.Check.Causes) + r.Check.Error
+		}
 		if seen[key] {
 			continue
 		}

@@ -8,7 +8,8 @@
 //
 //	BENCH_SIZE=small       500 messages, ~30 MB: the whole run in about a minute
 //	BENCH_COUNT, BENCH_MB  the mailbox (default 5000 messages, 300 MB), BENCH_SEED
-//	BENCH_REPS             repetitions per configuration (default 3), BENCH_WAN_REPS
+//	BENCH_REPS             repetitions per configuration (default 3)
+//	BENCH_WAN_REPS         repetitions on the WAN (default 2: it is the slow part)
 //	BENCH_LATENCY          added by each WAN proxy, each way (default 20ms)
 //	BENCH_BANDWIDTH        WAN bandwidth per connection and direction, Mbit/s (default none)
 //	BENCH_NETWORKS         loopback,wan    BENCH_TOOLS  imapcopy,mbsync
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mb := fs.String("mb", env("BENCH_MB", ""), "approximate mailbox size in MB (MiB), overrides the preset [BENCH_MB]")
 	seed := fs.String("seed", env("BENCH_SEED", "1"), "generator seed [BENCH_SEED]")
 	reps := fs.String("reps", env("BENCH_REPS", "3"), "repetitions of each configuration [BENCH_REPS]")
-	wanReps := fs.String("wan-reps", env("BENCH_WAN_REPS", ""), "repetitions on the WAN (default: -reps) [BENCH_WAN_REPS]")
+	wanReps := fs.String("wan-reps", env("BENCH_WAN_REPS", ""), "repetitions on the WAN (default: -reps, at most 2, to stay under 10 minutes) [BENCH_WAN_REPS]")
 	latency := fs.String("latency", env("BENCH_LATENCY", "20ms"), "latency added by each WAN proxy, each way (a duration, or milliseconds) [BENCH_LATENCY]")
 	bandwidth := fs.String("bandwidth", env("BENCH_BANDWIDTH", ""), "WAN bandwidth per connection and direction in Mbit/s; empty: unlimited [BENCH_BANDWIDTH]")
 	networks := fs.String("networks", env("BENCH_NETWORKS", "loopback,wan"), "networks to run on: loopback, wan [BENCH_NETWORKS]")
@@ -107,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Reps, err = strconv.Atoi(*reps); err != nil || cfg.Reps <= 0 {
 		return usage("reps %q: want a positive number", *reps)
 	}
-	cfg.WANReps = cfg.Reps
+	cfg.WANReps = min(cfg.Reps, 2)
 	if *wanReps != "" {
 		if cfg.WANReps, err = strconv.Atoi(*wanReps); err != nil || cfg.WANReps <= 0 {
 			return usage("wan-reps %q: want a positive number", *wanReps)
