@@ -179,8 +179,14 @@ func New(deps Deps, opts Options) (*Service, error) {
 	// watch streams that may never end.
 	stopping, stop := context.WithCancel(context.Background())
 	return &Service{
-		store: boundedStore{deps.Store, opts.StoreTimeout}, queue: deps.Queue, sealer: deps.Sealer, prober: deps.Prober,
-		policy: deps.Policy, providers: deps.Providers, clock: deps.Clock, log: deps.Logger,
+		store:      boundedStore{deps.Store, opts.StoreTimeout},
+		queue:      deps.Queue,
+		sealer:     deps.Sealer,
+		prober:     deps.Prober,
+		policy:     deps.Policy,
+		providers:  deps.Providers,
+		clock:      deps.Clock,
+		log:        deps.Logger,
 		metrics:    deps.Metrics,
 		opts:       opts,
 		perAddress: newKeyedLimiter(opts.PerAddress, deps.Clock),
@@ -208,7 +214,6 @@ func (s *Service) ListProviders(_ context.Context, req *imapcopyv1.ListProviders
 type account struct {
 	field  string // "source", "destination" or "account", for messages
 	role   imapcopyv1.AccountRole
-	proto  *imapcopyv1.Account
 	server providers.Server
 	imap   imapconn.Account
 }
@@ -230,7 +235,7 @@ func (s *Service) resolve(field string, a *imapcopyv1.Account, role imapcopyv1.A
 		return nil, invalidf(field+".security", "IMAP without encryption is not allowed here", "use SECURITY_TLS (usually port 993) or SECURITY_STARTTLS (usually port 143)")
 	}
 	return &account{
-		field: field, role: role, proto: a, server: srv,
+		field: field, role: role, server: srv,
 		imap: imapconn.Account{
 			Host: srv.Host, Port: srv.Port, Security: srv.Security,
 			Login:              strings.TrimSpace(a.GetLogin()),
@@ -431,6 +436,8 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		DryRun:           req.GetOptions().GetDryRun(),
 	}
 	if err := s.store.Put(ctx, source, token, st); err != nil {
+		// The write may have landed all the same: leave no QUEUED without a task.
+		cleanup(failedStatus(st, "the sync could not be queued; start it again"))
 		return nil, s.storeError(ctx, "record queued status", err)
 	}
 	sealed, err := s.sealer.Seal(taskID, &imapcopyv1.TaskSecrets{
