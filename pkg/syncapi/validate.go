@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"imapcopy.dev/pkg/syncstatus"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -84,10 +85,8 @@ func checkPrintable(field, s string, maxLen int, spaces bool) error {
 }
 
 // NormalizeAddress trims and lowercases an email address: the form under which the
-// lock and the status of a source are kept.
-func NormalizeAddress(addr string) string {
-	return strings.ToLower(strings.TrimSpace(addr))
-}
+// lock and the status of a source are kept (syncstatus.Normalize, the store's own).
+func NormalizeAddress(addr string) string { return syncstatus.Normalize(addr) }
 
 // checkAddress validates an email address (already trimmed).
 func checkAddress(field, addr string) error {
