@@ -33,6 +33,8 @@ type engine struct {
 
 	appendLimit int64 // destination's APPENDLIMIT; 0: none announced
 
+	srcUp, dstUp atomic.Bool // a connection to the side succeeded in this copy
+
 	mu       sync.Mutex
 	failures []MessageIssue
 	skipped  []MessageIssue
@@ -219,7 +221,7 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 // with the reconnect policy, and logs both out afterwards.
 func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Client) error) error {
 	return e.retry(ctx, "plan", func() error {
-		src, err := e.dialSource(ctx)
+		src, _, err := e.dialSource(ctx)
 		if err != nil {
 			return err
 		}
@@ -261,36 +263,85 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, error) {
-	c, err := imapconn.Dial(ctx, e.cfg.Source, e.cfg.Dial)
+func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, net.Conn, error) {
+	opts, cd := e.capturing()
+	c, err := imapconn.Dial(ctx, e.cfg.Source, opts)
 	if err != nil {
-		return nil, classifyDial(SideSource, err)
+		return nil, nil, e.classifyDial(SideSource, err)
 	}
-	return c, nil
+	e.connected(SideSource)
+	return c, cd.conn, nil
 }
 
 func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 	c, err := imapconn.Dial(ctx, e.cfg.Destination, e.cfg.Dial)
 	if err != nil {
-		return nil, classifyDial(SideDestination, err)
+		return nil, e.classifyDial(SideDestination, err)
 	}
+	e.connected(SideDestination)
 	return c, nil
 }
 
 // dialAppender opens a destination write connection and returns it with its
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
+	opts, cd := e.capturing()
+	a, err := imapappend.Dial(ctx, e.cfg.Destination, opts)
+	if err != nil {
+		return nil, nil, e.classifyDial(SideDestination, err)
+	}
+	e.connected(SideDestination)
+	return a, cd.conn, nil
+}
+
+// capturing returns dial options whose dialer remembers the raw connection:
+// closing it is the only way to stop go-imap or the appender at once
+// without waiting on them.
+func (e *engine) capturing() (imapconn.Options, *captureDialer) {
 	opts := e.cfg.Dial
 	cd := &captureDialer{d: opts.Dialer}
 	if cd.d == nil {
 		cd.d = &net.Dialer{}
 	}
 	opts.Dialer = cd
-	a, err := imapappend.Dial(ctx, e.cfg.Destination, opts)
-	if err != nil {
-		return nil, nil, classifyDial(SideDestination, err)
+	return opts, cd
+}
+
+func (e *engine) connected(side Side) {
+	if side == SideSource {
+		e.srcUp.Store(true)
+	} else {
+		e.dstUp.Store(true)
 	}
-	return a, cd.conn, nil
+}
+
+// classifyDial makes a dial failure permanent when retrying cannot help: a
+// refused login, a certificate that does not verify, a server without
+// STARTTLS or that is not IMAP. Once a side was reached in this copy, only
+// the first two count: a connection cut during a later handshake looks like
+// the others but is a network failure.
+func (e *engine) classifyDial(side Side, err error) error {
+	up := e.srcUp.Load()
+	if side == SideDestination {
+		up = e.dstUp.Load()
+	}
+	switch imapconn.KindOf(err) {
+	case imapconn.KindAuth:
+		return &Error{Kind: KindLogin, Side: side, Err: err}
+	case imapconn.KindTLS:
+		if up && !isCertError(err) {
+			return err
+		}
+		return &Error{Kind: KindConnect, Side: side, Err: err}
+	case imapconn.KindStartTLSUnavailable, imapconn.KindNotIMAP:
+		if up {
+			return err
+		}
+		return &Error{Kind: KindConnect, Side: side, Err: err}
+	case imapconn.KindRefusedByPolicy:
+		return &Error{Kind: KindConnect, Side: side, Err: err}
+	}
+	return err
 }
 
 // captureDialer remembers the connection it dialed.

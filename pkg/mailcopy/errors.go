@@ -2,10 +2,10 @@ package mailcopy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-
-	"imapcopy.dev/pkg/imapconn"
 )
 
 // Kind classifies why a copy stopped. Only KindTemporary is worth retrying
@@ -91,18 +91,17 @@ func IsPermanent(err error) bool {
 	return false
 }
 
-// classifyDial turns a dial failure into a permanent *Error when retrying
-// cannot help, or returns it unchanged (temporary: reconnect with backoff).
-func classifyDial(side Side, err error) error {
-	switch imapconn.KindOf(err) {
-	case imapconn.KindAuth:
-		return &Error{Kind: KindLogin, Side: side, Err: err}
-	case imapconn.KindTLS, imapconn.KindStartTLSUnavailable, imapconn.KindNotIMAP, imapconn.KindRefusedByPolicy:
-		return &Error{Kind: KindConnect, Side: side, Err: err}
-	}
-	return err
+// isCertError reports whether err is a certificate that did not verify (as
+// opposed to a handshake cut short).
+func isCertError(err error) bool {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		certErr   x509.CertificateInvalidError
+		verifyErr *tls.CertificateVerificationError
+	)
+	return errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) || errors.As(err, &verifyErr)
 }
-
 // refusedError is a command that the server refused (a tagged NO or BAD) on
 // a working connection: doing the same again will not help, reconnecting is
 // pointless.

@@ -20,6 +20,7 @@ import (
 type worker struct {
 	e       *engine
 	src     *imapconn.Client
+	srcConn net.Conn // the source's raw connection
 	meta    *imapconn.Client
 	app     *imapappend.Appender
 	appConn net.Conn // the appender's raw connection, for abort
@@ -37,7 +38,17 @@ func (w *worker) close() {
 func (w *worker) dropSource() {
 	if w.src != nil {
 		w.src.Close()
-		w.src = nil
+		w.src, w.srcConn = nil, nil
+	}
+}
+
+// cutSource closes the source's raw connection at once. go-imap's Close
+// waits for its reader, which waits for an unread FETCH literal to be
+// consumed: a FETCH abandoned mid-stream must be cut first, then drained
+// (which fails fast), and only then closed.
+func (w *worker) cutSource() {
+	if w.srcConn != nil {
+		w.srcConn.Close()
 	}
 }
 
@@ -54,11 +65,11 @@ func (w *worker) dropDest() {
 
 func (w *worker) source(ctx context.Context) (*imapconn.Client, error) {
 	if w.src == nil {
-		c, err := w.e.dialSource(ctx)
+		c, conn, err := w.e.dialSource(ctx)
 		if err != nil {
 			return nil, err
 		}
-		w.src = c
+		w.src, w.srcConn = c, conn
 	}
 	return w.src, nil
 }
@@ -309,11 +320,13 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 	}
 	results, aerr := app.Append(ctx, fr.j.m.Dest, msgs)
 	if aerr != nil || stream.err != nil {
-		// Whatever failed, the connections are dropped: closing the source
-		// first spares draining the rest of the FETCH.
+		// Whatever failed, both connections are dropped: the destination
+		// first (no byte more may reach an open literal), then the source,
+		// cut before its FETCH is drained (see cutSource).
 		w.abortAppend()
-		w.dropSource()
+		w.cutSource()
 		serr := stream.close()
+		w.dropSource()
 		for i, r := range results {
 			if r.Err == nil {
 				w.settle(fr, chunk[i], nil) // stored before the failure
@@ -387,7 +400,7 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 			return &Error{Kind: KindOverQuota, Side: SideDestination,
 				Err: fmt.Errorf("the destination account is full (appending to %q): %w", fr.j.m.Dest, err)}
 		}
-		reason = "too large for the space left on the destination: " + err.Error()
+		reason = "over quota: too large for the space left on the destination: " + err.Error()
 	case imapconn.IsTooBig(err):
 		reason = "too large for the destination: " + err.Error()
 	default:

@@ -1,0 +1,147 @@
+package mailcopy_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/proxytest"
+)
+
+// via returns acct reached through the proxy.
+func via(acct imapconn.Account, p *proxytest.Proxy) imapconn.Account {
+	acct.Host, acct.Port = p.Host(), p.Port()
+	return acct
+}
+
+// TestFaults cuts the source and the destination connections at random byte
+// offsets (in the middle of messages, most of the time) several times during
+// one copy. The copy reconnects and completes, and the checker finds nothing
+// lost, nothing duplicated, nothing corrupt; the source is unchanged.
+func TestFaults(t *testing.T) {
+	for i, pair := range []struct {
+		name     string
+		src, dst imaptest.Flavour
+	}{
+		{"slash to dot", imaptest.FlavourSlash, imaptest.FlavourDot},
+		{"dot to slash", imaptest.FlavourDot, imaptest.FlavourSlash},
+	} {
+		t.Run(pair.name, func(t *testing.T) {
+			t.Parallel()
+			src := newUser(t, servers[pair.src])
+			dst := newUser(t, servers[pair.dst])
+			mb := imaptest.Generate(int64(40+i), imaptest.Spec{Count: 200})
+			mustLoad(t, src, mb)
+			srcSnap := mustSnapshot(t, src)
+			sp := proxytest.New(t, servers[pair.src].TLSAddr)
+			dp := proxytest.New(t, servers[pair.dst].TLSAddr)
+
+			cfg := testConfig(t, via(src, sp), via(dst, dp))
+			cfg.MaxRetries = 10
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for n := 0; n < 8; n++ {
+					p, dir := sp, proxytest.Downstream // source to us: bodies
+					if n%2 == 1 {
+						p, dir = dp, proxytest.Upstream // us to destination: APPENDs
+					}
+					before := p.Stats().Cuts
+					p.CutAfter(dir, 1+rng.Int64N(300_000))
+					for p.Stats().Cuts == before {
+						select {
+						case <-stop:
+							return
+						case <-time.After(5 * time.Millisecond):
+						}
+					}
+				}
+			})
+			res, err := mailcopy.Copy(testContext(t), cfg)
+			close(stop)
+			wg.Wait()
+			cuts := sp.Stats().Cuts + dp.Stats().Cuts
+			t.Logf("connections cut: %d (source %d, destination %d)", cuts, sp.Stats().Cuts, dp.Stats().Cuts)
+			if err != nil {
+				t.Fatalf("Copy: %v", err)
+			}
+			if cuts < 3 {
+				t.Errorf("only %d cuts happened during the copy, want at least 3", cuts)
+			}
+			if !res.Complete() || res.Totals.Copied != mb.Count() {
+				t.Errorf("totals = %+v, want %d copied", res.Totals, mb.Count())
+			}
+			mustCheck(t, src, dst, imaptest.CheckOptions{})
+			if err := srcSnap.Unchanged(testContext(t), src); err != nil {
+				t.Errorf("source changed: %v", err)
+			}
+		})
+	}
+}
+
+// countingDialer records how many connections are open at once per address.
+type countingDialer struct {
+	d    net.Dialer
+	mu   sync.Mutex
+	open map[string]int
+	max  map[string]int
+}
+
+func (c *countingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.open[addr]++
+	c.max[addr] = max(c.max[addr], c.open[addr])
+	c.mu.Unlock()
+	return &countedConn{Conn: conn, done: func() {
+		c.mu.Lock()
+		c.open[addr]--
+		c.mu.Unlock()
+	}}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.done)
+	return c.Conn.Close()
+}
+
+// TestConnectionCap: never more than Config.Connections connections per
+// account, planning and report included.
+func TestConnectionCap(t *testing.T) {
+	t.Parallel()
+	src := newUser(t, servers[imaptest.FlavourSlash])
+	dst := newUser(t, servers[imaptest.FlavourSlash])
+	dst = servers[imaptest.FlavourSlash].StartTLS(dst) // another port: the sides are told apart
+	mb := imaptest.Generate(9, imaptest.Spec{Count: 120})
+	mustLoad(t, src, mb)
+	for _, n := range []int{1, 3} {
+		dialer := &countingDialer{open: map[string]int{}, max: map[string]int{}}
+		cfg := testConfig(t, src, dst)
+		cfg.Connections = n
+		cfg.Dial.Dialer = dialer
+		mustCopy(t, cfg)
+		for addr, m := range dialer.max {
+			if m > n {
+				t.Errorf("Connections %d: %d connections at once to %s", n, m, addr)
+			}
+		}
+		t.Logf("Connections %d: at most %v at once", n, dialer.max)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+}
