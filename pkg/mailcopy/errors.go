@@ -102,6 +102,7 @@ func isCertError(err error) bool {
 	)
 	return errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) || errors.As(err, &verifyErr)
 }
+
 // refusedError is a command that the server refused (a tagged NO or BAD) on
 // a working connection: doing the same again will not help, reconnecting is
 // pointless.
