@@ -70,6 +70,7 @@ func TestKustomizations(t *testing.T) {
 				{"files", checkFiles},
 				{"apiconfig", checkAPIConfig},
 				{"secrets", checkSecrets},
+				{"documented", checkDocumentedEnv},
 				{"redis", checkRedis},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
@@ -931,5 +932,38 @@ func checkRedis(t *testing.T, f *fleet) {
 	}
 	if !mounted {
 		t.Errorf("redis: /data is not on a persistent volume claim")
+	}
+}
+
+// services maps the imapcopy containers to the README that documents their
+// environment: the variable names are a contract (operators script them).
+var services = []struct{ deploy, container, readme string }{
+	{apiDeployment, apiContainer, "../services/api/README.md"},
+	{copierDeployment, copierContainer, "../services/copier/README.md"},
+}
+
+// checkDocumentedEnv: every IMAPCOPY_ variable a container gets is one its service
+// documents, so that a misspelt or retired name cannot sit silently in a manifest.
+func checkDocumentedEnv(t *testing.T, f *fleet) {
+	for _, s := range services {
+		doc, err := os.ReadFile(s.readme)
+		if err != nil {
+			t.Errorf("%s: %v", s.deploy, err)
+			continue
+		}
+		documented := map[string]bool{}
+		for _, m := range regexp.MustCompile(`IMAPCOPY_[A-Z0-9_]+`).FindAll(doc, -1) {
+			documented[string(m)] = true
+		}
+		c, _, err := f.container(s.deploy, s.container)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		for _, name := range f.envNames(c) {
+			if strings.HasPrefix(name, "IMAPCOPY_") && !documented[name] {
+				t.Errorf("%s: %s is not documented in %s", s.deploy, name, s.readme)
+			}
+		}
 	}
 }
