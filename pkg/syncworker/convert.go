@@ -1,0 +1,194 @@
+package syncworker
+
+import (
+	"fmt"
+	"strings"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/providers"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+// maxFailedInStatus bounds the failed messages listed in the status (the report
+// lists them all), so that a status stays well under the stores' value limits.
+const maxFailedInStatus = 500
+
+// checkEndpoints reports an invalid task (FAILED: a person must start it again).
+func checkEndpoints(t *imapcopyv1.SyncTask, allowPlaintext bool) error {
+	for _, side := range []struct {
+		name string
+		ep   *imapcopyv1.Endpoint
+	}{{"source", t.GetSource()}, {"destination", t.GetDestination()}} {
+		ep := side.ep
+		switch {
+		case ep == nil:
+			return invalidf(true, "no %s account", side.name)
+		case ep.GetHost() == "" || ep.GetPort() == 0 || ep.GetPort() > 65535:
+			return invalidf(true, "the %s account has no valid server address", side.name)
+		case ep.GetLogin() == "":
+			return invalidf(true, "the %s account has no login", side.name)
+		}
+		sec, ok := providers.SecurityFromProto(ep.GetSecurity())
+		if !ok {
+			return invalidf(true, "the %s account has no connection security", side.name)
+		}
+		if sec == imapconn.SecurityPlaintext && !allowPlaintext {
+			return invalidf(true, "the %s account uses IMAP without encryption, which this copier does not allow", side.name)
+		}
+	}
+	if t.GetSealed() == nil {
+		return invalidf(true, "no credentials")
+	}
+	return nil
+}
+
+// account builds the engine's account for one endpoint (checked by checkEndpoints).
+func account(ep *imapcopyv1.Endpoint, password, token string, cfg Config) imapconn.Account {
+	sec, _ := providers.SecurityFromProto(ep.GetSecurity())
+	return imapconn.Account{
+		Host:               ep.GetHost(),
+		Port:               int(ep.GetPort()),
+		Security:           sec,
+		Login:              ep.GetLogin(),
+		Password:           password,
+		OAuth2Token:        token,
+		InsecureSkipVerify: ep.GetInsecureSkipVerify(),
+		RootCAs:            cfg.RootCAs,
+	}
+}
+
+// connections is the per-account connection cap: the smallest of the task's option
+// and both providers' limits that are set, else the worker's default.
+func connections(t *imapcopyv1.SyncTask, def int) int {
+	n := 0
+	for _, c := range []uint32{t.GetOptions().GetMaxConnections(), t.GetSource().GetMaxConnections(), t.GetDestination().GetMaxConnections()} {
+		if c > 0 && (n == 0 || int(c) < n) {
+			n = int(c)
+		}
+	}
+	if n == 0 {
+		return def
+	}
+	return n
+}
+
+// copyConfig turns a checked task and its opened secrets into the engine's
+// configuration (without progress and logger, which the task adds).
+func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (mailcopy.Config, error) {
+	src := account(t.GetSource(), s.GetSourcePassword(), s.GetSourceOauth2AccessToken(), cfg)
+	dst := account(t.GetDestination(), s.GetDestinationPassword(), s.GetDestinationOauth2AccessToken(), cfg)
+	if src.Password == "" && src.OAuth2Token == "" {
+		return mailcopy.Config{}, invalidf(true, "no password or token for the source account")
+	}
+	if dst.Password == "" && dst.OAuth2Token == "" {
+		return mailcopy.Config{}, invalidf(true, "no password or token for the destination account")
+	}
+	o := t.GetOptions()
+	mc := mailcopy.Config{
+		Source:            src,
+		Destination:       dst,
+		Dial:              cfg.Dial,
+		Connections:       connections(t, cfg.Connections),
+		Include:           o.GetIncludeFolders(),
+		Exclude:           o.GetExcludeFolders(),
+		Provider:          t.GetSource().GetProvider(),
+		DryRun:            o.GetDryRun(),
+		NoReport:          o.GetNoReport(),
+		IncludeGmailViews: o.GetIncludeGmailViews(),
+	}
+	if m := o.GetMaxMessageSize(); m > 0 {
+		if m > 1<<62 {
+			return mailcopy.Config{}, invalidf(true, "max_message_size %d is too large", m)
+		}
+		mc.MaxMessageSize = int64(m)
+	}
+	if o.GetSince() != nil {
+		if err := o.GetSince().CheckValid(); err != nil {
+			return mailcopy.Config{}, invalidf(true, "since: %v", err)
+		}
+		mc.Since = o.GetSince().AsTime()
+	}
+	return mc, nil
+}
+
+func countsProto(c mailcopy.Counts) *imapcopyv1.Progress {
+	return &imapcopyv1.Progress{
+		MessagesTotal:   uint64(max(c.Total, 0)),
+		MessagesCopied:  uint64(max(c.Copied, 0)),
+		MessagesPresent: uint64(max(c.Present, 0)),
+		MessagesFailed:  uint64(max(c.Failed, 0)),
+		MessagesSkipped: uint64(max(c.Skipped, 0)),
+		BytesCopied:     uint64(max(c.Bytes, 0)),
+	}
+}
+
+var folderStates = map[mailcopy.FolderState]imapcopyv1.FolderState{
+	mailcopy.FolderPending: imapcopyv1.FolderState_FOLDER_STATE_PENDING,
+	mailcopy.FolderRunning: imapcopyv1.FolderState_FOLDER_STATE_COPYING,
+	mailcopy.FolderDone:    imapcopyv1.FolderState_FOLDER_STATE_DONE,
+	mailcopy.FolderFailed:  imapcopyv1.FolderState_FOLDER_STATE_FAILED,
+}
+
+// applyProgress writes a running copy's snapshot into st.
+func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
+	st.Total = countsProto(p.Totals)
+	st.Folders = make([]*imapcopyv1.FolderProgress, 0, len(p.Folders))
+	for _, f := range p.Folders {
+		st.Folders = append(st.Folders, &imapcopyv1.FolderProgress{
+			SourceName:      f.Source,
+			DestinationName: f.Destination,
+			State:           folderStates[f.State],
+			Progress:        countsProto(f.Counts),
+		})
+	}
+}
+
+// applyResult writes a copy's result into st: totals, folders, the messages the
+// destination refused and the renamed folders.
+func applyResult(st *imapcopyv1.SyncStatus, r *mailcopy.Result) {
+	st.Total = countsProto(r.Totals)
+	st.Folders = make([]*imapcopyv1.FolderProgress, 0, len(r.Folders)+len(r.FolderSkips))
+	for _, f := range r.Folders {
+		fp := &imapcopyv1.FolderProgress{
+			SourceName:      f.Source,
+			DestinationName: f.Destination,
+			State:           imapcopyv1.FolderState_FOLDER_STATE_DONE,
+			Progress:        countsProto(f.Counts),
+		}
+		if f.Error != "" {
+			fp.State, fp.Reason = imapcopyv1.FolderState_FOLDER_STATE_FAILED, f.Error
+		}
+		st.Folders = append(st.Folders, fp)
+	}
+	for _, s := range r.FolderSkips {
+		st.Folders = append(st.Folders, &imapcopyv1.FolderProgress{
+			SourceName: s.Source,
+			State:      imapcopyv1.FolderState_FOLDER_STATE_SKIPPED,
+			Reason:     s.Reason,
+		})
+	}
+	st.FailedMessages = nil
+	for i, m := range r.Failures {
+		if i == maxFailedInStatus {
+			st.FailedMessages = append(st.FailedMessages, &imapcopyv1.FailedMessage{
+				Reason: fmt.Sprintf("and %d more, listed in the report in the destination INBOX", len(r.Failures)-i),
+			})
+			break
+		}
+		st.FailedMessages = append(st.FailedMessages, &imapcopyv1.FailedMessage{
+			Folder: m.Folder, SourceUid: m.UID, Size: uint64(max(m.Size, 0)), Reason: m.Reason,
+		})
+	}
+	st.Renames = nil
+	for _, rn := range r.Renames {
+		st.Renames = append(st.Renames, &imapcopyv1.FolderRename{SourceName: rn.Source, DestinationName: rn.Destination, Reason: rn.Reason})
+	}
+	for _, c := range r.Collisions {
+		st.Renames = append(st.Renames, &imapcopyv1.FolderRename{
+			SourceName: c.Source, DestinationName: c.Destination,
+			Reason: fmt.Sprintf("%q is taken by %s", c.Wanted, strings.TrimSpace(c.Holder)),
+		})
+	}
+	st.DryRun = r.DryRun
+}

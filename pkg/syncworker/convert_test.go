@@ -1,0 +1,166 @@
+package syncworker
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/mailcopy"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+func validTask() *imapcopyv1.SyncTask {
+	return &imapcopyv1.SyncTask{
+		TaskId:      "t1",
+		SourceEmail: "alice@old.example",
+		Source: &imapcopyv1.Endpoint{Provider: "gmail", Login: "alice@old.example", Host: "imap.old.example", Port: 993,
+			Security: imapcopyv1.Security_SECURITY_TLS, MaxConnections: 15},
+		Destination: &imapcopyv1.Endpoint{Provider: "other", Login: "alice@new.example", Host: "imap.new.example", Port: 143,
+			Security: imapcopyv1.Security_SECURITY_STARTTLS, InsecureSkipVerify: true},
+		Options:   &imapcopyv1.SyncOptions{},
+		Sealed:    &imapcopyv1.SealedSecrets{KeyId: "k1"},
+		LockToken: "token",
+	}
+}
+
+func TestCheckEndpoints(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*imapcopyv1.SyncTask)
+		plain  bool
+		want   string // "" for valid
+	}{
+		{"valid", func(*imapcopyv1.SyncTask) {}, false, ""},
+		{"no source", func(t *imapcopyv1.SyncTask) { t.Source = nil }, false, "no source account"},
+		{"no destination host", func(t *imapcopyv1.SyncTask) { t.Destination.Host = "" }, false, "destination account has no valid server address"},
+		{"port out of range", func(t *imapcopyv1.SyncTask) { t.Source.Port = 70000 }, false, "source account has no valid server address"},
+		{"no login", func(t *imapcopyv1.SyncTask) { t.Destination.Login = "" }, false, "destination account has no login"},
+		{"no security", func(t *imapcopyv1.SyncTask) { t.Source.Security = 0 }, false, "no connection security"},
+		{"plaintext refused", func(t *imapcopyv1.SyncTask) { t.Source.Security = imapcopyv1.Security_SECURITY_PLAINTEXT }, false, "without encryption"},
+		{"plaintext allowed", func(t *imapcopyv1.SyncTask) { t.Source.Security = imapcopyv1.Security_SECURITY_PLAINTEXT }, true, ""},
+		{"no secrets", func(t *imapcopyv1.SyncTask) { t.Sealed = nil }, false, "no credentials"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			task := validTask()
+			tt.change(task)
+			err := checkEndpoints(task, tt.plain)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("checkEndpoints() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("checkEndpoints() = %v, want an error containing %q", err, tt.want)
+			case err != nil && classify(err) != classPermanent:
+				t.Errorf("classify(checkEndpoints()) = %v, want permanent", classify(err))
+			}
+		})
+	}
+}
+
+func TestCopyConfig(t *testing.T) {
+	since := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	task := validTask()
+	task.Options = &imapcopyv1.SyncOptions{
+		IncludeFolders: []string{"INBOX*"}, ExcludeFolders: []string{"Junk"},
+		MaxMessageSize: 25 << 20, Since: timestamppb.New(since), DryRun: true, NoReport: true,
+		MaxConnections: 6, IncludeGmailViews: true,
+	}
+	secrets := &imapcopyv1.TaskSecrets{SourcePassword: "s3cret", DestinationOauth2AccessToken: "tok"}
+	got, err := copyConfig(task, secrets, Config{Connections: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSrc := imapconn.Account{Host: "imap.old.example", Port: 993, Security: imapconn.SecurityTLS, Login: "alice@old.example", Password: "s3cret"}
+	wantDst := imapconn.Account{Host: "imap.new.example", Port: 143, Security: imapconn.SecurityStartTLS, Login: "alice@new.example", OAuth2Token: "tok", InsecureSkipVerify: true}
+	if got.Source != wantSrc {
+		t.Errorf("Source = %v, want %v", got.Source, wantSrc)
+	}
+	if got.Destination != wantDst {
+		t.Errorf("Destination = %v, want %v", got.Destination, wantDst)
+	}
+	want := mailcopy.Config{
+		Connections: 6, Include: []string{"INBOX*"}, Exclude: []string{"Junk"}, MaxMessageSize: 25 << 20,
+		Since: since, Provider: "gmail", DryRun: true, NoReport: true, IncludeGmailViews: true,
+	}
+	if got.Connections != want.Connections || got.MaxMessageSize != want.MaxMessageSize || !got.Since.Equal(want.Since) ||
+		got.Provider != want.Provider || got.DryRun != want.DryRun || got.NoReport != want.NoReport ||
+		got.IncludeGmailViews != want.IncludeGmailViews || strings.Join(got.Include, ",") != "INBOX*" || strings.Join(got.Exclude, ",") != "Junk" {
+		t.Errorf("copyConfig() = %+v, want %+v", got, want)
+	}
+
+	noSecret := proto.Clone(secrets).(*imapcopyv1.TaskSecrets)
+	noSecret.SourcePassword = ""
+	if _, err := copyConfig(task, noSecret, Config{}); err == nil || classify(err) != classPermanent {
+		t.Errorf("copyConfig() without a source secret = %v, want a permanent error", err)
+	}
+}
+
+func TestConnections(t *testing.T) {
+	tests := []struct {
+		option, src, dst uint32
+		want             int
+	}{
+		{0, 0, 0, 4},
+		{0, 15, 0, 15},
+		{0, 15, 10, 10},
+		{6, 15, 10, 6},
+		{20, 15, 0, 15},
+	}
+	for _, tt := range tests {
+		task := validTask()
+		task.Options.MaxConnections, task.Source.MaxConnections, task.Destination.MaxConnections = tt.option, tt.src, tt.dst
+		if got := connections(task, 4); got != tt.want {
+			t.Errorf("connections(option %d, source %d, destination %d) = %d, want %d", tt.option, tt.src, tt.dst, got, tt.want)
+		}
+	}
+}
+
+func TestApplyResult(t *testing.T) {
+	res := &mailcopy.Result{
+		Totals: mailcopy.Counts{Total: 3 + maxFailedInStatus + 2, Copied: 3, Failed: maxFailedInStatus + 2, Bytes: 300},
+		Folders: []mailcopy.FolderResult{
+			{Source: "INBOX", Destination: "INBOX", Counts: mailcopy.Counts{Total: 3, Copied: 3}},
+			{Source: "Broken", Destination: "Broken", Error: "cannot open"},
+		},
+		FolderSkips: []mailcopy.FolderSkip{{Source: "[Gmail]/All Mail", Reason: "gmail view"}},
+		Renames:     []mailcopy.Rename{{Source: "a/b", Destination: "a_b", Reason: "separator"}},
+	}
+	for range maxFailedInStatus + 2 {
+		res.Failures = append(res.Failures, mailcopy.MessageIssue{Folder: "INBOX", UID: 9, Size: 10, Reason: "too big"})
+	}
+	st := &imapcopyv1.SyncStatus{}
+	applyResult(st, res)
+	if st.GetTotal().GetMessagesCopied() != 3 || st.GetTotal().GetBytesCopied() != 300 {
+		t.Errorf("total = %v, want 3 copied, 300 bytes", st.GetTotal())
+	}
+	states := []imapcopyv1.FolderState{}
+	for _, f := range st.GetFolders() {
+		states = append(states, f.GetState())
+	}
+	wantStates := []imapcopyv1.FolderState{imapcopyv1.FolderState_FOLDER_STATE_DONE, imapcopyv1.FolderState_FOLDER_STATE_FAILED, imapcopyv1.FolderState_FOLDER_STATE_SKIPPED}
+	if len(states) != len(wantStates) || states[0] != wantStates[0] || states[1] != wantStates[1] || states[2] != wantStates[2] {
+		t.Errorf("folder states = %v, want %v", states, wantStates)
+	}
+	if n := len(st.GetFailedMessages()); n != maxFailedInStatus+1 {
+		t.Errorf("failed messages listed = %d, want %d (capped, with a last line saying how many more)", n, maxFailedInStatus+1)
+	}
+	if last := st.GetFailedMessages()[maxFailedInStatus].GetReason(); !strings.Contains(last, "2 more") {
+		t.Errorf("last failed message = %q, want it to say 2 more", last)
+	}
+	if len(st.GetRenames()) != 1 {
+		t.Errorf("renames = %v, want 1", st.GetRenames())
+	}
+}
+
+func TestTaskErrorUnwrap(t *testing.T) {
+	inner := errors.New("inner")
+	err := temporary("store down", inner)
+	if !errors.Is(err, inner) || err.Error() != "store down: inner" {
+		t.Errorf("temporary() = %q, want it to wrap %q", err, inner)
+	}
+}

@@ -1,0 +1,93 @@
+// Package syncworker is the copier's queue worker: it pulls sync tasks from the
+// JetStream work queue, one per free slot, runs the copy engine (pkg/mailcopy) on
+// each, keeps the customer's status current, and turns every way a task can end into
+// exactly one action on the status, the lock and the queue message.
+//
+// # One task, step by step
+//
+//  1. Decode the task (a proto imapcopy.v1.SyncTask) and check it.
+//  2. Take the per-source lock with the task's own token (Store.Reclaim, see below).
+//  3. Read the status: a status of another task means this one was superseded; a
+//     terminal status of this task means it already ended (only its ack was lost).
+//  4. Honour a cancel requested while the task was queued.
+//  5. Open the sealed credentials (taskseal, the task id as associated data).
+//  6. Record RUNNING with the attempt number, run the engine, and meanwhile, from one
+//     heartbeat goroutine per task: write progress at most once per
+//     Config.ProgressInterval, poll the cancel flag every Config.CancelPoll, refresh
+//     the lock every Config.LockRefresh; and from another: InProgress on the queue
+//     message every Config.KeepAlive, well inside the consumer's AckWait.
+//  7. Classify the outcome (decide, in outcome.go: the only place that does) and
+//     apply its action: write the final status (fenced by the lock token), release
+//     or keep the lock, then Ack, Nak with a delay, Term, or leave the message alone.
+//
+// # Outcomes and actions
+//
+//	success                      COMPLETED or COMPLETED_WITH_ERRORS, release, Ack
+//	permanent (login refused,    FAILED with the reason, release, TermWithReason
+//	  over quota, unusable
+//	  server, invalid task,
+//	  undecryptable secrets)
+//	temporary (network, server,  QUEUED with retry_reason and attempt, lock kept
+//	  store, unknown key id,       for the wait, NakWithDelay(backoff)
+//	  anything unclassified)
+//	temporary, last delivery     FAILED ("gave up after N attempts: ..."), release, Term
+//	cancel requested             CANCELLED, release, Ack
+//	shutdown (SIGTERM)           QUEUED "resumes shortly", lock kept, Nak at once
+//	                             (on the last delivery: FAILED, release, Term)
+//	superseded (another task     no status write, Term
+//	  owns the source's lock)
+//	stale delivery (a later      no status write, no ack: the later delivery owns
+//	  delivery of this task runs)  the message
+//	already ended                release if held, Ack
+//
+// A status write refused because the lock token no longer holds the lock
+// (syncstatus.ErrNotHolder), or because the status names another task or a later
+// attempt, stops the work on that task at once: another copier owns it.
+//
+// # The lock across redeliveries
+//
+// The api takes the per-source lock with a random token, puts the token in the task,
+// and keeps the lock for as long as a task may wait in the queue (its QueuedLockTTL,
+// 24 h). The lock's only job is to refuse a second StartSync for a source while one
+// is queued or running; it is not what makes copying safe (see below).
+//
+// A copier that takes the task does not acquire a lock of its own: it reclaims the
+// api's lock with the task's token (Store.Reclaim succeeds when the lock is free or
+// already held with that token) and shortens it to Config.LockTTL (3 min), which it
+// refreshes every Config.LockRefresh (30 s). So:
+//
+//   - a copier that dies stops refreshing; its lock expires within LockTTL, and the
+//     message comes back after the consumer's AckWait. The next copier reclaims the
+//     lock with the same token, whether it has expired or not, and resumes: the
+//     engine's delta sync copies only what is missing, so nothing is lost or
+//     duplicated;
+//   - if, in the gap between the lock's expiry and the redelivery, the customer
+//     started a new sync, the new task holds the lock with its own token: the
+//     redelivered task cannot reclaim it (or finds the status naming the newer task)
+//     and is terminated as superseded — the newer task does the same work;
+//   - a task handed back to the queue (retry, shutdown) gets its lock extended to
+//     Config.QueuedLockTTL again, like a freshly queued one.
+//
+// Two copiers can still run one task at the same time, after a long pause (GC, a
+// partitioned network) made the message redeliver while its first copier lived. The
+// token cannot tell them apart, so every status write also checks that the status
+// still names this task and no later attempt (attempt = the message's delivery
+// count): the older copier's next write is refused and it stops. Until then both may
+// append; the lock saves wasted work, correctness rests on the engine's idempotent
+// delta sync (DESIGN.md, STACK.md).
+//
+// # Delivery semantics
+//
+// At least once per task, exactly once per message copied: a task is acked only
+// after its final status is written and its lock released, so a crash at any point
+// redelivers it, and the redelivered run appends only what the destination lacks.
+// Deliveries are bounded by the consumer's MaxDeliver (Config.MaxDeliver); the last
+// one never hands the task back, it ends it (FAILED), so no task is left stranded.
+//
+// # Shutdown
+//
+// When Run's context ends the worker stops pulling, cancels the running copies (the
+// engine stops at once and a rerun resumes where it stopped), hands each task back
+// with an immediate Nak, and returns within Config.ShutdownTimeout, abandoning the
+// tasks that have not finished handing back (their messages come back after AckWait).
+package syncworker

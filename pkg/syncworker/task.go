@@ -1,0 +1,430 @@
+package syncworker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/syncstatus"
+	"imapcopy.dev/pkg/taskqueue"
+	"imapcopy.dev/pkg/taskseal"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+// task is one delivery of a sync task being worked on.
+type task struct {
+	w       *Worker
+	d       *taskqueue.Task
+	pb      *imapcopyv1.SyncTask
+	attempt uint64 // the message's delivery count, 1 on the first delivery
+	log     *slog.Logger
+	locked  bool // the lock was reclaimed with the task's token: status writes may go
+
+	latest   atomic.Pointer[mailcopy.Progress] // the engine's last snapshot
+	reported mailcopy.Counts                   // totals already counted in the metrics
+	mu       sync.Mutex                        // guards reported
+}
+
+// handle runs one delivery from start to its action. It never panics.
+func (w *Worker) handle(ctx context.Context, d *taskqueue.Task) {
+	start := w.now()
+	w.metrics.taskStarted()
+	t := &task{w: w, d: d, pb: d.Task, attempt: uint64(max(d.Attempt, 1))}
+	t.log = w.log.With("task_id", t.pb.GetTaskId(), "source", t.source(), "attempt", t.attempt)
+	res, err := t.runSafely(ctx)
+	a := decide(verdict{err: err, result: res, attempt: t.attempt, maxDeliver: uint64(max(d.MaxDeliver, 0))}, w.cfg)
+	a = t.apply(ctx, a, res)
+	t.countProgress(res)
+	w.metrics.taskEnded(a.outcome, w.now().Sub(start))
+	if err != nil {
+		w.metrics.engineError(err)
+	}
+	attrs := []any{"outcome", a.outcome, "duration", w.now().Sub(start).Round(time.Millisecond).String()}
+	if err != nil {
+		attrs = append(attrs, "error", err.Error())
+	}
+	if res != nil {
+		attrs = append(attrs, "copied", res.Totals.Copied, "present", res.Totals.Present,
+			"failed", res.Totals.Failed, "bytes", res.Totals.Bytes)
+	}
+	t.log.Info("task_ended", attrs...)
+}
+
+func (t *task) runSafely(ctx context.Context) (res *mailcopy.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("task_panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = &taskError{class: classTemporary, reason: "internal error in the copier", err: fmt.Errorf("panic: %v", r)}
+		}
+	}()
+	return t.run(ctx)
+}
+
+// run takes the task as far as it goes and returns the engine's result (nil when
+// it did not run) and why it stopped (nil: the copy ran to its end).
+func (t *task) run(parent context.Context) (*mailcopy.Result, error) {
+	// The task's own context: its heartbeat cancels it with the reason to stop (a
+	// cancel request, a lost lock); Run cancels it with errShutdown.
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	res, err := t.steps(ctx, cancel)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			var te *taskError
+			if errors.As(cause, &te) {
+				err = cause // why we stopped, rather than how the engine noticed
+			}
+		}
+	}
+	return res, err
+}
+
+func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mailcopy.Result, error) {
+	w := t.w
+	if t.pb.GetTaskId() == "" || t.source() == "" || t.pb.GetLockToken() == "" {
+		return nil, invalidf(false, "the task lacks its id, source address or lock token")
+	}
+	t.log.Info("task_received", "max_deliver", t.d.MaxDeliver)
+
+	// The lock: the api's, reclaimed with the task's token (see the package doc).
+	switch err := w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), w.cfg.LockTTL); {
+	case errors.Is(err, syncstatus.ErrLocked):
+		return nil, errSuperseded
+	case err != nil:
+		return nil, temporary("the status store is unavailable", err)
+	}
+	t.locked = true
+
+	st, err := w.store.Get(ctx, t.source())
+	switch {
+	case errors.Is(err, syncstatus.ErrNotFound):
+		st = nil // expired or lost: this task writes a fresh one
+	case err != nil:
+		return nil, temporary("the status store is unavailable", err)
+	}
+	if st != nil {
+		if err := t.owns(st); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := checkEndpoints(t.pb, w.cfg.AllowPlaintext); err != nil {
+		return nil, err
+	}
+	if err := t.checkCancel(ctx); err != nil {
+		return nil, err
+	}
+	secrets, err := w.opener.Open(t.pb.GetTaskId(), t.pb.GetSealed())
+	switch {
+	case errors.Is(err, taskseal.ErrUnknownKey):
+		// Keys rotate: another copier may already have the new key.
+		return nil, temporary("this copier does not have the key that sealed the task (key id "+t.pb.GetSealed().GetKeyId()+")", err)
+	case err != nil:
+		return nil, permanent("the task's credentials cannot be decrypted: the task was altered or the key changed; start the sync again", err)
+	}
+	cfg, err := copyConfig(t.pb, secrets, w.cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	if _, err := t.update(ctx, t.running); err != nil {
+		return nil, err
+	}
+	t.log.Info("task_running")
+
+	cfg.Logger = t.log
+	cfg.Dial.Logger = t.log
+	cfg.ProgressInterval = w.cfg.ProgressInterval
+	cfg.Progress = func(p mailcopy.Progress) {
+		t.latest.Store(&p)
+		t.countProgress(nil)
+	}
+	stop := t.heartbeat(ctx, cancel)
+	defer stop()
+	return t.runEngine(ctx, cfg)
+}
+
+// engineStopGrace is how long a cancelled copy may take to return. The engine stops
+// at once (it closes its connections); one that does not is abandoned, so that a
+// stuck copy cannot hold its task, its slot or the shutdown forever.
+const engineStopGrace = 15 * time.Second
+
+// runEngine runs the copy and returns its outcome, or the reason of the task's
+// cancellation when the engine does not return within engineStopGrace of it.
+func (t *task) runEngine(ctx context.Context, cfg mailcopy.Config) (*mailcopy.Result, error) {
+	type outcome struct {
+		res *mailcopy.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.log.Error("engine_panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				done <- outcome{err: &taskError{class: classTemporary, reason: "internal error in the copy engine", err: fmt.Errorf("panic: %v", r)}}
+			}
+		}()
+		res, err := t.w.copy(ctx, cfg)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(engineStopGrace)
+	defer grace.Stop()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-grace.C:
+		t.log.Error("engine_stuck", "grace", engineStopGrace.String(), "cause", context.Cause(ctx).Error())
+		return nil, context.Cause(ctx)
+	}
+}
+
+// source is the lock and status key of the task.
+func (t *task) source() string { return syncstatus.Normalize(t.pb.GetSourceEmail()) }
+
+// owns checks that st may be written by this delivery: it names this task, no later
+// attempt, and has not ended.
+func (t *task) owns(st *imapcopyv1.SyncStatus) error {
+	switch {
+	case st.GetTaskId() != "" && st.GetTaskId() != t.pb.GetTaskId():
+		return errSuperseded
+	case syncstatus.Terminal(st.GetState()):
+		return errEnded
+	case uint64(st.GetAttempt()) > t.attempt:
+		return errStale
+	}
+	return nil
+}
+
+// checkCancel reads the cancel flag: errCancelRequested when set.
+func (t *task) checkCancel(ctx context.Context) error {
+	cancelled, err := t.w.store.CancelRequested(ctx, t.source(), t.pb.GetTaskId())
+	if err != nil {
+		return temporary("the status store is unavailable", err)
+	}
+	if cancelled {
+		return errCancelRequested
+	}
+	return nil
+}
+
+// update applies fn to the status, after checking that this delivery still owns it.
+// A status that vanished (expired) is written afresh from the task. The errors are
+// the worker's: errLost when the token no longer holds the lock, errSuperseded,
+// errStale or errEnded when the status belongs to someone else, temporary ones when
+// the store fails.
+func (t *task) update(ctx context.Context, fn func(*imapcopyv1.SyncStatus)) (*imapcopyv1.SyncStatus, error) {
+	store, source, token := t.w.store, t.source(), t.pb.GetLockToken()
+	st, err := store.Update(ctx, source, token, func(st *imapcopyv1.SyncStatus) error {
+		if err := t.owns(st); err != nil {
+			return err
+		}
+		fn(st)
+		return nil
+	})
+	if errors.Is(err, syncstatus.ErrNotFound) {
+		st = t.freshStatus()
+		fn(st)
+		err = store.Put(ctx, source, token, st)
+	}
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.Is(err, syncstatus.ErrNotHolder):
+		return nil, errLost
+	}
+	var te *taskError
+	if errors.As(err, &te) {
+		return nil, err
+	}
+	return nil, temporary("the status store is unavailable", err)
+}
+
+func (t *task) freshStatus() *imapcopyv1.SyncStatus {
+	return &imapcopyv1.SyncStatus{
+		TaskId:           t.pb.GetTaskId(),
+		SourceEmail:      t.source(),
+		DestinationEmail: t.pb.GetDestination().GetLogin(),
+		CreatedAt:        t.pb.GetCreatedAt(),
+		DryRun:           t.pb.GetOptions().GetDryRun(),
+	}
+}
+
+// running marks the status RUNNING for this attempt.
+func (t *task) running(st *imapcopyv1.SyncStatus) {
+	st.State = imapcopyv1.SyncState_SYNC_STATE_RUNNING
+	st.Message = "copying"
+	if t.attempt > 1 {
+		st.Message = fmt.Sprintf("copying (attempt %d): resuming where the last attempt stopped", t.attempt)
+	}
+	st.Attempt = uint32(t.attempt)
+	st.RetryReason = ""
+	st.FailureReason = ""
+	if st.StartedAt == nil {
+		st.StartedAt = timestamppb.New(t.w.now())
+	}
+}
+
+// heartbeat keeps a running task alive and watched until the returned stop is
+// called: progress writes, cancel polls and lock refreshes in one goroutine, queue
+// keep-alives in another (so that a slow store cannot starve the AckWait). A reason
+// to stop the task cancels ctx with it. Keep-alives go on after ctx ends, until
+// stop: the message must not come back while the copy winds down.
+func (t *task) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	hbCtx, hbCancel := context.WithCancel(ctx)
+	kaCtx, kaCancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { t.keepAlive(kaCtx) })
+	wg.Go(func() {
+		if err := t.watch(hbCtx); err != nil {
+			cancel(err)
+		}
+	})
+	var once sync.Once
+	return func() { once.Do(func() { hbCancel(); kaCancel(); wg.Wait() }) }
+}
+
+// keepAlive sends InProgress every KeepAlive.
+func (t *task) keepAlive(ctx context.Context) {
+	tick := time.NewTicker(t.w.cfg.KeepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := t.d.InProgress(); err != nil {
+				t.log.Warn("keepalive_failed", "error", err.Error())
+			}
+		}
+	}
+}
+
+// storeCallTimeout bounds one store call of the heartbeat, so that a hung store does
+// not hold up the others past their period.
+const storeCallTimeout = 10 * time.Second
+
+// watch writes progress, polls the cancel flag and refreshes the lock, each on its
+// period, until ctx ends (nil) or the task must stop (the reason).
+func (t *task) watch(ctx context.Context) error {
+	cfg := t.w.cfg
+	tick := time.NewTicker(min(cfg.ProgressInterval, cfg.CancelPoll, cfg.LockRefresh))
+	defer tick.Stop()
+	var written *mailcopy.Progress
+	lastCancel, lastRefresh := t.w.now(), t.w.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now := t.w.now()
+		if now.Sub(lastRefresh) >= cfg.LockRefresh {
+			if err := t.refreshLock(ctx); err != nil {
+				return err
+			}
+			lastRefresh = now
+		}
+		if now.Sub(lastCancel) >= cfg.CancelPoll {
+			lastCancel = now
+			err := t.callStore(ctx, t.checkCancel)
+			if errors.Is(err, errCancelRequested) {
+				t.log.Info("cancel_requested")
+				return err
+			}
+			if err != nil && ctx.Err() == nil {
+				t.log.Warn("cancel_poll_failed", "error", err.Error())
+			}
+		}
+		if p := t.latest.Load(); p != nil && p != written {
+			err := t.callStore(ctx, func(ctx context.Context) error {
+				_, err := t.update(ctx, func(st *imapcopyv1.SyncStatus) { applyProgress(st, p) })
+				return err
+			})
+			var te *taskError
+			switch {
+			case err == nil:
+				written = p
+			case errors.As(err, &te) && te.class != classTemporary:
+				return err // lost, superseded, stale: another copier owns the task
+			case ctx.Err() == nil:
+				t.log.Warn("progress_write_failed", "error", err.Error())
+			}
+		}
+	}
+}
+
+func (t *task) callStore(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// refreshLock extends the lock. A lock that expired while the store was out of
+// reach is reclaimed if nobody took it; one that another token holds stops the task.
+func (t *task) refreshLock(ctx context.Context) error {
+	cfg := t.w.cfg
+	err := t.callStore(ctx, func(ctx context.Context) error {
+		return t.w.store.Refresh(ctx, t.source(), t.pb.GetLockToken(), cfg.LockTTL)
+	})
+	if errors.Is(err, syncstatus.ErrNotHolder) {
+		err = t.callStore(ctx, func(ctx context.Context) error {
+			return t.w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), cfg.LockTTL)
+		})
+		if errors.Is(err, syncstatus.ErrLocked) {
+			t.log.Warn("lock_lost")
+			return errLost
+		}
+		if err == nil {
+			t.log.Warn("lock_reclaimed")
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		// Transient: the next refresh tries again; the TTL leaves room for a few.
+		t.log.Warn("lock_refresh_failed", "error", err.Error())
+	}
+	return nil
+}
+
+// countProgress adds what was copied since the last call to the metrics; res, when
+// given, is the final word.
+func (t *task) countProgress(res *mailcopy.Result) {
+	if t.pb == nil || t.pb.GetOptions().GetDryRun() {
+		return
+	}
+	var now mailcopy.Counts
+	switch {
+	case res != nil:
+		now = res.Totals
+	case t.latest.Load() != nil:
+		now = t.latest.Load().Totals
+	default:
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := now.Copied - t.reported.Copied; d > 0 {
+		t.w.metrics.copied(d, 0)
+		t.reported.Copied = now.Copied
+	}
+	if d := now.Bytes - t.reported.Bytes; d > 0 {
+		t.w.metrics.copied(0, d)
+		t.reported.Bytes = now.Bytes
+	}
+	if d := now.Failed - t.reported.Failed; d > 0 {
+		t.w.metrics.failedMessages(d)
+		t.reported.Failed = now.Failed
+	}
+}
