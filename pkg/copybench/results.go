@@ -153,6 +153,8 @@ type Summary struct {
 	CPUSeconds        Stat    `json:"cpu_seconds"` // user + sys
 	ChecksOK          int     `json:"checks_ok"`
 	Verdict           string  `json:"verdict"`
+
+	causes map[string]int // of the first run that differs, for the table
 }
 
 // Stat is a median with its range.
@@ -212,6 +214,9 @@ func (res *Results) Summarize() {
 					s.ChecksOK++
 				} else {
 					verdicts = append(verdicts, r.Verdict())
+					if s.causes == nil && r.Check != nil {
+						s.causes = r.Check.Causes
+					}
 				}
 			}
 			if s.Runs == 0 {
@@ -320,6 +325,9 @@ func (s Summary) verdictShort() string {
 	if s.ChecksOK == s.Runs {
 		return fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Runs)
 	}
+	if s.Tool == Mbsync && len(s.causes) > 0 {
+		return fmt.Sprintf("differs %d/%d: %s", s.Runs-s.ChecksOK, s.Runs, formatCounts(s.causes))
+	}
 	if s.Tool == Mbsync {
 		return fmt.Sprintf("differs %d/%d (see below)", s.Runs-s.ChecksOK, s.Runs)
 	}
@@ -349,7 +357,7 @@ func (res *Results) notes() []string {
 			prefix += " (mbsync 1.4 adds an X-TUID header to every message and does not copy keywords)"
 		}
 		out = append(out, fmt.Sprintf("%s #%d: %s", prefix, r.Rep, v))
-		if r.Check != nil {
+		if r.Check != nil && r.Tool != Mbsync { // mbsync's examples are in the JSON: its causes say more
 			for _, e := range r.Check.Examples {
 				out = append(out, "    e.g. "+e)
 			}
