@@ -272,12 +272,13 @@ func (res *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, Dovecot %s, %s; load average %s at the start, %s at the end\n",
 		res.Machine.CPUs, res.Machine.OS, res.Machine.GoVersion, res.Machine.Dovecot, res.Machine.Mbsync, res.Machine.LoadStart, res.Machine.LoadEnd)
 	fmt.Fprintf(w, "setup (generate, load the source Maildir, verify it over IMAP): %.1fs, not measured\n", res.Setup)
-	reps := fmt.Sprintf("%d repetitions per configuration", res.Params.Reps)
-	if slices.Contains(res.Params.Networks, string(WAN)) && res.Params.WANReps != res.Params.Reps {
+	reps := fmt.Sprintf("repetitions per configuration: %d", res.Params.Reps)
+	wan := slices.Contains(res.Params.Networks, string(WAN))
+	if wan && res.Params.WANReps != res.Params.Reps {
 		reps += fmt.Sprintf(" (%d on the WAN, to keep the run short)", res.Params.WANReps)
 	}
 	fmt.Fprintf(w, "%s, alternating; both servers Dovecot over TLS on 127.0.0.1", reps)
-	if res.Params.WAN != "" {
+	if wan && res.Params.WAN != "" {
 		fmt.Fprintf(w, "; wan = %s", res.Params.WAN)
 	}
 	fmt.Fprintln(w)
