@@ -1,7 +1,8 @@
-// Command imapcopy-copier is the copier service. For now it has one
-// subcommand: `copy`, which copies one mailbox from the command line (how an
-// operator migrates an account by hand, and how the benchmark drives the
-// engine). The queue worker mode comes with a later issue.
+// Command imapcopy-copier is the copier service. Its default command, `worker`,
+// pulls sync tasks from the JetStream work queue and copies them (package
+// syncworker; see README.md). `copy` copies one mailbox from the command line
+// (how an operator migrates an account by hand, and how the benchmark drives the
+// engine).
 package main
 
 import (

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"imapcopy.dev/pkg/imapconn"
@@ -50,9 +51,11 @@ func exitCode(err error) int {
 	return exitFatal
 }
 
-const usage = `Usage: imapcopy-copier <command> [options]
+const usage = `Usage: imapcopy-copier [command] [options]
 
 Commands:
+  worker  (the default) pull sync tasks from the JetStream queue and copy them
+          (imapcopy-copier worker --help for its options)
   copy    copy one mailbox from a source IMAP account to a destination account
           (imapcopy-copier copy --help for its options)
 `
@@ -60,11 +63,12 @@ Commands:
 // run is the whole program but for the process: main gives it the
 // arguments, the environment and the output streams.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return &exitError{code: exitUsage, err: errors.New("no command given"), quiet: true}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !slices.Contains([]string{"-h", "-help", "--help"}, args[0]) {
+		return runWorker(ctx, args, getenv, stderr)
 	}
 	switch args[0] {
+	case "worker":
+		return runWorker(ctx, args[1:], getenv, stderr)
 	case "copy":
 		return runCopy(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":

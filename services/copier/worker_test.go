@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/natstest"
+	"imapcopy.dev/pkg/redistest"
+	"imapcopy.dev/pkg/syncstatus"
+	"imapcopy.dev/pkg/syncworker"
+	"imapcopy.dev/pkg/taskqueue"
+	"imapcopy.dev/pkg/taskseal"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestWorkerConfig(t *testing.T) {
+	base := map[string]string{"IMAPCOPY_TASK_KEY_FILE": "/keys"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range base {
+			m[a] = b
+		}
+		m[k] = v
+		return m
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // "" for success
+		check   func(*workerConfig) bool
+	}{
+		{"defaults", nil, base, "", func(c *workerConfig) bool {
+			return c.Concurrency == syncworker.DefaultConcurrency && c.Store == "redis" && c.NATSURL == "nats://127.0.0.1:4222" &&
+				c.ShutdownTimeout == syncworker.DefaultShutdownTimeout && c.QueueReplicas == 1 && c.AdminAddr == "127.0.0.1:9090"
+		}},
+		{"env", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "2"), "", func(c *workerConfig) bool { return c.Concurrency == 2 }},
+		{"flag wins", []string{"-concurrency", "3"}, with("IMAPCOPY_COPIER_CONCURRENCY", "2"), "", func(c *workerConfig) bool { return c.Concurrency == 3 }},
+		{"shutdown timeout", nil, with("IMAPCOPY_SHUTDOWN_TIMEOUT", "30s"), "", func(c *workerConfig) bool { return c.ShutdownTimeout == 30*time.Second }},
+		{"nats store", nil, with("IMAPCOPY_STORE", "nats"), "", func(c *workerConfig) bool { return c.Store == "nats" }},
+		{"no key file", nil, map[string]string{}, "IMAPCOPY_TASK_KEY_FILE is required", nil},
+		{"bad concurrency", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "many"), "IMAPCOPY_COPIER_CONCURRENCY", nil},
+		{"zero concurrency", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "0"), "IMAPCOPY_COPIER_CONCURRENCY=0", nil},
+		{"bad store", nil, with("IMAPCOPY_STORE", "memcached"), "IMAPCOPY_STORE", nil},
+		{"bad duration", nil, with("IMAPCOPY_SHUTDOWN_TIMEOUT", "soon"), "IMAPCOPY_SHUTDOWN_TIMEOUT", nil},
+		{"bad network", nil, with("IMAPCOPY_ALLOW_NETWORKS", "10.0.0.0/33"), "IMAPCOPY_ALLOW_NETWORKS", nil},
+		{"bad port", nil, with("IMAPCOPY_ALLOW_PORTS", "993,imap"), "IMAPCOPY_ALLOW_PORTS", nil},
+		{"bad log level", nil, with("IMAPCOPY_LOG_LEVEL", "loud"), "IMAPCOPY_LOG_LEVEL", nil},
+		{"stray argument", []string{"now"}, base, "unexpected argument", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			c, err := parseWorkerConfig(tt.args, envOf(tt.env), &stderr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != exitUsage {
+					t.Errorf("parseWorkerConfig() = %v (exit %d), want a usage error containing %q", err, exitCode(err), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseWorkerConfig() = %v, want nil", err)
+			}
+			if !tt.check(c) {
+				t.Errorf("parseWorkerConfig() = %+v, not what %s expects", c, tt.name)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (the worker logs from
+// many goroutines).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// The worker mode, wired as the binary runs it (flags and environment, NATS, Redis,
+// the key file, the network policy, the CA file), copies a queued task to COMPLETED
+// and stops cleanly when its context ends.
+func TestWorkerCopiesAQueuedTask(t *testing.T) {
+	ns := natstest.Start(t)
+	rs := redistest.Start(t)
+	key := taskseal.GenerateKey()
+	keyFile := filepath.Join(t.TempDir(), "task.key")
+	if err := os.WriteFile(keyFile, taskseal.FormatKeys(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"IMAPCOPY_NATS_URL":             ns.ClientURL(),
+		"IMAPCOPY_REDIS_URL":            rs.URL(),
+		"IMAPCOPY_TASK_KEY_FILE":        keyFile,
+		"IMAPCOPY_ADMIN_ADDR":           "",
+		"IMAPCOPY_ALLOW_NETWORKS":       "127.0.0.1",
+		"IMAPCOPY_IMAP_CA_FILE":         caBundle(t),
+		"IMAPCOPY_COPIER_CONCURRENCY":   "2",
+		"IMAPCOPY_SHUTDOWN_TIMEOUT":     "10s",
+		"IMAPCOPY_ALLOW_PLAINTEXT_IMAP": "false",
+		"IMAPCOPY_STATUS_RETENTION":     "1h",
+		"IMAPCOPY_QUEUED_LOCK_TTL":      "1h",
+		"IMAPCOPY_COPIER_CONNECTIONS":   "2",
+		"IMAPCOPY_LOG_LEVEL":            "info",
+		"IMAPCOPY_QUEUE_REPLICAS":       "1",
+		"IMAPCOPY_NATS_CREDS_FILE":      "",
+		"IMAPCOPY_STORE":                "redis",
+		"IMAPCOPY_ALLOW_PORTS":          "993",
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, envOf(env), &bytes.Buffer{}, logs) }()
+
+	// What the api does.
+	src, dst := newUser(t, slash), newUser(t, dot)
+	mb := imaptest.Generate(7, imaptest.Spec{Count: 40, Folders: 2})
+	if err := imaptest.Load(t.Context(), src, mb); err != nil {
+		t.Fatal(err)
+	}
+	store := syncstatus.NewRedis(rs.Client(t), syncstatus.RedisOptions{})
+	source := src.Login + "@source.test"
+	token, err := store.Acquire(t.Context(), source, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const taskID = "worker-mode-task"
+	if err := store.Put(t.Context(), source, token, &imapcopyv1.SyncStatus{TaskId: taskID, SourceEmail: source, State: imapcopyv1.SyncState_SYNC_STATE_QUEUED}); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := taskseal.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := kr.Seal(taskID, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := func(a imapconn.Account) *imapcopyv1.Endpoint {
+		return &imapcopyv1.Endpoint{Provider: "other", Login: a.Login, Host: a.Host, Port: uint32(a.Port), Security: imapcopyv1.Security_SECURITY_TLS}
+	}
+	js := ns.JetStream(t)
+	// The stream may not exist yet (the worker creates it at start): wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := taskqueue.Publish(t.Context(), js, &imapcopyv1.SyncTask{
+			TaskId: taskID, SourceEmail: source, Source: endpoint(src), Destination: endpoint(dst),
+			Sealed: sealed, LockToken: token,
+		})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish: %v\nworker logs:\n%s", err, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	deadline = time.Now().Add(60 * time.Second)
+	var st *imapcopyv1.SyncStatus
+	for {
+		st, err = store.Get(t.Context(), source)
+		if err == nil && syncstatus.Terminal(st.GetState()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %v (err %v) after 60s, want the task ended\nworker logs:\n%s", st, err, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED {
+		t.Fatalf("status = %v (%s), want COMPLETED\nworker logs:\n%s", st.GetState(), st.GetMessage(), logs)
+	}
+	res, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{IgnoreDest: func(_ string, raw []byte) bool {
+		head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+		return bytes.Contains(head, []byte(mailcopy.ReportHeader+":"))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() {
+		t.Errorf("Check: %v", res)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after cancel = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker still running 30s after its context ended")
+	}
+	out := logs.String()
+	for _, want := range []string{`"msg":"copier_started"`, `"task_id":"` + taskID + `"`, `"msg":"copier_stopped"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	for _, secret := range []string{src.Password, dst.Password} {
+		if strings.Contains(out, secret) {
+			t.Errorf("a password appears in the logs")
+		}
+	}
+	if t.Failed() {
+		t.Logf("worker logs:\n%s", out)
+	}
+}
