@@ -8,7 +8,8 @@ type srcMessage struct {
 	uid   uint32
 	size  int64
 	date  time.Time
-	flags []string // as the source reports them; cleaned before APPEND
+	flags []string // cleaned for APPEND (see cleanFlags)
+	base  key      // identity without the size (see identityBase)
 	key   key
 }
 

@@ -286,7 +286,7 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
 	opts, cd := e.capturing()
-	a, err := imapappend.Dial(ctx, e.cfg.Destination, opts)
+	a, err := imapappend.Dial(ctx, e.cfg.Destination, opts, imapappend.WithBatching(e.cfg.Batching))
 	if err != nil {
 		return nil, nil, e.classifyDial(SideDestination, err)
 	}

@@ -18,11 +18,14 @@
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
 //     diff, then a body pass for the missing messages only.
-//  4. The body pass fetches BODY.PEEK[] in batches (50 messages, 24 MiB) and streams
-//     each batch into one MULTIAPPEND command of pkg/imapappend (pipelined single
+//  4. The body pass fetches BODY.PEEK[] of the missing messages in chunks (500
+//     messages, 128 MiB) and streams each chunk into one Append call of
+//     pkg/imapappend, which sends MULTIAPPEND batches of small messages (50 messages,
+//     8 MiB) and every message over 1 MiB alone, pipelined, with LITERAL+ (single
 //     APPENDs where the destination lacks MULTIAPPEND). A message is never held in
-//     memory: the appender reads each body from the source's FETCH response as it
-//     writes it, so memory stays bounded by buffers whatever the message sizes.
+//     memory by this package: the appender reads each body from the source's FETCH
+//     response while it writes it. Memory is bounded by the appender's batches
+//     (two in flight per connection), whatever the message sizes.
 //  5. At the end, a report (text/plain, UTF-8, quoted-printable, marked with the
 //     ReportHeader field) is appended to the destination INBOX without \Seen.
 //
@@ -60,15 +63,38 @@
 // A message the destination refuses (too big, APPENDLIMIT, over the space left,
 // rejected) is recorded in Result.Failures with folder, source UID, size and
 // reason, and the copy goes on; a refused MULTIAPPEND batch is narrowed down to the
-// message at fault by pkg/imapappend. Messages over Config.MaxMessageSize are
+// message at fault by pkg/imapappend (it resends the batch one message at a time). Messages over Config.MaxMessageSize are
 // skipped and listed in Result.Skipped. A folder the server refuses to open is
 // recorded in its FolderResult.Error. The copy stops with a permanent *Error
 // (IsPermanent) when a login is refused, when a server cannot be used as
 // configured (TLS, STARTTLS, not IMAP), or when the destination is full: three
 // quota refusals in a row, or a quota refusal of a message of 64 KiB or less.
 //
+// # Options
+//
+// Config.Since keeps the messages whose INTERNALDATE (from the metadata pass, not a
+// server-side SEARCH: the comparison is exact, to the second) is not before it.
+// Config.MaxMessageSize compares RFC822.SIZE. Config.DryRun lists, plans and runs
+// both metadata passes, and reports what a copy would do (FolderResult.Created: would
+// be created; Counts.Copied: would be copied); it creates and appends nothing.
+//
+// # Report
+//
+// Unless NoReport or DryRun, the report is appended when the copy ended, or stopped
+// for a permanent reason (so that the user learns why, when the destination still
+// accepts it); not when it stopped for a temporary one, which a later Copy resumes.
+//
 // # Progress
 //
 // Config.Progress receives snapshots with per-folder counts about every
 // Config.ProgressInterval while messages move, and whenever a folder ends.
+//
+// # Limits
+//
+// The metadata pass keeps about 100 bytes per message of the folder being copied (on
+// both sides). A server whose RFC822.SIZE differs from the length of BODY[] (seen on
+// some Exchange versions) is handled: the size announced to the destination is
+// corrected and the batch sent again, and within the copy such a message counts as
+// copied once; but its identity on the destination differs from the one its source
+// metadata gives, so a later rerun copies it again.
 package mailcopy

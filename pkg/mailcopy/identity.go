@@ -33,27 +33,39 @@ type key [16]byte
 // response to BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)]),
 // its RFC822.SIZE and its INTERNALDATE.
 func identity(header []byte, size int64, internalDate time.Time) key {
+	return withSize(identityBase(header, internalDate), size)
+}
+
+// identityBase is the part of the identity that does not depend on the size,
+// so that a corrected size gives the key the destination will show.
+func identityBase(header []byte, internalDate time.Time) key {
 	fields := parseHeader(header)
 	h := sha256.New()
-	var num [8]byte
-	binary.BigEndian.PutUint64(num[:], uint64(size))
 	if id := normalizeMessageID(fields["message-id"]); id != "" {
 		h.Write([]byte("m\x00"))
 		h.Write([]byte(id))
-		h.Write([]byte{0})
-		h.Write(num[:])
 	} else {
 		h.Write([]byte("h\x00"))
 		for _, name := range []string{"date", "from", "to", "subject"} {
 			h.Write([]byte(fields[name]))
 			h.Write([]byte{0})
 		}
-		h.Write(num[:])
+		var num [8]byte
 		binary.BigEndian.PutUint64(num[:], uint64(internalDate.Unix()))
 		h.Write(num[:])
 	}
 	var k key
 	copy(k[:], h.Sum(nil))
+	return k
+}
+
+func withSize(base key, size int64) key {
+	var buf [len(base) + 8]byte
+	copy(buf[:], base[:])
+	binary.BigEndian.PutUint64(buf[len(base):], uint64(size))
+	sum := sha256.Sum256(buf[:])
+	var k key
+	copy(k[:], sum[:])
 	return k
 }
 

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 
 // newUser adds a user to d and waits until it can log in: Dovecot re-reads
 // its passwd-file at most about once a second.
-func newUser(t *testing.T, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
+func newUser(t testing.TB, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
 	t.Helper()
 	acct := d.AddUser(t, opts...)
 	deadline := time.Now().Add(10 * time.Second)

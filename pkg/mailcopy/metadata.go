@@ -78,7 +78,8 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 		if !haveUID || !haveSize || !haveHeader || !haveDate {
 			return nil, fmt.Errorf("the server's FETCH answer for message %d lacks UID, RFC822.SIZE, INTERNALDATE or the header fields", data.SeqNum)
 		}
-		m.key = identity(header, m.size, m.date)
+		m.base = identityBase(header, m.date)
+		m.key = withSize(m.base, m.size)
 		msgs = append(msgs, m)
 	}
 	if err := cmd.Close(); err != nil {

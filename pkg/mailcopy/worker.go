@@ -220,7 +220,9 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	msgs = inScope(msgs, e.cfg.Since)
 	for i := range msgs {
 		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
+			// The destination will show the size of the body it got.
 			msgs[i].size = s
+			msgs[i].key = withSize(msgs[i].base, s)
 		}
 	}
 

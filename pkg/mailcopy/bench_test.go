@@ -1,0 +1,83 @@
+package mailcopy_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/copybench"
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
+)
+
+// BenchmarkCopy copies the benchmark's generated mailbox (copybench's: 5,000
+// messages, about 300 MB, 27 folders; IMAPCOPY_BENCH_MESSAGES and
+// IMAPCOPY_BENCH_MB change it) from a "/" Dovecot into a fresh account of a
+// "." Dovecot, both on loopback over TLS, with the default 4 connections
+// (IMAPCOPY_BENCH_CONNECTIONS changes it).
+// Each iteration copies into a new account, then reruns the copy onto it.
+// Loading the source is setup, not measured. Reports messages/s, MB/s, the
+// rerun's seconds and the peak heap in use during the copies.
+//
+//	go test ./mailcopy -run '^$' -bench BenchmarkCopy -benchtime 1x
+func BenchmarkCopy(b *testing.B) {
+	spec := copybench.DefaultSpec()
+	if n, err := strconv.Atoi(os.Getenv("IMAPCOPY_BENCH_MESSAGES")); err == nil {
+		spec.Count = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("IMAPCOPY_BENCH_MB")); err == nil {
+		spec.Bytes = int64(n) << 20
+	}
+	conns := 0 // default
+	if n, err := strconv.Atoi(os.Getenv("IMAPCOPY_BENCH_CONNECTIONS")); err == nil {
+		conns = n
+	}
+	var logger *slog.Logger // IMAPCOPY_BENCH_LOG=1: the engine's log on stderr
+	if os.Getenv("IMAPCOPY_BENCH_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ctx := context.Background()
+	mb, err := copybench.Generate(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, loaded, err := copybench.LoadSource(ctx, servers[imaptest.FlavourSlash], mb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	count, size := loaded.Messages, loaded.Bytes
+	mb, loaded = nil, nil // the copy's heap is measured, not the generator's
+	b.Logf("source: %d messages, %.1f MB", count, float64(size)/1e6)
+
+	var copyTime, rerunTime time.Duration
+	var peak int64
+	for b.Loop() {
+		b.StopTimer()
+		dst := newUser(b, servers[imaptest.FlavourDot])
+		b.StartTimer()
+		var res *mailcopy.Result
+		peak = max(peak, measurePeakHeap(func() {
+			start := time.Now()
+			res, err = mailcopy.Copy(ctx, mailcopy.Config{Source: src, Destination: dst, Connections: conns, Logger: logger})
+			copyTime += time.Since(start)
+		}))
+		if err != nil || res.Totals.Copied != count {
+			b.Fatalf("copy: %v, totals %+v, want %d copied", err, res.Totals, count)
+		}
+		start := time.Now()
+		res, err = mailcopy.Copy(ctx, mailcopy.Config{Source: src, Destination: dst, Connections: conns, NoReport: true})
+		rerunTime += time.Since(start)
+		if err != nil || res.Totals.Copied != 0 {
+			b.Fatalf("rerun: %v, totals %+v, want 0 copied", err, res.Totals)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(count)*n/copyTime.Seconds(), "msgs/s")
+	b.ReportMetric(float64(size)/1e6*n/copyTime.Seconds(), "MB/s")
+	b.ReportMetric(copyTime.Seconds()/n, "copy-s")
+	b.ReportMetric(rerunTime.Seconds()/n, "rerun-s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
