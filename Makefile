@@ -51,6 +51,11 @@ test-deps: ## install the Debian packages the tests need (as root), or say how
 	  fi; \
 	fi
 
+.PHONY: bench
+bench: test-deps ## imapcopy vs mbsync on loopback and an emulated WAN; BENCH_SIZE=small takes about a minute (BENCH_* settings: pkg/copybench/cmd/copybench)
+	$(GO) build -o $(BIN)/imapcopy-copier ./services/copier
+	$(GO) run ./pkg/copybench/cmd/copybench
+
 .PHONY: tools
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## install the pinned code generators into bin/tools
 
