@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -33,7 +34,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
@@ -53,7 +56,7 @@ const (
 	concurrency = 4 // tasks per copier
 	// messagesPerSync: enough for a sync to be running when the kills come, small
 	// enough for 30 syncs to fit in a few minutes on a shared machine.
-	messagesPerSync = 60
+	messagesPerSync = 100
 )
 
 // repoRoot is the repository, seen from this package's folder.
@@ -147,27 +150,66 @@ func TestFleet(t *testing.T) {
 	}
 	t.Logf("loaded %d sources in %v", syncs, time.Since(loadStart).Round(time.Second))
 
-	// Start every sync, alternating between the two apis.
+	// Start every sync, alternating between the two apis, while a watcher waits for
+	// the moment to break things: copies running and most syncs not ended. It then
+	// kills the NATS node that leads the task stream and the copier with the most
+	// tasks in flight. A start that meets the NATS failover gets UNAVAILABLE (nothing
+	// queued, nothing locked) and is retried, as a control panel would.
 	runStart := time.Now()
+	killed := make(chan killReport, 1)
+	go func() { killed <- breakFleet(ctx, clients, pairs, cluster, cops, runStart) }()
+	startRetries := 0
 	for i := range pairs {
 		p := &pairs[i]
-		resp, err := clients[i%apis].StartSync(ctx, &imapcopyv1.StartSyncRequest{
-			Source:      account(p.src, p.srcEmail),
-			Destination: account(p.dst, p.dstEmail),
-		})
-		if err != nil {
-			t.Fatalf("StartSync %d through api-%d: %v", i, i%apis, err)
+		api := clients[i%apis]
+		for {
+			resp, err := api.StartSync(ctx, &imapcopyv1.StartSyncRequest{
+				Source:      account(p.src, p.srcEmail),
+				Destination: account(p.dst, p.dstEmail),
+			})
+			if err == nil {
+				p.taskID = resp.GetTaskId()
+				break
+			}
+			switch status.Code(err) {
+			case codes.Unavailable:
+				startRetries++
+				select {
+				case <-ctx.Done():
+					t.Fatalf("StartSync %d: %v", i, err)
+				case <-time.After(500 * time.Millisecond):
+				}
+				continue
+			case codes.AlreadyExists:
+				if startRetries > 0 { // an earlier try was queued after all
+					st, gerr := api.GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.srcEmail})
+					if gerr == nil {
+						p.taskID = st.GetStatus().GetTaskId()
+						break
+					}
+				}
+			}
+			if p.taskID == "" {
+				t.Fatalf("StartSync %d through api-%d: %v", i, i%apis, err)
+			}
+			break
 		}
-		p.taskID = resp.GetTaskId()
 	}
-	t.Logf("started %d syncs through %d apis in %v", syncs, apis, time.Since(runStart).Round(time.Millisecond))
+	t.Logf("started %d syncs through %d apis in %v (%d starts retried after UNAVAILABLE)", syncs, apis, time.Since(runStart).Round(time.Millisecond), startRetries)
+	var k killReport
+	select {
+	case k = <-killed:
+	case <-ctx.Done():
+		t.Fatal("the watcher did not break the fleet before the deadline")
+	}
+	if k.err != nil {
+		t.Fatal(k.err)
+	}
+	t.Logf("at %v, %d running and %d ended: killed NATS node %s (stream leader) and %s (%d tasks in flight)",
+		k.at.Round(time.Millisecond), k.running, k.ended, k.nats, k.copier, k.inFlight)
 
-	// Mid-run: once copies are running and most syncs are not done, kill the NATS node
-	// that leads the task stream, then a copier.
-	var killedNATS, killedCopier string
-	var killedAt time.Duration
 	statuses := map[int]*imapcopyv1.SyncStatus{}
-	poll := func() (running, terminal int) {
+	poll := func() (terminal int) {
 		for i := range pairs {
 			if s := statuses[i]; s != nil && terminalState(s.GetState()) {
 				terminal++
@@ -175,43 +217,21 @@ func TestFleet(t *testing.T) {
 			}
 			resp, err := clients[i%apis].GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: pairs[i].srcEmail})
 			if err != nil {
-				// An api may be briefly unavailable while NATS fails over: ask again.
-				continue
+				continue // an api may be briefly unavailable while NATS fails over
 			}
 			statuses[i] = resp.GetStatus()
-			switch {
-			case terminalState(resp.GetStatus().GetState()):
+			if terminalState(resp.GetStatus().GetState()) {
 				terminal++
-			case resp.GetStatus().GetState() == imapcopyv1.SyncState_SYNC_STATE_RUNNING:
-				running++
 			}
 		}
-		return running, terminal
+		return terminal
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
-	for killedAt == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no sync was running before the deadline: %v", statusSummary(statuses))
-		case <-tick.C:
-		}
-		running, terminal := poll()
-		if running >= copiers && terminal < syncs/2 {
-			killedNATS = cluster.killStreamLeader(t)
-			killedCopier = cops[0].name
-			cops[0].kill(t)
-			killedAt = time.Since(runStart)
-			t.Logf("at %v, %d running and %d ended: killed NATS node %s and %s", killedAt.Round(time.Millisecond), running, terminal, killedNATS, killedCopier)
-		} else if terminal >= syncs/2 {
-			t.Fatalf("half the syncs ended before %d ran at once: make the mailboxes bigger (%v)", copiers, statusSummary(statuses))
-		}
-	}
 
 	// Every sync must end, completed.
 	for {
-		_, terminal := poll()
-		if terminal == syncs {
+		if poll() == syncs {
 			break
 		}
 		select {
@@ -281,13 +301,72 @@ func TestFleet(t *testing.T) {
 	}
 
 	t.Logf("fleet: %d NATS nodes, %d apis, %d copiers x %d tasks; killed %s and %s at %v",
-		natsNodes, apis, copiers, concurrency, killedNATS, killedCopier, killedAt.Round(time.Millisecond))
+		natsNodes, apis, copiers, concurrency, k.nats, k.copier, k.at.Round(time.Millisecond))
 	t.Logf("result: %d/%d syncs COMPLETED in %v (first start to last end); %d generated messages (%.1f MB) in the sources; copied %d messages, %.1f MB (reruns count what they append)",
 		syncs, syncs, runTime.Round(time.Second), wantMsgs, float64(wantBytes)/1e6, msgs, float64(bytesCopied)/1e6)
 	t.Logf("result: %d syncs ran more than once (max attempt %d); %d extra reports; checker passed on %d pairs in %v",
 		redelivered, maxAttempt, extraReports, syncs, time.Since(checkStart).Round(time.Second))
 	if t.Failed() {
 		t.Log(h.logs())
+	}
+}
+
+// killReport says what breakFleet killed, and when.
+type killReport struct {
+	nats, copier   string
+	inFlight       int
+	at             time.Duration
+	running, ended int
+	err            error
+}
+
+// breakFleet polls the syncs' statuses until at least twice as many as there are copiers run while
+// fewer than a third have ended, then kills the NATS node leading the task stream
+// and the copier with the most tasks in flight (SIGKILL both).
+func breakFleet(ctx context.Context, clients []imapcopyv1.SyncServiceClient, pairs []pair, cluster *natsCluster, cops []*proc, runStart time.Time) killReport {
+	for {
+		select {
+		case <-ctx.Done():
+			return killReport{err: fmt.Errorf("no moment to break the fleet before the deadline: %w", ctx.Err())}
+		case <-time.After(200 * time.Millisecond):
+		}
+		running, ended := 0, 0
+		for i := range pairs {
+			// srcEmail is set before this goroutine starts; a sync not started yet is
+			// NotFound.
+			resp, err := clients[i%apis].GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: pairs[i].srcEmail})
+			if err != nil {
+				continue
+			}
+			switch st := resp.GetStatus().GetState(); {
+			case terminalState(st):
+				ended++
+			case st == imapcopyv1.SyncState_SYNC_STATE_RUNNING:
+				running++
+			}
+		}
+		if ended >= syncs/3 {
+			return killReport{err: fmt.Errorf("a third of the syncs ended before %d ran at once: make the mailboxes bigger", 2*copiers)}
+		}
+		if running < 2*copiers {
+			continue
+		}
+		k := killReport{at: time.Since(runStart), running: running, ended: ended}
+		var err error
+		if k.nats, err = cluster.killStreamLeader(); err != nil {
+			return killReport{err: err}
+		}
+		victim := cops[0]
+		for _, c := range cops {
+			if n := c.inFlight(); n > k.inFlight {
+				victim, k.inFlight = c, n
+			}
+		}
+		if err := victim.kill(); err != nil {
+			return killReport{err: err}
+		}
+		k.copier = victim.name
+		return k
 	}
 }
 
@@ -426,12 +505,31 @@ func (h *harness) start(name, bin string, env map[string]string, args ...string)
 }
 
 // kill ends the process with SIGKILL, as a node failure or the OOM killer would.
-func (p *proc) kill(t *testing.T) {
-	t.Helper()
+func (p *proc) kill() error {
 	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill %s: %v", p.name, err)
+		return fmt.Errorf("kill %s: %w", p.name, err)
 	}
 	<-p.done
+	return nil
+}
+
+// inFlight reads imapcopy_copier_tasks_in_flight from the process's /metrics (0 when
+// it cannot).
+func (p *proc) inFlight() int {
+	resp, err := http.Get("http://" + p.adminAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "imapcopy_copier_tasks_in_flight "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return int(f)
+		}
+	}
+	return 0
 }
 
 // waitReady waits until the process's /readyz answers 200 (or fails the test when
@@ -558,8 +656,7 @@ func (c *natsCluster) clientURLs() string {
 
 // killStreamLeader kills the node that leads the task stream (the hardest node to
 // lose), or the first node when no node names a leader.
-func (c *natsCluster) killStreamLeader(t *testing.T) string {
-	t.Helper()
+func (c *natsCluster) killStreamLeader() (string, error) {
 	leader := ""
 	for _, n := range c.nodes {
 		resp, err := http.Get("http://" + n.monitor + "/jsz?streams=true")
@@ -594,12 +691,10 @@ func (c *natsCluster) killStreamLeader(t *testing.T) string {
 	}
 	for _, n := range c.nodes {
 		if n.name == leader || leader == "" {
-			n.proc.kill(t)
-			return n.name
+			return n.name, n.proc.kill()
 		}
 	}
-	t.Fatalf("stream leader %q is not a node of the cluster", leader)
-	return ""
+	return "", fmt.Errorf("stream leader %q is not a node of the cluster", leader)
 }
 
 // freeAddr returns a free loopback address (the kernel's choice, released at once).
