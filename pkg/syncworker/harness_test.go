@@ -228,7 +228,13 @@ func newEnv(t *testing.T) *env {
 	e.startAPI()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("in-process logs:\n%s", tail(e.logs.String(), 60))
+			var lines []string
+			for l := range strings.SplitSeq(e.logs.String(), "\n") {
+				if !strings.Contains(l, `"msg":"grpc_call"`) {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("in-process logs (but the api's calls):\n%s", tail(strings.Join(lines, "\n"), 60))
 		}
 	})
 	return e
@@ -373,7 +379,7 @@ func (e *env) startChild(name string) *child {
 		<-c.exited
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("copier %s log:\n%s", name, tail(string(b), 40))
+			t.Logf("copier %s log:\n%s", name, tail(string(b), 100))
 		}
 	})
 	return c
