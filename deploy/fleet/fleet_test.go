@@ -320,8 +320,8 @@ type killReport struct {
 	err            error
 }
 
-// breakFleet polls the syncs' statuses until at least twice as many as there are copiers run while
-// fewer than a third have ended, then kills the NATS node leading the task stream
+// breakFleet polls the syncs' statuses until 2 per copier run while fewer than a
+// third have ended, then kills the NATS node leading the task stream
 // and the copier with the most tasks in flight (SIGKILL both).
 func breakFleet(ctx context.Context, clients []imapcopyv1.SyncServiceClient, pairs []pair, cluster *natsCluster, cops []*proc, runStart time.Time) killReport {
 	for {
