@@ -35,7 +35,12 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 		return nil, nil
 	}
 	cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, metadataOptions) // UID 1:*
-	defer cmd.Close()
+	dead := false // see bodyStream.dead: after a failed literal, do not drain
+	defer func() {
+		if !dead {
+			cmd.Close()
+		}
+	}()
 	msgs := make([]srcMessage, 0, exists)
 	interned := map[string][]string{}
 	header := make([]byte, 0, 1024)
@@ -68,7 +73,11 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 				haveHeader = true
 				if item.Literal != nil {
 					b, err := readBounded(item.Literal, header, maxIdentityHeader)
+					if err == nil && int64(len(b)) < min(item.Literal.Size(), maxIdentityHeader) {
+						err = errShortBody
+					}
 					if err != nil {
+						dead = true
 						return nil, fmt.Errorf("read identity header of message %d: %w", data.SeqNum, err)
 					}
 					header = b

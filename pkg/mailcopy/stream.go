@@ -65,6 +65,11 @@ type bodyStream struct {
 
 	next int   // index of the next message to open
 	err  error // first source-side failure, sticky
+	// dead: a literal read failed, the connection is gone. The FETCH must
+	// not be drained then: go-imap would read the failed literal again while
+	// its reader goroutine, released by the failure, uses the same buffer (a
+	// data race). Closing the client is enough: its reader exits by itself.
+	dead bool
 }
 
 func openBodies(c *imapclient.Client, msgs []srcMessage, abort func()) *bodyStream {
@@ -78,9 +83,12 @@ func openBodies(c *imapclient.Client, msgs []srcMessage, abort func()) *bodyStre
 // reader returns the body of message i of the stream.
 func (s *bodyStream) reader(i int) io.Reader { return &bodyReader{s: s, i: i} }
 
-// close consumes what is left of the FETCH and returns the first source-side
-// failure, if any.
+// close consumes what is left of the FETCH (unless the connection is dead)
+// and returns the first source-side failure, if any.
 func (s *bodyStream) close() error {
+	if s.dead {
+		return s.err
+	}
 	cerr := s.cmd.Close()
 	if s.err != nil {
 		return s.err
@@ -130,6 +138,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	n, err := r.lit.Read(p)
 	r.n += int64(n)
 	if r.n < want && err != nil {
+		s.dead = true
 		if err == io.EOF {
 			err = errShortBody
 		}
