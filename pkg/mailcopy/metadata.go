@@ -35,7 +35,8 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 		return nil, nil
 	}
 	cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, metadataOptions) // UID 1:*
-	dead := false                                                     // see bodyStream.dead: after a failed literal, do not drain
+	// After a failed literal, do not drain (see bodyStream.dead).
+	dead := false
 	defer func() {
 		if !dead {
 			cmd.Close()
