@@ -150,8 +150,15 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	e.mu.Unlock()
 	e.tracker.flush()
 
-	if !e.cfg.DryRun && !e.cfg.NoReport && ctx.Err() == nil && (err == nil || IsPermanent(err) && !isDestLogin(err)) {
-		if rerr := e.appendReport(ctx, res); rerr != nil {
+	// The report tells what a finished copy did. A copy stopped by a full
+	// destination is worth reporting too (if it still fits); any other stop
+	// either did nothing yet or will be resumed.
+	if !e.cfg.DryRun && !e.cfg.NoReport && ctx.Err() == nil && (err == nil || KindOf(err) == KindOverQuota) {
+		stopped := ""
+		if err != nil {
+			stopped = err.Error()
+		}
+		if rerr := e.appendReport(ctx, res, stopped); rerr != nil {
 			res.ReportError = rerr.Error()
 			e.log.Warn("report not appended", "error", rerr)
 		} else {
@@ -159,11 +166,6 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		}
 	}
 	return err
-}
-
-func isDestLogin(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Kind == KindLogin && e.Side == SideDestination
 }
 
 // copyFolders runs the folder jobs on at most Connections workers, biggest
@@ -397,7 +399,7 @@ func (e *engine) recordSkip(m MessageIssue) {
 }
 
 // appendReport appends the report to the destination INBOX, unseen.
-func (e *engine) appendReport(ctx context.Context, res *Result) error {
+func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) error {
 	var id [12]byte
 	rand.Read(id[:])
 	host := e.cfg.Destination.Host
@@ -410,6 +412,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result) error {
 		from:        "imapcopy@" + host,
 		to:          address(e.cfg.Destination),
 		messageID:   "report." + hex.EncodeToString(id[:]) + "@" + host,
+		stopped:     stopped,
 		now:         time.Now(),
 	})
 	return e.retry(ctx, "report", func() error {

@@ -80,9 +80,10 @@
 //
 // # Report
 //
-// Unless NoReport or DryRun, the report is appended when the copy ended, or stopped
-// for a permanent reason (so that the user learns why, when the destination still
-// accepts it); not when it stopped for a temporary one, which a later Copy resumes.
+// Unless NoReport or DryRun, the report is appended when the copy ended, or when it
+// stopped because the destination is full (saying so, if it still fits); not when a
+// login was refused (nothing was done) nor when it stopped for a temporary reason (a
+// later Copy resumes and reports).
 //
 // # Progress
 //

@@ -24,6 +24,7 @@ type reportInfo struct {
 	from, to            string // addresses for the header fields
 	messageID           string // without angle brackets
 	now                 time.Time
+	stopped             string // why the copy stopped before the end; "" if it did not
 }
 
 // buildReport renders the report: a UTF-8 text/plain message, quoted-printable
@@ -57,6 +58,8 @@ func buildReport(r *Result, info reportInfo) []byte {
 
 func reportSubject(r *Result, info reportInfo) string {
 	switch {
+	case info.stopped != "":
+		return fmt.Sprintf("imapcopy: copy from %s stopped before the end", info.source)
 	case r.DryRun:
 		return fmt.Sprintf("imapcopy dry run from %s: %s messages to copy", info.source, num(r.Totals.Copied))
 	case r.Complete():
@@ -78,6 +81,8 @@ func writeReportBody(w *bytes.Buffer, r *Result, info reportInfo) {
 	line("Started:      %s", r.Started.UTC().Format("2006-01-02 15:04:05 MST"))
 	line("Duration:     %s", r.Duration.Round(time.Second))
 	switch {
+	case info.stopped != "":
+		line("Outcome:      stopped before the end: %s", info.stopped)
 	case r.Complete():
 		line("Outcome:      complete: every message in scope is on the destination")
 	case r.Totals.Failed > 0:
