@@ -357,3 +357,56 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 		t.Errorf("tasks in flight = %v, want 0", got)
 	}
 }
+
+// Messages the destination refuses are listed in the status, the rest is copied,
+// and the sync ends COMPLETED_WITH_ERRORS.
+func TestRefusedMessagesCompleteWithErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startCopier()
+	src, dst := addUser(t, shared.slash), addUser(t, shared.dot, imaptest.WithQuota(1<<20))
+	mb := imaptest.Generate(5, imaptest.Spec{Count: 30, Folders: -1, Sizes: []imaptest.SizeClass{{Weight: 1, Min: 1_000, Max: 4_000}}})
+	if err := imaptest.Load(t.Context(), src, mb); err != nil {
+		t.Fatal(err)
+	}
+	big := fmt.Appendf(nil, "From: a@example.com\r\nTo: b@example.com\r\nSubject: too big\r\nMessage-ID: <big@syncworker.test>\r\n"+
+		"Date: Mon, 2 Mar 2026 10:00:00 +0000\r\n\r\n%s\r\n", strings.Repeat(strings.Repeat("x", 98)+"\r\n", 15_000))
+	if _, err := imaptest.AppendRaw(t.Context(), src, "INBOX", big, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	source := src.Login + "@source.test"
+	resp, err := e.api.StartSync(t.Context(), &imapcopyv1.StartSyncRequest{
+		Source:      accountProto(src, source),
+		Destination: accountProto(dst, dst.Login+"@destination.test"),
+	})
+	if err != nil {
+		t.Fatalf("StartSync: %v", err)
+	}
+	st := e.waitStatus(source, waitEnd, "ended", func(st *imapcopyv1.SyncStatus) bool {
+		return st.GetTaskId() == resp.GetTaskId() && syncstatus.Terminal(st.GetState())
+	})
+	if st.GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED_WITH_ERRORS {
+		t.Fatalf("status = %v (%s), want COMPLETED_WITH_ERRORS", st.GetState(), st.GetMessage())
+	}
+	failed := st.GetFailedMessages()
+	if len(failed) != 1 || failed[0].GetFolder() != "INBOX" || failed[0].GetSize() != uint64(len(big)) || failed[0].GetReason() == "" {
+		t.Errorf("failed messages = %v, want the big INBOX message (%d bytes) with a reason", failed, len(big))
+	}
+	if got := st.GetTotal().GetMessagesCopied(); got != uint64(mb.Count()) {
+		t.Errorf("messages copied = %d, want %d", got, mb.Count())
+	}
+	res, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{
+		IgnoreDest:   isReport,
+		AllowMissing: func(_ string, size int64) bool { return size == int64(len(big)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() {
+		t.Errorf("Check: %v", res)
+	}
+	if n := reports(t, dst); n != 1 {
+		t.Errorf("reports = %d, want 1", n)
+	}
+	e.lockFree(source)
+}

@@ -431,9 +431,9 @@ func (b *syncBuffer) String() string {
 // addUser adds a user to d and waits until d lets it log in: Dovecot re-reads its
 // passwd-file at most once a second, so a user added in the second of another
 // login is refused for up to a second.
-func addUser(t *testing.T, d *imaptest.Dovecot) imapconn.Account {
+func addUser(t *testing.T, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
 	t.Helper()
-	acct := d.AddUser(t)
+	acct := d.AddUser(t, opts...)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := imaptest.Dial(t.Context(), acct)
