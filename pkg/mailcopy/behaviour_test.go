@@ -64,10 +64,10 @@ func subjects(t *testing.T, acct imapconn.Account, folder string) []string {
 	return out
 }
 
-// TestIdentity: messages without Message-ID are copied unchanged, identical
+// TestDuplicatesAndNoMessageID: messages without Message-ID are copied unchanged, identical
 // duplicates as many times as they occur, and what the destination already
 // has (as many times as it has it) is not copied again.
-func TestIdentity(t *testing.T) {
+func TestDuplicatesAndNoMessageID(t *testing.T) {
 	t.Parallel()
 	src := newUser(t, servers[imaptest.FlavourSlash])
 	dst := newUser(t, servers[imaptest.FlavourDot])
