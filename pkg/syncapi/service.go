@@ -353,6 +353,30 @@ func testFailed(a *account, resp *imapcopyv1.TestAccountResponse) error {
 	return st.Err()
 }
 
+// acquire takes the per-source lock. A copier writes a task's final status before
+// it releases the lock (the write is fenced by the lock), so for a moment a finished
+// sync still holds it: when the status is already terminal, try again for a little
+// while rather than refuse a start the caller was right to make.
+func (s *Service) acquire(ctx context.Context, source string) (string, error) {
+	const settle, step = 3 * time.Second, 100 * time.Millisecond
+	deadline := time.Now().Add(settle)
+	for {
+		token, err := s.store.Acquire(ctx, source, s.opts.QueuedLockTTL)
+		if !errors.Is(err, syncstatus.ErrLocked) || time.Now().After(deadline) {
+			return token, err
+		}
+		st, gerr := s.store.Get(ctx, source)
+		if gerr != nil || !syncstatus.Terminal(st.GetState()) {
+			return token, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(step):
+		}
+	}
+}
+
 // StartSync implements SyncService: validate, resolve the presets, apply the limits
 // and the network policy, take the lock, test both logins, record QUEUED, seal the
 // secrets and publish. Every failure after the lock releases it. The lock is taken
@@ -383,7 +407,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		}
 	}
 
-	token, err := s.store.Acquire(ctx, source, s.opts.QueuedLockTTL)
+	token, err := s.acquire(ctx, source)
 	if err != nil {
 		return nil, s.storeError(ctx, "acquire lock", err)
 	}

@@ -1,6 +1,7 @@
 package syncapi_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -349,6 +350,44 @@ func TestCancelSync(t *testing.T) {
 			}
 			if _, err := e.client.CancelSync(e.ctx(), &imapcopyv1.CancelSyncRequest{SourceEmail: "nobody"}); status.Code(err) != codes.InvalidArgument {
 				t.Errorf("CancelSync(nobody) = %v, want InvalidArgument", err)
+			}
+		})
+	}
+}
+
+// A copier writes the final status before it releases the lock: a start made in
+// that moment, by a caller who saw the sync finished, is accepted once the lock goes.
+func TestStartSyncWhileCopierReleases(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind)
+			src, dst := newUser(t), newUser(t)
+			req := &imapcopyv1.StartSyncRequest{Source: src.proto(), Destination: dst.proto()}
+			resp, err := e.client.StartSync(e.ctx(), req)
+			if err != nil {
+				t.Fatalf("StartSync: %v", err)
+			}
+			task := e.queuedTask(resp.GetTaskId())
+			if _, err := e.store.Update(e.ctx(), task.GetSourceEmail(), task.GetLockToken(), func(st *imapcopyv1.SyncStatus) error {
+				st.State = imapcopyv1.SyncState_SYNC_STATE_COMPLETED
+				return nil
+			}); err != nil {
+				t.Fatalf("copier: final status: %v", err)
+			}
+			released := make(chan error, 1)
+			go func() {
+				time.Sleep(500 * time.Millisecond)
+				released <- e.store.Release(context.Background(), task.GetSourceEmail(), task.GetLockToken())
+			}()
+			again, err := e.client.StartSync(e.ctx(), req)
+			if err != nil {
+				t.Fatalf("StartSync while the copier releases the lock: %v, want it accepted", err)
+			}
+			if again.GetTaskId() == resp.GetTaskId() {
+				t.Errorf("StartSync reused task id %s", again.GetTaskId())
+			}
+			if err := <-released; err != nil {
+				t.Fatalf("copier: release: %v", err)
 			}
 		})
 	}
