@@ -27,6 +27,7 @@ type config struct {
 	DataDir         string        // IMAPCOPY_DATA_DIR
 	TaskKeyFile     string        // IMAPCOPY_TASK_KEY_FILE; empty: DataDir/task.key, made on first start
 	Concurrency     int           // IMAPCOPY_COPIER_CONCURRENCY
+	Connections     int           // IMAPCOPY_COPIER_CONNECTIONS
 	NATSListenAddr  string        // IMAPCOPY_NATS_LISTEN_ADDR
 	StatusRetention time.Duration // IMAPCOPY_STATUS_RETENTION
 	AdminAddr       string        // IMAPCOPY_ADMIN_ADDR
@@ -49,6 +50,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	e.String(&c.DataDir, "data-dir", "IMAPCOPY_DATA_DIR", "data", "directory of the queue, the statuses and the generated task key (created 0700)")
 	e.String(&c.TaskKeyFile, "task-key-file", "IMAPCOPY_TASK_KEY_FILE", "", `file of task encryption keys, "keyid:base64key" per line (default: DATA_DIR/task.key, generated on first start)`)
 	e.Int(&c.Concurrency, "copier-concurrency", "IMAPCOPY_COPIER_CONCURRENCY", syncworker.DefaultConcurrency, "syncs copied at once")
+	e.Int(&c.Connections, "copier-connections", "IMAPCOPY_COPIER_CONNECTIONS", syncworker.DefaultConnections, "connections per account when neither the sync's options nor its provider preset say")
 	e.String(&c.NATSListenAddr, "nats-listen-addr", "IMAPCOPY_NATS_LISTEN_ADDR", "", "loopback address on which the embedded NATS also accepts clients, such as 127.0.0.1:4222, for the nats CLI (empty: in-process only)")
 	e.Duration(&c.StatusRetention, "status-retention", "IMAPCOPY_STATUS_RETENTION", syncstatus.DefaultRetention, "how long a finished sync's status is kept")
 	e.String(&c.AdminAddr, "admin-addr", "IMAPCOPY_ADMIN_ADDR", "127.0.0.1:9090", "admin HTTP address: /metrics, /healthz, /readyz (empty: off)")
@@ -72,8 +74,11 @@ func (c *config) check() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("IMAPCOPY_DATA_DIR is required: the queue and the statuses live there"))
 	}
-	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONCURRENCY=%d: expected 1 or more", c.Concurrency))
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONCURRENCY=%d: expected 1 to 256", c.Concurrency))
+	}
+	if c.Connections < 1 || c.Connections > 50 {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONNECTIONS=%d: expected 1 to 50", c.Connections))
 	}
 	if c.StatusRetention <= 0 {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_STATUS_RETENTION=%v: expected a positive duration", c.StatusRetention))

@@ -193,6 +193,7 @@ func newWorker(cfg *config, cons jetstream.Consumer, store *syncstatus.KV, keyri
 		Metrics: syncworker.NewMetrics(reg),
 	}, syncworker.Config{
 		Concurrency:     cfg.Concurrency,
+		Connections:     cfg.Connections,
 		KeepAlive:       taskqueue.Config{AckWait: ackWait}.KeepAliveInterval(),
 		ShutdownTimeout: cfg.API.ShutdownTimeout,
 		Dial:            imapconn.Options{Dialer: policy.Dialer(nil, nil)},

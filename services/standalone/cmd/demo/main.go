@@ -31,6 +31,9 @@ import (
 )
 
 func main() {
+	// Output piped into a reader that quits (| head) must not kill the demo before it
+	// has stopped its servers and the service: the rest of the output is then lost.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// The first signal stops the demo cleanly; a second one kills it at once.

@@ -81,9 +81,7 @@ func startService(bin, dir, caFile string) (*service, error) {
 	s.cmd = exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", addr, "-admin-addr", "")
 	s.cmd.Env = env
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	// Its own process group: a Ctrl-C in the terminal reaches the demo only, which then
-	// stops the service with one SIGTERM (a second signal would cut its shutdown short).
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.SysProcAttr = childAttr()
 	if err := s.cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
