@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -330,6 +331,13 @@ func TestStandalone(t *testing.T) {
 	})
 	c := dial(t, grpcAddr)
 	c.waitServing(t, exited)
+
+	// One data directory, one process.
+	err := run(ctx, []string{"-data-dir", dataDir, "-grpc-addr", freeAddr(t), "-admin-addr", ""},
+		func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "in use by another imapcopy process") {
+		t.Errorf("a second run on the same data directory: %v, want it refused", err)
+	}
 
 	if !strings.Contains(logs.String(), `"msg":"task_key_created"`) {
 		t.Errorf("no task_key_created in the logs of a first start")
