@@ -30,6 +30,11 @@ build: ## build bin/imapcopy-api, bin/imapcopy-copier and bin/imapcopy (standalo
 run: build ## start the product in standalone mode (embedded NATS, status on local disk)
 	$(BIN)/imapcopy $(ARGS)
 
+.PHONY: demo
+demo: build ## a whole sync in about a minute: two local IMAP servers, bin/imapcopy, the gRPC calls, the report
+	$(GO) build -o $(BIN)/imapcopy-demo ./services/standalone/cmd/demo
+	$(BIN)/imapcopy-demo -imapcopy $(BIN)/imapcopy $(ARGS)
+
 .PHONY: test
 test: test-deps ## run every test against real Dovecot, redis-server and an embedded NATS
 	$(GO) vet work
@@ -73,6 +78,12 @@ $(TOOLS)/protoc-gen-go:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+GRPCURL_VERSION := v1.9.4
+.PHONY: grpcurl
+grpcurl: $(TOOLS)/grpcurl ## install grpcurl into bin/tools (bin/tools/grpcurl)
+$(TOOLS)/grpcurl:
+	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 .PHONY: generate
 generate: tools ## regenerate the Go code from proto/ (committed)
