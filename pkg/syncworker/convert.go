@@ -58,17 +58,19 @@ func account(ep *imapcopyv1.Endpoint, password, token string, cfg Config) imapco
 	}
 }
 
-// connections is the per-account connection cap: the smallest of the task's option
-// and both providers' limits that are set, else the worker's default.
+// connections is the per-account connection cap: the task's option, else the
+// worker's default, capped by both providers' limits where set. A provider's limit
+// is for the whole account (the customer's phone and mail client count too), so it
+// caps the copy; it never raises the default.
 func connections(t *imapcopyv1.SyncTask, def int) int {
-	n := 0
-	for _, c := range []uint32{t.GetOptions().GetMaxConnections(), t.GetSource().GetMaxConnections(), t.GetDestination().GetMaxConnections()} {
-		if c > 0 && (n == 0 || int(c) < n) {
+	n := def
+	if c := t.GetOptions().GetMaxConnections(); c > 0 {
+		n = int(c)
+	}
+	for _, c := range []uint32{t.GetSource().GetMaxConnections(), t.GetDestination().GetMaxConnections()} {
+		if c > 0 && int(c) < n {
 			n = int(c)
 		}
-	}
-	if n == 0 {
-		return def
 	}
 	return n
 }
