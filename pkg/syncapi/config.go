@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"imapcopy.dev/pkg/envflag"
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
@@ -61,26 +62,29 @@ const (
 // RegisterFlags registers the api's flags on fs, their defaults taken from the
 // environment through getenv (os.Getenv in main).
 func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
-	e := envFlags{fs: fs, getenv: getenv, errs: &c.errs}
-	e.str(&c.GRPCAddr, "grpc-addr", "IMAPCOPY_GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address")
-	e.str(&c.TLSCertFile, "tls-cert-file", "IMAPCOPY_TLS_CERT_FILE", "", "PEM certificate (chain) of the gRPC listener; with the key, turns TLS on")
-	e.str(&c.TLSKeyFile, "tls-key-file", "IMAPCOPY_TLS_KEY_FILE", "", "PEM private key of the gRPC listener")
-	e.str(&c.TLSClientCAFile, "tls-client-ca-file", "IMAPCOPY_TLS_CLIENT_CA_FILE", "", "PEM CAs whose client certificates authenticate callers (mTLS)")
-	e.str(&c.TokensFile, "api-tokens-file", "IMAPCOPY_API_TOKENS_FILE", "", `file of bearer tokens, one per line: "secret" or "name secret"`)
+	e := envflag.New(fs, getenv)
+	e.String(&c.GRPCAddr, "grpc-addr", "IMAPCOPY_GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address")
+	e.String(&c.TLSCertFile, "tls-cert-file", "IMAPCOPY_TLS_CERT_FILE", "", "PEM certificate (chain) of the gRPC listener; with the key, turns TLS on")
+	e.String(&c.TLSKeyFile, "tls-key-file", "IMAPCOPY_TLS_KEY_FILE", "", "PEM private key of the gRPC listener")
+	e.String(&c.TLSClientCAFile, "tls-client-ca-file", "IMAPCOPY_TLS_CLIENT_CA_FILE", "", "PEM CAs whose client certificates authenticate callers (mTLS)")
+	e.String(&c.TokensFile, "api-tokens-file", "IMAPCOPY_API_TOKENS_FILE", "", `file of bearer tokens, one per line: "secret" or "name secret"`)
 	c.Tokens = getenv("IMAPCOPY_API_TOKENS")
-	e.boolean(&c.InsecureListen, "insecure-listen", "IMAPCOPY_INSECURE_LISTEN", false, "allow a non-loopback gRPC address without TLS or without authentication")
-	e.boolean(&c.Reflection, "reflection", "IMAPCOPY_REFLECTION", true, "serve gRPC reflection (grpcurl without proto files)")
-	e.str(&c.AllowNetworks, "allow-networks", "IMAPCOPY_ALLOW_NETWORKS", "", "comma-separated CIDRs, addresses and host names (*.example for subdomains) exempt from the network policy")
-	e.str(&c.AllowPorts, "allow-ports", "IMAPCOPY_ALLOW_PORTS", "143,993", "comma-separated IMAP ports allowed to hosts that are not allow-listed")
-	e.str(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "JSON provider catalogue replacing the built-in one")
-	e.str(&c.IMAPCAFile, "imap-ca-file", "IMAPCOPY_IMAP_CA_FILE", "", "PEM CAs trusted for IMAP servers, besides the system roots")
-	e.boolean(&c.AllowPlaintext, "allow-plaintext-imap", "IMAPCOPY_ALLOW_PLAINTEXT_IMAP", false, "let customers choose IMAP without TLS")
-	e.str(&c.RatePerAddress, "rate-per-address", "IMAPCOPY_RATE_PER_ADDRESS", DefaultRatePerAddress, `account tests and starts per email address: "N/duration" ("off": no limit)`)
-	e.str(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
-	e.integer(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
-	e.duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
-	e.duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
-	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", 20*time.Second, "how long running calls may finish at shutdown")
+	e.Bool(&c.InsecureListen, "insecure-listen", "IMAPCOPY_INSECURE_LISTEN", false, "allow a non-loopback gRPC address without TLS or without authentication")
+	e.Bool(&c.Reflection, "reflection", "IMAPCOPY_REFLECTION", true, "serve gRPC reflection (grpcurl without proto files)")
+	e.String(&c.AllowNetworks, "allow-networks", "IMAPCOPY_ALLOW_NETWORKS", "", "comma-separated CIDRs, addresses and host names (*.example for subdomains) exempt from the network policy")
+	e.String(&c.AllowPorts, "allow-ports", "IMAPCOPY_ALLOW_PORTS", "143,993", "comma-separated IMAP ports allowed to hosts that are not allow-listed")
+	e.String(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "JSON provider catalogue replacing the built-in one")
+	e.String(&c.IMAPCAFile, "imap-ca-file", "IMAPCOPY_IMAP_CA_FILE", "", "PEM CAs trusted for IMAP servers, besides the system roots")
+	e.Bool(&c.AllowPlaintext, "allow-plaintext-imap", "IMAPCOPY_ALLOW_PLAINTEXT_IMAP", false, "let customers choose IMAP without TLS")
+	e.String(&c.RatePerAddress, "rate-per-address", "IMAPCOPY_RATE_PER_ADDRESS", DefaultRatePerAddress, `account tests and starts per email address: "N/duration" ("off": no limit)`)
+	e.String(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
+	e.Int(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
+	e.Duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
+	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
+	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", 20*time.Second, "how long running calls may finish at shutdown")
+	if err := e.Err(); err != nil {
+		c.errs = append(c.errs, err)
+	}
 }
 
 // Check validates the configuration, reporting every problem.
@@ -264,58 +268,6 @@ func ParseRate(s string) (Rate, error) {
 		return Rate{}, fmt.Errorf("rate %q: expected N/duration, such as 10/10m, or off", s)
 	}
 	return Rate{Every: d / time.Duration(count), Burst: count}, nil
-}
-
-// envFlags registers flags whose defaults come from environment variables.
-type envFlags struct {
-	fs     *flag.FlagSet
-	getenv func(string) string
-	errs   *[]error
-}
-
-func (e envFlags) usage(env, usage string) string { return usage + " (env " + env + ")" }
-
-func (e envFlags) str(p *string, name, env, def, usage string) {
-	if v := e.getenv(env); v != "" {
-		def = v
-	}
-	e.fs.StringVar(p, name, def, e.usage(env, usage))
-}
-
-func (e envFlags) boolean(p *bool, name, env string, def bool, usage string) {
-	if v := e.getenv(env); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			*e.errs = append(*e.errs, fmt.Errorf("%s=%q: expected true or false", env, v))
-		} else {
-			def = b
-		}
-	}
-	e.fs.BoolVar(p, name, def, e.usage(env, usage))
-}
-
-func (e envFlags) integer(p *int, name, env string, def int, usage string) {
-	if v := e.getenv(env); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			*e.errs = append(*e.errs, fmt.Errorf("%s=%q: expected a whole number", env, v))
-		} else {
-			def = n
-		}
-	}
-	e.fs.IntVar(p, name, def, e.usage(env, usage))
-}
-
-func (e envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v := e.getenv(env); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			*e.errs = append(*e.errs, fmt.Errorf("%s=%q: expected a duration such as 30s or 24h", env, v))
-		} else {
-			def = d
-		}
-	}
-	e.fs.DurationVar(p, name, def, e.usage(env, usage))
 }
 
 // Parts are what a binary supplies around the configuration: the store, the queue

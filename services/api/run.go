@@ -7,18 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"imapcopy.dev/pkg/adminhttp"
 	"imapcopy.dev/pkg/syncapi"
-	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/taskqueue"
 	"imapcopy.dev/pkg/taskseal"
 )
@@ -30,58 +26,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 
 	keyring, err := taskseal.LoadKeyring(cfg.TaskKeyFile)
 	if err != nil {
 		return fmt.Errorf("IMAPCOPY_TASK_KEY_FILE: %w", err)
 	}
 
-	natsOpts := []nats.Option{
-		nats.Name("imapcopy-api"),
-		nats.RetryOnFailedConnect(true), // start even if NATS is not up yet; readiness says so
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("nats_disconnected", "error", err.Error())
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { logger.Info("nats_reconnected") }),
-	}
-	if cfg.NATSCredsFile != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCredsFile))
-	}
-	nc, err := nats.Connect(cfg.NATSURL, natsOpts...)
+	nc, js, err := cfg.NATS.Connect("imapcopy-api", logger)
 	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	queue := &queueCheck{js: js, cfg: taskqueue.Config{Replicas: cfg.QueueReplicas}}
+	queue := &queueCheck{js: js, cfg: cfg.NATS.Stream()}
 	if err := queue.ready(ctx); err != nil {
 		logger.Warn("task_queue_not_ready", "error", err.Error())
 	}
 
 	var store syncapi.Store
 	checks := map[string]func(context.Context) error{"nats": queue.ready}
-	switch cfg.Store {
+	switch cfg.Status.Store {
 	case "redis":
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		redisStore, rdb, err := cfg.Status.OpenRedis()
 		if err != nil {
-			// Not the parser's error: it may quote the URL, password included.
-			return errors.New("IMAPCOPY_REDIS_URL: not a valid redis:// or rediss:// URL")
+			return err
 		}
-		rdb := redis.NewClient(opts)
 		defer rdb.Close()
-		store = syncstatus.NewRedis(rdb, syncstatus.RedisOptions{Retention: cfg.StatusRetention})
+		store = redisStore
 		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
 	case "nats":
-		kv := &kvStore{js: js, opts: syncstatus.KVOptions{Replicas: cfg.QueueReplicas, Retention: cfg.StatusRetention}}
+		kv := &kvStore{js: js, opts: cfg.Status.KVOptions(cfg.NATS.Replicas)}
 		if err := kv.ready(ctx); err != nil {
 			logger.Warn("kv_store_not_ready", "error", err.Error())
 		}
@@ -110,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	logger.Info("api_started", "version", version, "grpc_addr", lis.Addr().String(),
 		"tls", cfg.API.TLSCertFile != "", "client_certificates", cfg.API.TLSClientCAFile != "",
 		"tokens", cfg.API.TokensFile != "" || cfg.API.Tokens != "", "reflection", cfg.API.Reflection,
-		"store", cfg.Store, "task_key", keyring.CurrentKeyID())
+		"store", cfg.Status.Store, "task_key", keyring.CurrentKeyID())
 	if cfg.API.TLSCertFile == "" {
 		logger.Info("api_plaintext", "hint", "plain gRPC: fine on loopback; set IMAPCOPY_TLS_CERT_FILE, IMAPCOPY_TLS_KEY_FILE and IMAPCOPY_API_TOKENS_FILE before listening on a wider address")
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
 	"imapcopy.dev/pkg/adminhttp"
 	"imapcopy.dev/pkg/imapconn"
@@ -49,30 +48,11 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 
-	natsOpts := []nats.Option{
-		nats.Name("imapcopy-copier"),
-		nats.RetryOnFailedConnect(true), // start even if NATS is not up yet; readiness says so
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("nats_disconnected", "error", err.Error())
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { logger.Info("nats_reconnected") }),
-	}
-	if cfg.NATSCredsFile != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCredsFile))
-	}
-	nc, err := nats.Connect(cfg.NATSURL, natsOpts...)
+	nc, js, err := cfg.NATS.Connect("imapcopy-copier", logger)
 	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 
 	checks := map[string]func(context.Context) error{
 		"nats": func(context.Context) error {
@@ -82,15 +62,14 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 			return nil
 		},
 	}
-	var rdb *redis.Client
-	if cfg.Store == "redis" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+	var store syncworker.Store
+	if cfg.Status.Store == "redis" {
+		redisStore, rdb, err := cfg.Status.OpenRedis()
 		if err != nil {
-			// Not the parser's error: it may quote the URL, password included.
-			return errors.New("IMAPCOPY_REDIS_URL: not a valid redis:// or rediss:// URL")
+			return err
 		}
-		rdb = redis.NewClient(opts)
 		defer rdb.Close()
+		store = redisStore
 		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
 	}
 
@@ -124,7 +103,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		}
 	}()
 
-	qcfg := taskqueue.Config{Replicas: cfg.QueueReplicas}
+	qcfg := cfg.NATS.Stream()
 	cons, err := ensureStream(ctx, nc, js, qcfg, logger)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -132,12 +111,8 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return err
 	}
-	var store syncworker.Store
-	switch cfg.Store {
-	case "redis":
-		store = syncstatus.NewRedis(rdb, syncstatus.RedisOptions{Retention: cfg.StatusRetention})
-	case "nats":
-		kv, err := syncstatus.NewKV(ctx, js, syncstatus.KVOptions{Replicas: cfg.QueueReplicas, Retention: cfg.StatusRetention})
+	if cfg.Status.Store == "nats" {
+		kv, err := syncstatus.NewKV(ctx, js, cfg.Status.KVOptions(cfg.NATS.Replicas))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -167,7 +142,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	started.Store(true)
-	logger.Info("copier_started", "version", version, "concurrency", cfg.Concurrency, "store", cfg.Store,
+	logger.Info("copier_started", "version", version, "concurrency", cfg.Concurrency, "store", cfg.Status.Store,
 		"task_keys", keyring.KeyIDs(), "admin_addr", cfg.AdminAddr)
 	go func() {
 		<-ctx.Done()

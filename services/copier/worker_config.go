@@ -16,20 +16,18 @@ import (
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/syncworker"
+	"imapcopy.dev/pkg/taskqueue"
 )
 
 // workerConfig is the configuration of the worker mode (the default command). The
 // names of the shared settings are the api's: both services read one environment.
 type workerConfig struct {
-	NATSURL         string        // IMAPCOPY_NATS_URL
-	NATSCredsFile   string        // IMAPCOPY_NATS_CREDS_FILE
-	QueueReplicas   int           // IMAPCOPY_QUEUE_REPLICAS
-	Store           string        // IMAPCOPY_STORE: redis or nats
-	RedisURL        string        // IMAPCOPY_REDIS_URL
-	StatusRetention time.Duration // IMAPCOPY_STATUS_RETENTION
-	TaskKeyFile     string        // IMAPCOPY_TASK_KEY_FILE
-	AdminAddr       string        // IMAPCOPY_ADMIN_ADDR
-	LogLevel        slog.Level    // IMAPCOPY_LOG_LEVEL
+	NATS   taskqueue.NATSConfig
+	Status syncstatus.Config
+
+	TaskKeyFile string     // IMAPCOPY_TASK_KEY_FILE
+	AdminAddr   string     // IMAPCOPY_ADMIN_ADDR
+	LogLevel    slog.Level // IMAPCOPY_LOG_LEVEL
 
 	Concurrency     int           // IMAPCOPY_COPIER_CONCURRENCY
 	Connections     int           // IMAPCOPY_COPIER_CONNECTIONS
@@ -60,13 +58,9 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 		fmt.Fprint(stderr, workerUsage)
 		fs.PrintDefaults()
 	}
+	c.NATS.RegisterFlags(fs, getenv)
+	c.Status.RegisterFlags(fs, getenv)
 	e := envflag.New(fs, getenv)
-	e.String(&c.NATSURL, "nats-url", "IMAPCOPY_NATS_URL", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	e.String(&c.NATSCredsFile, "nats-creds-file", "IMAPCOPY_NATS_CREDS_FILE", "", "NATS credentials file (JWT and NKey)")
-	e.Int(&c.QueueReplicas, "queue-replicas", "IMAPCOPY_QUEUE_REPLICAS", 1, "replicas of the task stream (and of the KV buckets of the nats store); the copiers create or update the stream at start")
-	e.String(&c.Store, "store", "IMAPCOPY_STORE", "redis", "status and lock store: redis, or nats (JetStream key-value buckets); the same as the api's")
-	e.String(&c.RedisURL, "redis-url", "IMAPCOPY_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (rediss:// for TLS), for the redis store")
-	e.Duration(&c.StatusRetention, "status-retention", "IMAPCOPY_STATUS_RETENTION", syncstatus.DefaultRetention, "how long a finished sync's status is kept; the same as the api's")
 	e.String(&c.TaskKeyFile, "task-key-file", "IMAPCOPY_TASK_KEY_FILE", "", `file of task encryption keys, "keyid:base64key" per line; every key that may have sealed a queued task (required)`)
 	e.String(&c.AdminAddr, "admin-addr", "IMAPCOPY_ADMIN_ADDR", "127.0.0.1:9090", "admin HTTP address: /metrics, /healthz, /readyz (empty: off)")
 	e.Text(&c.LogLevel, "log-level", "IMAPCOPY_LOG_LEVEL", "debug, info, warn or error", "log level")
@@ -94,24 +88,9 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 }
 
 func (c *workerConfig) check() error {
-	var errs []error
-	switch c.Store {
-	case "redis":
-		if c.RedisURL == "" {
-			errs = append(errs, errors.New("IMAPCOPY_REDIS_URL is required with IMAPCOPY_STORE=redis"))
-		}
-	case "nats":
-	default:
-		errs = append(errs, fmt.Errorf("IMAPCOPY_STORE=%q: expected redis or nats", c.Store))
-	}
-	if c.NATSURL == "" {
-		errs = append(errs, errors.New("IMAPCOPY_NATS_URL is required: the tasks come from its JetStream work queue"))
-	}
+	errs := []error{c.NATS.Check(), c.Status.Check()}
 	if c.TaskKeyFile == "" {
 		errs = append(errs, errors.New("IMAPCOPY_TASK_KEY_FILE is required: the api's task key file (all its keys)"))
-	}
-	if c.QueueReplicas < 1 || c.QueueReplicas > 5 {
-		errs = append(errs, fmt.Errorf("IMAPCOPY_QUEUE_REPLICAS=%d: expected 1 to 5", c.QueueReplicas))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONCURRENCY=%d: expected 1 to 256", c.Concurrency))
@@ -120,7 +99,6 @@ func (c *workerConfig) check() error {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONNECTIONS=%d: expected 1 to 50", c.Connections))
 	}
 	for name, d := range map[string]time.Duration{
-		"IMAPCOPY_STATUS_RETENTION": c.StatusRetention,
 		"IMAPCOPY_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
 		"IMAPCOPY_QUEUED_LOCK_TTL":  c.QueuedLockTTL,
 	} {

@@ -44,13 +44,13 @@ func TestWorkerConfig(t *testing.T) {
 		check   func(*workerConfig) bool
 	}{
 		{"defaults", nil, base, "", func(c *workerConfig) bool {
-			return c.Concurrency == syncworker.DefaultConcurrency && c.Store == "redis" && c.NATSURL == "nats://127.0.0.1:4222" &&
-				c.ShutdownTimeout == syncworker.DefaultShutdownTimeout && c.QueueReplicas == 1 && c.AdminAddr == "127.0.0.1:9090"
+			return c.Concurrency == syncworker.DefaultConcurrency && c.Status.Store == "redis" && c.NATS.URL == "nats://127.0.0.1:4222" &&
+				c.ShutdownTimeout == syncworker.DefaultShutdownTimeout && c.NATS.Replicas == 1 && c.AdminAddr == "127.0.0.1:9090"
 		}},
 		{"env", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "2"), "", func(c *workerConfig) bool { return c.Concurrency == 2 }},
 		{"flag wins", []string{"-concurrency", "3"}, with("IMAPCOPY_COPIER_CONCURRENCY", "2"), "", func(c *workerConfig) bool { return c.Concurrency == 3 }},
 		{"shutdown timeout", nil, with("IMAPCOPY_SHUTDOWN_TIMEOUT", "30s"), "", func(c *workerConfig) bool { return c.ShutdownTimeout == 30*time.Second }},
-		{"nats store", nil, with("IMAPCOPY_STORE", "nats"), "", func(c *workerConfig) bool { return c.Store == "nats" }},
+		{"nats store", nil, with("IMAPCOPY_STORE", "nats"), "", func(c *workerConfig) bool { return c.Status.Store == "nats" }},
 		{"no key file", nil, map[string]string{}, "IMAPCOPY_TASK_KEY_FILE is required", nil},
 		{"bad concurrency", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "many"), "IMAPCOPY_COPIER_CONCURRENCY", nil},
 		{"zero concurrency", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "0"), "IMAPCOPY_COPIER_CONCURRENCY=0", nil},
