@@ -1,7 +1,6 @@
 package syncapi_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
 	"imapcopy.dev/pkg/redistest"
+	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncapi"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/taskseal"
@@ -67,24 +67,6 @@ const testToken = "test-token-0123456789abcdef"
 // storeKinds are the two stores every service test runs with.
 var storeKinds = []string{"redis", "kv"}
 
-// logBuffer collects the service's JSON logs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is one running api: the service behind a real gRPC server on loopback, its
 // store (Redis with a prefix of its own, or JetStream KV), its queue, and a client.
 type env struct {
@@ -99,7 +81,7 @@ type env struct {
 	rdb     *redis.Client
 	prefix  string
 	keyring *taskseal.Keyring
-	logs    *logBuffer
+	logs    *servicetest.LogBuffer
 	metrics *prometheus.Registry
 	stop    func() // stops the server (as at shutdown) and waits for Serve
 }
@@ -144,7 +126,7 @@ func (r failResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 func newEnv(t *testing.T, kind string, options ...envOption) *env {
 	t.Helper()
 	ctx := t.Context()
-	e := &env{t: t, kind: kind, logs: &logBuffer{}, metrics: prometheus.NewRegistry()}
+	e := &env{t: t, kind: kind, logs: &servicetest.LogBuffer{}, metrics: prometheus.NewRegistry()}
 	cfg := envConfig{
 		opts:       syncapi.Options{RootCAs: dovecot.CAPool},
 		auth:       nil,
@@ -209,25 +191,10 @@ func newEnv(t *testing.T, kind string, options ...envOption) *env {
 		Auth: auth, Reflection: cfg.reflection, Metrics: metrics, Logger: logger,
 		ShutdownTimeout: 5 * time.Second,
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- server.Serve(serveCtx, lis) }()
-	var once sync.Once
-	e.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-served; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(e.stop)
+	var addr string
+	addr, e.stop = servicetest.Serve(t, server)
 
-	e.conn = dial(t, lis.Addr().String(), testToken)
+	e.conn = dial(t, addr, testToken)
 	e.client = imapcopyv1.NewSyncServiceClient(e.conn)
 	return e
 }
@@ -275,21 +242,7 @@ type user struct {
 
 func newUser(t *testing.T, opts ...imaptest.UserOption) user {
 	t.Helper()
-	acct := dovecot.AddUser(t, opts...)
-	// Dovecot re-reads its passwd-file at most once a second: a user added within
-	// the second of another lookup is unknown until the next second. Wait for it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := imaptest.Dial(t.Context(), acct)
-		if err == nil {
-			c.Logout().Wait()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new user %s cannot log in: %v", acct.Login, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	acct := servicetest.AddUser(t, dovecot, opts...)
 	return user{acct: acct, email: acct.Login + "@example.test"}
 }
 

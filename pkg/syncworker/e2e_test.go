@@ -15,6 +15,7 @@ import (
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/proxytest"
+	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/taskqueue"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -47,7 +48,7 @@ type pair struct {
 
 func newPair(t *testing.T, from, to *imaptest.Dovecot, seed int64) *pair {
 	t.Helper()
-	p := &pair{src: addUser(t, from), dst: addUser(t, to)}
+	p := &pair{src: servicetest.AddUser(t, from), dst: servicetest.AddUser(t, to)}
 	mb := imaptest.Generate(seed, imaptest.Spec{
 		Count:   300,
 		Folders: 4,
@@ -67,8 +68,8 @@ func (p *pair) request() *imapcopyv1.StartSyncRequest {
 	via := p.src
 	via.Host, via.Port = p.proxy.Host(), p.proxy.Port()
 	return &imapcopyv1.StartSyncRequest{
-		Source:      accountProto(via, p.source),
-		Destination: accountProto(p.dst, p.dst.Login+"@destination.test"),
+		Source:      servicetest.Account(via, p.source),
+		Destination: servicetest.Account(p.dst, p.dst.Login+"@destination.test"),
 		Options:     &imapcopyv1.SyncOptions{MaxConnections: 2},
 	}
 }
@@ -153,8 +154,8 @@ func TestSyncEndToEnd(t *testing.T) {
 	if st.GetFinishedAt() == nil || st.GetAttempt() != 1 {
 		t.Errorf("final status: finished_at %v, attempt %d; want a time and attempt 1", st.GetFinishedAt(), st.GetAttempt())
 	}
-	check(t, p.src, p.dst)
-	if n := reports(t, p.dst); n != 1 {
+	servicetest.Check(t, p.src, p.dst)
+	if n := servicetest.Reports(t, p.dst); n != 1 {
 		t.Errorf("reports in the destination INBOX = %d, want 1", n)
 	}
 
@@ -178,8 +179,8 @@ func TestSyncEndToEnd(t *testing.T) {
 	if got, present := st.GetTotal().GetMessagesCopied(), st.GetTotal().GetMessagesPresent(); got != 3 || present != uint64(p.count) {
 		t.Errorf("delta sync: copied %d, present %d; want 3 and %d", got, present, p.count)
 	}
-	check(t, p.src, p.dst)
-	if n := reports(t, p.dst); n != 2 {
+	servicetest.Check(t, p.src, p.dst)
+	if n := servicetest.Reports(t, p.dst); n != 2 {
 		t.Errorf("reports in the destination INBOX = %d, want 2 (one per sync)", n)
 	}
 	e.lockFree(p.source)
@@ -203,10 +204,10 @@ func TestCopierKilledMidCopy(t *testing.T) {
 
 	resp := e.start(p)
 	e.waitCopying(p, resp.GetTaskId())
-	if err := a.cmd.Process.Kill(); err != nil {
+	if err := a.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	a.wait(t, 10*time.Second)
+	a.Wait(t, 10*time.Second)
 
 	e.startChild("b")
 	st := e.waitEnd(p, resp.GetTaskId())
@@ -216,8 +217,8 @@ func TestCopierKilledMidCopy(t *testing.T) {
 	if st.GetAttempt() < 2 {
 		t.Errorf("final attempt = %d, want a second delivery to have finished the task", st.GetAttempt())
 	}
-	check(t, p.src, p.dst)
-	if n := reports(t, p.dst); n != 1 {
+	servicetest.Check(t, p.src, p.dst)
+	if n := servicetest.Reports(t, p.dst); n != 1 {
 		t.Errorf("reports in the destination INBOX = %d, want 1", n)
 	}
 	e.lockFree(p.source)
@@ -231,11 +232,11 @@ func TestCopierSIGTERMHandsBack(t *testing.T) {
 
 	resp := e.start(p)
 	e.waitCopying(p, resp.GetTaskId())
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := a.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.wait(t, 30*time.Second); err != nil {
-		t.Errorf("copier after SIGTERM: %v, want a clean exit\n%s", err, tail(a.logs(), 20))
+	if err := a.Wait(t, 30*time.Second); err != nil {
+		t.Errorf("copier after SIGTERM: %v, want a clean exit\n%s", err, servicetest.Tail(a.Logs(), 20))
 	}
 	st, err := e.store.Get(t.Context(), p.source)
 	if err != nil {
@@ -253,7 +254,7 @@ func TestCopierSIGTERMHandsBack(t *testing.T) {
 	if st.GetAttempt() != 2 {
 		t.Errorf("final attempt = %d, want 2", st.GetAttempt())
 	}
-	check(t, p.src, p.dst)
+	servicetest.Check(t, p.src, p.dst)
 	e.lockFree(p.source)
 }
 
@@ -296,7 +297,7 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	c := e.startCopier()
-	src, dst := addUser(t, shared.dot), addUser(t, shared.slash)
+	src, dst := servicetest.AddUser(t, shared.dot), servicetest.AddUser(t, shared.slash)
 	source := src.Login + "@source.test"
 
 	// What the api does, with a password that the source refuses.
@@ -364,7 +365,7 @@ func TestRefusedMessagesCompleteWithErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.startCopier()
-	src, dst := addUser(t, shared.slash), addUser(t, shared.dot, imaptest.WithQuota(1<<20))
+	src, dst := servicetest.AddUser(t, shared.slash), servicetest.AddUser(t, shared.dot, imaptest.WithQuota(1<<20))
 	mb := imaptest.Generate(5, imaptest.Spec{Count: 30, Folders: -1, Sizes: []imaptest.SizeClass{{Weight: 1, Min: 1_000, Max: 4_000}}})
 	if err := imaptest.Load(t.Context(), src, mb); err != nil {
 		t.Fatal(err)
@@ -376,8 +377,8 @@ func TestRefusedMessagesCompleteWithErrors(t *testing.T) {
 	}
 	source := src.Login + "@source.test"
 	resp, err := e.api.StartSync(t.Context(), &imapcopyv1.StartSyncRequest{
-		Source:      accountProto(src, source),
-		Destination: accountProto(dst, dst.Login+"@destination.test"),
+		Source:      servicetest.Account(src, source),
+		Destination: servicetest.Account(dst, dst.Login+"@destination.test"),
 	})
 	if err != nil {
 		t.Fatalf("StartSync: %v", err)
@@ -396,7 +397,7 @@ func TestRefusedMessagesCompleteWithErrors(t *testing.T) {
 		t.Errorf("messages copied = %d, want %d", got, mb.Count())
 	}
 	res, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{
-		IgnoreDest:   isReport,
+		IgnoreDest:   servicetest.IsReport,
 		AllowMissing: func(_ string, size int64) bool { return size == int64(len(big)) },
 	})
 	if err != nil {
@@ -405,7 +406,7 @@ func TestRefusedMessagesCompleteWithErrors(t *testing.T) {
 	if !res.OK() {
 		t.Errorf("Check: %v", res)
 	}
-	if n := reports(t, dst); n != 1 {
+	if n := servicetest.Reports(t, dst); n != 1 {
 		t.Errorf("reports = %d, want 1", n)
 	}
 	e.lockFree(source)

@@ -1,15 +1,12 @@
 package syncworker_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -28,11 +25,11 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
-	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/natstest"
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
 	"imapcopy.dev/pkg/redistest"
+	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncapi"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/syncworker"
@@ -67,18 +64,13 @@ func runTests(m *testing.M) int {
 	}
 	defer stop()
 	shared.redis = srv
-	for _, d := range []struct {
-		f   imaptest.Flavour
-		dst **imaptest.Dovecot
-	}{{imaptest.FlavourSlash, &shared.slash}, {imaptest.FlavourDot, &shared.dot}} {
-		dc, err := imaptest.Start(d.f)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer dc.Close()
-		*d.dst = dc
+	slash, dot, stopDovecots, err := servicetest.StartDovecots()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	defer stopDovecots()
+	shared.slash, shared.dot = slash, dot
 	return m.Run()
 }
 
@@ -198,14 +190,14 @@ type env struct {
 	keys   *taskseal.Keyring
 	cfg    copierConfig
 	api    imapcopyv1.SyncServiceClient
-	logs   *syncBuffer // everything the in-process api and copiers logged
+	logs   *servicetest.LogBuffer // everything the in-process api and copiers logged
 }
 
 var prefixSeq atomic.Int64
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, nats: natstest.Start(t), logs: &syncBuffer{}}
+	e := &env{t: t, nats: natstest.Start(t), logs: &servicetest.LogBuffer{}}
 	e.js = e.nats.JetStream(t)
 	e.prefix = fmt.Sprintf("t%d:", prefixSeq.Add(1))
 	e.store = syncstatus.NewRedis(shared.redis.Client(t), syncstatus.RedisOptions{Prefix: e.prefix})
@@ -234,7 +226,7 @@ func newEnv(t *testing.T) *env {
 					lines = append(lines, l)
 				}
 			}
-			t.Logf("in-process logs (but the api's calls):\n%s", tail(strings.Join(lines, "\n"), 60))
+			t.Logf("in-process logs (but the api's calls):\n%s", servicetest.Tail(strings.Join(lines, "\n"), 60))
 		}
 	})
 	return e
@@ -276,25 +268,12 @@ func (e *env) startAPI() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := syncapi.NewServer(svc, syncapi.ServerOptions{Logger: logger, ShutdownTimeout: time.Second})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, _ := servicetest.Serve(t, syncapi.NewServer(svc, syncapi.ServerOptions{Logger: logger, ShutdownTimeout: time.Second}))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("api Serve: %v", err)
-		}
-	})
+	t.Cleanup(func() { conn.Close() })
 	e.api = imapcopyv1.NewSyncServiceClient(conn)
 }
 
@@ -343,169 +322,17 @@ func (c *inProcess) gauge(t *testing.T, name string) float64 {
 	return 0
 }
 
-// child is a copier process: this test binary run with childEnv set.
-type child struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-	err    error
-}
-
-func (e *env) startChild(name string) *child {
-	t := e.t
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+// startChild starts a copier process: this test binary run with childEnv set.
+func (e *env) startChild(name string) *servicetest.Child {
 	cfg, err := json.Marshal(e.cfg)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(cfg))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() { c.err = cmd.Wait(); logFile.Close(); close(c.exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-c.exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("copier %s log:\n%s", name, tail(string(b), 100))
-		}
-	})
-	return c
-}
-
-// wait waits at most d for the process to exit.
-func (c *child) wait(t *testing.T, d time.Duration) error {
-	t.Helper()
-	select {
-	case <-c.exited:
-		return c.err
-	case <-time.After(d):
-		t.Fatalf("copier process still running after %v", d)
-		return nil
-	}
-}
-
-func (c *child) logs() string {
-	b, _ := os.ReadFile(c.log)
-	return string(b)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// addUser adds a user to d and waits until d lets it log in: Dovecot re-reads its
-// passwd-file at most once a second, so a user added in the second of another
-// login is refused for up to a second.
-func addUser(t *testing.T, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
-	t.Helper()
-	acct := d.AddUser(t, opts...)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := imaptest.Dial(t.Context(), acct)
-		if err == nil {
-			c.Close()
-			return acct
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new user cannot log in: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// accountProto is the StartSync form of an account on a test server.
-func accountProto(a imapconn.Account, login string) *imapcopyv1.Account {
-	return &imapcopyv1.Account{
-		Provider: "other", Login: login, Password: a.Password,
-		Host: a.Host, Port: uint32(a.Port), Security: imapcopyv1.Security_SECURITY_TLS,
-	}
+	return servicetest.StartChild(e.t, name, childEnv+"="+string(cfg))
 }
 
 // waitStatus polls the status until cond holds, at most d, and returns it.
 func (e *env) waitStatus(source string, d time.Duration, what string, cond func(*imapcopyv1.SyncStatus) bool) *imapcopyv1.SyncStatus {
-	t := e.t
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last *imapcopyv1.SyncStatus
-	for {
-		resp, err := e.api.GetSyncStatus(t.Context(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: source})
-		if err == nil {
-			last = resp.GetStatus()
-			if cond(last) {
-				return last
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status of %s: not %s within %v; last status: %v (err %v)", source, what, d, last, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func isReport(_ string, raw []byte) bool {
-	head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
-	return bytes.Contains(head, []byte(mailcopy.ReportHeader+":"))
-}
-
-// check runs the harness's checker on the copy, the reports aside.
-func check(t *testing.T, src, dst imapconn.Account) {
-	t.Helper()
-	res, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{IgnoreDest: isReport})
-	if err != nil {
-		t.Fatalf("Check: %v", err)
-	}
-	if !res.OK() {
-		t.Errorf("Check: %v", res)
-	}
-}
-
-// reports counts the report messages in the destination INBOX.
-func reports(t *testing.T, dst imapconn.Account) int {
-	t.Helper()
-	msgs, err := imaptest.ReadFolder(t.Context(), dst, "INBOX")
-	if err != nil {
-		t.Fatalf("read destination INBOX: %v", err)
-	}
-	n := 0
-	for _, m := range msgs {
-		if isReport("INBOX", m.Raw) {
-			n++
-		}
-	}
-	return n
+	e.t.Helper()
+	return servicetest.WaitStatus(e.t, e.api, source, d, what, cond)
 }

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,40 +21,10 @@ import (
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/natstest"
 	"imapcopy.dev/pkg/redistest"
+	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/taskseal"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 // TestRun starts the binary's run with the environment an operator would set, against
 // a real redis-server, an embedded NATS and Dovecot; calls it through gRPC; reads the
@@ -70,7 +38,7 @@ func TestRun(t *testing.T) {
 			if err := os.WriteFile(keyFile, taskseal.FormatKeys(taskseal.GenerateKey()), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+			grpcAddr, adminAddr := servicetest.FreeAddr(t), servicetest.FreeAddr(t)
 			env := map[string]string{
 				"IMAPCOPY_GRPC_ADDR":      grpcAddr,
 				"IMAPCOPY_ADMIN_ADDR":     adminAddr,
@@ -85,10 +53,10 @@ func TestRun(t *testing.T) {
 			if store == "redis" {
 				env["IMAPCOPY_REDIS_URL"] = redistest.Start(t).URL()
 			}
-			logs := &syncBuffer{}
+			logs := &servicetest.LogBuffer{}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- run(ctx, nil, envOf(env), logs) }()
+			go func() { done <- run(ctx, nil, servicetest.Getenv(env), logs) }()
 			defer func() {
 				cancel()
 				if err := <-done; err != nil {
@@ -209,14 +177,14 @@ func TestConfigErrors(t *testing.T) {
 		for k, v := range tt.env {
 			env[k] = v
 		}
-		err := run(context.Background(), tt.args, envOf(env), io.Discard)
+		err := run(context.Background(), tt.args, servicetest.Getenv(env), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: run = %v, want an error containing %q", tt.name, err, tt.want)
 		}
 	}
 
 	// A wide address with TLS and tokens passes the check (the files are read later).
-	c, err := parseConfig([]string{"-grpc-addr", ":50051", "-tls-cert-file", "a", "-tls-key-file", "b", "-api-tokens-file", "c"}, envOf(base()), io.Discard)
+	c, err := parseConfig([]string{"-grpc-addr", ":50051", "-tls-cert-file", "a", "-tls-key-file", "b", "-api-tokens-file", "c"}, servicetest.Getenv(base()), io.Discard)
 	if err != nil || c.API.GRPCAddr != ":50051" {
 		t.Errorf("parseConfig(wide, TLS, tokens) = %v, want accepted", err)
 	}
@@ -224,7 +192,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestHelpListsEnvironment(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"-h"}, envOf(nil), &out)
+	err := run(context.Background(), []string{"-h"}, servicetest.Getenv(nil), &out)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("run -h = %v, want flag.ErrHelp", err)
 	}

@@ -6,25 +6,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
-	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/natstest"
 	"imapcopy.dev/pkg/redistest"
+	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/syncworker"
 	"imapcopy.dev/pkg/taskqueue"
 	"imapcopy.dev/pkg/taskseal"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
-
-func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 func TestWorkerConfig(t *testing.T) {
 	base := map[string]string{"IMAPCOPY_TASK_KEY_FILE": "/keys"}
@@ -64,7 +59,7 @@ func TestWorkerConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			c, err := parseWorkerConfig(tt.args, envOf(tt.env), &stderr)
+			c, err := parseWorkerConfig(tt.args, servicetest.Getenv(tt.env), &stderr)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != exitUsage {
 					t.Errorf("parseWorkerConfig() = %v (exit %d), want a usage error containing %q", err, exitCode(err), tt.wantErr)
@@ -79,25 +74,6 @@ func TestWorkerConfig(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (the worker logs from
-// many goroutines).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // The worker mode, wired as the binary runs it (flags and environment, NATS, Redis,
@@ -132,9 +108,9 @@ func TestWorkerCopiesAQueuedTask(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &servicetest.LogBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, envOf(env), &bytes.Buffer{}, logs) }()
+	go func() { done <- run(ctx, nil, servicetest.Getenv(env), &bytes.Buffer{}, logs) }()
 
 	// What the api does.
 	src, dst := newUser(t, slash), newUser(t, dot)
@@ -195,16 +171,7 @@ func TestWorkerCopiesAQueuedTask(t *testing.T) {
 	if st.GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED {
 		t.Fatalf("status = %v (%s), want COMPLETED\nworker logs:\n%s", st.GetState(), st.GetMessage(), logs)
 	}
-	res, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{IgnoreDest: func(_ string, raw []byte) bool {
-		head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
-		return bytes.Contains(head, []byte(mailcopy.ReportHeader+":"))
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.OK() {
-		t.Errorf("Check: %v", res)
-	}
+	servicetest.Check(t, src, dst)
 
 	cancel()
 	select {

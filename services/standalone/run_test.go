@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,8 +24,8 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
-	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/proxytest"
+	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncstatus"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -59,18 +56,13 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	for _, d := range []struct {
-		f   imaptest.Flavour
-		dst **imaptest.Dovecot
-	}{{imaptest.FlavourSlash, &shared.slash}, {imaptest.FlavourDot, &shared.dot}} {
-		dc, err := imaptest.Start(d.f)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer dc.Close()
-		*d.dst = dc
+	slash, dot, stopDovecots, err := servicetest.StartDovecots()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	defer stopDovecots()
+	shared.slash, shared.dot = slash, dot
 	dir, err := os.MkdirTemp("", "standalone-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -122,16 +114,6 @@ func testEnv() map[string]string {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // client is a gRPC client of a standalone.
 type client struct {
 	imapcopyv1.SyncServiceClient
@@ -172,82 +154,12 @@ func (c *client) waitServing(t *testing.T, exited <-chan struct{}) {
 	}
 }
 
-// waitStatus polls the status until cond holds, at most d.
-func (c *client) waitStatus(t *testing.T, source string, d time.Duration, what string, cond func(*imapcopyv1.SyncStatus) bool) *imapcopyv1.SyncStatus {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last *imapcopyv1.SyncStatus
-	var err error
-	for {
-		var resp *imapcopyv1.GetSyncStatusResponse
-		resp, err = c.GetSyncStatus(t.Context(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: source})
-		if err == nil {
-			last = resp.GetStatus()
-			if cond(last) {
-				return last
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status of %s: not %s within %v; last status: %v (err %v)", source, what, d, last, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// addUser adds a user to d and waits until it can log in.
-func addUser(t *testing.T, d *imaptest.Dovecot) imapconn.Account {
-	t.Helper()
-	acct := d.AddUser(t)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := imaptest.Dial(t.Context(), acct)
-		if err == nil {
-			c.Close()
-			return acct
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new user cannot log in: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// account is the request form of an account on a local Dovecot, as the README's
-// grpcurl bodies give it: provider "other", host, port, TLS.
-func account(a imapconn.Account, login string) *imapcopyv1.Account {
-	return &imapcopyv1.Account{
-		Provider: "other", Login: login, Password: a.Password,
-		Host: a.Host, Port: uint32(a.Port), Security: imapcopyv1.Security_SECURITY_TLS,
-	}
-}
-
-func isReport(_ string, raw []byte) bool {
-	head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
-	return bytes.Contains(head, []byte(mailcopy.ReportHeader+":"))
-}
-
 // check runs the harness's checker on the copy (the report aside) and counts the
 // reports in the destination INBOX.
 func check(t *testing.T, src, dst imapconn.Account, wantReports int) {
 	t.Helper()
-	res, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{IgnoreDest: isReport})
-	if err != nil {
-		t.Fatalf("Check: %v", err)
-	}
-	if !res.OK() {
-		t.Errorf("Check: %v", res)
-	}
-	msgs, err := imaptest.ReadFolder(t.Context(), dst, "INBOX")
-	if err != nil {
-		t.Fatalf("read destination INBOX: %v", err)
-	}
-	n := 0
-	for _, m := range msgs {
-		if isReport("INBOX", m.Raw) {
-			n++
-		}
-	}
-	if n != wantReports {
+	servicetest.Check(t, src, dst)
+	if n := servicetest.Reports(t, dst); n != wantReports {
 		t.Errorf("reports in the destination INBOX = %d, want %d", n, wantReports)
 	}
 }
@@ -280,41 +192,15 @@ func noSecretIn(t *testing.T, dir string, secrets ...string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestStandalone runs the standalone in-process on a fresh data directory and goes
 // through the README's sequence with a real gRPC client against two real Dovecot
 // accounts: health, providers, account tests, start, watch, status, cancel.
 func TestStandalone(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, adminAddr := servicetest.FreeAddr(t), servicetest.FreeAddr(t)
 	env := testEnv()
-	logs := &syncBuffer{}
+	logs := &servicetest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -326,14 +212,14 @@ func TestStandalone(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("standalone logs:\n%s", tail(logs.String(), 60))
+			t.Logf("standalone logs:\n%s", servicetest.Tail(logs.String(), 60))
 		}
 	})
 	c := dial(t, grpcAddr)
 	c.waitServing(t, exited)
 
 	// One data directory, one process.
-	err := run(ctx, []string{"-data-dir", dataDir, "-grpc-addr", freeAddr(t), "-admin-addr", ""},
+	err := run(ctx, []string{"-data-dir", dataDir, "-grpc-addr", servicetest.FreeAddr(t), "-admin-addr", ""},
 		func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "in use by another imapcopy process") {
 		t.Errorf("a second run on the same data directory: %v, want it refused", err)
@@ -356,13 +242,13 @@ func TestStandalone(t *testing.T) {
 		t.Errorf("GET /readyz = %d, want 200", resp.StatusCode)
 	}
 
-	src, dst := addUser(t, shared.slash), addUser(t, shared.dot)
+	src, dst := servicetest.AddUser(t, shared.slash), servicetest.AddUser(t, shared.dot)
 	mb := imaptest.Generate(7, imaptest.Spec{Count: 60})
 	if err := imaptest.Load(t.Context(), src, mb); err != nil {
 		t.Fatalf("load the source: %v", err)
 	}
 	source := src.Login + "@source.test"
-	srcReq, dstReq := account(src, source), account(dst, dst.Login+"@destination.test")
+	srcReq, dstReq := servicetest.Account(src, source), servicetest.Account(dst, dst.Login+"@destination.test")
 
 	providers, err := c.ListProviders(t.Context(), &imapcopyv1.ListProvidersRequest{Role: imapcopyv1.AccountRole_ACCOUNT_ROLE_SOURCE})
 	if err != nil {
@@ -448,61 +334,19 @@ func TestStandalone(t *testing.T) {
 	}
 }
 
-// child is a standalone process: this test binary run with childEnv set.
-type child struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-	err    error
-}
-
-func startChild(t *testing.T, name string, args []string, env map[string]string) *child {
+// startChild starts a standalone process with args and env: this test binary run
+// with childEnv set.
+func startChild(t *testing.T, name string, args []string, env map[string]string) *servicetest.Child {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	argv, err := json.Marshal(args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(argv))
+	vars := []string{childEnv + "=" + string(argv)}
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		vars = append(vars, k+"="+v)
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() { c.err = cmd.Wait(); logFile.Close(); close(c.exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-c.exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("standalone %s log:\n%s", name, tail(string(b), 40))
-		}
-	})
-	return c
-}
-
-// wait waits at most d for the process to exit.
-func (c *child) wait(t *testing.T, d time.Duration) error {
-	t.Helper()
-	select {
-	case <-c.exited:
-		return c.err
-	case <-time.After(d):
-		t.Fatalf("standalone process still running after %v", d)
-		return nil
-	}
+	return servicetest.StartChild(t, name, vars...)
 }
 
 // TestRestartResumes kills the standalone with SIGKILL in the middle of a copy and
@@ -512,11 +356,11 @@ func (c *child) wait(t *testing.T, d time.Duration) error {
 func TestRestartResumes(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	grpcAddr := freeAddr(t)
+	grpcAddr := servicetest.FreeAddr(t)
 	args := []string{"-data-dir", dataDir, "-grpc-addr", grpcAddr, "-admin-addr", ""}
 	env := testEnv()
 
-	src, dst := addUser(t, shared.dot), addUser(t, shared.slash)
+	src, dst := servicetest.AddUser(t, shared.dot), servicetest.AddUser(t, shared.slash)
 	mb := imaptest.Generate(11, imaptest.Spec{
 		Count:   300,
 		Folders: 4,
@@ -534,30 +378,30 @@ func TestRestartResumes(t *testing.T) {
 
 	a := startChild(t, "a", args, env)
 	c := dial(t, grpcAddr)
-	c.waitServing(t, a.exited)
+	c.waitServing(t, a.Exited)
 	started, err := c.StartSync(t.Context(), &imapcopyv1.StartSyncRequest{
-		Source:      account(via, source),
-		Destination: account(dst, dst.Login+"@destination.test"),
+		Source:      servicetest.Account(via, source),
+		Destination: servicetest.Account(dst, dst.Login+"@destination.test"),
 		Options:     &imapcopyv1.SyncOptions{MaxConnections: 2},
 	})
 	if err != nil {
 		t.Fatalf("StartSync: %v", err)
 	}
 	task := started.GetTaskId()
-	running := c.waitStatus(t, source, waitServing, "RUNNING with messages copied", func(st *imapcopyv1.SyncStatus) bool {
+	running := servicetest.WaitStatus(t, c, source, waitServing, "RUNNING with messages copied", func(st *imapcopyv1.SyncStatus) bool {
 		return syncstatus.Terminal(st.GetState()) ||
 			st.GetState() == imapcopyv1.SyncState_SYNC_STATE_RUNNING && st.GetTotal().GetMessagesCopied() > 0
 	})
 	if running.GetState() != imapcopyv1.SyncState_SYNC_STATE_RUNNING {
 		t.Fatalf("status = %v before any progress was seen, want RUNNING with progress (the copy is too fast for this test)", running.GetState())
 	}
-	if err := a.cmd.Process.Kill(); err != nil {
+	if err := a.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	a.wait(t, 10*time.Second)
+	a.Wait(t, 10*time.Second)
 
 	b := startChild(t, "b", args, env)
-	c.waitServing(t, b.exited)
+	c.waitServing(t, b.Exited)
 	st, err := c.GetSyncStatus(t.Context(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: source})
 	if err != nil {
 		t.Fatalf("GetSyncStatus after the restart: %v", err)
@@ -565,7 +409,7 @@ func TestRestartResumes(t *testing.T) {
 	if st.GetStatus().GetTaskId() != task || syncstatus.Terminal(st.GetStatus().GetState()) {
 		t.Errorf("status after the restart = %v of task %s, want task %s not ended", st.GetStatus().GetState(), st.GetStatus().GetTaskId(), task)
 	}
-	end := c.waitStatus(t, source, waitEnd, "ended", func(st *imapcopyv1.SyncStatus) bool {
+	end := servicetest.WaitStatus(t, c, source, waitEnd, "ended", func(st *imapcopyv1.SyncStatus) bool {
 		return st.GetTaskId() == task && syncstatus.Terminal(st.GetState())
 	})
 	if end.GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED {
@@ -577,14 +421,14 @@ func TestRestartResumes(t *testing.T) {
 	check(t, src, dst, 1)
 
 	// A graceful stop, and the final status is still there at the next start.
-	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := b.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.wait(t, 60*time.Second); err != nil {
+	if err := b.Wait(t, 60*time.Second); err != nil {
 		t.Errorf("standalone after SIGTERM: %v, want a clean exit", err)
 	}
 	d := startChild(t, "c", args, env)
-	c.waitServing(t, d.exited)
+	c.waitServing(t, d.Exited)
 	again, err := c.GetSyncStatus(t.Context(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: source})
 	if err != nil || again.GetStatus().GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED || again.GetStatus().GetTaskId() != task {
 		t.Errorf("status after a graceful restart = %v, %v; want COMPLETED of task %s", again.GetStatus(), err, task)
