@@ -36,11 +36,10 @@ type Config struct {
 	InsecureListen  bool   // IMAPCOPY_INSECURE_LISTEN: serve a non-loopback address without TLS or authentication
 	Reflection      bool   // IMAPCOPY_REFLECTION
 
-	AllowNetworks  string // IMAPCOPY_ALLOW_NETWORKS
-	AllowPorts     string // IMAPCOPY_ALLOW_PORTS
-	ProvidersFile  string // IMAPCOPY_PROVIDERS_FILE
-	IMAPCAFile     string // IMAPCOPY_IMAP_CA_FILE
-	AllowPlaintext bool   // IMAPCOPY_ALLOW_PLAINTEXT_IMAP
+	// IMAP is how customers' servers are reached (policy, CAs, plaintext), the same
+	// for the api's account tests as for the copiers.
+	IMAP          netpolicy.Settings
+	ProvidersFile string // IMAPCOPY_PROVIDERS_FILE
 
 	RatePerAddress     string        // IMAPCOPY_RATE_PER_ADDRESS
 	RatePerCaller      string        // IMAPCOPY_RATE_PER_CALLER
@@ -62,6 +61,7 @@ const (
 // RegisterFlags registers the api's flags on fs, their defaults taken from the
 // environment through getenv (os.Getenv in main).
 func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
+	c.IMAP.RegisterFlags(fs, getenv)
 	e := envflag.New(fs, getenv)
 	e.String(&c.GRPCAddr, "grpc-addr", "IMAPCOPY_GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address")
 	e.String(&c.TLSCertFile, "tls-cert-file", "IMAPCOPY_TLS_CERT_FILE", "", "PEM certificate (chain) of the gRPC listener; with the key, turns TLS on")
@@ -71,11 +71,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	c.Tokens = getenv("IMAPCOPY_API_TOKENS")
 	e.Bool(&c.InsecureListen, "insecure-listen", "IMAPCOPY_INSECURE_LISTEN", false, "allow a non-loopback gRPC address without TLS or without authentication")
 	e.Bool(&c.Reflection, "reflection", "IMAPCOPY_REFLECTION", true, "serve gRPC reflection (grpcurl without proto files)")
-	e.String(&c.AllowNetworks, "allow-networks", "IMAPCOPY_ALLOW_NETWORKS", "", "comma-separated CIDRs, addresses and host names (*.example for subdomains) exempt from the network policy")
-	e.String(&c.AllowPorts, "allow-ports", "IMAPCOPY_ALLOW_PORTS", "143,993", "comma-separated IMAP ports allowed to hosts that are not allow-listed")
 	e.String(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "JSON provider catalogue replacing the built-in one")
-	e.String(&c.IMAPCAFile, "imap-ca-file", "IMAPCOPY_IMAP_CA_FILE", "", "PEM CAs trusted for IMAP servers, besides the system roots")
-	e.Bool(&c.AllowPlaintext, "allow-plaintext-imap", "IMAPCOPY_ALLOW_PLAINTEXT_IMAP", false, "let customers choose IMAP without TLS")
 	e.String(&c.RatePerAddress, "rate-per-address", "IMAPCOPY_RATE_PER_ADDRESS", DefaultRatePerAddress, `account tests and starts per email address: "N/duration" ("off": no limit)`)
 	e.String(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
 	e.Int(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
@@ -89,7 +85,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 
 // Check validates the configuration, reporting every problem.
 func (c *Config) Check() error {
-	errs := append([]error(nil), c.errs...)
+	errs := append([]error{c.IMAP.Check()}, c.errs...)
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("IMAPCOPY_TLS_CERT_FILE and IMAPCOPY_TLS_KEY_FILE go together: give both or neither"))
 	}
@@ -174,45 +170,12 @@ func (c *Config) Auth() (*Auth, error) {
 	return NewAuth(tokens, c.TLSClientCAFile != ""), nil
 }
 
-// Policy returns the network policy for customers' IMAP servers.
-func (c *Config) Policy() (*netpolicy.Policy, error) {
-	cfg := netpolicy.Config{Allow: strings.Split(c.AllowNetworks, ",")}
-	for p := range strings.SplitSeq(c.AllowPorts, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		port, err := strconv.Atoi(p)
-		if err != nil {
-			return nil, fmt.Errorf("IMAPCOPY_ALLOW_PORTS: %q is not a port number", p)
-		}
-		cfg.Ports = append(cfg.Ports, port)
-	}
-	return netpolicy.New(cfg)
-}
-
 // Catalogue returns the provider presets: the operator's file, or the built-in ones.
 func (c *Config) Catalogue() (*providers.Catalog, error) {
 	if c.ProvidersFile == "" {
 		return providers.Builtin(), nil
 	}
 	return providers.Load(c.ProvidersFile)
-}
-
-// RootCAs returns the pool that verifies IMAP servers: nil (the system roots) unless
-// IMAPCOPY_IMAP_CA_FILE adds CAs to them.
-func (c *Config) RootCAs() (*x509.CertPool, error) {
-	if c.IMAPCAFile == "" {
-		return nil, nil
-	}
-	base, err := x509.SystemCertPool()
-	if err != nil || base == nil {
-		base = x509.NewCertPool()
-	}
-	pool, err := loadPool(c.IMAPCAFile, base)
-	if err != nil {
-		return nil, fmt.Errorf("IMAPCOPY_IMAP_CA_FILE: %w", err)
-	}
-	return pool, nil
 }
 
 func loadPool(path string, pool *x509.CertPool) (*x509.CertPool, error) {
@@ -236,12 +199,12 @@ func (c *Config) Options() (Options, error) {
 	if err != nil {
 		return Options{}, fmt.Errorf("IMAPCOPY_RATE_PER_CALLER: %w", err)
 	}
-	roots, err := c.RootCAs()
+	roots, err := c.IMAP.RootCAs()
 	if err != nil {
 		return Options{}, err
 	}
 	return Options{
-		AllowPlaintext:     c.AllowPlaintext,
+		AllowPlaintext:     c.IMAP.AllowPlaintext,
 		RootCAs:            roots,
 		QueuedLockTTL:      c.QueuedLockTTL,
 		PerAddress:         perAddress,
@@ -294,7 +257,7 @@ func (c *Config) Build(p Parts) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	policy, err := c.Policy()
+	policy, err := c.IMAP.Policy()
 	if err != nil {
 		return nil, err
 	}

@@ -53,10 +53,10 @@ func TestConfigFromEnvironmentAndFlags(t *testing.T) {
 	if c.GRPCAddr != "127.0.0.1:6000" || c.Reflection || c.MaxAccountTests != 8 || c.QueuedLockTTL != 2*time.Hour {
 		t.Errorf("config = %+v, want the environment's values and the flag's max-account-tests 8", c)
 	}
-	if c.RatePerAddress != DefaultRatePerAddress || c.AllowPorts != "143,993" {
-		t.Errorf("defaults = %q, %q, want %q, 143,993", c.RatePerAddress, c.AllowPorts, DefaultRatePerAddress)
+	if c.RatePerAddress != DefaultRatePerAddress || c.IMAP.AllowPorts != "143,993" {
+		t.Errorf("defaults = %q, %q, want %q, 143,993", c.RatePerAddress, c.IMAP.AllowPorts, DefaultRatePerAddress)
 	}
-	if _, err := c.Policy(); err != nil {
+	if _, err := c.IMAP.Policy(); err != nil {
 		t.Errorf("Policy: %v", err)
 	}
 	opts, err := c.Options()

@@ -39,11 +39,11 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("IMAPCOPY_TASK_KEY_FILE: %w", err)
 	}
-	policy, err := cfg.policy()
+	policy, err := cfg.IMAP.Policy()
 	if err != nil {
 		return err
 	}
-	roots, err := cfg.rootCAs()
+	roots, err := cfg.IMAP.RootCAs()
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Dial:            imapconn.Options{Dialer: policy.Dialer(nil, nil)},
 		RootCAs:         roots,
-		AllowPlaintext:  cfg.AllowPlaintext,
+		AllowPlaintext:  cfg.IMAP.AllowPlaintext,
 	})
 	if err != nil {
 		return err

@@ -107,12 +107,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	logger.Info("standalone_started", "version", version, "grpc_addr", lis.Addr().String(),
 		"data_dir", cfg.DataDir, "copier_concurrency", cfg.Concurrency, "admin_addr", cfg.AdminAddr,
 		"tls", cfg.API.TLSCertFile != "", "tokens", cfg.API.TokensFile != "" || cfg.API.Tokens != "",
-		"allow_networks", cfg.API.AllowNetworks, "task_key", keyring.CurrentKeyID())
+		"allow_networks", cfg.API.IMAP.AllowNetworks, "task_key", keyring.CurrentKeyID())
 	if cfg.API.TLSCertFile == "" {
 		logger.Info("api_plaintext", "hint", "plain gRPC: fine on loopback (grpcurl -plaintext "+lis.Addr().String()+
 			" list); before listening on a wider address set IMAPCOPY_TLS_CERT_FILE, IMAPCOPY_TLS_KEY_FILE and IMAPCOPY_API_TOKENS_FILE")
 	}
-	if cfg.API.AllowNetworks == "" {
+	if cfg.API.IMAP.AllowNetworks == "" {
 		logger.Info("network_policy", "hint", "IMAP servers on loopback and private networks are refused; to copy from or to a local test server set IMAPCOPY_ALLOW_NETWORKS, such as 127.0.0.1/32")
 	}
 
@@ -182,11 +182,11 @@ func loadKeyring(cfg *config, logger *slog.Logger) (*taskseal.Keyring, error) {
 // with the api's network policy, CAs and plaintext rule, so that the copiers reach
 // exactly the servers the api tested.
 func newWorker(cfg *config, cons jetstream.Consumer, store *syncstatus.KV, keyring *taskseal.Keyring, logger *slog.Logger, reg prometheus.Registerer) (*syncworker.Worker, error) {
-	policy, err := cfg.API.Policy()
+	policy, err := cfg.API.IMAP.Policy()
 	if err != nil {
 		return nil, err
 	}
-	roots, err := cfg.API.RootCAs()
+	roots, err := cfg.API.IMAP.RootCAs()
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func newWorker(cfg *config, cons jetstream.Consumer, store *syncstatus.KV, keyri
 		ShutdownTimeout: cfg.API.ShutdownTimeout,
 		Dial:            imapconn.Options{Dialer: policy.Dialer(nil, nil)},
 		RootCAs:         roots,
-		AllowPlaintext:  cfg.API.AllowPlaintext,
+		AllowPlaintext:  cfg.API.IMAP.AllowPlaintext,
 	})
 	if err != nil {
 		return nil, err
