@@ -63,6 +63,9 @@ func Copy(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, &Error{Kind: KindConnect, Err: fmt.Errorf("invalid configuration: %w", err)}
 	}
+	// Whatever happens, no connection of this copy outlives it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	e := &engine{cfg: cfg, log: cfg.Logger}
 	res := &Result{DryRun: cfg.DryRun, Started: time.Now()}
 	err := e.run(ctx, res)
@@ -266,19 +269,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, net.Conn, error) {
-	opts, cd := e.capturing()
-	c, err := imapconn.Dial(ctx, e.cfg.Source, opts)
+	dctx, opts, bd := e.dialing(ctx)
+	c, err := imapconn.Dial(dctx, e.cfg.Source, opts)
 	if err != nil {
-		return nil, nil, e.classifyDial(SideSource, err)
+		return nil, nil, e.classifyDial(ctx, SideSource, err)
 	}
 	e.connected(SideSource)
-	return c, cd.conn, nil
+	return c, bd.conn, nil
 }
 
 func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
-	c, err := imapconn.Dial(ctx, e.cfg.Destination, e.cfg.Dial)
+	dctx, opts, _ := e.dialing(ctx)
+	c, err := imapconn.Dial(dctx, e.cfg.Destination, opts)
 	if err != nil {
-		return nil, e.classifyDial(SideDestination, err)
+		return nil, e.classifyDial(ctx, SideDestination, err)
 	}
 	e.connected(SideDestination)
 	return c, nil
@@ -287,26 +291,32 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 // dialAppender opens a destination write connection and returns it with its
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
-	opts, cd := e.capturing()
-	a, err := imapappend.Dial(ctx, e.cfg.Destination, opts, imapappend.WithBatching(e.cfg.Batching))
+	dctx, opts, bd := e.dialing(ctx)
+	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts, imapappend.WithBatching(e.cfg.Batching))
 	if err != nil {
-		return nil, nil, e.classifyDial(SideDestination, err)
+		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}
 	e.connected(SideDestination)
-	return a, cd.conn, nil
+	return a, bd.conn, nil
 }
 
-// capturing returns dial options whose dialer remembers the raw connection:
-// closing it is the only way to stop go-imap or the appender at once
-// without waiting on them.
-func (e *engine) capturing() (imapconn.Options, *captureDialer) {
+// dialing returns what one dial needs: a context for imapconn that is never
+// canceled, and dial options whose dialer binds the connection to ctx
+// instead. imapconn closes a connection when the context given to Dial ends,
+// but it stores the handle of that binding after registering it
+// (imapconn.conn.bind), so a cancellation during the TLS handshake or the
+// greeting races with the dial (a data race under -race). The engine's
+// dialer binds the raw connection itself, registered before the connection
+// is handed to imapconn: a dial in progress fails at once when ctx ends, and
+// go-imap and the appender are stopped afterwards as they were.
+func (e *engine) dialing(ctx context.Context) (context.Context, imapconn.Options, *boundDialer) {
 	opts := e.cfg.Dial
-	cd := &captureDialer{d: opts.Dialer}
-	if cd.d == nil {
-		cd.d = &net.Dialer{}
+	bd := &boundDialer{ctx: ctx, d: opts.Dialer}
+	if bd.d == nil {
+		bd.d = &net.Dialer{}
 	}
-	opts.Dialer = cd
-	return opts, cd
+	opts.Dialer = bd
+	return context.WithoutCancel(ctx), opts, bd
 }
 
 func (e *engine) connected(side Side) {
@@ -321,8 +331,12 @@ func (e *engine) connected(side Side) {
 // refused login, a certificate that does not verify, a server without
 // STARTTLS or that is not IMAP. Once a side was reached in this copy, only
 // the first two count: a connection cut during a later handshake looks like
-// the others but is a network failure.
-func (e *engine) classifyDial(side Side, err error) error {
+// the others but is a network failure. A dial cut short by the end of ctx is
+// a cancellation, whatever imapconn made of the closed connection.
+func (e *engine) classifyDial(ctx context.Context, side Side, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w (%w)", side, context.Cause(ctx), err)
+	}
 	up := e.srcUp.Load()
 	if side == SideDestination {
 		up = e.dstUp.Load()
@@ -346,16 +360,40 @@ func (e *engine) classifyDial(side Side, err error) error {
 	return err
 }
 
-// captureDialer remembers the connection it dialed.
-type captureDialer struct {
+// boundDialer dials through d and binds each connection to ctx: the TCP
+// connect is abandoned, and the connection closed, when ctx ends. It
+// remembers the connection it dialed: closing it is the only way to stop
+// go-imap or the appender at once without waiting on them.
+type boundDialer struct {
+	ctx  context.Context
 	d    imapconn.Dialer
 	conn net.Conn
 }
 
-func (c *captureDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	conn, err := c.d.DialContext(ctx, network, addr)
-	c.conn = conn
-	return conn, err
+func (b *boundDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+	raw, err := b.d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &boundConn{Conn: raw}
+	c.unbind = context.AfterFunc(b.ctx, func() { raw.Close() })
+	b.conn = c
+	return c, nil
+}
+
+// boundConn is a connection closed when its dialer's context ends.
+type boundConn struct {
+	net.Conn
+	unbind func() bool // set before the connection is handed out
+}
+
+func (c *boundConn) Close() error {
+	c.unbind()
+	return c.Conn.Close()
 }
 
 // quotaWatch tells a message too big for the space left (a per-message
