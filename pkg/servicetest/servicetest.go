@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
@@ -152,6 +155,19 @@ func Serve(t testing.TB, srv Server) (addr string, stop func()) {
 	}
 	t.Cleanup(stop)
 	return lis.Addr().String(), stop
+}
+
+// Dial is a client connection to the gRPC server at addr, without TLS (servers of
+// tests listen on loopback), closed at the end of the test.
+func Dial(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatalf("grpc client: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // FreeAddr is a loopback address with a port free at the time of the call, for a

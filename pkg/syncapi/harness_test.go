@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"imapcopy.dev/pkg/imapconn"
@@ -209,7 +208,6 @@ func dial(t *testing.T, addr, token string, opts ...grpc.DialOption) *grpc.Clien
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	}
 	all := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			return invoker(addToken(ctx), method, req, reply, cc, opts...)
 		}),
@@ -217,12 +215,7 @@ func dial(t *testing.T, addr, token string, opts ...grpc.DialOption) *grpc.Clien
 			return streamer(addToken(ctx), desc, cc, method, opts...)
 		}),
 	}, opts...)
-	conn, err := grpc.NewClient(addr, all...)
-	if err != nil {
-		t.Fatalf("grpc client: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return servicetest.Dial(t, addr, all...)
 }
 
 // ctx is a bounded context for one call of a test (a guard against hangs, not a

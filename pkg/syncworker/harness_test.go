@@ -20,8 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
@@ -269,12 +267,7 @@ func (e *env) startAPI() {
 		t.Fatal(err)
 	}
 	addr, _ := servicetest.Serve(t, syncapi.NewServer(svc, syncapi.ServerOptions{Logger: logger, ShutdownTimeout: time.Second}))
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	e.api = imapcopyv1.NewSyncServiceClient(conn)
+	e.api = imapcopyv1.NewSyncServiceClient(servicetest.Dial(t, addr))
 }
 
 // inProcess is a copier running in the test process.

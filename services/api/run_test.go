@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
@@ -67,11 +66,7 @@ func TestRun(t *testing.T) {
 				}
 			}()
 
-			conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := servicetest.Dial(t, grpcAddr)
 			callCtx, stop := context.WithTimeout(context.Background(), time.Minute)
 			defer stop()
 			health := healthpb.NewHealthClient(conn)
