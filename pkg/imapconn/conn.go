@@ -176,7 +176,7 @@ type conn struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	unbind    func() bool
+	unbind    func() bool // guarded by mu: bind may race with a Close from its own AfterFunc
 }
 
 func newConn(nc net.Conn, idle time.Duration) *conn {
@@ -185,6 +185,8 @@ func newConn(nc net.Conn, idle time.Duration) *conn {
 
 // bind closes the connection when ctx ends.
 func (c *conn) bind(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.unbind = context.AfterFunc(ctx, func() { c.Close() })
 }
 
@@ -264,7 +266,10 @@ func (c *conn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
-		c.unbind()
+		c.mu.Lock()
+		unbind := c.unbind
+		c.mu.Unlock()
+		unbind()
 		c.closeErr = c.Conn.Close()
 	})
 	return c.closeErr
