@@ -9,7 +9,10 @@
 //   - every listed source folder appears exactly once, in Folders or in Skipped;
 //   - no two source folders share a destination name, compared case-insensitively
 //     (servers such as Exchange fold case); a name that would be shared is reported as a
-//     Collision and the later folder gets a " (2)" suffix;
+//     Collision and the later folder gets a " (2)" suffix. The one exception is an
+//     ArchiveOnly mapping (see Views below), which may share the destination's archive
+//     folder with the source's own archive folder: the messages it brings are in no
+//     other source folder, so the two never hold the same message;
 //   - Create lists parents before children, and every destination name in the plan has
 //     its parents either on the destination or earlier in Create;
 //   - the output does not depend on the order of the input listings, and a rerun against
@@ -53,12 +56,25 @@
 // destination folder whose name a plain source folder would take anyway stays with that
 // folder (see matchSpecialUse: the choice must survive reruns).
 //
-// Views (\All, \Flagged, \Important: virtual collections whose messages all live in other
-// folders, such as Gmail's "All Mail", "Starred" and "Important") are skipped unless
-// Options.IncludeGmailViews. With Gmail rules (Options.Provider "gmail", or a "[Gmail]" or
-// "[Google Mail]" folder on the source) they are also recognised by name. Included views map
-// onto the destination's own only when the destination is a Gmail-like server; appending to
-// another server's virtual folder would fail.
+// Views (\All, \Flagged, \Important: virtual collections such as Gmail's "All Mail",
+// "Starred" and "Important") are not copied as folders unless Options.IncludeGmailViews.
+// With Gmail rules (Options.Provider "gmail", or a "[Gmail]" or "[Google Mail]" folder on
+// the source) they are also recognised by name. Included views map onto the destination's
+// own only when the destination is a Gmail-like server; appending to another server's
+// virtual folder would fail.
+//
+// Without IncludeGmailViews, \Flagged and \Important views are skipped: each of their
+// messages is also in \All. Under the Gmail rules an \All view is not skipped (elsewhere,
+// as Dovecot's virtual folders, it is), because a Gmail message that was
+// archived (no label left) lives only there: it becomes an ArchiveOnly mapping onto the
+// destination's archive folder (the \Archive one, else one recognised by name, else
+// "Archive" behind the destination's prefix, created), and the engine copies only those of
+// its messages that occur in no folder of Plan.Elsewhere. Elsewhere is every listed
+// selectable source folder that is not a view, whether the copy includes it or not: a
+// message that the user's patterns leave out is filed elsewhere, not archived, and stays
+// out. Views are not in Elsewhere: an archived starred message is in "Starred" and
+// "All Mail" only, and is archived mail. A pattern that excludes (or does not include) the
+// \All view itself wins: it is skipped.
 package foldermap
 
 import (
@@ -105,6 +121,10 @@ type Plan struct {
 	Renames    []Rename    // components changed because the destination cannot hold them
 	Collisions []Collision // folders that would have shared a destination name
 	Skipped    []Skip      // listed source folders that are not copied
+
+	// Elsewhere, when a mapping is ArchiveOnly, lists the source folders whose messages
+	// are not archived mail: every listed selectable source folder but the views.
+	Elsewhere []string
 }
 
 // Mapping sends one source folder to one destination folder.
@@ -113,6 +133,11 @@ type Mapping struct {
 	Dest       string // destination name
 	SpecialUse string // `\Sent`, ... when it serves one (attribute or recognised name), else
 	Create     bool   // the destination lacks it (or has it only as \Noselect); it is in Plan.Create
+
+	// ArchiveOnly: the source is an \All view (Gmail's "All Mail") and Dest the
+	// destination's archive folder; copy only the messages that occur in no folder of
+	// Plan.Elsewhere (archived mail). The identity is count-aware, as for any copy.
+	ArchiveOnly bool
 }
 
 // Rename reports a destination name changed because of what the destination can hold.
@@ -175,6 +200,7 @@ func Map(src, dst Side, opts Options) (*Plan, error) {
 	m.matchSpecialUse()
 	m.markNeeded(m.root)
 	m.assign()
+	m.assignArchive()
 	return m.plan(), nil
 }
 
@@ -203,14 +229,15 @@ type node struct {
 	parent   *node
 	children []*node
 
-	skip     Reason // listed but not copied
-	copied   bool
-	use      string // special use it was mapped by
-	rerooted bool   // dest is the destination's special-use folder, not derived from parent
-	needed   bool   // copied, or the parent of a needed non-rerooted node
-	wanted   string // destination name derived from the parent's, before collisions
-	dest     string
-	renamed  bool // a component was changed by sanitize
+	skip        Reason // listed but not copied
+	copied      bool
+	archiveOnly bool   // an \All view whose archived messages go to the archive folder
+	use         string // special use it was mapped by
+	rerooted    bool   // dest is the destination's special-use folder, not derived from parent
+	needed      bool   // copied, or the parent of a needed non-rerooted node
+	wanted      string // destination name derived from the parent's, before collisions
+	dest        string
+	renamed     bool // a component was changed by sanitize
 }
 
 type mapper struct {
@@ -313,6 +340,8 @@ func (m *mapper) decide() {
 			n.skip = ReasonExcluded
 		case len(m.opts.Include) > 0 && !matchAny(m.opts.Include, logical):
 			n.skip = ReasonNotIncluded
+		case !m.opts.IncludeGmailViews && m.srcGmail && isCandidate(n.path, n.attrs, `\All`, m.srcUses, m.srcGmail):
+			n.archiveOnly = true
 		case !m.opts.IncludeGmailViews && isView(n.path, n.attrs, m.srcUses, m.srcGmail):
 			n.skip = ReasonView
 		default:
@@ -578,6 +607,7 @@ func (m *mapper) join(parent *node, comp string) string {
 
 func (m *mapper) plan() *Plan {
 	p := &Plan{}
+	archive := false
 	holder := func(wanted string) string {
 		if n := m.claims[fold(wanted)]; n != nil {
 			return n.source
@@ -585,6 +615,15 @@ func (m *mapper) plan() *Plan {
 		return inbox // reserved even when the source lists no INBOX
 	}
 	for _, n := range m.nodes {
+		if n.archiveOnly {
+			archive = true
+			create := m.claims[fold(n.dest)] == n && (!m.dst.exists(n.dest) || !m.dst.selectable(n.dest))
+			if create {
+				p.Create = append(p.Create, n.dest)
+			}
+			p.Folders = append(p.Folders, Mapping{Source: n.source, Dest: n.dest, SpecialUse: `\All`, Create: create, ArchiveOnly: true})
+			continue
+		}
 		if n.listed && !n.copied {
 			p.Skipped = append(p.Skipped, Skip{Source: n.source, Reason: n.skip})
 		}
@@ -607,9 +646,58 @@ func (m *mapper) plan() *Plan {
 			p.Collisions = append(p.Collisions, Collision{Source: n.source, Dest: n.dest, Wanted: n.wanted, Holder: holder(n.wanted)})
 		}
 	}
+	if archive {
+		for i, f := range p.Folders {
+			if f.ArchiveOnly && !f.Create {
+				// Shared with a folder that creates it.
+				p.Folders[i].Create = slices.Contains(p.Create, f.Dest)
+			}
+		}
+		for _, n := range m.nodes {
+			if n.listed && n.attrs.selectable() && len(n.path) > 0 && !isView(n.path, n.attrs, m.srcUses, m.srcGmail) {
+				p.Elsewhere = append(p.Elsewhere, n.source)
+			}
+		}
+	}
 	delim := m.dst.side.Delim
 	sort.Slice(p.Create, func(i, j int) bool {
 		return comparePaths(splitName(p.Create[i], delim), splitName(p.Create[j], delim)) < 0
 	})
 	return p
+}
+
+// assignArchive gives each ArchiveOnly node the destination's archive folder: the one
+// that serves \Archive (by attribute, else by a well-known name), else "Archive" behind
+// the destination's prefix, which a copied source folder may hold already (the
+// folders then share it) or which is created.
+func (m *mapper) assignArchive() {
+	dstGmail := hasGmailRoot(m.dst.paths())
+	dstUses := sideUses(m.dst.attrList())
+	var best *destFolder
+	for _, d := range m.dst.folders {
+		if d.selectable() && isCandidate(d.path, d.attrs, `\Archive`, dstUses, dstGmail) &&
+			(best == nil || rankLess(d.path, best.path)) {
+			best = d
+		}
+	}
+	for _, n := range m.nodes {
+		if !n.archiveOnly {
+			continue
+		}
+		switch {
+		case best != nil:
+			n.dest = best.name
+		default:
+			name := m.dst.side.Prefix + "Archive"
+			if holder := m.claims[fold(name)]; holder != nil {
+				n.dest = holder.dest
+				break
+			}
+			if existing, ok := m.dst.byFold[fold(name)]; ok {
+				name = existing
+			}
+			n.dest = name
+			m.claims[fold(name)] = n
+		}
+	}
 }

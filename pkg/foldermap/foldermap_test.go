@@ -82,6 +82,9 @@ func planProblems(src, dst Side, p *Plan) []string {
 		creates[c] = i
 	}
 	for _, m := range p.Folders {
+		if m.ArchiveOnly {
+			continue // may share the archive folder (package doc)
+		}
 		if prev, ok := owner[fold(m.Dest)]; ok {
 			problems = append(problems, fmt.Sprintf("%q -> %q shares its destination with %q", m.Source, m.Dest, prev))
 		}
@@ -90,6 +93,11 @@ func planProblems(src, dst Side, p *Plan) []string {
 			problems = append(problems, fmt.Sprintf("%q maps onto INBOX", m.Source))
 		}
 		if _, ok := creates[m.Dest]; ok != m.Create {
+			problems = append(problems, fmt.Sprintf("%q -> %q: Mapping.Create = %v, but in Plan.Create = %v", m.Source, m.Dest, m.Create, ok))
+		}
+	}
+	for _, m := range p.Folders {
+		if _, ok := creates[m.Dest]; m.ArchiveOnly && ok != m.Create {
 			problems = append(problems, fmt.Sprintf("%q -> %q: Mapping.Create = %v, but in Plan.Create = %v", m.Source, m.Dest, m.Create, ok))
 		}
 	}
@@ -353,7 +361,7 @@ func TestMapSpecialUse(t *testing.T) {
 				"INBOX": "INBOX", "[Gmail]/Sent Mail": "INBOX.Sent", "[Gmail]/Drafts": "INBOX.Drafts",
 				"[Gmail]/Bin": "INBOX.Trash", "[Gmail]/Spam": "INBOX.Junk", "Receipts": "INBOX.Receipts",
 			},
-			wantUse: map[string]string{"[Gmail]/Sent Mail": `\Sent`, "[Gmail]/Drafts": `\Drafts`, "[Gmail]/Bin": `\Trash`, "[Gmail]/Spam": `\Junk`},
+			wantUse: map[string]string{"[Gmail]/Sent Mail": `\Sent`, "[Gmail]/Drafts": `\Drafts`, "[Gmail]/Bin": `\Trash`, "[Gmail]/Spam": `\Junk`, "[Gmail]/All Mail": `\All`},
 		},
 		{
 			name:    "Dovecot onto Gmail",
@@ -412,14 +420,14 @@ func TestMapViews(t *testing.T) {
 		wantCreate  []string
 	}{
 		{
-			name: "Gmail views are skipped",
+			name: "Gmail views are skipped but All Mail's archived mail goes to a created Archive",
 			src:  gmail,
 			dst:  dot("INBOX", `INBOX.Sent|\Sent`),
-			want: map[string]string{"INBOX": "INBOX", "[Gmail]/Sent Mail": "INBOX.Sent", "Work": "INBOX.Work"},
+			want: map[string]string{"INBOX": "INBOX", "[Gmail]/Sent Mail": "INBOX.Sent", "Work": "INBOX.Work", "[Gmail]/All Mail": "INBOX.Archive"},
 			wantSkipped: map[string]Reason{
-				"[Gmail]": ReasonNotSelectable, "[Gmail]/All Mail": ReasonView, "[Gmail]/Starred": ReasonView, "[Gmail]/Important": ReasonView,
+				"[Gmail]": ReasonNotSelectable, "[Gmail]/Starred": ReasonView, "[Gmail]/Important": ReasonView,
 			},
-			wantCreate: []string{"INBOX.Work"},
+			wantCreate: []string{"INBOX.Archive", "INBOX.Work"},
 		},
 		{
 			name: "included views keep their names under a created [Gmail] on a non-Gmail server",
@@ -450,8 +458,9 @@ func TestMapViews(t *testing.T) {
 			src:         slash("INBOX", `[Gmail]|\Noselect`, "[Gmail]/All Mail", "[Gmail]/Starred", "[Gmail]/Drafts"),
 			dst:         slash("INBOX", `Drafts|\Drafts`),
 			opts:        Options{Provider: "gmail"},
-			want:        map[string]string{"INBOX": "INBOX", "[Gmail]/Drafts": "Drafts"},
-			wantSkipped: map[string]Reason{"[Gmail]": ReasonNotSelectable, "[Gmail]/All Mail": ReasonView, "[Gmail]/Starred": ReasonView},
+			want:        map[string]string{"INBOX": "INBOX", "[Gmail]/Drafts": "Drafts", "[Gmail]/All Mail": "Archive"},
+			wantSkipped: map[string]Reason{"[Gmail]": ReasonNotSelectable, "[Gmail]/Starred": ReasonView},
+			wantCreate:  []string{"Archive"},
 		},
 		{
 			name:        "a top-level All Mail without Gmail rules is an ordinary folder",
@@ -881,7 +890,7 @@ func TestMapOrder(t *testing.T) {
 	specs := []string{"Zeta", "INBOX/b", `Sent|\Sent`, "INBOX", "alpha", "Alpha/x", "alpha/y", "Été", "INBOX/a", `[Gmail]|\Noselect`, `[Gmail]/All Mail|\All`}
 	dst := dot("INBOX", `INBOX.Sent|\Sent`)
 	first := mustMap(t, slash(specs...), dst, Options{})
-	wantOrder := []string{"INBOX", "INBOX/a", "INBOX/b", "Alpha/x", "alpha", "alpha/y", "Sent", "Zeta", "Été"}
+	wantOrder := []string{"INBOX", "INBOX/a", "INBOX/b", "[Gmail]/All Mail", "Alpha/x", "alpha", "alpha/y", "Sent", "Zeta", "Été"}
 	var gotOrder []string
 	for _, m := range first.Folders {
 		gotOrder = append(gotOrder, m.Source)
@@ -915,6 +924,11 @@ func TestMapRerun(t *testing.T) {
 			"Gmail with views onto an empty Dovecot",
 			slash("INBOX", `[Gmail]|\Noselect`, `[Gmail]/Sent Mail|\Sent`, `[Gmail]/All Mail|\All`, `[Gmail]/Starred|\Flagged`, "Corbeille"),
 			dot("INBOX"), Options{IncludeGmailViews: true},
+		},
+		{
+			"Gmail archived mail onto an empty Dovecot",
+			slash("INBOX", `[Gmail]|\Noselect`, `[Gmail]/Sent Mail|\Sent`, `[Gmail]/All Mail|\All`, `[Gmail]/Starred|\Flagged`, "Work"),
+			dot("INBOX"), Options{},
 		},
 	}
 	for _, tt := range tests {
@@ -953,5 +967,104 @@ func BenchmarkMap(b *testing.B) {
 		if _, err := Map(src, dst, Options{Exclude: []string{"Projects 1*"}}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestMapGmailArchive: without IncludeGmailViews, Gmail's All Mail becomes an
+// ArchiveOnly mapping onto the destination's archive folder, and Elsewhere lists the
+// folders whose messages are not archived mail.
+func TestMapGmailArchive(t *testing.T) {
+	gmail := func(extra ...string) Side {
+		return slash(append([]string{"INBOX", `[Gmail]|\Noselect`, `[Gmail]/All Mail|\All`, `[Gmail]/Starred|\Flagged`,
+			`[Gmail]/Important|\Important`, `[Gmail]/Sent Mail|\Sent`, `[Gmail]/Bin|\Trash`, "Work"}, extra...)...)
+	}
+	tests := []struct {
+		name          string
+		src, dst      Side
+		opts          Options
+		wantDest      string // "" : All Mail is not an ArchiveOnly mapping
+		wantCreate    bool
+		wantElsewhere []string
+		wantSkip      Reason
+	}{
+		{
+			name: "onto the destination's \\Archive folder, whatever its name",
+			src:  gmail(), dst: dot("INBOX", `INBOX.Archiv|\Archive`, `INBOX.Archive`),
+			wantDest:      "INBOX.Archiv",
+			wantElsewhere: []string{"INBOX", "[Gmail]/Bin", "[Gmail]/Sent Mail", "Work"},
+		},
+		{
+			name: "onto an Archive recognised by name",
+			src:  gmail(), dst: slash("INBOX", "Archives"),
+			wantDest:      "Archives",
+			wantElsewhere: []string{"INBOX", "[Gmail]/Bin", "[Gmail]/Sent Mail", "Work"},
+		},
+		{
+			name: "shares the Archive a source label goes to, created once",
+			src:  gmail("Archive", "Archive/2020"), dst: dot("INBOX"),
+			wantDest: "INBOX.Archive", wantCreate: true,
+			wantElsewhere: []string{"INBOX", "[Gmail]/Bin", "[Gmail]/Sent Mail", "Archive", "Archive/2020", "Work"},
+		},
+		{
+			name: "excluded labels still count as elsewhere",
+			src:  gmail("Old"), dst: slash("INBOX"), opts: Options{Exclude: []string{"Work", "Old"}},
+			wantDest: "Archive", wantCreate: true,
+			wantElsewhere: []string{"INBOX", "[Gmail]/Bin", "[Gmail]/Sent Mail", "Old", "Work"},
+		},
+		{
+			name: "recognised by name with the gmail provider",
+			src:  slash("INBOX", "[Gmail]/Alle Nachrichten", "[Gmail]/Markiert", "Work"), dst: dot("INBOX"),
+			opts:     Options{Provider: "gmail"},
+			wantDest: "INBOX.Archive", wantCreate: true,
+			wantElsewhere: []string{"INBOX", "Work"},
+		},
+		{
+			name: "All Mail excluded by a pattern is skipped",
+			src:  gmail(), dst: slash("INBOX"), opts: Options{Exclude: []string{"[Gmail]/All Mail"}},
+			wantSkip: ReasonExcluded,
+		},
+		{
+			name: "All Mail not included is skipped",
+			src:  gmail(), dst: slash("INBOX"), opts: Options{Include: []string{"INBOX"}},
+			wantSkip: ReasonNotIncluded,
+		},
+		{
+			name: "included views are copied as folders",
+			src:  gmail(), dst: slash("INBOX"), opts: Options{IncludeGmailViews: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustMap(t, tt.src, tt.dst, tt.opts)
+			all := "[Gmail]/All Mail"
+			if tt.opts.Provider != "" {
+				all = "[Gmail]/Alle Nachrichten"
+			}
+			m, ok := p.Lookup(all)
+			if tt.wantDest == "" {
+				if m.ArchiveOnly {
+					t.Errorf("Map(%q) %q = %+v, want no ArchiveOnly mapping", tt.name, all, m)
+				}
+				if got := skips(p)[all]; tt.wantSkip != "" && got != tt.wantSkip {
+					t.Errorf("Map(%q) %q skipped for %q, want %q", tt.name, all, got, tt.wantSkip)
+				}
+				if len(p.Elsewhere) != 0 {
+					t.Errorf("Map(%q) Elsewhere = %q, want none", tt.name, p.Elsewhere)
+				}
+				return
+			}
+			if !ok || !m.ArchiveOnly || m.Dest != tt.wantDest {
+				t.Fatalf("Map(%q) %q = %+v (found %v), want ArchiveOnly onto %q", tt.name, all, m, ok, tt.wantDest)
+			}
+			if m.Create != tt.wantCreate {
+				t.Errorf("Map(%q) %q Create = %v, want %v", tt.name, all, m.Create, tt.wantCreate)
+			}
+			if n := strings.Count(strings.Join(p.Create, "\n")+"\n", tt.wantDest+"\n"); n > 1 {
+				t.Errorf("Map(%q) Create = %q, creates %q %d times", tt.name, p.Create, tt.wantDest, n)
+			}
+			if !slices.Equal(p.Elsewhere, tt.wantElsewhere) {
+				t.Errorf("Map(%q) Elsewhere = %q, want %q", tt.name, p.Elsewhere, tt.wantElsewhere)
+			}
+		})
 	}
 }

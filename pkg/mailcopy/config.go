@@ -32,9 +32,12 @@ type Config struct {
 	// folder rules).
 	Provider string
 
-	DryRun            bool // plan and count; create nothing, append nothing
-	NoReport          bool // do not append the report to the destination INBOX
-	IncludeGmailViews bool // copy \All, \Flagged, \Important views too
+	DryRun   bool // plan and count; create nothing, append nothing
+	NoReport bool // do not append the report to the destination INBOX
+	// IncludeGmailViews copies Gmail's \All, \Flagged and \Important views as
+	// folders too. Without it, only All Mail's archived messages (in no other
+	// folder) are copied, into the destination's archive folder.
+	IncludeGmailViews bool
 
 	// Progress receives snapshots: about every ProgressInterval while
 	// messages move, and whenever a folder ends. Called from the copy's

@@ -33,6 +33,10 @@ type engine struct {
 
 	appendLimit int64 // destination's APPENDLIMIT; 0: none announced
 
+	// elsewhere: the source folders whose messages are not archived mail,
+	// for the ArchiveOnly folders (foldermap.Plan.Elsewhere).
+	elsewhere []string
+
 	srcUp, dstUp atomic.Bool // a connection to the side succeeded in this copy
 
 	mu       sync.Mutex
@@ -101,6 +105,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	if limit, ok := p.dst.caps.AppendLimit(); ok && limit != nil {
 		e.appendLimit = int64(*limit)
 	}
+	e.elsewhere = p.plan.Elsewhere
 	e.log.Info("copy planned", "folders", len(p.plan.Folders), "create", len(p.plan.Create),
 		"renames", len(p.plan.Renames), "collisions", len(p.plan.Collisions), "skipped", len(p.plan.Skipped))
 	for _, r := range p.plan.Renames {
@@ -116,7 +121,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	jobs := make([]*job, len(p.plan.Folders))
 	progress := make([]FolderProgress, len(p.plan.Folders))
 	for i, m := range p.plan.Folders {
-		j := &job{idx: i, m: m, result: FolderResult{Source: m.Source, Destination: m.Dest}}
+		j := &job{idx: i, m: m, result: FolderResult{Source: m.Source, Destination: m.Dest, ArchiveOnly: m.ArchiveOnly}}
 		if e.cfg.DryRun {
 			j.result.Created = m.Create
 			j.dstEmpty = m.Create
@@ -128,7 +133,11 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			j.dstEmpty = true
 		}
 		progress[i] = FolderProgress{Source: m.Source, Destination: m.Dest, State: FolderPending}
-		if st := p.src.status[m.Source]; st != nil {
+		if m.ArchiveOnly {
+			// Its messages in scope are known after its metadata passes (the
+			// LIST-STATUS count is All Mail's); it comes last.
+			j.weight = -1
+		} else if st := p.src.status[m.Source]; st != nil {
 			if st.NumMessages != nil {
 				j.weight = int64(*st.NumMessages)
 				progress[i].Total = int(*st.NumMessages)

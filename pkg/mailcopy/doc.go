@@ -58,6 +58,25 @@
 // holds across runs: a Copy that stopped (crash, redelivery, cancellation) is
 // resumed by running it again.
 //
+// # Gmail's archived mail
+//
+// Gmail keeps every message in "[Gmail]/All Mail" and shows each label as a
+// folder; a message archived with no label left is only in All Mail. Unless
+// IncludeGmailViews, foldermap maps All Mail (under the Gmail rules) as an
+// ArchiveOnly folder onto the destination's archive folder, and the engine copies
+// there exactly the All Mail messages whose identity occurs in no folder of
+// foldermap's Plan.Elsewhere (every other selectable source folder but the views,
+// whether the copy includes it or not: a message the user's patterns leave out is
+// not archived). The identity is the count-aware key above, so two identical
+// messages of which one has a label make one archived message, and the archive is
+// diffed against what the destination folder holds like any folder: a rerun
+// appends nothing. All Mail is scheduled last and first runs a metadata pass over
+// the Elsewhere folders on its own source connection (keeping only their keys,
+// about 50 bytes per message); a folder the source refuses to open counts as
+// empty, so its messages are archived rather than lost. Its FolderResult has
+// ArchiveOnly set and counts the archived messages only; the report gives them a
+// line of their own.
+//
 // # Failures
 //
 // A message the destination refuses (too big, APPENDLIMIT, over the space left,

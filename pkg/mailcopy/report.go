@@ -108,9 +108,17 @@ func writeReportBody(w *bytes.Buffer, r *Result, info reportInfo) {
 		if note == "" && f.Created {
 			note = "created"
 		}
+		if note == "" && f.ArchiveOnly {
+			note = "archived mail only"
+		}
 		rows = append(rows, []string{f.Source, f.Destination, num(f.Total), num(f.Copied), num(f.Present), num(f.Failed), num(f.Skipped), note})
 	}
 	writeTable(w, rows, 2)
+	for _, f := range r.Folders {
+		if f.ArchiveOnly {
+			line("  %s → %s: %s archived messages (messages only in All Mail)", f.Source, f.Destination, num(f.Total))
+		}
+	}
 
 	if len(r.Renames) > 0 {
 		line("")

@@ -19,6 +19,7 @@ func TestBuildReport(t *testing.T) {
 		Folders: []FolderResult{
 			{Source: "INBOX", Destination: "INBOX", Counts: Counts{Total: 1000, Copied: 998, Failed: 2}},
 			{Source: "Envoyés", Destination: "Sent", Created: true, Counts: Counts{Total: 234, Copied: 202, Present: 30, Skipped: 2}},
+			{Source: "[Gmail]/All Mail", Destination: "Archive", ArchiveOnly: true, Counts: Counts{Total: 3, Copied: 3}},
 		},
 		Failures: []MessageIssue{{Folder: "INBOX", UID: 17, Size: 30_000_000, Reason: "refused by the destination: message too large"}},
 		Skipped:  []MessageIssue{{Folder: "Envoyés", UID: 3, Size: 40_000_000, Reason: "larger than the maximum message size"}},
@@ -67,6 +68,8 @@ func TestBuildReport(t *testing.T) {
 		`"Releases/v1.2" -> "Releases_v1.2"`,
 		"INBOX   17   30.0 MB  refused by the destination: message too large",
 		"larger than the maximum message size",
+		"archived mail only",
+		"[Gmail]/All Mail → Archive: 3 archived messages (messages only in All Mail)",
 	} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("report body lacks %q:\n%s", want, body)

@@ -26,6 +26,9 @@ type FolderResult struct {
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 	Created     bool   `json:"created,omitempty"` // the destination folder was created by this run
+	// ArchiveOnly: Source is Gmail's All Mail, and Counts are about its
+	// archived messages only (those in no other folder; see foldermap).
+	ArchiveOnly bool `json:"archive_only,omitempty"`
 	Counts
 	Error string `json:"error,omitempty"` // the folder could not be copied (whole-folder failure)
 }

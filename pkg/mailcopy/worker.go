@@ -128,6 +128,8 @@ type folderRun struct {
 
 	progress int // messages settled: resets the reconnect budget
 	counts   Counts
+
+	elsewhere map[key]int // ArchiveOnly: the identities of the other source folders' messages
 }
 
 // copyFolder copies one folder, reconnecting with backoff when a connection
@@ -209,6 +211,11 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	if err != nil {
 		return err
 	}
+	if j.m.ArchiveOnly && fr.elsewhere == nil {
+		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
+			return err
+		}
+	}
 	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
@@ -218,6 +225,11 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		return fmt.Errorf("source %q: %w", j.m.Source, err)
 	}
 	msgs = inScope(msgs, e.cfg.Since)
+	if j.m.ArchiveOnly {
+		// Archived mail: the messages in no other folder, count-aware (two
+		// identical messages of which one has a label: one is archived).
+		msgs, _ = diff(msgs, fr.elsewhere)
+	}
 	for i := range msgs {
 		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
 			// The destination will show the size of the body it got.
@@ -284,6 +296,38 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		}
 	}
 	return nil
+}
+
+// elsewhereKeys runs the metadata pass on every source folder of
+// Plan.Elsewhere and counts their messages by identity, whatever their date
+// (Since selects archived messages, not the folders they are filed in). A
+// folder the source refuses to open counts as empty: its messages, not
+// copied with it, are then archived rather than lost.
+func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[key]int, error) {
+	keys := map[key]int{}
+	for _, name := range w.e.elsewhere {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sel, err := src.IMAP().Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			var imapErr *imap.Error
+			if errors.As(err, &imapErr) {
+				w.e.log.Warn("archived mail: a source folder cannot be opened; its messages count as archived",
+					"folder", name, "error", err)
+				continue
+			}
+			return nil, fmt.Errorf("source: examine %q: %w", name, err)
+		}
+		msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
+		if err != nil {
+			return nil, fmt.Errorf("source %q: %w", name, err)
+		}
+		for _, m := range msgs {
+			keys[m.key]++
+		}
+	}
+	return keys, nil
 }
 
 // destKeys runs the metadata pass on the destination folder.

@@ -118,7 +118,7 @@ func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
 	fs.StringVar(&f.since, "since", "", "copy only messages received on or after this date (YYYY-MM-DD, UTC)")
 	fs.IntVar(&f.connections, "connections", 4, "connections per account, at most")
 	fs.StringVar(&f.provider, "provider", "", `source provider rules ("gmail": skip the All Mail, Important and Starred views)`)
-	fs.BoolVar(&f.gmailViews, "include-gmail-views", false, "copy Gmail's All Mail, Important and Starred views too")
+	fs.BoolVar(&f.gmailViews, "include-gmail-views", false, "copy Gmail's All Mail, Important and Starred views as folders too (without it, only All Mail's archived messages, those with no label, are copied, into the destination's Archive)")
 	fs.BoolVar(&f.noReport, "no-report", false, "do not append the report message to the destination INBOX")
 	fs.BoolVar(&f.json, "json", false, "print the final result as JSON on stdout")
 	fs.BoolVar(&f.verbose, "verbose", false, "log what the copy does on stderr")
