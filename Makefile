@@ -36,9 +36,9 @@ demo: build ## a whole sync in about a minute: two local IMAP servers, bin/imapc
 	$(BIN)/imapcopy-demo -imapcopy $(BIN)/imapcopy $(ARGS)
 
 .PHONY: test
-test: test-deps ## run every test against real Dovecot, redis-server and an embedded NATS
+test: test-deps ## run every test (race detector on) against real Dovecot, redis-server and an embedded NATS
 	$(GO) vet work
-	$(GO) test -count=1 -timeout 12m -v work
+	$(GO) test -race -count=1 -timeout 14m -v work
 
 .PHONY: test-deps
 test-deps: ## install the Debian packages the tests need (as root), or say how

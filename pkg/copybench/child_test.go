@@ -24,7 +24,9 @@ func TestHelperAllocate(t *testing.T) {
 // TestRunChildPeakRSS checks that runChild reports the child's own peak memory, not the
 // parent's: the parent holds a big buffer, the child touches 64 MiB.
 func TestRunChildPeakRSS(t *testing.T) {
-	ballast := make([]byte, 256<<20)
+	// The parent's ballast stays above what the child may reach, even with the race
+	// detector's shadow memory (about 3x for the child's 64 MiB).
+	ballast := make([]byte, 512<<20)
 	for i := range ballast {
 		ballast[i] = 1
 	}
@@ -36,8 +38,12 @@ func TestRunChildPeakRSS(t *testing.T) {
 	if m.ExitCode != 1 {
 		t.Errorf("exit code = %d, want 1; stderr: %s", m.ExitCode, m.StderrEnd)
 	}
-	if lo, hi := int64(64<<20), int64(160<<20); m.MaxRSS < lo || m.MaxRSS > hi {
-		t.Errorf("MaxRSS = %d MiB, want 64–160 MiB (the parent holds 256 MiB)", m.MaxRSS>>20)
+	lo, hi := int64(64<<20), int64(160<<20)
+	if raceEnabled {
+		hi = 400 << 20
+	}
+	if m.MaxRSS < lo || m.MaxRSS > hi {
+		t.Errorf("MaxRSS = %d MiB, want %d–%d MiB (the parent holds 512 MiB)", m.MaxRSS>>20, lo>>20, hi>>20)
 	}
 	if m.User+m.Sys <= 0 || m.Wall < 100*time.Millisecond {
 		t.Errorf("CPU %v, wall %v: want > 0 and ≥ 100ms", m.User+m.Sys, m.Wall)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package copybench
+
+const raceEnabled = false
