@@ -45,7 +45,8 @@ type Config struct {
 	Progress         func(Progress)
 	ProgressInterval time.Duration // default 500ms
 
-	Logger *slog.Logger // nil: Dial.Logger, else discard
+	Logger *slog.Logger     // nil: Dial.Logger, else discard
+	Now    func() time.Time // the clock of the result, the progress and the report; nil: time.Now
 
 	// Tuning; zero picks the default.
 	Batching      imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
@@ -75,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.ChunkMessages <= 0 {
 		c.ChunkMessages = defaultChunkMessages

@@ -71,10 +71,9 @@ func Copy(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e := &engine{cfg: cfg, log: cfg.Logger}
-	res := &Result{DryRun: cfg.DryRun, Started: time.Now()}
+	res := &Result{DryRun: cfg.DryRun, Started: cfg.Now()}
 	err := e.run(ctx, res)
-	res.Duration = time.Since(res.Started)
-	res.Seconds = res.Duration.Seconds()
+	res.setDuration(cfg.Now())
 	if err != nil {
 		err = classifyEnd(ctx, err)
 		e.log.Warn("copy stopped", "kind", KindOf(err).String(), "error", err)
@@ -148,7 +147,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		}
 		jobs[i] = j
 	}
-	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, time.Now, progress)
+	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, progress)
 
 	err = e.copyFolders(ctx, jobs)
 
@@ -166,6 +165,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	// destination is worth reporting too (if it still fits); any other stop
 	// either did nothing yet or will be resumed.
 	if !e.cfg.DryRun && !e.cfg.NoReport && ctx.Err() == nil && (err == nil || KindOf(err) == KindOverQuota) {
+		res.setDuration(e.cfg.Now()) // the report tells it; Copy sets it again at the very end
 		stopped := ""
 		if err != nil {
 			stopped = err.Error()
@@ -453,6 +453,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 	if host == "" || net.ParseIP(host) != nil {
 		host = "imapcopy.invalid"
 	}
+	now := e.cfg.Now()
 	raw := buildReport(res, reportInfo{
 		source:      describe(e.cfg.Source),
 		destination: describe(e.cfg.Destination),
@@ -460,7 +461,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 		to:          address(e.cfg.Destination),
 		messageID:   "report." + hex.EncodeToString(id[:]) + "@" + host,
 		stopped:     stopped,
-		now:         time.Now(),
+		now:         now,
 	})
 	return e.retry(ctx, "report", func() error {
 		a, _, err := e.dialAppender(ctx)
@@ -469,7 +470,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 		}
 		defer a.Close()
 		results, err := a.Append(ctx, "INBOX", []imapappend.Message{{
-			InternalDate: time.Now(), Size: int64(len(raw)), Body: bytes.NewReader(raw),
+			InternalDate: now, Size: int64(len(raw)), Body: bytes.NewReader(raw),
 		}})
 		if err != nil {
 			return fmt.Errorf("append the report: %w", err)

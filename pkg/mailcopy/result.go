@@ -87,6 +87,11 @@ type Result struct {
 	ReportError string `json:"report_error,omitempty"`
 }
 
+func (r *Result) setDuration(now time.Time) {
+	r.Duration = now.Sub(r.Started)
+	r.Seconds = r.Duration.Seconds()
+}
+
 // FailedFolders returns the folders that could not be copied as a whole.
 func (r *Result) FailedFolders() []FolderResult {
 	var out []FolderResult
