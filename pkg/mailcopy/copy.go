@@ -143,6 +143,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			}
 			if st.Size != nil {
 				j.weight = *st.Size
+				progress[i].TotalBytes = *st.Size
 			}
 		}
 		jobs[i] = j

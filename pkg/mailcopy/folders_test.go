@@ -74,6 +74,9 @@ func TestProgress(t *testing.T) {
 			t.Errorf("snapshot %d: copied went back from %d to %d", i, snaps[i-1].Totals.Copied, snaps[i].Totals.Copied)
 		}
 	}
+	if got, want := res.Totals.TotalBytes, mb.Size(); got != want || res.Totals.Bytes != want {
+		t.Errorf("result total bytes = %d, bytes copied = %d, want both %d (the mailbox's size)", got, res.Totals.Bytes, want)
+	}
 	last := snaps[len(snaps)-1]
 	if last.Totals != res.Totals {
 		t.Errorf("last snapshot totals = %+v, result totals = %+v", last.Totals, res.Totals)

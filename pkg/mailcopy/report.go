@@ -98,6 +98,7 @@ func writeReportBody(w *bytes.Buffer, r *Result, info reportInfo) {
 	line("  already on the destination:  %s", num(t.Present))
 	line("  failed:                      %s", num(t.Failed))
 	line("  skipped (too large):         %s", num(t.Skipped))
+	line("  data in the source:          %s", byteSize(t.TotalBytes))
 	line("  data copied:                 %s", byteSize(t.Bytes))
 	line("")
 

@@ -10,6 +10,10 @@ type Counts struct {
 	Failed  int   `json:"failed"`  // refused by the destination or unreadable
 	Skipped int   `json:"skipped"` // left out on purpose (over MaxMessageSize)
 	Bytes   int64 `json:"bytes"`   // bytes of the copied messages
+	// TotalBytes is the RFC822.SIZE sum of the source messages in scope (Total).
+	// Until a folder's metadata pass has run, it is the source's STATUS SIZE
+	// when the server gives it, else 0.
+	TotalBytes int64 `json:"total_bytes"`
 }
 
 func (c *Counts) add(o Counts) {
@@ -19,6 +23,7 @@ func (c *Counts) add(o Counts) {
 	c.Failed += o.Failed
 	c.Skipped += o.Skipped
 	c.Bytes += o.Bytes
+	c.TotalBytes += o.TotalBytes
 }
 
 // FolderResult is the outcome for one source folder.

@@ -255,6 +255,10 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		fr.initialMissing = missingSet
 	}
 	fr.counts.Total = len(msgs)
+	fr.counts.TotalBytes = 0
+	for _, m := range msgs {
+		fr.counts.TotalBytes += m.size
+	}
 	fr.counts.Present = fr.presentBefore
 	fr.counts.Copied = max(0, present-fr.presentBefore)
 	fr.counts.Bytes = 0

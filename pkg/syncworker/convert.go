@@ -121,6 +121,7 @@ func countsProto(c mailcopy.Counts) *imapcopyv1.Progress {
 		MessagesPresent: uint64(max(c.Present, 0)),
 		MessagesFailed:  uint64(max(c.Failed, 0)),
 		MessagesSkipped: uint64(max(c.Skipped, 0)),
+		BytesTotal:      uint64(max(c.TotalBytes, 0)),
 		BytesCopied:     uint64(max(c.Bytes, 0)),
 	}
 }
