@@ -8,7 +8,7 @@ type srcMessage struct {
 	uid   uint32
 	size  int64
 	date  time.Time
-	flags []string // cleaned for APPEND (see cleanFlags)
+	flags []string // cleaned for APPEND (see imapappend.CleanFlags)
 	base  key      // identity without the size (see identityBase)
 	key   key
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"imapcopy.dev/pkg/imapappend"
 )
 
 func TestNormalizeMessageID(t *testing.T) {
@@ -102,6 +104,9 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// TestCleanFlags: the flags the engine hands to APPEND (metadata pass) are
+// cleaned by imapappend.CleanFlags: these are the cases the copy relies on
+// (DESIGN.md, library hazards).
 func TestCleanFlags(t *testing.T) {
 	tests := []struct {
 		in, want []string
@@ -115,8 +120,8 @@ func TestCleanFlags(t *testing.T) {
 		{[]string{`ok-kw_1.2+$&'!#`, `NonJunk`}, []string{`ok-kw_1.2+$&'!#`, `NonJunk`}},
 	}
 	for _, tt := range tests {
-		if got := cleanFlags(tt.in); !slices.Equal(got, tt.want) {
-			t.Errorf("cleanFlags(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := imapappend.CleanFlags(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("imapappend.CleanFlags(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"imapcopy.dev/pkg/imapappend"
 )
 
 // metadataOptions is the metadata pass: only items every server answers
@@ -29,7 +31,7 @@ var metadataOptions = &imap.FetchOptions{
 
 // fetchMetadata runs the metadata pass on the selected mailbox, which holds
 // exists messages, and returns the messages in UID order. Flags are cleaned
-// (see cleanFlags) and interned: a mailbox holds few distinct flag sets.
+// (see imapappend.CleanFlags) and interned: a mailbox holds few distinct flag sets.
 func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 	if exists == 0 {
 		return nil, nil
@@ -127,7 +129,7 @@ func intern(table map[string][]string, flags []imap.Flag) []string {
 	if f, ok := table[k]; ok {
 		return f
 	}
-	clean := cleanFlags(raw)
+	clean := imapappend.CleanFlags(raw)
 	table[k] = clean
 	return clean
 }
