@@ -3,6 +3,7 @@ package mailcopy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -54,6 +55,10 @@ type Config struct {
 	ChunkBytes    int64               // bytes per source FETCH and Append call, default 128 MiB
 	MaxRetries    int                 // reconnects in a row without progress, per folder; default 6
 	RetryBackoff  time.Duration       // first reconnect delay, doubled each time up to 1 minute; default 1s
+
+	// wrapBody, set by tests only (export_test.go), wraps each body reader
+	// handed to the appender.
+	wrapBody func(uid uint32, body io.Reader) io.Reader
 }
 
 const (

@@ -84,7 +84,9 @@
 // reason, and the copy goes on; a refused MULTIAPPEND batch is narrowed down to the
 // message at fault by pkg/imapappend (it resends the batch one message at a time). Messages over Config.MaxMessageSize are
 // skipped and listed in Result.Skipped. A folder the server refuses to open is
-// recorded in its FolderResult.Error. The copy stops with a permanent *Error
+// recorded in its FolderResult.Error. A panic during an append (in pkg/imapappend or
+// the body stream) drops both connections like a dropped connection and the folder
+// is tried again; a panic elsewhere in a worker ends the copy with an error. The copy stops with a permanent *Error
 // (IsPermanent) when a login is refused, when a server cannot be used as
 // configured (TLS, STARTTLS, not IMAP), or when the destination is full: three
 // quota refusals in a row, or a quota refusal of a message of 64 KiB or less.

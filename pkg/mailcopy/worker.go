@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -366,9 +368,13 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
 	msgs := make([]imapappend.Message, len(chunk))
 	for i, m := range chunk {
-		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: stream.reader(i)}
+		var body io.Reader = stream.reader(i)
+		if w.e.cfg.wrapBody != nil {
+			body = w.e.cfg.wrapBody(m.uid, body)
+		}
+		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: body}
 	}
-	results, aerr := app.Append(ctx, fr.j.m.Dest, msgs)
+	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs)
 	if aerr != nil || stream.err != nil {
 		// Whatever failed, both connections are dropped: the destination
 		// first (no byte more may reach an open literal), then the source,
@@ -382,7 +388,11 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 				w.settle(fr, chunk[i], nil) // stored before the failure
 			}
 		}
-		if stream.err != nil {
+		var p *panicError
+		switch {
+		case errors.As(aerr, &p):
+			return aerr
+		case stream.err != nil:
 			return w.sourceFailure(fr, chunk, serr)
 		}
 		return fmt.Errorf("destination: %w", aerr)
@@ -396,6 +406,34 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		}
 	}
 	return nil
+}
+
+// appendRecovered runs one Append call and turns a panic in it (in
+// pkg/imapappend, or in a body reader it drives) into a *panicError, so that
+// appendChunk drops both connections as for any failure: the destination cut
+// first, then the source cut before its FETCH is drained — reading the rest
+// fails fast on the closed connection and releases go-imap's reader, which
+// waits for the pending literal. Left to the worker's own recover, the panic
+// would close the source with the literal pending, and go-imap's Close waits
+// for its reader forever. The folder is then retried like after a dropped
+// connection (at most MaxRetries times in a row without progress).
+func appendRecovered(ctx context.Context, app *imapappend.Appender, mailbox string, msgs []imapappend.Message) (results []imapappend.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			results, err = nil, &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	return app.Append(ctx, mailbox, msgs)
+}
+
+// panicError is a panic recovered during an append.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string {
+	return fmt.Sprintf("append panic: %v\n%s", e.value, e.stack)
 }
 
 // sourceFailure decides what a failed body stream means for the folder.
