@@ -1050,8 +1050,9 @@ type SyncOptions struct {
 	NoReport bool `protobuf:"varint,6,opt,name=no_report,json=noReport,proto3" json:"no_report,omitempty"`
 	// Connections per account (0: the preset's or the operator's default).
 	MaxConnections uint32 `protobuf:"varint,7,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
-	// Copy Gmail's [Gmail]/All Mail, Important and Starred views too (they
-	// duplicate every label).
+	// Copy Gmail's [Gmail]/All Mail, Important and Starred views as folders too
+	// (they duplicate every label). Without it, the messages found only in All Mail
+	// (archived, with no label) are copied into the destination's Archive folder.
 	IncludeGmailViews bool `protobuf:"varint,8,opt,name=include_gmail_views,json=includeGmailViews,proto3" json:"include_gmail_views,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
