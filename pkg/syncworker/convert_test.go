@@ -124,7 +124,7 @@ func TestConnections(t *testing.T) {
 
 func TestApplyResult(t *testing.T) {
 	res := &mailcopy.Result{
-		Totals: mailcopy.Counts{Total: 3 + maxFailedInStatus + 2, Copied: 3, Failed: maxFailedInStatus + 2, Bytes: 300},
+		Totals: mailcopy.Counts{Total: 3 + maxFailedInStatus + 2, Copied: 3, Failed: maxFailedInStatus + 2, Bytes: 300, TotalBytes: 1000},
 		Folders: []mailcopy.FolderResult{
 			{Source: "INBOX", Destination: "INBOX", Counts: mailcopy.Counts{Total: 3, Copied: 3}},
 			{Source: "Broken", Destination: "Broken", Error: "cannot open"},
@@ -137,8 +137,8 @@ func TestApplyResult(t *testing.T) {
 	}
 	st := &imapcopyv1.SyncStatus{}
 	applyResult(st, res)
-	if st.GetTotal().GetMessagesCopied() != 3 || st.GetTotal().GetBytesCopied() != 300 {
-		t.Errorf("total = %v, want 3 copied, 300 bytes", st.GetTotal())
+	if st.GetTotal().GetMessagesCopied() != 3 || st.GetTotal().GetBytesCopied() != 300 || st.GetTotal().GetBytesTotal() != 1000 {
+		t.Errorf("total = %v, want 3 copied, 300 bytes of 1000", st.GetTotal())
 	}
 	states := []imapcopyv1.FolderState{}
 	for _, f := range st.GetFolders() {
