@@ -55,6 +55,10 @@ type Config struct {
 	ChunkBytes    int64               // bytes per source FETCH and Append call, default 128 MiB
 	MaxRetries    int                 // reconnects in a row without progress, per folder; default 6
 	RetryBackoff  time.Duration       // first reconnect delay, doubled each time up to 1 minute; default 1s
+	// CommitSettle is how long a destination folder is left unread after a
+	// connection appending to it was lost with commands unanswered: the
+	// server may still commit them (see "Delivery semantics"). Default 2s.
+	CommitSettle time.Duration
 
 	// wrapBody, set by tests only (export_test.go), wraps each body reader
 	// handed to the appender.
@@ -67,6 +71,7 @@ const (
 	defaultMaxRetries       = 6
 	defaultRetryBackoff     = time.Second
 	maxRetryBackoff         = time.Minute
+	defaultCommitSettle     = 2 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -96,6 +101,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = defaultRetryBackoff
+	}
+	if c.CommitSettle <= 0 {
+		c.CommitSettle = defaultCommitSettle
 	}
 	return c
 }

@@ -42,6 +42,9 @@ type engine struct {
 	mu       sync.Mutex
 	failures []MessageIssue
 	skipped  []MessageIssue
+	// unsettled: per destination folder, when a connection appending to it
+	// was lost with commands unanswered (see awaitCommits).
+	unsettled map[string]time.Time
 }
 
 // job is one folder to copy.
@@ -431,6 +434,44 @@ func (q *quotaWatch) ok() {
 	q.mu.Lock()
 	q.refusals = 0
 	q.mu.Unlock()
+}
+
+// lostUnconfirmed records that a connection appending to mailbox was just
+// lost with commands unanswered.
+func (e *engine) lostUnconfirmed(mailbox string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.unsettled == nil {
+		e.unsettled = map[string]time.Time{}
+	}
+	e.unsettled[mailbox] = time.Now()
+}
+
+// awaitCommits waits, before mailbox is read on the destination, until
+// CommitSettle has passed since a connection appending to it was lost with
+// commands unanswered. The server may have received such a command whole
+// and still commit it after the connection ended, a few milliseconds later
+// (Dovecot's session process does): read before that, the folder would lack
+// the messages and they would be appended a second time.
+func (e *engine) awaitCommits(ctx context.Context, mailbox string) error {
+	e.mu.Lock()
+	lost, ok := e.unsettled[mailbox]
+	e.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if wait := time.Until(lost.Add(e.cfg.CommitSettle)); wait > 0 {
+		e.log.Info("folder: waiting for unconfirmed appends to settle", "dest", mailbox, "for", wait)
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+	e.mu.Lock()
+	if e.unsettled[mailbox].Equal(lost) {
+		delete(e.unsettled, mailbox)
+	}
+	e.mu.Unlock()
+	return nil
 }
 
 func (e *engine) recordFailure(m MessageIssue) {

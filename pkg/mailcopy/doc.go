@@ -52,7 +52,16 @@
 // Config.MaxRetries attempts in a row without progress) and starts the folder's
 // attempt again, so a batch whose answer was lost with the connection is seen on
 // the destination if it was stored (a MULTIAPPEND is all or nothing, RFC 3502) and
-// appended again if it was not. A body is counted against the size announced to
+// appended again if it was not. A server may commit an APPEND whose answer was
+// lost: a command it received whole before the connection ended is still carried
+// out, a few milliseconds later (Dovecot's session process outlives the client).
+// So after losing a destination connection with appends unanswered
+// (imapappend.ErrUnconfirmed, or a panic mid-append), the worker leaves that
+// folder unread for Config.CommitSettle (2 s by default, counted from the loss,
+// ended early by ctx) before its next metadata pass; read sooner, the folder
+// could lack the batch and it would be appended twice. A caller that runs a new
+// Copy right after one was canceled must wait as long itself (pkg/syncworker
+// hands a task back with that delay). A body is counted against the size announced to
 // the destination; when the source fails mid-message, the destination connection
 // is closed before anything else, so no truncated message can be stored. The same
 // holds across runs: a Copy that stopped (crash, redelivery, cancellation) is

@@ -58,12 +58,17 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// testConfig is a Config for the two accounts with quick reconnects and the
-// engine's log in the test's output.
+// testCommitSettle is the tests' Config.CommitSettle: the local Dovecot
+// commits an APPEND it received whole within milliseconds of the client's end.
+const testCommitSettle = 300 * time.Millisecond
+
+// testConfig is a Config for the two accounts with quick reconnects, a short
+// commit settle and the engine's log in the test's output.
 func testConfig(t *testing.T, src, dst imapconn.Account) mailcopy.Config {
 	return mailcopy.Config{
 		Source: src, Destination: dst,
 		RetryBackoff: 20 * time.Millisecond,
+		CommitSettle: testCommitSettle,
 		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }

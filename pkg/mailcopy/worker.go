@@ -336,8 +336,12 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 	return keys, nil
 }
 
-// destKeys runs the metadata pass on the destination folder.
+// destKeys runs the metadata pass on the destination folder, once appends
+// to it that a lost connection left unanswered had time to settle.
 func (w *worker) destKeys(ctx context.Context, j *job) (map[key]int, error) {
+	if err := w.e.awaitCommits(ctx, j.m.Dest); err != nil {
+		return nil, err
+	}
 	meta, err := w.destMeta(ctx)
 	if err != nil {
 		return nil, err
@@ -380,6 +384,16 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		// first (no byte more may reach an open literal), then the source,
 		// cut before its FETCH is drained (see cutSource).
 		w.abortAppend()
+		// A command the server got whole may still be committed after the
+		// connection's end: the next read of the folder waits for it. After
+		// a panic, what was in flight is unknown.
+		unconfirmed := aerr != nil && results == nil
+		for _, r := range results {
+			unconfirmed = unconfirmed || errors.Is(r.Err, imapappend.ErrUnconfirmed)
+		}
+		if unconfirmed {
+			w.e.lostUnconfirmed(fr.j.m.Dest)
+		}
 		w.cutSource()
 		serr := stream.close()
 		w.dropSource()
