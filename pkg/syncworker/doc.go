@@ -32,7 +32,8 @@
 //	  anything unclassified)
 //	temporary, last delivery     FAILED ("gave up after N attempts: ..."), release, Term
 //	cancel requested             CANCELLED, release, Ack
-//	shutdown (SIGTERM)           QUEUED "resumes shortly", lock kept, Nak at once
+//	shutdown (SIGTERM)           QUEUED "resumes shortly", lock kept, Nak with a
+//	                             few seconds' delay (handBackDelay, 5 s)
 //	                             (on the last delivery: FAILED, release, Term)
 //	superseded (another task     no status write, Term
 //	  owns the source's lock)
@@ -88,6 +89,9 @@
 //
 // When Run's context ends the worker stops pulling, cancels the running copies (the
 // engine stops at once and a rerun resumes where it stopped), hands each task back
-// with an immediate Nak, and returns within Config.ShutdownTimeout, abandoning the
-// tasks that have not finished handing back (their messages come back after AckWait).
+// for redelivery in a few seconds (a Nak with handBackDelay: the destination server
+// may still commit an APPEND the cut connection sent whole, and the next copier must
+// not read the destination before that; see mailcopy's "Delivery semantics"), and
+// returns within Config.ShutdownTimeout, abandoning the tasks that have not finished
+// handing back (their messages come back after AckWait).
 package syncworker

@@ -222,7 +222,7 @@ func decide(v verdict, cfg Config) action {
 		return action{
 			outcome: outcomeHandedBack, state: imapcopyv1.SyncState_SYNC_STATE_QUEUED,
 			message:    "waiting for a copier: the copy resumes where it stopped",
-			extendLock: cfg.QueuedLockTTL, op: opNak,
+			extendLock: handBackDelay + cfg.QueuedLockTTL, op: opNak, delay: handBackDelay,
 		}
 	}
 	// Temporary.
@@ -243,6 +243,15 @@ func decide(v verdict, cfg Config) action {
 		extendLock: delay + cfg.QueuedLockTTL, op: opNak, delay: delay,
 	}
 }
+
+// handBackDelay is how long a task handed back at shutdown waits in the queue
+// before its redelivery: the next copier may start at once otherwise. The
+// copier just cut its destination connections, and the server may still
+// commit the last APPEND it received whole; the next copier must not read
+// the destination before that, or it would append the batch again. It is
+// longer than the engine's own wait after a lost connection (mailcopy's
+// Config.CommitSettle, 2 s by default).
+const handBackDelay = 5 * time.Second
 
 // backoff is the delay before retrying after attempt n (from 1): RetryBackoff
 // doubled each attempt, at most MaxRetryDelay.

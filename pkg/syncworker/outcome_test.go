@@ -57,13 +57,13 @@ func TestDecide(t *testing.T) {
 		{"store down", verdict{err: temporary("the status store is unavailable", errors.New("dial")), attempt: 1, maxDeliver: 10}, outcomeRetry, queued, false, true, opNak, 30 * time.Second},
 		{"cancel", verdict{err: errCancelRequested, attempt: 2, maxDeliver: 10}, outcomeCancelled, cancelled, true, false, opAck, 0},
 		{"cancel on last attempt", verdict{err: errCancelRequested, attempt: 10, maxDeliver: 10}, outcomeCancelled, cancelled, true, false, opAck, 0},
-		{"shutdown", verdict{err: errShutdown, attempt: 1, maxDeliver: 10}, outcomeHandedBack, queued, false, true, opNak, 0},
+		{"shutdown", verdict{err: errShutdown, attempt: 1, maxDeliver: 10}, outcomeHandedBack, queued, false, true, opNak, handBackDelay},
 		{"shutdown on last attempt", verdict{err: errShutdown, attempt: 10, maxDeliver: 10}, outcomeFailed, failed, true, false, opTerm, 0},
 		{"superseded", verdict{err: errSuperseded, attempt: 1, maxDeliver: 10}, outcomeSuperseded, running, true, false, opTerm, 0},
 		{"lock lost", verdict{err: errLost, attempt: 1, maxDeliver: 10}, outcomeSuperseded, running, true, false, opTerm, 0},
 		{"stale delivery", verdict{err: errStale, attempt: 1, maxDeliver: 10}, outcomeStale, running, false, false, opNone, 0},
 		{"already ended", verdict{err: errEnded, attempt: 2, maxDeliver: 10}, outcomeDuplicate, running, true, false, opAck, 0},
-		{"engine cancelled, wrapped cause", verdict{err: fmt.Errorf("copy: %w", errShutdown), attempt: 1, maxDeliver: 10}, outcomeHandedBack, queued, false, true, opNak, 0},
+		{"engine cancelled, wrapped cause", verdict{err: fmt.Errorf("copy: %w", errShutdown), attempt: 1, maxDeliver: 10}, outcomeHandedBack, queued, false, true, opNak, handBackDelay},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
