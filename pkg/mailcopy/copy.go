@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"golang.org/x/sync/errgroup"
 
 	"imapcopy.dev/pkg/foldermap"
@@ -496,16 +497,34 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 		host = "imapcopy.invalid"
 	}
 	now := e.cfg.Now()
+	messageID := "report." + hex.EncodeToString(id[:]) + "@" + host
 	raw := buildReport(res, reportInfo{
 		source:      describe(e.cfg.Source),
 		destination: describe(e.cfg.Destination),
 		from:        "imapcopy@" + host,
 		to:          address(e.cfg.Destination),
-		messageID:   "report." + hex.EncodeToString(id[:]) + "@" + host,
+		messageID:   messageID,
 		stopped:     stopped,
 		now:         now,
 	})
+	// lost: when an append of the report was left unanswered by a lost
+	// connection. The server may still store it (see awaitCommits): the next
+	// attempt looks for it first.
+	var lost time.Time
 	return e.retry(ctx, "report", func() error {
+		if !lost.IsZero() {
+			if err := sleep(ctx, time.Until(lost.Add(e.cfg.CommitSettle))); err != nil {
+				return err
+			}
+			stored, err := e.reportStored(ctx, messageID)
+			if err != nil {
+				return err
+			}
+			if stored {
+				return nil
+			}
+			lost = time.Time{}
+		}
 		a, _, err := e.dialAppender(ctx)
 		if err != nil {
 			return err
@@ -515,6 +534,9 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 			InternalDate: now, Size: int64(len(raw)), Body: bytes.NewReader(raw),
 		}})
 		if err != nil {
+			if len(results) == 1 && errors.Is(results[0].Err, imapappend.ErrUnconfirmed) {
+				lost = time.Now()
+			}
 			return fmt.Errorf("append the report: %w", err)
 		}
 		if len(results) == 1 && results[0].Err != nil {
@@ -522,6 +544,26 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 		}
 		return nil
 	})
+}
+
+// reportStored tells whether the destination INBOX holds the report with
+// messageID.
+func (e *engine) reportStored(ctx context.Context, messageID string) (bool, error) {
+	c, err := e.dialDest(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer c.Logout()
+	if _, err := c.IMAP().Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return false, commandError("destination: examine INBOX", err)
+	}
+	found, err := c.IMAP().UIDSearch(&imap.SearchCriteria{
+		Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: "<" + messageID + ">"}},
+	}, nil).Wait()
+	if err != nil {
+		return false, commandError("destination: look for the report", err)
+	}
+	return len(found.AllUIDs()) > 0, nil
 }
 
 // describe names an account for people: login@host, never a secret.

@@ -113,7 +113,10 @@
 // Unless NoReport or DryRun, the report is appended when the copy ended, or when it
 // stopped because the destination is full (saying so, if it still fits); not when a
 // login was refused (nothing was done) nor when it stopped for a temporary reason (a
-// later Copy resumes and reports).
+// later Copy resumes and reports). When the connection appending it is lost
+// before the server answered, the report is looked for in the INBOX (by its
+// Message-ID, after Config.CommitSettle) before it is sent again, so a copy
+// appends it once.
 //
 // # Progress
 //

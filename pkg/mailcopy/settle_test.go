@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/proxytest"
 )
 
@@ -161,4 +164,44 @@ func (c *commandWatch) feed(p []byte) (appendDone bool) {
 		c.inCommand = false
 	}
 	return appendDone
+}
+
+// TestReportAppendCut cuts the connection that appends the report right
+// after the client wrote the whole APPEND: Dovecot stores the report anyway,
+// so the engine, which saw no answer, must look for it before appending it
+// again. The destination INBOX ends with one report.
+func TestReportAppendCut(t *testing.T) {
+	t.Parallel()
+	srcServer, dstServer := servers[imaptest.FlavourSlash], servers[imaptest.FlavourDot]
+	src := newUser(t, srcServer) // empty: the report is the only APPEND
+	dst := dstServer.Plaintext(newUser(t, dstServer))
+
+	d := &appendCutter{dst: dstServer.PlainAddr, slow: dstServer.PlainAddr}
+	d.state.Store(1)
+	cfg := testConfig(t, src, dst)
+	cfg.Dial.Dialer = d
+	res := mustCopy(t, cfg)
+	if d.cutAt.Load() == nil {
+		t.Fatalf("the report's APPEND was not cut: the test did not set up the race")
+	}
+	if !res.Report {
+		t.Errorf("Result.Report = false (%s), want true", res.ReportError)
+	}
+	c, err := imaptest.Dial(testContext(t), dst)
+	if err != nil {
+		t.Fatalf("dial the destination: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatalf("select INBOX: %v", err)
+	}
+	found, err := c.UIDSearch(&imap.SearchCriteria{
+		Header: []imap.SearchCriteriaHeaderField{{Key: mailcopy.ReportHeader}},
+	}, nil).Wait()
+	if err != nil {
+		t.Fatalf("search for reports: %v", err)
+	}
+	if got := len(found.AllUIDs()); got != 1 {
+		t.Errorf("reports in the destination INBOX = %d, want 1", got)
+	}
 }
