@@ -40,26 +40,6 @@ func TestMain(m *testing.M) {
 
 var flavours = []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot}
 
-// newUser adds a user and waits until the server knows it: Dovecot re-reads its
-// passwd-file at most once a second, so a user added just after a login elsewhere is not
-// known for up to a second (reported to the imaptest owner).
-func newUser(t testing.TB, f imaptest.Flavour, opts ...imaptest.UserOption) imapconn.Account {
-	t.Helper()
-	acct := servers[f].AddUser(t, opts...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, err := imapconn.DialSession(context.Background(), acct, imapconn.Options{})
-		if err == nil {
-			s.Close()
-			return acct
-		}
-		if imapconn.KindOf(err) != imapconn.KindAuth || time.Now().After(deadline) {
-			t.Fatalf("log in as the new user: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // msg is a test message and what the server should keep of it.
 type msg struct {
 	raw       []byte
@@ -207,7 +187,7 @@ func TestAppend(t *testing.T) {
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				acct := newUser(t, f)
+				acct := servers[f].AddUser(t)
 				mailbox := f.MailboxName("Reçus/日本語 & co")
 				if err := imaptest.CreateFolder(context.Background(), acct, mailbox); err != nil {
 					t.Fatal(err)
@@ -267,7 +247,7 @@ func TestRefusedMessage(t *testing.T) {
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				acct := newUser(t, f, imaptest.WithQuota(1<<20))
+				acct := servers[f].AddUser(t, imaptest.WithQuota(1<<20))
 				a, logs := dialLogged(t, acct, tc.options...)
 				ms := mixed(10, false)
 				const bad = 4
@@ -302,7 +282,7 @@ func TestRefusedMessage(t *testing.T) {
 
 func TestMissingMailbox(t *testing.T) {
 	t.Parallel()
-	acct := newUser(t, imaptest.FlavourSlash)
+	acct := servers[imaptest.FlavourSlash].AddUser(t)
 	a := dial(t, acct)
 	results, err := a.Append(context.Background(), "Nowhere", toMessages(mixed(5, false)))
 	if err != nil {
@@ -370,7 +350,7 @@ func TestBrokenBody(t *testing.T) {
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				acct := newUser(t, f)
+				acct := servers[f].AddUser(t)
 				a := dial(t, acct, tc.options...)
 				ms := mixed(6, false)
 				const bad = 3 // the 12 KB one
@@ -421,7 +401,7 @@ func TestBrokenBodyStoresNothingOfTheBatch(t *testing.T) {
 	for _, f := range flavours {
 		t.Run(f.String(), func(t *testing.T) {
 			t.Parallel()
-			acct := newUser(t, f)
+			acct := servers[f].AddUser(t)
 			a := dial(t, acct)
 			ms := mixed(20, false)
 			in := toMessages(ms)
@@ -445,7 +425,7 @@ func TestInjection(t *testing.T) {
 	for _, f := range flavours {
 		t.Run(f.String(), func(t *testing.T) {
 			t.Parallel()
-			acct := newUser(t, f)
+			acct := servers[f].AddUser(t)
 			a := dial(t, acct)
 			attack := "A1 CREATE Injected\r\nW00000000.1 CREATE Injected2\r\n* OK fake\r\n+ fake\r\n)\r\n{5}\r\n"
 			ms := []msg{
@@ -472,7 +452,7 @@ func TestInjection(t *testing.T) {
 
 func TestContextCancel(t *testing.T) {
 	t.Parallel()
-	acct := newUser(t, imaptest.FlavourSlash)
+	acct := servers[imaptest.FlavourSlash].AddUser(t)
 	a := dial(t, acct)
 	ctx, cancel := context.WithCancel(context.Background())
 	ms := mixed(4, false)

@@ -29,7 +29,7 @@ func BenchmarkAppend(b *testing.B) {
 		{"single", []imapappend.Option{imapappend.WithoutMultiappend()}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			acct := newUser(b, imaptest.FlavourSlash)
+			acct := servers[imaptest.FlavourSlash].AddUser(b)
 			ctx := context.Background()
 			a, err := imapappend.Dial(ctx, acct, imapconn.Options{}, bc.options...)
 			if err != nil {

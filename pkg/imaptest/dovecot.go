@@ -3,6 +3,7 @@ package imaptest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -494,7 +495,8 @@ func WithQuota(bytes int64) UserOption {
 }
 
 // AddUser adds a fresh user with a unique name and a random password and returns its
-// account for implicit TLS (RootCAs = CAPool). It fails tb on error.
+// account for implicit TLS (RootCAs = CAPool), once the server lets it log in. It fails
+// tb on error.
 func (d *Dovecot) AddUser(tb testing.TB, opts ...UserOption) imapconn.Account {
 	tb.Helper()
 	acct, err := d.NewUser(opts...)
@@ -512,6 +514,29 @@ func (d *Dovecot) NewUser(opts ...UserOption) (imapconn.Account, error) {
 	}
 	password := randomHex(12)
 
+	acct, err := d.writeUser(password, cfg)
+	if err != nil {
+		return imapconn.Account{}, err
+	}
+	// Wait until the server lets the user in: the tests that use it never have to.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		c, err := Dial(ctx, acct)
+		if err == nil {
+			c.Close()
+			return acct, nil
+		}
+		select {
+		case <-ctx.Done():
+			return imapconn.Account{}, fmt.Errorf("add user: %s cannot log in: %w", acct.Login, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// writeUser creates the user's maildir and passwd-file.
+func (d *Dovecot) writeUser(password string, cfg userConfig) (imapconn.Account, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.nextUser++

@@ -69,8 +69,8 @@ func subjects(t *testing.T, acct imapconn.Account, folder string) []string {
 // has (as many times as it has it) is not copied again.
 func TestDuplicatesAndNoMessageID(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 	dup := msg("twice", "twice@example.com", 800, baseDate, `\Seen`)
 	noID := msg("no id, three times", "", 900, baseDate.Add(time.Hour), "$Label1")
 	noIDOther := msg("no id, other", "", 900, baseDate.Add(time.Hour))
@@ -97,8 +97,8 @@ func TestDuplicatesAndNoMessageID(t *testing.T) {
 // byte-identical and nothing else happens on the destination.
 func TestInjection(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourDot])
-	dst := newUser(t, servers[imaptest.FlavourSlash])
+	src := servers[imaptest.FlavourDot].AddUser(t)
+	dst := servers[imaptest.FlavourSlash].AddUser(t)
 	raw := []byte("From: mallory@example.com\r\nSubject: injection\r\nMessage-ID: <inj@example.com>\r\n\r\n" +
 		"A1 CREATE Injected\r\nA2 APPEND INBOX {5+}\r\nhello\r\nA3 LOGOUT\r\n)\r\n* BYE\r\n")
 	mustLoad(t, src, inbox(imaptest.Message{Raw: raw, InternalDate: baseDate, Flags: []string{"$Forwarded", "Work"}}))
@@ -127,8 +127,8 @@ func TestInjection(t *testing.T) {
 // destination is listed (folder, UID, size, reason); the rest is copied.
 func TestRefusedMessage(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourSlash], imaptest.WithQuota(200_000))
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourSlash].AddUser(t, imaptest.WithQuota(200_000))
 	var msgs []imaptest.Message
 	for i := range 10 {
 		msgs = append(msgs, msg(fmt.Sprintf("small %d", i), fmt.Sprintf("s%d@example.com", i), 2_000, baseDate))
@@ -158,8 +158,8 @@ func TestRefusedMessage(t *testing.T) {
 // copy stops with a permanent over-quota error.
 func TestDestinationFull(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot], imaptest.WithQuota(20_000))
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t, imaptest.WithQuota(20_000))
 	var msgs []imaptest.Message
 	for i := range 30 {
 		msgs = append(msgs, msg(fmt.Sprintf("m%d", i), fmt.Sprintf("m%d@example.com", i), 2_000, baseDate))
@@ -177,8 +177,8 @@ func TestDestinationFull(t *testing.T) {
 // TestDryRun plans and counts but writes nothing.
 func TestDryRun(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourDot])
-	dst := newUser(t, servers[imaptest.FlavourSlash])
+	src := servers[imaptest.FlavourDot].AddUser(t)
+	dst := servers[imaptest.FlavourSlash].AddUser(t)
 	mb := imaptest.Generate(3, imaptest.Spec{Count: 60})
 	mustLoad(t, src, mb)
 	mustLoad(t, dst, imaptest.Mailbox{Folders: []imaptest.Folder{mb.Folders[0]}}) // some already there
@@ -227,8 +227,8 @@ func TestDryRun(t *testing.T) {
 // TestFolderSelection: include and exclude patterns.
 func TestFolderSelection(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 	mb := imaptest.Generate(5, imaptest.Spec{Count: 80})
 	mustLoad(t, src, mb)
 	cfg := testConfig(t, src, dst)
@@ -256,8 +256,8 @@ func TestFolderSelection(t *testing.T) {
 // TestMessageSelection: --since and --max-message-size.
 func TestMessageSelection(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourDot])
-	dst := newUser(t, servers[imaptest.FlavourSlash])
+	src := servers[imaptest.FlavourDot].AddUser(t)
+	dst := servers[imaptest.FlavourSlash].AddUser(t)
 	mustLoad(t, src, inbox(
 		msg("old", "old@x", 1_000, baseDate.AddDate(-1, 0, 0)),
 		msg("old big", "oldbig@x", 50_000, baseDate.AddDate(-1, 0, 0)),

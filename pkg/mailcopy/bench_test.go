@@ -56,7 +56,7 @@ func BenchmarkCopy(b *testing.B) {
 	var peak int64
 	for b.Loop() {
 		b.StopTimer()
-		dst := newUser(b, servers[imaptest.FlavourDot])
+		dst := servers[imaptest.FlavourDot].AddUser(b)
 		b.StartTimer()
 		var res *mailcopy.Result
 		peak = max(peak, measurePeakHeap(func() {

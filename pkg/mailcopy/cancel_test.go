@@ -44,8 +44,8 @@ type cancelPoint struct {
 //
 // Not parallel: it counts the process's goroutines.
 func TestCancel(t *testing.T) {
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 	mb := imaptest.Generate(61, imaptest.Spec{Count: 120, Folders: 3})
 	mustLoad(t, src, mb)
 	srcSnap := mustSnapshot(t, src)

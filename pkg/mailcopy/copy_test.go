@@ -33,8 +33,8 @@ func TestCopy(t *testing.T) {
 	for i, pair := range flavourPairs {
 		t.Run(pair.name, func(t *testing.T) {
 			t.Parallel()
-			src := newUser(t, servers[pair.src])
-			dst := newUser(t, servers[pair.dst])
+			src := servers[pair.src].AddUser(t)
+			dst := servers[pair.dst].AddUser(t)
 			mb := imaptest.Generate(int64(100+i), imaptest.Spec{Count: 150})
 			mustLoad(t, src, mb)
 			srcSnap := mustSnapshot(t, src)

@@ -13,8 +13,8 @@ import (
 // took, not 0s. The clock moves a minute at every reading.
 func TestReportDuration(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourSlash])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourSlash].AddUser(t)
 	mustLoad(t, src, inbox(msg("one", "one@example.com", 500, baseDate)))
 	cfg := testConfig(t, src, dst)
 	var mu sync.Mutex

@@ -34,8 +34,8 @@ func TestFaults(t *testing.T) {
 	} {
 		t.Run(pair.name, func(t *testing.T) {
 			t.Parallel()
-			src := newUser(t, servers[pair.src])
-			dst := newUser(t, servers[pair.dst])
+			src := servers[pair.src].AddUser(t)
+			dst := servers[pair.dst].AddUser(t)
 			mb := imaptest.Generate(int64(40+i), imaptest.Spec{Count: 200})
 			mustLoad(t, src, mb)
 			srcSnap := mustSnapshot(t, src)
@@ -125,8 +125,8 @@ func (c *countedConn) Close() error {
 // account, planning and report included.
 func TestConnectionCap(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourSlash])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourSlash].AddUser(t)
 	dst = servers[imaptest.FlavourSlash].StartTLS(dst) // another port: the sides are told apart
 	mb := imaptest.Generate(9, imaptest.Spec{Count: 120})
 	mustLoad(t, src, mb)

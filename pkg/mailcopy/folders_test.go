@@ -16,8 +16,8 @@ import (
 func TestFolderRenames(t *testing.T) {
 	t.Parallel()
 	slash, dot := servers[imaptest.FlavourSlash], servers[imaptest.FlavourDot]
-	src := newUser(t, slash)
-	dst := dot.StartTLS(newUser(t, dot))
+	src := slash.AddUser(t)
+	dst := dot.StartTLS(dot.AddUser(t))
 	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
 		{Name: "INBOX", Messages: []imaptest.Message{msg("in inbox", "a@x", 500, baseDate)}},
 		{Name: "Releases"},
@@ -51,8 +51,8 @@ func TestFolderRenames(t *testing.T) {
 // back, and the last one says what the result says.
 func TestProgress(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourDot])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourDot].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 	mb := imaptest.Generate(21, imaptest.Spec{Count: 100})
 	mustLoad(t, src, mb)
 	var mu sync.Mutex

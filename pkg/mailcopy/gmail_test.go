@@ -18,8 +18,8 @@ import (
 // else gets extras; a rerun appends nothing.
 func TestGmailArchivedMail(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 
 	labelled := msg("in inbox and work", "both@example.com", 900, baseDate, `\Seen`)
 	inboxOnly := msg("in inbox", "inbox@example.com", 800, baseDate.Add(time.Hour))

@@ -33,25 +33,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newUser adds a user to d and waits until it can log in: Dovecot re-reads
-// its passwd-file at most about once a second.
-func newUser(t testing.TB, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
-	t.Helper()
-	acct := d.AddUser(t, opts...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := imaptest.Dial(t.Context(), acct)
-		if err == nil {
-			c.Close()
-			return acct
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new user %s cannot log in: %v", acct.Login, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)

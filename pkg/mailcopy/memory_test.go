@@ -30,8 +30,8 @@ func bigMessage(n, size int) []byte {
 // The engine streams bodies from the source into the destination: the peak
 // must stay well below one message. Not parallel: it measures the process.
 func TestMemoryBigMessages(t *testing.T) {
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 	const size, count = 20 << 20, 3
 	for i := range count {
 		if _, err := imaptest.AppendRaw(testContext(t), src, "INBOX", bigMessage(i, size), baseDate); err != nil {

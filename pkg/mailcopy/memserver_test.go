@@ -66,7 +66,7 @@ func TestInjectionFlags(t *testing.T) {
 	raw := []byte("From: mallory@example.com\r\nSubject: flags\r\n\r\nA1 CREATE Injected\r\nA2 LOGOUT\r\n")
 	src := memSource(t, []imaptest.Message{{Raw: raw, InternalDate: baseDate,
 		Flags: []string{`\Recent`, `\*`, `\Unknown`, `\Seen`, "$Label1"}}})
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 
 	cfg := testConfig(t, src, dst)
 	cfg.NoReport = true

@@ -32,8 +32,8 @@ func (p *panicReader) Read(b []byte) (int, error) {
 // up with every message exactly once, none truncated.
 func TestAppendPanic(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, servers[imaptest.FlavourSlash])
-	dst := newUser(t, servers[imaptest.FlavourDot])
+	src := servers[imaptest.FlavourSlash].AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
 	var msgs []imaptest.Message
 	for i := range 5 {
 		msgs = append(msgs, msg(fmt.Sprintf("big %d", i), fmt.Sprintf("big%d@example.com", i), 60_000, baseDate))

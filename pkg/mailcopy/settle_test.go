@@ -34,8 +34,8 @@ func TestUnconfirmedAppendSettles(t *testing.T) {
 	t.Parallel()
 	const upstreamDelay = 500 * time.Millisecond
 	srcServer, dstServer := servers[imaptest.FlavourSlash], servers[imaptest.FlavourDot]
-	src := srcServer.Plaintext(newUser(t, srcServer))
-	dst := dstServer.Plaintext(newUser(t, dstServer))
+	src := srcServer.Plaintext(srcServer.AddUser(t))
+	dst := dstServer.Plaintext(dstServer.AddUser(t))
 	mb := imaptest.Generate(71, imaptest.Spec{Count: 30, Sizes: []imaptest.SizeClass{{Weight: 1, Min: 600, Max: 6_000}}})
 	mustLoad(t, src, mb)
 	dp := proxytest.New(t, dstServer.PlainAddr, proxytest.WithDirLatency(proxytest.Upstream, upstreamDelay))
@@ -173,8 +173,8 @@ func (c *commandWatch) feed(p []byte) (appendDone bool) {
 func TestReportAppendCut(t *testing.T) {
 	t.Parallel()
 	srcServer, dstServer := servers[imaptest.FlavourSlash], servers[imaptest.FlavourDot]
-	src := newUser(t, srcServer) // empty: the report is the only APPEND
-	dst := dstServer.Plaintext(newUser(t, dstServer))
+	src := srcServer.AddUser(t) // empty: the report is the only APPEND
+	dst := dstServer.Plaintext(dstServer.AddUser(t))
 
 	d := &appendCutter{dst: dstServer.PlainAddr, slow: dstServer.PlainAddr}
 	d.state.Store(1)

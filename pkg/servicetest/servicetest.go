@@ -42,26 +42,6 @@ func StartDovecots() (slash, dot *imaptest.Dovecot, stop func(), err error) {
 	return slash, dot, func() { slash.Close(); dot.Close() }, nil
 }
 
-// AddUser adds a user to d and waits until d lets it log in: Dovecot re-reads its
-// passwd-file at most once a second, so a user added in the second of another login
-// is refused for up to a second.
-func AddUser(t testing.TB, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
-	t.Helper()
-	acct := d.AddUser(t, opts...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := imaptest.Dial(t.Context(), acct)
-		if err == nil {
-			c.Close()
-			return acct
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new user %s cannot log in: %v", acct.Login, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // Account is the request form of an account on a local Dovecot, as a control panel
 // sends it: provider "other", its host and port, implicit TLS, known by login.
 func Account(a imapconn.Account, login string) *imapcopyv1.Account {

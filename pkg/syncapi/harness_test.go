@@ -235,7 +235,7 @@ type user struct {
 
 func newUser(t *testing.T, opts ...imaptest.UserOption) user {
 	t.Helper()
-	acct := servicetest.AddUser(t, dovecot, opts...)
+	acct := dovecot.AddUser(t, opts...)
 	return user{acct: acct, email: acct.Login + "@example.test"}
 }
 

@@ -48,7 +48,7 @@ type pair struct {
 
 func newPair(t *testing.T, from, to *imaptest.Dovecot, seed int64) *pair {
 	t.Helper()
-	p := &pair{src: servicetest.AddUser(t, from), dst: servicetest.AddUser(t, to)}
+	p := &pair{src: from.AddUser(t), dst: to.AddUser(t)}
 	mb := imaptest.Generate(seed, imaptest.Spec{
 		Count:   300,
 		Folders: 4,
@@ -297,7 +297,7 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	c := e.startCopier()
-	src, dst := servicetest.AddUser(t, shared.dot), servicetest.AddUser(t, shared.slash)
+	src, dst := shared.dot.AddUser(t), shared.slash.AddUser(t)
 	source := src.Login + "@source.test"
 
 	// What the api does, with a password that the source refuses.
@@ -365,7 +365,7 @@ func TestRefusedMessagesCompleteWithErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.startCopier()
-	src, dst := servicetest.AddUser(t, shared.slash), servicetest.AddUser(t, shared.dot, imaptest.WithQuota(1<<20))
+	src, dst := shared.slash.AddUser(t), shared.dot.AddUser(t, imaptest.WithQuota(1<<20))
 	mb := imaptest.Generate(5, imaptest.Spec{Count: 30, Folders: -1, Sizes: []imaptest.SizeClass{{Weight: 1, Min: 1_000, Max: 4_000}}})
 	if err := imaptest.Load(t.Context(), src, mb); err != nil {
 		t.Fatal(err)

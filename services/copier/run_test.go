@@ -36,25 +36,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newUser adds a user and waits until Dovecot lets it log in (it re-reads
-// its passwd-file at most about once a second).
-func newUser(t *testing.T, d *imaptest.Dovecot, opts ...imaptest.UserOption) imapconn.Account {
-	t.Helper()
-	acct := d.AddUser(t, opts...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := imaptest.Dial(t.Context(), acct)
-		if err == nil {
-			c.Close()
-			return acct
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new user %s cannot log in: %v", acct.Login, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func accountURL(a imapconn.Account) string {
 	return fmt.Sprintf("imaps://%s@%s:%d", a.Login, a.Host, a.Port)
 }
@@ -147,8 +128,8 @@ func TestUsageErrors(t *testing.T) {
 // with passwords from the environment: the rerun copies nothing.
 func TestCopyCommand(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, slash)
-	dst := newUser(t, dot)
+	src := slash.AddUser(t)
+	dst := dot.AddUser(t)
 	mb := imaptest.Generate(11, imaptest.Spec{Count: 60})
 	if err := imaptest.Load(t.Context(), src, mb); err != nil {
 		t.Fatal(err)
@@ -194,8 +175,8 @@ func TestCopyCommand(t *testing.T) {
 // on a fatal error, with a message that says what to do.
 func TestCopyCommandExitCodes(t *testing.T) {
 	t.Parallel()
-	src := newUser(t, dot)
-	dst := newUser(t, slash, imaptest.WithQuota(100_000))
+	src := dot.AddUser(t)
+	dst := slash.AddUser(t, imaptest.WithQuota(100_000))
 	big := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), 3000)
 	for i, body := range [][]byte{[]byte("small one\r\n"), big, []byte("small two\r\n")} {
 		raw := fmt.Appendf(nil, "Subject: m%d\r\nMessage-ID: <m%d@x>\r\n\r\n%s", i, i, body)

@@ -113,7 +113,7 @@ func TestWorkerCopiesAQueuedTask(t *testing.T) {
 	go func() { done <- run(ctx, nil, servicetest.Getenv(env), &bytes.Buffer{}, logs) }()
 
 	// What the api does.
-	src, dst := newUser(t, slash), newUser(t, dot)
+	src, dst := slash.AddUser(t), dot.AddUser(t)
 	mb := imaptest.Generate(7, imaptest.Spec{Count: 40, Folders: 2})
 	if err := imaptest.Load(t.Context(), src, mb); err != nil {
 		t.Fatal(err)

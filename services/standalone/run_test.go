@@ -236,7 +236,7 @@ func TestStandalone(t *testing.T) {
 		t.Errorf("GET /readyz = %d, want 200", resp.StatusCode)
 	}
 
-	src, dst := servicetest.AddUser(t, shared.slash), servicetest.AddUser(t, shared.dot)
+	src, dst := shared.slash.AddUser(t), shared.dot.AddUser(t)
 	mb := imaptest.Generate(7, imaptest.Spec{Count: 60})
 	if err := imaptest.Load(t.Context(), src, mb); err != nil {
 		t.Fatalf("load the source: %v", err)
@@ -354,7 +354,7 @@ func TestRestartResumes(t *testing.T) {
 	args := []string{"-data-dir", dataDir, "-grpc-addr", grpcAddr, "-admin-addr", ""}
 	env := testEnv()
 
-	src, dst := servicetest.AddUser(t, shared.dot), servicetest.AddUser(t, shared.slash)
+	src, dst := shared.dot.AddUser(t), shared.slash.AddUser(t)
 	mb := imaptest.Generate(11, imaptest.Spec{
 		Count:   300,
 		Folders: 4,
