@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/taskqueue"
 	"imapcopy.dev/pkg/taskseal"
@@ -109,6 +111,20 @@ func TestTaskEndsBeforeCopying(t *testing.T) {
 		st := final(source)
 		if st.GetState() != stateFailed || !strings.Contains(st.GetFailureReason(), "cannot be decrypted") {
 			t.Errorf("status = %v (%q), want FAILED because the credentials cannot be decrypted", st.GetState(), st.GetFailureReason())
+		}
+		e.lockFree(source)
+		e.queueEmpty()
+	})
+
+	t.Run("unclaimed too long", func(t *testing.T) {
+		source := "unclaimed@source.test"
+		// Published as if two days ago: no copier took it within the 24h limit.
+		e.queued(source, "task-unclaimed", e.keys, func(task *imapcopyv1.SyncTask) {
+			task.CreatedAt = timestamppb.New(time.Now().Add(-48 * time.Hour))
+		})
+		st := final(source)
+		if st.GetState() != stateFailed || !strings.Contains(st.GetFailureReason(), "waited") || !strings.Contains(st.GetFailureReason(), "start it again") {
+			t.Errorf("status = %v (%q), want FAILED because the task waited too long unclaimed", st.GetState(), st.GetFailureReason())
 		}
 		e.lockFree(source)
 		e.queueEmpty()

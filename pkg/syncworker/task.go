@@ -122,6 +122,9 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	if err := t.checkCancel(ctx); err != nil {
 		return nil, err
 	}
+	if err := t.checkUnclaimed(st); err != nil {
+		return nil, err
+	}
 	secrets, err := w.opener.Open(t.pb.GetTaskId(), t.pb.GetSealed())
 	switch {
 	case errors.Is(err, taskseal.ErrUnknownKey):
@@ -150,6 +153,25 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	stop := t.heartbeat(ctx, cancel)
 	defer stop()
 	return t.runEngine(ctx, cfg)
+}
+
+// checkUnclaimed fails a task that waited for its first copier longer than
+// Config.Unclaimed: the customer has long stopped waiting for it, and its passwords
+// may have changed. A task that was already started (retries, hand-backs) goes on
+// whatever its age: the stream's MaxAge is the backstop for those.
+func (t *task) checkUnclaimed(st *imapcopyv1.SyncStatus) error {
+	if t.d.Attempt > 1 || st.GetStartedAt() != nil {
+		return nil
+	}
+	created := t.pb.GetCreatedAt()
+	if created == nil {
+		return nil
+	}
+	if waited := time.Since(created.AsTime()); waited > t.w.cfg.Unclaimed {
+		return permanent(fmt.Sprintf("the sync waited %v in the queue without a copier to take it (the limit is %v); start it again",
+			waited.Round(time.Minute), t.w.cfg.Unclaimed), nil)
+	}
+	return nil
 }
 
 // engineStopGrace is how long a cancelled copy may take to return. The engine stops

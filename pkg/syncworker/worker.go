@@ -65,6 +65,9 @@ type Config struct {
 	// (default 1s); CancelPoll how often a running task reads its cancel flag
 	// (default 2s).
 	ProgressInterval, CancelPoll time.Duration
+	// Unclaimed is how long a task may wait for its first delivery; older, it fails
+	// ("start it again") instead of starting. Default taskqueue's Unclaimed (24h).
+	Unclaimed time.Duration
 	// RetryBackoff is the delay before the first retry of a temporary failure,
 	// doubled at each attempt up to MaxRetryDelay (defaults 30s and 10m).
 	RetryBackoff, MaxRetryDelay time.Duration
@@ -112,6 +115,7 @@ func (c Config) withDefaults() Config {
 	set(&c.LockTTL, DefaultLockTTL)
 	set(&c.LockRefresh, DefaultLockRefresh)
 	set(&c.QueuedLockTTL, DefaultQueuedLockTTL)
+	set(&c.Unclaimed, taskqueue.DefaultConfig().Unclaimed)
 	set(&c.ProgressInterval, DefaultProgressInterval)
 	set(&c.CancelPoll, DefaultCancelPoll)
 	set(&c.RetryBackoff, DefaultRetryBackoff)

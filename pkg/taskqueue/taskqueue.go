@@ -5,7 +5,11 @@
 // Delivery semantics, as configured here:
 //
 //   - Work-queue retention, file storage: a task stays in the stream until a copier
-//     acks or terminates it, or it waits longer than Config.MaxAge unclaimed.
+//     acks or terminates it. JetStream's MaxAge counts from the publish whether a task
+//     is claimed or not, so Config.MaxAge is only a backstop for a task's whole life,
+//     retries included (30 days: a migration held back by a provider's daily limits
+//     takes days). How long a task may wait UNCLAIMED is Config.Unclaimed, enforced by
+//     the copier that receives a task on its first delivery (pkg/syncworker).
 //   - Publish sets the task id as the JetStream message id: a publish repeated within
 //     Config.Duplicates (an api retry) is stored once.
 //   - One durable pull consumer, ConsumerName, shared by every copier, with explicit
@@ -59,8 +63,12 @@ type Config struct {
 	// Duplicates is the window in which a publish with a task id already seen is
 	// dropped; default 10m.
 	Duplicates time.Duration
-	// MaxAge is how long an unclaimed task stays queued; default 24h.
+	// MaxAge is the longest a task stays in the stream, claimed or not, retries
+	// included; default 30 days. It must outlast the longest migration.
 	MaxAge time.Duration
+	// Unclaimed is how long a task may wait for its first copier; default 24h. The
+	// copier fails a task that waited longer (the customer starts it again).
+	Unclaimed time.Duration
 	// AckWait is how long a delivered task may go without an ack or a keep-alive
 	// before it is redelivered; default 1m. Keep-alives go every AckWait/4.
 	AckWait time.Duration
@@ -81,7 +89,10 @@ func (c Config) withDefaults() Config {
 		c.Duplicates = 10 * time.Minute
 	}
 	if c.MaxAge <= 0 {
-		c.MaxAge = 24 * time.Hour
+		c.MaxAge = 30 * 24 * time.Hour
+	}
+	if c.Unclaimed <= 0 {
+		c.Unclaimed = 24 * time.Hour
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = time.Minute
@@ -98,6 +109,9 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	if c.Duplicates > c.MaxAge {
 		return fmt.Errorf("duplicates window %v is longer than max age %v", c.Duplicates, c.MaxAge)
+	}
+	if c.Unclaimed > c.MaxAge {
+		return fmt.Errorf("unclaimed limit %v is longer than max age %v", c.Unclaimed, c.MaxAge)
 	}
 	if c.AckWait < time.Second {
 		return fmt.Errorf("ack wait %v: want at least 1s", c.AckWait)

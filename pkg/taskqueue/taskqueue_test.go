@@ -156,6 +156,7 @@ func TestConfigValidation(t *testing.T) {
 	for name, cfg := range map[string]taskqueue.Config{
 		"ack wait below a second":   {AckWait: 500 * time.Millisecond},
 		"duplicates beyond max age": {Duplicates: time.Hour, MaxAge: time.Minute},
+		"unclaimed beyond max age":  {Unclaimed: 48 * time.Hour, MaxAge: 24 * time.Hour},
 	} {
 		if _, err := taskqueue.EnsureStream(ctxFor(t), js, cfg); err == nil {
 			t.Errorf("EnsureStream(%s) succeeded, want an error", name)
