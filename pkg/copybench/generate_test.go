@@ -123,17 +123,3 @@ func sizeRange(k Kind) (int64, int64) {
 	}
 	return smallMin, smallMax + 8<<10
 }
-
-func TestEncodeMUTF7(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"Work", "Work"},
-		{"Reisen & Urlaub", "Reisen &- Urlaub"},
-		{"Réunions été", "R&AOk-unions &AOk-t&AOk-"},
-		{"Документы", "&BBQEPgQ6BEMEPAQ1BD0EQgRL-"},
-		{"日本語", "&ZeVnLIqe-"},
-	} {
-		if got := encodeMUTF7(tc.in); got != tc.want {
-			t.Errorf("encodeMUTF7(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

@@ -8,7 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"unicode/utf16"
+
+	"imapcopy.dev/pkg/imapappend"
 )
 
 // Layout is a Dovecot Maildir layout.
@@ -90,7 +91,7 @@ func (t MaildirTarget) dir(serverName string) string {
 	sep := t.separator()
 	var parts []string
 	for _, p := range strings.Split(name, sep) {
-		parts = append(parts, encodeMUTF7(p))
+		parts = append(parts, imapappend.EncodeMailbox(p))
 	}
 	if t.Layout == LayoutMaildirPlusPlus {
 		return filepath.Join(t.Root, "."+strings.Join(parts, "."))
@@ -246,51 +247,4 @@ func mkdirOwned(base, dir string, uid, gid int) error {
 		}
 	}
 	return nil
-}
-
-// encodeMUTF7 encodes a mailbox name component in IMAP's modified UTF-7 (RFC 3501
-// 5.1.3), as Dovecot names its directories.
-func encodeMUTF7(s string) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,"
-	var b strings.Builder
-	var run []rune
-	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		var raw []byte
-		for _, u := range utf16.Encode(run) {
-			raw = append(raw, byte(u>>8), byte(u))
-		}
-		b.WriteByte('&')
-		var acc uint
-		bits := 0
-		for _, c := range raw {
-			acc = acc<<8 | uint(c)
-			bits += 8
-			for bits >= 6 {
-				bits -= 6
-				b.WriteByte(alphabet[(acc>>bits)&0x3f])
-			}
-		}
-		if bits > 0 {
-			b.WriteByte(alphabet[(acc<<(6-bits))&0x3f])
-		}
-		b.WriteByte('-')
-		run = run[:0]
-	}
-	for _, r := range s {
-		if r >= 0x20 && r <= 0x7e {
-			flush()
-			if r == '&' {
-				b.WriteString("&-")
-			} else {
-				b.WriteRune(r)
-			}
-			continue
-		}
-		run = append(run, r)
-	}
-	flush()
-	return b.String()
 }

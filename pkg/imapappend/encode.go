@@ -11,9 +11,10 @@ import (
 // instead of "/", no padding.
 var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
 
-// encodeMailbox encodes a mailbox name in modified UTF-7: printable ASCII stays as it is
-// ("&" becomes "&-"), every other run of characters becomes "&" + base64(UTF-16BE) + "-".
-func encodeMailbox(name string) string {
+// EncodeMailbox encodes a mailbox name in modified UTF-7 (RFC 3501 section 5.1.3):
+// printable ASCII stays as it is ("&" becomes "&-"), every other run of characters
+// becomes "&" + base64(UTF-16BE) + "-". Dovecot names its Maildir folders so too.
+func EncodeMailbox(name string) string {
 	var b strings.Builder
 	var run []uint16
 	flush := func() {
@@ -47,7 +48,7 @@ func encodeMailbox(name string) string {
 
 // quoteMailbox is the APPEND command's mailbox argument: modified UTF-7, quoted.
 func quoteMailbox(name string) string {
-	enc := encodeMailbox(name) // only printable ASCII is left
+	enc := EncodeMailbox(name) // only printable ASCII is left
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(enc) + `"`
 }
 

@@ -19,10 +19,12 @@ func TestEncodeMailbox(t *testing.T) {
 		{"Éléments envoyés", "&AMk-l&AOk-ments envoy&AOk-s"},
 		{"😀", "&2D3eAA-"},
 		{"a\tb", "a&AAk-b"},
+		{"Réunions été", "R&AOk-unions &AOk-t&AOk-"},
+		{"Документы", "&BBQEPgQ6BEMEPAQ1BD0EQgRL-"},
 		{"", ""},
 	} {
-		if got := encodeMailbox(tc.in); got != tc.want {
-			t.Errorf("encodeMailbox(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := EncodeMailbox(tc.in); got != tc.want {
+			t.Errorf("EncodeMailbox(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
