@@ -1,6 +1,6 @@
 // Package foldermap plans where each folder of a source mailbox goes on the destination.
 //
-// It owns the folder half of invariant 5 (DESIGN.md): the hierarchy survives different
+// It owns the folder half of invariant 5 (docs/design.md): the hierarchy survives different
 // delimiters and namespace prefixes, special-use folders land on the destination's own,
 // Unicode names stay Unicode, INBOX maps to INBOX. It is pure logic: the engine LISTs both
 // sides, calls Map, creates Plan.Create in order and copies each Plan.Folders entry.

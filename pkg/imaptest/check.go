@@ -60,7 +60,7 @@ func (r *CheckResult) String() string {
 const maxIgnoreRaw = 1 << 20
 
 // Check compares the destination account with the source account against the copy
-// invariants (DESIGN.md 2 and 5), independently of pkg/foldermap:
+// invariants (docs/design.md, 2 and 5), independently of pkg/foldermap:
 //
 //   - every selectable source folder has its destination folder: the logical path
 //     (prefix stripped, split on the source separator) joined with the destination's

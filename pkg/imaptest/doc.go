@@ -1,6 +1,6 @@
 // Package imaptest is the IMAP test harness: it owns real Dovecot servers started for
 // tests and benchmarks, realistic generated mailboxes, and the checker that compares a
-// source account with a destination account against the copy invariants of DESIGN.md.
+// source account with a destination account against the copy invariants of docs/design.md.
 //
 // # Servers
 //

@@ -1,6 +1,6 @@
 // Package mailcopy is the copy engine: it copies every message of a source IMAP
 // account into a destination account, folder by folder, and owns the message half
-// of the invariants in DESIGN.md (the folder half is pkg/foldermap's).
+// of the invariants in docs/design.md (the folder half is pkg/foldermap's).
 //
 // # What a copy does
 //

@@ -106,7 +106,7 @@ func TestDiff(t *testing.T) {
 
 // TestCleanFlags: the flags the engine hands to APPEND (metadata pass) are
 // cleaned by imapappend.CleanFlags: these are the cases the copy relies on
-// (DESIGN.md, library hazards).
+// (docs/design.md, library hazards).
 func TestCleanFlags(t *testing.T) {
 	tests := []struct {
 		in, want []string

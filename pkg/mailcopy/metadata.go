@@ -15,7 +15,7 @@ import (
 )
 
 // metadataOptions is the metadata pass: only items every server answers
-// plainly (DESIGN.md: anything else risks a response go-imap cannot parse,
+// plainly (docs/design.md: anything else risks a response go-imap cannot parse,
 // which kills the connection). BODY.PEEK never sets \Seen.
 var metadataOptions = &imap.FetchOptions{
 	UID:          true,

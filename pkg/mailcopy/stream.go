@@ -57,7 +57,7 @@ func (e *noBodyError) Unwrap() error { return e.err }
 // source connection drops mid-message. On any source-side failure, abort
 // closes the destination connection before the reader returns its error, so
 // that nothing the appender writes afterwards can complete the open literal
-// and store a truncated message (DESIGN.md, library hazards).
+// and store a truncated message (docs/design.md, library hazards).
 type bodyStream struct {
 	cmd   *imapclient.FetchCommand
 	msgs  []srcMessage

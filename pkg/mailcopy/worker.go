@@ -107,7 +107,7 @@ func (w *worker) appender(ctx context.Context) (*imapappend.Appender, error) {
 }
 
 // abortAppend closes the destination write connection at once, under an
-// APPEND whose literal can no longer be completed (DESIGN.md hazard: the
+// APPEND whose literal can no longer be completed (docs/design.md hazard: the
 // next bytes written would complete it and store a corrupt message).
 func (w *worker) abortAppend() {
 	if w.appConn != nil {

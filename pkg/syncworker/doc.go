@@ -75,7 +75,7 @@
 // still names this task and no later attempt (attempt = the message's delivery
 // count): the older copier's next write is refused and it stops. Until then both may
 // append; the lock saves wasted work, correctness rests on the engine's idempotent
-// delta sync (DESIGN.md, STACK.md).
+// delta sync (docs/design.md).
 //
 // # Delivery semantics
 //
