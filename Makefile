@@ -12,9 +12,10 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-# Debian packages the tests need: real Dovecot, real redis-server, mbsync for the benchmark.
-TEST_PACKAGES := dovecot-imapd redis-server isync
-TEST_COMMANDS := dovecot redis-server mbsync
+# Debian packages the tests need: real Dovecot, real redis-server, mbsync for the benchmark,
+# promtool (package prometheus) for the alert rules of deploy/monitoring.
+TEST_PACKAGES := dovecot-imapd redis-server isync prometheus
+TEST_COMMANDS := dovecot redis-server mbsync promtool
 
 .PHONY: help
 help: ## list the targets
@@ -62,7 +63,7 @@ bench: test-deps ## imapcopy vs mbsync on loopback and an emulated WAN; BENCH_SI
 	$(GO) run ./pkg/copybench/cmd/copybench
 
 .PHONY: deploy-check
-deploy-check: ## render every kustomize overlay, check manifests and Dockerfiles offline
+deploy-check: test-deps ## render every kustomize overlay, check manifests, Dockerfiles, alert rules (promtool) and the dashboard offline
 	cd deploy && $(GO) test -count=1 -v .
 
 .PHONY: fleet-test
