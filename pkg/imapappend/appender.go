@@ -555,7 +555,7 @@ func (r *appendRun) send(u unit, size int64) error {
 func (r *appendRun) writeBody(cmd *command, k, i int) error {
 	w := &errWriter{w: r.a.bw}
 	if cmd.unit.bodies != nil {
-		w.Write(cmd.unit.bodies[k])
+		_, _ = w.Write(cmd.unit.bodies[k]) // errWriter keeps the error: checked below
 		if w.err != nil {
 			return r.connErr(w.err)
 		}
