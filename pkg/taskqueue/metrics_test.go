@@ -85,19 +85,21 @@ func TestCollector(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Fetch: %v", err)
 		}
-		for m := range batch.Messages() {
-			var tk imapcopyv1.SyncTask
-			if err := proto.Unmarshal(m.Data(), &tk); err != nil || tk.GetTaskId() != wantID {
-				t.Fatalf("Fetch = task %q (%v); want %q", tk.GetTaskId(), err, wantID)
-			}
-			return m
+		m, ok := <-batch.Messages()
+		if !ok {
+			t.Fatalf("Fetch: no message (%v)", batch.Error())
 		}
-		t.Fatalf("Fetch: no message (%v)", batch.Error())
-		return nil
+		var tk imapcopyv1.SyncTask
+		if err := proto.Unmarshal(m.Data(), &tk); err != nil || tk.GetTaskId() != wantID {
+			t.Fatalf("Fetch = task %q (%v); want %q", tk.GetTaskId(), err, wantID)
+		}
+		return m
 	}
 	first := fetch("t1")
 	state("one delivered", 2, 1, 0, age(1))
-	if err := first.Nak(); err != nil {
+	// A Nak as a request: the server answers once it has taken it, so the next
+	// fetch cannot overtake it (Msg.Nak does not wait).
+	if _, err := js.Conn().RequestWithContext(ctx, first.Reply(), []byte("-NAK")); err != nil {
 		t.Fatalf("Nak: %v", err)
 	}
 	fetch("t1")
@@ -124,5 +126,6 @@ imapcopy_queue_tasks_waiting 1
 `)
 
 	srv.Shutdown()
+	c.timeout = 200 * time.Millisecond // the requests wait for a reconnection until then
 	expect("NATS down", head+"imapcopy_queue_up 0\n")
 }
