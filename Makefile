@@ -11,10 +11,13 @@ export PATH := $(TOOLS):$(PATH)
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# Pinned linter (.golangci.yml).
+GOLANGCI_LINT_VERSION      := v2.15.0
 
-# Debian packages the tests need: real Dovecot, real redis-server, mbsync for the benchmark.
-TEST_PACKAGES := dovecot-imapd redis-server isync
-TEST_COMMANDS := dovecot redis-server mbsync
+# Debian packages the tests need: real Dovecot, real redis-server, mbsync for the benchmark,
+# promtool (package prometheus) for the alert rules of deploy/monitoring.
+TEST_PACKAGES := dovecot-imapd redis-server isync prometheus
+TEST_COMMANDS := dovecot redis-server mbsync promtool
 
 .PHONY: help
 help: ## list the targets
@@ -62,7 +65,7 @@ bench: test-deps ## imapcopy vs mbsync on loopback and an emulated WAN; BENCH_SI
 	$(GO) run ./pkg/copybench/cmd/copybench
 
 .PHONY: deploy-check
-deploy-check: ## render every kustomize overlay, check manifests and Dockerfiles offline
+deploy-check: test-deps ## render every kustomize overlay, check manifests, Dockerfiles, alert rules (promtool) and the dashboard offline
 	cd deploy && $(GO) test -count=1 -v .
 
 .PHONY: fleet-test
@@ -70,7 +73,7 @@ fleet-test: test-deps ## the whole fleet on one machine: 3-node NATS, Redis, 2 a
 	cd deploy && $(GO) test -tags fleet -count=1 -timeout 15m -v ./fleet/
 
 .PHONY: tools
-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## install the pinned code generators into bin/tools
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/golangci-lint ## install the pinned code generators and linter into bin/tools
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -78,6 +81,8 @@ $(TOOLS)/protoc-gen-go:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS)/golangci-lint:
+	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 GRPCURL_VERSION := v1.9.4
 .PHONY: grpcurl
@@ -95,11 +100,16 @@ check-generated: generate ## fail when the committed generated code is stale
 	@test -z "$$(git status --porcelain -- proto/gen)" || { echo "proto/gen has uncommitted files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
-lint: tools ## buf lint, gofmt and go vet
+lint: tools ## buf lint, gofmt, go vet and golangci-lint (.golangci.yml) in every module of go.work
 	buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt would change: $$out"; exit 1; }
 	$(GO) vet work
 	cd deploy && $(GO) vet -tags fleet ./fleet/
+	@# golangci-lint lints one module at a time: run it in each module of the workspace.
+	@for dir in $$($(GO) list -m -f '{{.Dir}}'); do \
+	  echo "golangci-lint $${dir#$(CURDIR)/}"; \
+	  (cd $$dir && golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || exit 1; \
+	done
 
 .PHONY: clean
 clean: ## remove bin/

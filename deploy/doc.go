@@ -12,6 +12,9 @@
 //     that pods reference exist, probes name ports that exist, every pod is hardened,
 //     the KEDA trigger names the stream and consumer that pkg/taskqueue creates and
 //     scales by the copier's concurrency, grace periods outlast shutdown deadlines;
+//   - the monitoring (monitoring/): the PrometheusRule's alerts pass promtool's
+//     check and their unit tests, the Grafana dashboard's queries parse, and both
+//     name only metrics that the services export;
 //   - the Dockerfiles parse, lint clean (BuildKit's own rules), build a static,
 //     version-stamped binary of a package that exists, and run it as a numeric
 //     non-root user.

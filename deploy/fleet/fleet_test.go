@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -432,7 +431,10 @@ func countReports(ctx context.Context, dst imapconn.Account) (int, error) {
 // project already requires) into dir.
 func buildBinaries(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first in PATH
+	if err != nil {
+		t.Fatalf("no go tool in PATH: %v", err)
+	}
 	bins := map[string]string{}
 	for name, pkg := range map[string]string{
 		"imapcopy-api":    "./services/api",

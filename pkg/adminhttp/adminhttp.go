@@ -1,7 +1,9 @@
 // Package adminhttp owns the admin HTTP endpoint that every imapcopy service runs
 // beside its gRPC port, for Prometheus and Kubernetes:
 //
-//   - /metrics: the Prometheus registry made in main;
+//   - /metrics: the Prometheus registry made in main, plus
+//     imapcopy_readiness_check_up{check}: 1 when the named check passed at its last
+//     run (each /readyz runs them all), 0 when it failed or has not run yet;
 //   - /healthz: liveness, 200 for as long as the process serves HTTP at all;
 //   - /readyz: readiness, 200 when every named check passes, else 503 listing the
 //     failing names (their errors go to the log, never to the response), and 503
@@ -41,6 +43,7 @@ type Server struct {
 	logger   *slog.Logger
 	draining atomic.Bool
 	http     *http.Server
+	checkUp  *prometheus.GaugeVec
 }
 
 // New returns a server for addr (such as ":9090") exposing reg (nil: an empty
@@ -60,12 +63,18 @@ func New(addr string, reg *prometheus.Registry, checks map[string]func(context.C
 		addr:            addr,
 		checks:          map[string]func(context.Context) error{},
 		logger:          logger,
+		checkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "imapcopy_readiness_check_up",
+			Help: "1 when the readiness check of this name passed at its last run (each /readyz), 0 when it failed or has not run yet.",
+		}, []string{"check"}),
 	}
 	for name, check := range checks {
 		s.checks[name] = check
 		s.names = append(s.names, name)
+		s.checkUp.WithLabelValues(name).Set(0)
 	}
 	slices.Sort(s.names)
+	reg.MustRegister(s.checkUp)
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -150,9 +159,11 @@ func (s *Server) runChecks(ctx context.Context) []string {
 			defer cancel()
 			if err := s.run(ctx, name); err != nil {
 				s.logger.Warn("readiness check failed", slog.String("check", name), slog.Any("error", err))
+				s.checkUp.WithLabelValues(name).Set(0)
 				return
 			}
 			ok[i] = true
+			s.checkUp.WithLabelValues(name).Set(1)
 		})
 	}
 	wg.Wait()

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {
@@ -83,6 +86,38 @@ func TestReadyz(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReadinessCheckMetric(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	var storeUp atomic.Bool
+	s := New("127.0.0.1:0", reg, map[string]func(context.Context) error{
+		"nats": func(context.Context) error { return nil },
+		"store": func(context.Context) error {
+			if !storeUp.Load() {
+				return errors.New("refused")
+			}
+			return nil
+		},
+	}, nil)
+	expect := func(step string, nats, store int) {
+		t.Helper()
+		want := fmt.Sprintf(`
+# HELP imapcopy_readiness_check_up 1 when the readiness check of this name passed at its last run (each /readyz), 0 when it failed or has not run yet.
+# TYPE imapcopy_readiness_check_up gauge
+imapcopy_readiness_check_up{check="nats"} %d
+imapcopy_readiness_check_up{check="store"} %d
+`, nats, store)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "imapcopy_readiness_check_up"); err != nil {
+			t.Errorf("%s: %v", step, err)
+		}
+	}
+	expect("before any probe", 0, 0)
+	get(t, s.Handler(), "/readyz")
+	expect("store down", 1, 0)
+	storeUp.Store(true)
+	get(t, s.Handler(), "/readyz")
+	expect("store back", 1, 1)
 }
 
 func TestDrain(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -209,7 +210,7 @@ func hashStripped(r io.Reader) (raw, stripped [32]byte, err error) {
 			}
 			lineStart = line[len(line)-1] == '\n'
 		}
-		if err == bufio.ErrBufferFull {
+		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
 		if err == io.EOF {

@@ -489,7 +489,7 @@ func (r *appendRun) tooBig(m Message) bool {
 func drain(i int, m Message) error {
 	n, err := io.CopyN(io.Discard, m.Body, m.Size)
 	switch {
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return &BodyError{Index: i, Err: fmt.Errorf("got %d of %d bytes: %w", n, m.Size, io.ErrUnexpectedEOF)}
 	case err != nil:
 		return &BodyError{Index: i, Err: err}
@@ -555,7 +555,7 @@ func (r *appendRun) send(u unit, size int64) error {
 func (r *appendRun) writeBody(cmd *command, k, i int) error {
 	w := &errWriter{w: r.a.bw}
 	if cmd.unit.bodies != nil {
-		w.Write(cmd.unit.bodies[k])
+		_, _ = w.Write(cmd.unit.bodies[k]) // errWriter keeps the error: checked below
 		if w.err != nil {
 			return r.connErr(w.err)
 		}
@@ -572,7 +572,7 @@ func (r *appendRun) writeBody(cmd *command, k, i int) error {
 	switch {
 	case w.err != nil:
 		return r.connErr(w.err)
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return &BodyError{Index: i, Err: fmt.Errorf("got %d of %d bytes: %w", n, m.Size, io.ErrUnexpectedEOF)}
 	case err != nil:
 		return &BodyError{Index: i, Err: err}

@@ -324,7 +324,7 @@ func TestScriptedLogin(t *testing.T) {
 				return
 			}
 			fmt.Fprint(c, "L1 OK logged in\r\n")
-			l, _ = s.line(r)
+			_, _ = s.line(r)
 			fmt.Fprint(c, "* CAPABILITY IMAP4rev1 UIDPLUS\r\nL2 OK done\r\n")
 			s.okAll(c, r)
 		})

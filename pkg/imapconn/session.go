@@ -124,7 +124,8 @@ func (h *handshake) loginOp() string {
 // fail builds the *Error for a failed step: the end of ctx or of the phase take precedence
 // over what the failed read or write said, then a BYE the server sent before hanging up.
 func (h *handshake) fail(op string, kind Kind, err error) *Error {
-	_, isStatus := err.(*statusError)
+	var se *statusError
+	isStatus := errors.As(err, &se)
 	ioErr := !isStatus
 	if ioErr && (h.ctx.Err() != nil || h.phaseCtx.Err() != nil) {
 		return phaseError(h.ctx, h.phaseCtx, op, h.phaseLimit, err)

@@ -104,7 +104,7 @@ func readLine(r *bufio.Reader) (line, end []byte, err error) {
 		if err == nil {
 			break
 		}
-		if err != bufio.ErrBufferFull {
+		if !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, nil, noEOF(err)
 		}
 	}

@@ -48,7 +48,7 @@ func buildReport(r *Result, info reportInfo) []byte {
 
 	qp := quotedprintable.NewWriter(&msg)
 	// The body's line ends are CRLF already; the writer keeps them as line breaks.
-	qp.Write(body.Bytes())
+	_, _ = qp.Write(body.Bytes()) // into a bytes.Buffer: cannot fail
 	qp.Close()
 	if !bytes.HasSuffix(msg.Bytes(), []byte("\r\n")) {
 		msg.WriteString("\r\n")

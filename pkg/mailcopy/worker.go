@@ -399,7 +399,7 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		w.dropSource()
 		for i, r := range results {
 			if r.Err == nil {
-				w.settle(fr, chunk[i], nil) // stored before the failure
+				_ = w.settle(fr, chunk[i], nil) // stored before the failure; nil in, nil out
 			}
 		}
 		var p *panicError

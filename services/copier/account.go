@@ -21,7 +21,7 @@ func parseAccountURL(flagName, raw string, allowPlaintext bool) (imapconn.Accoun
 	var acct imapconn.Account
 	u, err := url.Parse(raw)
 	if err != nil {
-		return acct, fmt.Errorf("--%s %q is not a URL like imaps://user@imap.example.com:993: %v", flagName, raw, err)
+		return acct, fmt.Errorf("--%s %q is not a URL like imaps://user@imap.example.com:993: %w", flagName, raw, err)
 	}
 	switch u.Scheme {
 	case "imaps":

@@ -83,7 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		taskqueue.NewCollector(js))
 	server, err := cfg.API.Build(syncapi.Parts{
 		Store:    store,
 		Queue:    taskqueue.NewPublisher(js),

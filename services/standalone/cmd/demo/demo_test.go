@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -21,9 +20,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	imapcopyBin = filepath.Join(dir, "imapcopy")
-	goTool, err := exec.LookPath("go")
+	goTool, err := exec.LookPath("go") // go test puts its own GOROOT/bin first in PATH
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, "no go tool in PATH:", err)
+		os.Exit(1)
 	}
 	build := exec.Command(goTool, "build", "-o", imapcopyBin, "imapcopy.dev/services/standalone")
 	if out, err := build.CombinedOutput(); err != nil {

@@ -111,7 +111,11 @@ func (s *service) waitServing(ctx context.Context, d time.Duration) error {
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("imapcopy exited before serving (%v); its log:\n%s", s.err, s.logTail(20))
+			exit := s.err
+			if exit == nil {
+				exit = errors.New("exit status 0")
+			}
+			return fmt.Errorf("imapcopy exited before serving (%w); its log:\n%s", exit, s.logTail(20))
 		case <-ctx.Done():
 			return fmt.Errorf("imapcopy not serving within %v; its log:\n%s", d, s.logTail(20))
 		case <-time.After(100 * time.Millisecond):
