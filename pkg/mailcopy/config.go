@@ -33,6 +33,12 @@ type Config struct {
 	// folder rules).
 	Provider string
 
+	// Reached says both accounts were reached before this copy (the api logs in to
+	// both before it queues a sync): a failed TLS handshake or greeting is then a
+	// network failure worth retrying, not a wrong server setting. A refused login
+	// and an untrusted certificate stay permanent.
+	Reached bool
+
 	DryRun   bool // plan and count; create nothing, append nothing
 	NoReport bool // do not append the report to the destination INBOX
 	// IncludeGmailViews copies Gmail's \All, \Flagged and \Important views as

@@ -343,17 +343,18 @@ func (e *engine) connected(side Side) {
 
 // classifyDial makes a dial failure permanent when retrying cannot help: a
 // refused login, a certificate that does not verify, a server without
-// STARTTLS or that is not IMAP. Once a side was reached in this copy, only
-// the first two count: a connection cut during a later handshake looks like
-// the others but is a network failure. A dial cut short by the end of ctx is
-// a cancellation, whatever imapconn made of the closed connection.
+// STARTTLS or that is not IMAP. Once a side was reached, in this copy or
+// before it (Config.Reached), only the first two count: a connection cut
+// during a later handshake looks like the others but is a network failure.
+// A dial cut short by the end of ctx is a cancellation, whatever imapconn
+// made of the closed connection.
 func (e *engine) classifyDial(ctx context.Context, side Side, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w (%w)", side, context.Cause(ctx), err)
 	}
-	up := e.srcUp.Load()
+	up := e.cfg.Reached || e.srcUp.Load()
 	if side == SideDestination {
-		up = e.dstUp.Load()
+		up = e.cfg.Reached || e.dstUp.Load()
 	}
 	switch imapconn.KindOf(err) {
 	case imapconn.KindAuth:

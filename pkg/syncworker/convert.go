@@ -98,6 +98,9 @@ func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (
 		DryRun:            o.GetDryRun(),
 		NoReport:          o.GetNoReport(),
 		IncludeGmailViews: o.GetIncludeGmailViews(),
+		// The api logged in to both accounts before it queued the task: a failed
+		// handshake now is the network's, and retried.
+		Reached: true,
 	}
 	if m := o.GetMaxMessageSize(); m > 0 {
 		if m > 1<<62 {

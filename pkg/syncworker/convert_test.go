@@ -85,11 +85,11 @@ func TestCopyConfig(t *testing.T) {
 	}
 	want := mailcopy.Config{
 		Connections: 6, Include: []string{"INBOX*"}, Exclude: []string{"Junk"}, MaxMessageSize: 25 << 20,
-		Since: since, Provider: "gmail", DryRun: true, NoReport: true, IncludeGmailViews: true,
+		Since: since, Provider: "gmail", DryRun: true, NoReport: true, IncludeGmailViews: true, Reached: true,
 	}
 	if got.Connections != want.Connections || got.MaxMessageSize != want.MaxMessageSize || !got.Since.Equal(want.Since) ||
 		got.Provider != want.Provider || got.DryRun != want.DryRun || got.NoReport != want.NoReport ||
-		got.IncludeGmailViews != want.IncludeGmailViews || strings.Join(got.Include, ",") != "INBOX*" || strings.Join(got.Exclude, ",") != "Junk" {
+		got.IncludeGmailViews != want.IncludeGmailViews || got.Reached != want.Reached || strings.Join(got.Include, ",") != "INBOX*" || strings.Join(got.Exclude, ",") != "Junk" {
 		t.Errorf("copyConfig() = %+v, want %+v", got, want)
 	}
 
