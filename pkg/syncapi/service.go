@@ -42,10 +42,10 @@ type Publisher interface {
 	Publish(ctx context.Context, task *imapcopyv1.SyncTask) error
 }
 
-// Sealer encrypts a task's secrets, bound to the task id; *taskseal.Keyring
+// Sealer encrypts a task's secrets, bound to the whole task; *taskseal.Keyring
 // implements it.
 type Sealer interface {
-	Seal(taskID string, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error)
+	Seal(task *imapcopyv1.SyncTask, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error)
 }
 
 // AccountProber tests an account by connecting to it; *Prober implements it.
@@ -464,7 +464,17 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		cleanup(failedStatus(st, "the sync could not be queued; start it again"))
 		return nil, s.storeError(ctx, "record queued status", err)
 	}
-	sealed, err := s.sealer.Seal(taskID, &imapcopyv1.TaskSecrets{
+	task := &imapcopyv1.SyncTask{
+		TaskId:      taskID,
+		SourceEmail: source,
+		Source:      endpoint(src),
+		Destination: endpoint(dst),
+		Options:     req.GetOptions(),
+		LockToken:   token,
+		CreatedAt:   timestamppb.New(now),
+	}
+	// Sealed last: the secrets are bound to every other field of the task.
+	sealed, err := s.sealer.Seal(task, &imapcopyv1.TaskSecrets{
 		SourcePassword:               src.imap.Password,
 		SourceOauth2AccessToken:      src.imap.OAuth2Token,
 		DestinationPassword:          dst.imap.Password,
@@ -475,16 +485,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		cleanup(failedStatus(st, "the task could not be encrypted; the operator must check the task key"))
 		return nil, status.Error(codes.Internal, "the task could not be encrypted: the operator must check the task key configuration")
 	}
-	task := &imapcopyv1.SyncTask{
-		TaskId:      taskID,
-		SourceEmail: source,
-		Source:      endpoint(src),
-		Destination: endpoint(dst),
-		Options:     req.GetOptions(),
-		Sealed:      sealed,
-		LockToken:   token,
-		CreatedAt:   timestamppb.New(now),
-	}
+	task.Sealed = sealed
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	err = s.queue.Publish(pctx, task)
 	cancel()

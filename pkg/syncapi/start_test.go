@@ -104,7 +104,7 @@ func TestStartSync(t *testing.T) {
 			if task.GetOptions().GetExcludeFolders()[0] != "Trash" || !task.GetOptions().GetDryRun() {
 				t.Errorf("task options = %v, want the request's", task.GetOptions())
 			}
-			secrets, err := e.keyring.Open(task.GetTaskId(), task.GetSealed())
+			secrets, err := e.keyring.Open(task)
 			if err != nil {
 				t.Fatalf("open sealed secrets: %v", err)
 			}

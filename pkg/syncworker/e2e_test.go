@@ -310,17 +310,16 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 	if err := e.store.Put(ctx, source, token, &imapcopyv1.SyncStatus{TaskId: taskID, SourceEmail: source, State: stateQueued}); err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := e.keys.Seal(taskID, &imapcopyv1.TaskSecrets{SourcePassword: "not-" + src.Password, DestinationPassword: dst.Password})
-	if err != nil {
-		t.Fatal(err)
-	}
 	endpoint := func(a imapconn.Account) *imapcopyv1.Endpoint {
 		return &imapcopyv1.Endpoint{Provider: "other", Login: a.Login, Host: a.Host, Port: uint32(a.Port), Security: imapcopyv1.Security_SECURITY_TLS}
 	}
-	if _, err := taskqueue.Publish(ctx, e.js, &imapcopyv1.SyncTask{
-		TaskId: taskID, SourceEmail: source, Source: endpoint(src), Destination: endpoint(dst),
-		Sealed: sealed, LockToken: token,
-	}); err != nil {
+	task := &imapcopyv1.SyncTask{
+		TaskId: taskID, SourceEmail: source, Source: endpoint(src), Destination: endpoint(dst), LockToken: token,
+	}
+	if task.Sealed, err = e.keys.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: "not-" + src.Password, DestinationPassword: dst.Password}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := taskqueue.Publish(ctx, e.js, task); err != nil {
 		t.Fatal(err)
 	}
 

@@ -27,16 +27,19 @@ func (e *env) queued(source, taskID string, sealer *taskseal.Keyring, change fun
 	if err := e.store.Put(ctx, source, token, &imapcopyv1.SyncStatus{TaskId: taskID, SourceEmail: source, State: stateQueued}); err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := sealer.Seal(taskID, &imapcopyv1.TaskSecrets{SourcePassword: "x", DestinationPassword: "y"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Port 9 on loopback: nothing listens there, and these tasks must end before
 	// any dial.
 	ep := &imapcopyv1.Endpoint{Provider: "other", Login: "nobody", Host: "127.0.0.1", Port: 9, Security: imapcopyv1.Security_SECURITY_TLS}
-	task := &imapcopyv1.SyncTask{TaskId: taskID, SourceEmail: source, Source: ep, Destination: ep, Sealed: sealed, LockToken: token}
+	task := &imapcopyv1.SyncTask{TaskId: taskID, SourceEmail: source, Source: ep, Destination: ep, LockToken: token}
 	if change != nil {
 		change(task)
+	}
+	sealed, err := sealer.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: "x", DestinationPassword: "y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Sealed == nil { // change may have put its own
+		task.Sealed = sealed
 	}
 	if _, err := taskqueue.Publish(ctx, e.js, task); err != nil {
 		t.Fatal(err)
@@ -114,6 +117,47 @@ func TestTaskEndsBeforeCopying(t *testing.T) {
 		}
 		e.lockFree(source)
 		e.queueEmpty()
+	})
+
+	t.Run("altered after sealing", func(t *testing.T) {
+		source := "altered@source.test"
+		// Sealed by the api's key for one destination, republished with another: the
+		// secrets are bound to the task and do not open.
+		e.queued(source, "task-altered", e.keys, func(task *imapcopyv1.SyncTask) {
+			sealed, err := e.keys.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: "x", DestinationPassword: "y"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			task.Sealed = sealed
+			task.Destination = &imapcopyv1.Endpoint{Provider: "other", Login: "nobody", Host: "127.0.0.2", Port: 9, Security: imapcopyv1.Security_SECURITY_TLS}
+		})
+		st := final(source)
+		if st.GetState() != stateFailed || !strings.Contains(st.GetFailureReason(), "cannot be decrypted") {
+			t.Errorf("status = %v (%q), want FAILED because the credentials cannot be decrypted", st.GetState(), st.GetFailureReason())
+		}
+		e.lockFree(source)
+		e.queueEmpty()
+	})
+
+	t.Run("never recorded", func(t *testing.T) {
+		// A task the api never queued (no status, no lock), sealed with the real key:
+		// dropped without a status and without a lock left behind.
+		source := "unrecorded@source.test"
+		ep := &imapcopyv1.Endpoint{Provider: "other", Login: "nobody", Host: "127.0.0.1", Port: 9, Security: imapcopyv1.Security_SECURITY_TLS}
+		task := &imapcopyv1.SyncTask{TaskId: "task-unrecorded", SourceEmail: source, Source: ep, Destination: ep, LockToken: "forged-token"}
+		sealed, err := e.keys.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: "x", DestinationPassword: "y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		task.Sealed = sealed
+		if _, err := taskqueue.Publish(ctx, e.js, task); err != nil {
+			t.Fatal(err)
+		}
+		e.queueEmpty()
+		if st, err := e.store.Get(ctx, source); !errors.Is(err, syncstatus.ErrNotFound) {
+			t.Errorf("status of a task the api never recorded = %v, %v; want none (ErrNotFound)", st, err)
+		}
+		e.lockFree(source)
 	})
 
 	t.Run("unclaimed too long", func(t *testing.T) {

@@ -46,10 +46,14 @@ func (e *taskError) Error() string {
 func (e *taskError) Unwrap() error { return e.err }
 
 var (
-	errSuperseded      = &taskError{class: classSuperseded, reason: "superseded: another sync task holds this source's lock"}
-	errStale           = &taskError{class: classStale, reason: "a later delivery of this task is running"}
-	errEnded           = &taskError{class: classEnded, reason: "the task has already ended"}
-	errLost            = &taskError{class: classLost, reason: "the sync lock is no longer held by this task"}
+	errSuperseded = &taskError{class: classSuperseded, reason: "superseded: another sync task holds this source's lock"}
+	errStale      = &taskError{class: classStale, reason: "a later delivery of this task is running"}
+	errEnded      = &taskError{class: classEnded, reason: "the task has already ended"}
+	errLost       = &taskError{class: classLost, reason: "the sync lock is no longer held by this task"}
+	// errUnrecorded: no status names the task. The api writes it before publishing, so
+	// such a task was not queued by the api (or its record is gone): it is dropped
+	// like a superseded one, without a status write and without opening its secrets.
+	errUnrecorded      = &taskError{class: classSuperseded, reason: "the api has no record of this task (no status names it)"}
 	errCancelRequested = &taskError{class: classCancelled, reason: "cancelled on request"}
 )
 

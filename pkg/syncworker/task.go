@@ -103,17 +103,18 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	}
 	t.locked = true
 
+	// The api records a sync's status before it publishes the task: a task whose
+	// status is missing or names another task was never queued by the api (or its
+	// record is gone), and none of its credentials are used.
 	st, err := w.store.Get(ctx, t.source())
 	switch {
 	case errors.Is(err, syncstatus.ErrNotFound):
-		st = nil // expired or lost: this task writes a fresh one
+		return nil, errUnrecorded
 	case err != nil:
 		return nil, temporary("the status store is unavailable", err)
 	}
-	if st != nil {
-		if err := t.owns(st); err != nil {
-			return nil, err
-		}
+	if err := t.owns(st); err != nil {
+		return nil, err
 	}
 
 	if err := checkEndpoints(t.pb, w.cfg.AllowPlaintext); err != nil {
@@ -125,7 +126,7 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	if err := t.checkUnclaimed(st); err != nil {
 		return nil, err
 	}
-	secrets, err := w.opener.Open(t.pb.GetTaskId(), t.pb.GetSealed())
+	secrets, err := w.opener.Open(t.pb)
 	switch {
 	case errors.Is(err, taskseal.ErrUnknownKey):
 		// Keys rotate: another copier may already have the new key.
@@ -220,7 +221,7 @@ func (t *task) source() string { return syncstatus.Normalize(t.pb.GetSourceEmail
 // attempt, and has not ended.
 func (t *task) owns(st *imapcopyv1.SyncStatus) error {
 	switch {
-	case st.GetTaskId() != "" && st.GetTaskId() != t.pb.GetTaskId():
+	case st.GetTaskId() != t.pb.GetTaskId():
 		return errSuperseded
 	case syncstatus.Terminal(st.GetState()):
 		return errEnded

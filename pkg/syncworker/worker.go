@@ -27,10 +27,10 @@ type Store interface {
 	CancelRequested(ctx context.Context, source, taskID string) (bool, error)
 }
 
-// Opener opens a task's sealed secrets, bound to the task id; *taskseal.Keyring
+// Opener opens a task's sealed secrets, bound to the whole task; *taskseal.Keyring
 // implements it.
 type Opener interface {
-	Open(taskID string, sealed *imapcopyv1.SealedSecrets) (*imapcopyv1.TaskSecrets, error)
+	Open(task *imapcopyv1.SyncTask) (*imapcopyv1.TaskSecrets, error)
 }
 
 // Queue hands out one task delivery per call, blocking until one comes or ctx

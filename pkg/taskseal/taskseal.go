@@ -4,8 +4,14 @@
 // Guarantees:
 //   - Sealed secrets are AES-256-GCM ciphertext with a fresh random 96-bit nonce per
 //     seal; nothing secret is readable in the queue's storage.
-//   - The associated data binds a sealed blob to its task id and key id: a blob
-//     copied into another task, or altered in any bit, does not open (ErrOpen).
+//   - The associated data binds a sealed blob to the whole task it travels in: the
+//     key id, the task id, the source address, both endpoints (provider, login, host,
+//     port, security, certificate checking, connection cap), the options, the lock
+//     token and the creation time. A blob copied into another task, a task whose
+//     destination host or any other of those fields was changed, or a blob altered in
+//     any bit, does not open (ErrOpen): the passwords go only where the api sent them.
+//     A new SyncTask field that says where or how the secrets are used must be added
+//     to associatedData in the same change (and copiers upgraded before apis).
 //   - Keys rotate: a Keyring seals with its current key and opens with any of its
 //     keys, each blob naming the key that sealed it. Opening a blob whose key is not
 //     in the ring fails with ErrUnknownKey and an error that names the key id.
@@ -29,6 +35,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,7 +60,8 @@ const (
 	nonceSize = 12
 	maxIDLen  = 64
 	// adPrefix separates this use of the keys from any other (domain separation).
-	adPrefix = "imapcopy taskseal v1\x00"
+	// v1 bound the task id only; a v1 blob does not open as v2 (ErrOpen).
+	adPrefix = "imapcopy taskseal v2\x00"
 )
 
 var (
@@ -61,7 +69,7 @@ var (
 	ErrUnknownKey = errors.New("unknown key id")
 	// ErrOpen: the sealed secrets do not authenticate (wrong task id, tampered data,
 	// or a different key under the same id).
-	ErrOpen = errors.New("sealed secrets do not authenticate: wrong task id, tampered data, or a different key under this key id")
+	ErrOpen = errors.New("sealed secrets do not authenticate: another task, a task altered since it was sealed, tampered data, or a different key under this key id")
 )
 
 // Key is one named key. Its String and LogValue never show the secret.
@@ -161,14 +169,54 @@ func (kr *Keyring) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("current", kr.current), slog.Any("keys", kr.ids))
 }
 
-func associatedData(keyID, taskID string) []byte {
-	return []byte(adPrefix + keyID + "\x00" + taskID)
+// associatedData is what a sealed blob is bound to: every field of the task that says
+// where and how its secrets are used (see the package documentation), each
+// length-prefixed so that no two tasks share an encoding.
+func associatedData(keyID string, task *imapcopyv1.SyncTask) ([]byte, error) {
+	opts, err := proto.MarshalOptions{Deterministic: true}.Marshal(task.GetOptions())
+	if err != nil {
+		return nil, fmt.Errorf("encode the options: %w", err)
+	}
+	ad := []byte(adPrefix)
+	field := func(b []byte) {
+		ad = binary.AppendUvarint(ad, uint64(len(b)))
+		ad = append(ad, b...)
+	}
+	str := func(s string) { field([]byte(s)) }
+	num := func(n uint64) { ad = binary.AppendUvarint(ad, n) }
+	str(keyID)
+	str(task.GetTaskId())
+	str(task.GetSourceEmail())
+	for _, e := range []*imapcopyv1.Endpoint{task.GetSource(), task.GetDestination()} {
+		str(e.GetProvider())
+		str(e.GetLogin())
+		str(e.GetHost())
+		num(uint64(e.GetPort()))
+		num(uint64(e.GetSecurity()))
+		if e.GetInsecureSkipVerify() {
+			num(1)
+		} else {
+			num(0)
+		}
+		num(uint64(e.GetMaxConnections()))
+	}
+	field(opts)
+	str(task.GetLockToken())
+	num(uint64(task.GetCreatedAt().GetSeconds()))
+	num(uint64(task.GetCreatedAt().GetNanos()))
+	return ad, nil
 }
 
-// Seal encrypts secrets with the current key, bound to taskID.
-func (kr *Keyring) Seal(taskID string, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error) {
+// Seal encrypts secrets with the current key, bound to task (see associatedData):
+// set the task's every other field before sealing, and its Sealed field to the result.
+func (kr *Keyring) Seal(task *imapcopyv1.SyncTask, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error) {
+	taskID := task.GetTaskId()
 	if taskID == "" {
 		return nil, errors.New("seal task secrets: empty task id")
+	}
+	ad, err := associatedData(kr.current, task)
+	if err != nil {
+		return nil, fmt.Errorf("seal secrets of task %q: %w", taskID, err)
 	}
 	plain, err := proto.Marshal(secrets)
 	if err != nil {
@@ -182,14 +230,15 @@ func (kr *Keyring) Seal(taskID string, secrets *imapcopyv1.TaskSecrets) (*imapco
 		KeyId:      kr.current,
 		Algorithm:  Algorithm,
 		Nonce:      nonce,
-		Ciphertext: aead.Seal(nil, nonce, plain, associatedData(kr.current, taskID)),
+		Ciphertext: aead.Seal(nil, nonce, plain, ad),
 	}, nil
 }
 
-// Open decrypts sealed secrets of the task taskID. It fails with ErrUnknownKey when the
-// key that sealed them is not in the ring, and with ErrOpen when they do not
-// authenticate for this task id.
-func (kr *Keyring) Open(taskID string, sealed *imapcopyv1.SealedSecrets) (*imapcopyv1.TaskSecrets, error) {
+// Open decrypts the sealed secrets of task. It fails with ErrUnknownKey when the key
+// that sealed them is not in the ring, and with ErrOpen when they do not authenticate
+// for this task as it is (see associatedData).
+func (kr *Keyring) Open(task *imapcopyv1.SyncTask) (*imapcopyv1.TaskSecrets, error) {
+	taskID, sealed := task.GetTaskId(), task.GetSealed()
 	if sealed == nil {
 		return nil, fmt.Errorf("open secrets of task %q: no sealed secrets", taskID)
 	}
@@ -205,7 +254,11 @@ func (kr *Keyring) Open(taskID string, sealed *imapcopyv1.SealedSecrets) (*imapc
 	if len(sealed.GetNonce()) != nonceSize {
 		return nil, fmt.Errorf("open secrets of task %q: nonce is %d bytes, want %d: %w", taskID, len(sealed.GetNonce()), nonceSize, ErrOpen)
 	}
-	plain, err := aead.Open(nil, sealed.GetNonce(), sealed.GetCiphertext(), associatedData(keyID, taskID))
+	ad, err := associatedData(keyID, task)
+	if err != nil {
+		return nil, fmt.Errorf("open secrets of task %q: %w", taskID, err)
+	}
+	plain, err := aead.Open(nil, sealed.GetNonce(), sealed.GetCiphertext(), ad)
 	if err != nil {
 		return nil, fmt.Errorf("open secrets of task %q with key %q: %w", taskID, keyID, ErrOpen)
 	}

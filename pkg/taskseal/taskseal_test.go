@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"imapcopy.dev/pkg/taskseal"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -29,6 +30,27 @@ func secrets() *imapcopyv1.TaskSecrets {
 	}
 }
 
+// task is a queued task as the api makes it, before its secrets are sealed.
+func task(id string) *imapcopyv1.SyncTask {
+	return &imapcopyv1.SyncTask{
+		TaskId:      id,
+		SourceEmail: "alice@old.example",
+		Source: &imapcopyv1.Endpoint{Provider: "gmail", Login: "alice@old.example", Host: "imap.old.example", Port: 993,
+			Security: imapcopyv1.Security_SECURITY_TLS, MaxConnections: 15},
+		Destination: &imapcopyv1.Endpoint{Provider: "other", Login: "alice@new.example", Host: "imap.new.example", Port: 143,
+			Security: imapcopyv1.Security_SECURITY_STARTTLS},
+		Options:   &imapcopyv1.SyncOptions{ExcludeFolders: []string{"Junk"}},
+		LockToken: "lock-token-1",
+		CreatedAt: &timestamppb.Timestamp{Seconds: 1_800_000_000, Nanos: 5},
+	}
+}
+
+// withSealed returns t carrying sealed, as it travels on the queue.
+func withSealed(t *imapcopyv1.SyncTask, sealed *imapcopyv1.SealedSecrets) *imapcopyv1.SyncTask {
+	t.Sealed = sealed
+	return t
+}
+
 func keyring(t *testing.T, keys ...taskseal.Key) *taskseal.Keyring {
 	t.Helper()
 	kr, err := taskseal.NewKeyring(keys...)
@@ -40,7 +62,7 @@ func keyring(t *testing.T, keys ...taskseal.Key) *taskseal.Keyring {
 
 func TestSealOpenRoundTrip(t *testing.T) {
 	kr := keyring(t, taskseal.GenerateKey())
-	sealed, err := kr.Seal("task-1", secrets())
+	sealed, err := kr.Seal(task("task-1"), secrets())
 	if err != nil {
 		t.Fatalf("Seal: %v", err)
 	}
@@ -48,7 +70,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		t.Errorf("sealed header = key %q alg %q nonce %d bytes, want key %q alg %q nonce 12 bytes",
 			sealed.GetKeyId(), sealed.GetAlgorithm(), len(sealed.GetNonce()), kr.CurrentKeyID(), taskseal.Algorithm)
 	}
-	got, err := kr.Open("task-1", sealed)
+	got, err := kr.Open(withSealed(task("task-1"), sealed))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -59,19 +81,19 @@ func TestSealOpenRoundTrip(t *testing.T) {
 
 func TestSealedHoldsNoPlaintext(t *testing.T) {
 	kr := keyring(t, taskseal.GenerateKey())
-	sealed, err := kr.Seal("task-1", secrets())
+	sealed, err := kr.Seal(task("task-1"), secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := &imapcopyv1.SyncTask{TaskId: "task-1", Sealed: sealed}
-	wire, err := proto.Marshal(task)
+	queued := withSealed(task("task-1"), sealed)
+	wire, err := proto.Marshal(queued)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, b := range map[string][]byte{
 		"ciphertext":           sealed.GetCiphertext(),
 		"marshalled task":      wire,
-		"task String()":        []byte(task.String()),
+		"task String()":        []byte(queued.String()),
 		"sealed %v":            []byte(fmt.Sprintf("%v", sealed)),
 		"base64 of ciphertext": []byte(base64.StdEncoding.EncodeToString(sealed.GetCiphertext())),
 	} {
@@ -83,8 +105,8 @@ func TestSealedHoldsNoPlaintext(t *testing.T) {
 
 func TestNoncesDiffer(t *testing.T) {
 	kr := keyring(t, taskseal.GenerateKey())
-	a, _ := kr.Seal("t", secrets())
-	b, _ := kr.Seal("t", secrets())
+	a, _ := kr.Seal(task("t"), secrets())
+	b, _ := kr.Seal(task("t"), secrets())
 	if bytes.Equal(a.GetNonce(), b.GetNonce()) || bytes.Equal(a.GetCiphertext(), b.GetCiphertext()) {
 		t.Fatal("two seals of the same secrets share a nonce or a ciphertext")
 	}
@@ -96,7 +118,7 @@ func TestOpenRefuses(t *testing.T) {
 	// Another key under k1's id: opens nothing sealed with the real k1.
 	impostor := keyring(t, taskseal.Key{ID: k1.ID, Secret: k2.Secret})
 
-	good, err := kr.Seal("task-1", secrets())
+	good, err := kr.Seal(task("task-1"), secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +148,7 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.kr.Open(tt.taskID, tt.sealed)
+			got, err := tt.kr.Open(withSealed(task(tt.taskID), tt.sealed))
 			if err == nil {
 				t.Fatalf("Open = %v, nil; want an error", got)
 			}
@@ -143,9 +165,45 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
+// TestOpenRefusesAlteredTask: the secrets are bound to where they go. A task
+// republished with any field that says where or how they are used changed (another
+// destination host, another source address...) does not open.
+func TestOpenRefusesAlteredTask(t *testing.T) {
+	kr := keyring(t, taskseal.GenerateKey())
+	good := task("task-1")
+	sealed, err := kr.Seal(good, secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Open(withSealed(proto.Clone(good).(*imapcopyv1.SyncTask), sealed)); err != nil {
+		t.Fatalf("Open of the task as sealed: %v", err)
+	}
+	for name, alter := range map[string]func(*imapcopyv1.SyncTask){
+		"destination host":     func(t *imapcopyv1.SyncTask) { t.Destination.Host = "listener.attacker.example" },
+		"destination port":     func(t *imapcopyv1.SyncTask) { t.Destination.Port = 1993 },
+		"destination login":    func(t *imapcopyv1.SyncTask) { t.Destination.Login = "mallory@new.example" },
+		"destination security": func(t *imapcopyv1.SyncTask) { t.Destination.Security = imapcopyv1.Security_SECURITY_PLAINTEXT },
+		"source certificate":   func(t *imapcopyv1.SyncTask) { t.Source.InsecureSkipVerify = true },
+		"source provider":      func(t *imapcopyv1.SyncTask) { t.Source.Provider = "other" },
+		"source host":          func(t *imapcopyv1.SyncTask) { t.Source.Host = "imap.attacker.example" },
+		"source connections":   func(t *imapcopyv1.SyncTask) { t.Source.MaxConnections = 50 },
+		"source address":       func(t *imapcopyv1.SyncTask) { t.SourceEmail = "bob@old.example" },
+		"options":              func(t *imapcopyv1.SyncTask) { t.Options.IncludeFolders = []string{"Archive"} },
+		"no options":           func(t *imapcopyv1.SyncTask) { t.Options = nil },
+		"lock token":           func(t *imapcopyv1.SyncTask) { t.LockToken = "another-token" },
+		"creation time":        func(t *imapcopyv1.SyncTask) { t.CreatedAt.Seconds++ },
+	} {
+		altered := proto.Clone(good).(*imapcopyv1.SyncTask)
+		alter(altered)
+		if got, err := kr.Open(withSealed(altered, sealed)); !errors.Is(err, taskseal.ErrOpen) {
+			t.Errorf("%s changed: Open = %v, %v; want ErrOpen", name, got, err)
+		}
+	}
+}
+
 func TestSealRefusesEmptyTaskID(t *testing.T) {
 	kr := keyring(t, taskseal.GenerateKey())
-	if _, err := kr.Seal("", secrets()); err == nil {
+	if _, err := kr.Seal(task(""), secrets()); err == nil {
 		t.Fatal(`Seal("") succeeded, want an error`)
 	}
 }
@@ -153,7 +211,7 @@ func TestSealRefusesEmptyTaskID(t *testing.T) {
 func TestRotation(t *testing.T) {
 	oldKey, newKey := taskseal.GenerateKey(), taskseal.GenerateKey()
 	before := keyring(t, oldKey)
-	queued, err := before.Seal("queued-task", secrets())
+	queued, err := before.Seal(task("queued-task"), secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +220,10 @@ func TestRotation(t *testing.T) {
 	if got := after.CurrentKeyID(); got != newKey.ID {
 		t.Fatalf("CurrentKeyID = %q, want %q", got, newKey.ID)
 	}
-	if _, err := after.Open("queued-task", queued); err != nil {
+	if _, err := after.Open(withSealed(task("queued-task"), queued)); err != nil {
 		t.Fatalf("opening a task sealed before the rotation: %v", err)
 	}
-	fresh, err := after.Seal("new-task", secrets())
+	fresh, err := after.Seal(task("new-task"), secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +231,7 @@ func TestRotation(t *testing.T) {
 		t.Errorf("sealed with %q, want the new current key %q", fresh.GetKeyId(), newKey.ID)
 	}
 	// A copier not yet given the new key says which key it lacks.
-	_, err = before.Open("new-task", fresh)
+	_, err = before.Open(withSealed(task("new-task"), fresh))
 	if !errors.Is(err, taskseal.ErrUnknownKey) || !strings.Contains(err.Error(), newKey.ID) {
 		t.Errorf("old keyring opening a new task: err = %v, want ErrUnknownKey naming %q", err, newKey.ID)
 	}
@@ -234,11 +292,11 @@ func TestFormatParseRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseKeyring(FormatKeys): %v", err)
 	}
-	sealed, err := keyring(t, k2).Seal("t", secrets())
+	sealed, err := keyring(t, k2).Seal(task("t"), secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kr.Open("t", sealed); err != nil {
+	if _, err := kr.Open(withSealed(task("t"), sealed)); err != nil {
 		t.Errorf("keyring parsed from FormatKeys does not open what k2 sealed: %v", err)
 	}
 	if kr.CurrentKeyID() != k1.ID {
@@ -263,11 +321,11 @@ func TestEnsureKeyFile(t *testing.T) {
 	if err != nil || created {
 		t.Fatalf("EnsureKeyFile on an existing file = created %v, err %v; want false, nil", created, err)
 	}
-	sealed, err := kr1.Seal("t", secrets())
+	sealed, err := kr1.Seal(task("t"), secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kr2.Open("t", sealed); err != nil {
+	if _, err := kr2.Open(withSealed(task("t"), sealed)); err != nil {
 		t.Errorf("the reloaded keyring does not open what the first sealed: %v", err)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))

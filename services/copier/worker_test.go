@@ -132,21 +132,20 @@ func TestWorkerCopiesAQueuedTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := kr.Seal(taskID, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password})
-	if err != nil {
-		t.Fatal(err)
-	}
 	endpoint := func(a imapconn.Account) *imapcopyv1.Endpoint {
 		return &imapcopyv1.Endpoint{Provider: "other", Login: a.Login, Host: a.Host, Port: uint32(a.Port), Security: imapcopyv1.Security_SECURITY_TLS}
+	}
+	task := &imapcopyv1.SyncTask{
+		TaskId: taskID, SourceEmail: source, Source: endpoint(src), Destination: endpoint(dst), LockToken: token,
+	}
+	if task.Sealed, err = kr.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password}); err != nil {
+		t.Fatal(err)
 	}
 	js := ns.JetStream(t)
 	// The stream may not exist yet (the worker creates it at start): wait for it.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := taskqueue.Publish(t.Context(), js, &imapcopyv1.SyncTask{
-			TaskId: taskID, SourceEmail: source, Source: endpoint(src), Destination: endpoint(dst),
-			Sealed: sealed, LockToken: token,
-		})
+		_, err := taskqueue.Publish(t.Context(), js, task)
 		if err == nil {
 			break
 		}
