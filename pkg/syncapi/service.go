@@ -30,6 +30,7 @@ import (
 // syncstatus.KV implement it.
 type Store interface {
 	Acquire(ctx context.Context, source string, ttl time.Duration) (token string, err error)
+	Refresh(ctx context.Context, source, token string, ttl time.Duration) error
 	Release(ctx context.Context, source, token string) error
 	Put(ctx context.Context, source, token string, st *imapcopyv1.SyncStatus) error
 	Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error)
@@ -353,15 +354,24 @@ func testFailed(a *account, resp *imapcopyv1.TestAccountResponse) error {
 	return st.Err()
 }
 
-// acquire takes the per-source lock. A copier writes a task's final status before
-// it releases the lock (the write is fenced by the lock), so for a moment a finished
-// sync still holds it: when the status is already terminal, try again for a little
-// while rather than refuse a start the caller was right to make.
+// startLockTTL is the lock's lifetime while a start runs: long enough for the two
+// account tests, the status write and the publish, so that an api that dies in the
+// middle of a start (its deferred release never runs) holds the source for minutes,
+// not for QueuedLockTTL. The lock is extended to QueuedLockTTL once the task is
+// queued.
+func (s *Service) startLockTTL() time.Duration {
+	return s.opts.TestQueueWait + s.opts.TestTimeout + 2*s.opts.StoreTimeout + s.opts.PublishTimeout + 30*time.Second
+}
+
+// acquire takes the per-source lock for startLockTTL. A copier writes a task's final
+// status before it releases the lock (the write is fenced by the lock), so for a
+// moment a finished sync still holds it: when the status is already terminal, try
+// again for a little while rather than refuse a start the caller was right to make.
 func (s *Service) acquire(ctx context.Context, source string) (string, error) {
 	const settle, step = 3 * time.Second, 100 * time.Millisecond
 	deadline := time.Now().Add(settle)
 	for {
-		token, err := s.store.Acquire(ctx, source, s.opts.QueuedLockTTL)
+		token, err := s.store.Acquire(ctx, source, s.startLockTTL())
 		if !errors.Is(err, syncstatus.ErrLocked) || time.Now().After(deadline) {
 			return token, err
 		}
@@ -498,6 +508,14 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		return nil, status.Error(codes.Unavailable, "the task queue is unavailable: nothing was started, try again in a minute")
 	}
 	locked = false // the lock now belongs to the task
+	// The task is queued: the lock lives while it waits. A copier that already took
+	// the task holds the lock with the same token; one that already finished it has
+	// released it (ErrNotHolder: nothing to extend).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.StoreTimeout)
+	if err := s.store.Refresh(rctx, source, token, s.opts.QueuedLockTTL); err != nil && !errors.Is(err, syncstatus.ErrNotHolder) {
+		s.log.WarnContext(ctx, "lock_extend_failed", "task_id", taskID, "source", source, "error", err.Error())
+	}
+	cancel()
 	s.metrics.syncStarted()
 	s.log.InfoContext(ctx, "sync_queued", "task_id", taskID, "source", source,
 		"source_host", src.imap.Host, "destination_host", dst.imap.Host)

@@ -52,6 +52,14 @@ func (s *kvStore) Acquire(ctx context.Context, source string, ttl time.Duration)
 	return kv.Acquire(ctx, source, ttl)
 }
 
+func (s *kvStore) Refresh(ctx context.Context, source, token string, ttl time.Duration) error {
+	kv, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	return kv.Refresh(ctx, source, token, ttl)
+}
+
 func (s *kvStore) Release(ctx context.Context, source, token string) error {
 	kv, err := s.open(ctx)
 	if err != nil {
