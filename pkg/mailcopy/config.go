@@ -33,6 +33,16 @@ type Config struct {
 	// folder rules).
 	Provider string
 
+	// Fence, when set, proves that this copy may still write to the destination:
+	// it is called before and while each message's body is sent (every read of
+	// the body), and before the report. Once it returns an error, the copy stops
+	// at once with that error as the cause of its cancellation: the APPEND being
+	// sent is cut mid-literal, so no part of it is stored, and nothing more is
+	// appended. A copier passes the lease of its task (lock and queue delivery),
+	// so that a copier paused past its lease (a stopped process, a long GC, a
+	// partition) appends nothing once the task may run elsewhere.
+	Fence func() error
+
 	// Reached says both accounts were reached before this copy (the api logs in to
 	// both before it queues a sync): a failed TLS handshake or greeting is then a
 	// network failure worth retrying, not a wrong server setting. A refused login

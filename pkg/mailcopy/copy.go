@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -39,6 +40,8 @@ type engine struct {
 	elsewhere []string
 
 	srcUp, dstUp atomic.Bool // a connection to the side succeeded in this copy
+
+	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
 	mu       sync.Mutex
 	failures []MessageIssue
@@ -72,9 +75,9 @@ func Copy(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, &Error{Kind: KindConnect, Err: fmt.Errorf("invalid configuration: %w", err)}
 	}
 	// Whatever happens, no connection of this copy outlives it.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	e := &engine{cfg: cfg, log: cfg.Logger}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	e := &engine{cfg: cfg, log: cfg.Logger, stop: cancel}
 	res := &Result{DryRun: cfg.DryRun, Started: cfg.Now()}
 	err := e.run(ctx, res)
 	res.setDuration(cfg.Now())
@@ -491,6 +494,9 @@ func (e *engine) recordSkip(m MessageIssue) {
 
 // appendReport appends the report to the destination INBOX, unseen.
 func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) error {
+	if err := e.fence(); err != nil {
+		return err
+	}
 	var id [12]byte
 	rand.Read(id[:])
 	host := e.cfg.Destination.Host
@@ -585,4 +591,32 @@ func address(a imapconn.Account) string {
 		host = "localhost"
 	}
 	return a.Login + "@" + host
+}
+
+// fence asks Config.Fence whether the copy may still write; when it may not, the
+// copy is stopped at once (its connections close) with the fence's error as cause.
+func (e *engine) fence() error {
+	if e.cfg.Fence == nil {
+		return nil
+	}
+	if err := e.cfg.Fence(); err != nil {
+		e.stop(err)
+		return err
+	}
+	return nil
+}
+
+// fencedBody checks the fence before each read of a body on its way to the
+// destination: a copy that lost its lease stops in the middle of the literal,
+// and the server, which never sees the end of the command, stores nothing of it.
+type fencedBody struct {
+	r     io.Reader
+	fence func() error
+}
+
+func (b *fencedBody) Read(p []byte) (int, error) {
+	if err := b.fence(); err != nil {
+		return 0, err
+	}
+	return b.r.Read(p)
 }

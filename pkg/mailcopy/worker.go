@@ -376,6 +376,9 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		if w.e.cfg.wrapBody != nil {
 			body = w.e.cfg.wrapBody(m.uid, body)
 		}
+		if w.e.cfg.Fence != nil {
+			body = &fencedBody{r: body, fence: w.e.fence}
+		}
 		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: body}
 	}
 	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs)

@@ -73,9 +73,22 @@
 // partitioned network) made the message redeliver while its first copier lived. The
 // token cannot tell them apart, so every status write also checks that the status
 // still names this task and no later attempt (attempt = the message's delivery
-// count): the older copier's next write is refused and it stops. Until then both may
-// append; the lock saves wasted work, correctness rests on the engine's idempotent
-// delta sync (docs/design.md).
+// count): the older copier's next write is refused and it stops.
+//
+// # Fencing
+//
+// Status writes are not enough: a copier paused past the ack wait (SIGSTOP, a long
+// GC pause, a partition) and then resumed went on appending for about a second,
+// while the redelivered task appended the same messages elsewhere (duplicates). So
+// the engine appends only with a fresh proof of ownership (mailcopy.Config.Fence,
+// checked before and during every message's body): the task's lease, the delivery's
+// AckWait from the last keep-alive sent and the lock's LockTTL from the last refresh
+// sent, each taken as over at three quarters of its length. Past it, the copy stops
+// at once, the APPEND in flight cut mid-literal (nothing of it is stored), and the
+// delivery is left to expire (no status write, no ack). What remains is the time
+// between a check and the bytes it lets through (one read of a body, and what the
+// write buffer holds): correctness there rests on the engine's idempotent delta sync
+// (docs/design.md).
 //
 // # Delivery semantics
 //

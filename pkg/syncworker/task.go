@@ -28,6 +28,10 @@ type task struct {
 	log     *slog.Logger
 	locked  bool // the lock was reclaimed with the task's token: status writes may go
 
+	// The task's lease: when the last keep-alive and the last lock refresh that
+	// succeeded were sent (see fence).
+	ackAt, lockAt atomic.Pointer[time.Time]
+
 	latest   atomic.Pointer[mailcopy.Progress] // the engine's last snapshot
 	reported mailcopy.Counts                   // totals already counted in the metrics
 	mu       sync.Mutex                        // guards reported
@@ -38,6 +42,7 @@ func (w *Worker) handle(ctx context.Context, d *taskqueue.Task) {
 	start := w.now()
 	w.metrics.taskStarted()
 	t := &task{w: w, d: d, pb: d.Task, attempt: uint64(max(d.Attempt, 1))}
+	t.ackAt.Store(&start) // the delivery's AckWait runs from about now
 	t.log = w.log.With("task_id", t.pb.GetTaskId(), "source", t.source(), "attempt", t.attempt)
 	res, err := t.runSafely(ctx)
 	a := decide(verdict{err: err, result: res, attempt: t.attempt, maxDeliver: uint64(max(d.MaxDeliver, 0))}, w.cfg)
@@ -95,6 +100,7 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	t.log.Info("task_received", "max_deliver", t.d.MaxDeliver)
 
 	// The lock: the api's, reclaimed with the task's token (see the package doc).
+	reclaimAt := w.now()
 	switch err := w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), w.cfg.LockTTL); {
 	case errors.Is(err, syncstatus.ErrLocked):
 		return nil, errSuperseded
@@ -102,6 +108,7 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 		return nil, temporary("the status store is unavailable", err)
 	}
 	t.locked = true
+	t.lockAt.Store(&reclaimAt)
 
 	// The api records a sync's status before it publishes the task: a task whose
 	// status is missing or names another task was never queued by the api (or its
@@ -146,6 +153,7 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 
 	cfg.Logger = t.log
 	cfg.Dial.Logger = t.log
+	cfg.Fence = t.fence
 	cfg.ProgressInterval = w.cfg.ProgressInterval
 	cfg.Progress = func(p mailcopy.Progress) {
 		t.latest.Store(&p)
@@ -328,8 +336,11 @@ func (t *task) keepAlive(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			sent := t.w.now()
 			if err := t.d.InProgress(); err != nil {
 				t.log.Warn("keepalive_failed", "error", err.Error())
+			} else {
+				t.ackAt.Store(&sent)
 			}
 		}
 	}
@@ -399,6 +410,7 @@ func (t *task) callStore(ctx context.Context, fn func(context.Context) error) er
 // reach is reclaimed if nobody took it; one that another token holds stops the task.
 func (t *task) refreshLock(ctx context.Context) error {
 	cfg := t.w.cfg
+	sent := t.w.now()
 	err := t.callStore(ctx, func(ctx context.Context) error {
 		return t.w.store.Refresh(ctx, t.source(), t.pb.GetLockToken(), cfg.LockTTL)
 	})
@@ -414,9 +426,36 @@ func (t *task) refreshLock(ctx context.Context) error {
 			t.log.Warn("lock_reclaimed")
 		}
 	}
-	if err != nil && ctx.Err() == nil {
+	if err == nil {
+		t.lockAt.Store(&sent)
+	} else if ctx.Err() == nil {
 		// Transient: the next refresh tries again; the TTL leaves room for a few.
 		t.log.Warn("lock_refresh_failed", "error", err.Error())
+	}
+	return nil
+}
+
+// errFenced: the task's lease ran out while it copied (see fence).
+var errFenced = &taskError{class: classStale,
+	reason: "this copier's lease on the task ran out (it was paused or cut off past the queue's ack wait or the lock's lifetime): it stopped appending, the task goes on in another delivery"}
+
+// fence is the engine's proof of ownership, asked before and during every append
+// (mailcopy.Config.Fence). The task's lease is the later of its delivery's AckWait
+// (from the last keep-alive sent) and the lock's LockTTL (from the last refresh
+// sent); each is taken as over at three quarters of its length, so that a keep-alive
+// or a refresh may be late or fail once without stopping the copy. A copier paused
+// past that (SIGSTOP, a long GC pause, a partition) finds, as soon as it runs again
+// and before it sends one more byte of a message, that another delivery may own the
+// task: it stops instead of appending what the other delivery appends too. The
+// monotonic clock counts the pause.
+func (t *task) fence() error {
+	now := t.w.now()
+	cfg := t.w.cfg
+	if at := t.ackAt.Load(); at != nil && now.Sub(*at) > cfg.AckWait*3/4 {
+		return errFenced
+	}
+	if at := t.lockAt.Load(); at != nil && now.Sub(*at) > cfg.LockTTL*3/4 {
+		return errFenced
 	}
 	return nil
 }

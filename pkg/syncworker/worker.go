@@ -57,6 +57,11 @@ type Config struct {
 	// taskqueue.DefaultConfig().KeepAliveInterval(). Set it from the queue's config:
 	// it must stay well inside the consumer's AckWait.
 	KeepAlive time.Duration
+	// AckWait is the consumer's: a delivery that goes that long without InProgress
+	// is redelivered elsewhere. Default 4 × KeepAlive (taskqueue sends keep-alives
+	// every AckWait/4). The engine appends only while the task's lease holds (see
+	// the package doc, "Fencing").
+	AckWait time.Duration
 	// LockTTL is the lock's lifetime while a copier works on the task (default 3m),
 	// refreshed every LockRefresh (default 30s). QueuedLockTTL is its lifetime while a
 	// handed-back task waits in the queue (default 24h, like the api's).
@@ -112,6 +117,7 @@ func (c Config) withDefaults() Config {
 		c.Connections = DefaultConnections
 	}
 	set(&c.KeepAlive, taskqueue.DefaultConfig().KeepAliveInterval())
+	set(&c.AckWait, 4*c.KeepAlive)
 	set(&c.LockTTL, DefaultLockTTL)
 	set(&c.LockRefresh, DefaultLockRefresh)
 	set(&c.QueuedLockTTL, DefaultQueuedLockTTL)
