@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
 // minTokenLen refuses tokens short enough to be guessed.
@@ -26,7 +28,10 @@ const minTokenLen = 16
 type Token struct {
 	// Name identifies the caller in logs, metrics and rate limits; the token itself
 	// never appears anywhere.
-	Name   string
+	Name string
+	// Admin sees and cancels every sync; other callers see only the syncs they
+	// started (SyncStatus.caller).
+	Admin  bool
 	secret [sha256.Size]byte
 }
 
@@ -48,8 +53,9 @@ func NewToken(name, secret string) (Token, error) {
 	return Token{Name: name, secret: sum}, nil
 }
 
-// ParseTokens reads tokens, one per line or comma-separated: "secret" or "name secret".
-// Blank lines and lines starting with # are skipped. The error never quotes a secret.
+// ParseTokens reads tokens, one per line or comma-separated: "secret", "name secret",
+// or "name secret admin" for an operator's token that sees every sync. Blank lines and
+// lines starting with # are skipped. The error never quotes a secret.
 func ParseTokens(r io.Reader) ([]Token, error) {
 	var tokens []Token
 	sc := bufio.NewScanner(r)
@@ -63,6 +69,7 @@ func ParseTokens(r io.Reader) ([]Token, error) {
 		for entry := range strings.SplitSeq(text, ",") {
 			fields := strings.Fields(entry)
 			var name, secret string
+			admin := false
 			switch len(fields) {
 			case 0:
 				continue
@@ -70,13 +77,19 @@ func ParseTokens(r io.Reader) ([]Token, error) {
 				secret = fields[0]
 			case 2:
 				name, secret = fields[0], fields[1]
+			case 3:
+				if fields[2] != "admin" {
+					return nil, fmt.Errorf("tokens line %d: the third field may only be \"admin\"", line)
+				}
+				name, secret, admin = fields[0], fields[1], true
 			default:
-				return nil, fmt.Errorf("tokens line %d: expected \"secret\" or \"name secret\"", line)
+				return nil, fmt.Errorf("tokens line %d: expected \"secret\", \"name secret\" or \"name secret admin\"", line)
 			}
 			t, err := NewToken(name, secret)
 			if err != nil {
 				return nil, fmt.Errorf("tokens line %d: %w", line, err)
 			}
+			t.Admin = admin
 			tokens = append(tokens, t)
 		}
 	}
@@ -107,11 +120,36 @@ func (a *Auth) Open() bool { return len(a.tokens) == 0 && !a.clientCerts }
 
 type callerKey struct{}
 
+// caller is who calls: a name, whether the caller may see every sync (an admin
+// token, or open access), and whether access is open (callers not told apart).
+type caller struct {
+	name      string
+	all, open bool
+}
+
 // Caller returns the name of the authenticated caller of ctx (a token name, a
 // certificate subject, or an IP address when access is open), "" when unknown.
 func Caller(ctx context.Context) string {
-	name, _ := ctx.Value(callerKey{}).(string)
-	return name
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c.name
+}
+
+// owner is what StartSync records as a sync's caller: the caller's name when callers
+// are told apart (tokens, certificates), "" with open access.
+func owner(ctx context.Context) string {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	if c.open {
+		return ""
+	}
+	return c.name
+}
+
+// mayAccess reports whether the caller of ctx may read and cancel st: the caller that
+// started it, an admin, anyone with open access, and anyone for a sync started with
+// open access.
+func mayAccess(ctx context.Context, st *imapcopyv1.SyncStatus) bool {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c.all || st.GetCaller() == "" || st.GetCaller() == c.name
 }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated,
@@ -120,17 +158,17 @@ var errUnauthenticated = status.Error(codes.Unauthenticated,
 // authenticate returns ctx carrying the caller, or Unauthenticated.
 func (a *Auth) authenticate(ctx context.Context, method string) (context.Context, error) {
 	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
-		return context.WithValue(ctx, callerKey{}, "health"), nil
+		return context.WithValue(ctx, callerKey{}, caller{name: "health"}), nil
 	}
 	if a.Open() {
-		return context.WithValue(ctx, callerKey{}, peerIP(ctx)), nil
+		return context.WithValue(ctx, callerKey{}, caller{name: peerIP(ctx), all: true, open: true}), nil
 	}
-	if name, ok := a.bearer(ctx); ok {
-		return context.WithValue(ctx, callerKey{}, name), nil
+	if t, ok := a.bearer(ctx); ok {
+		return context.WithValue(ctx, callerKey{}, caller{name: t.Name, all: t.Admin}), nil
 	}
 	if a.clientCerts {
 		if name, ok := verifiedCert(ctx); ok {
-			return context.WithValue(ctx, callerKey{}, name), nil
+			return context.WithValue(ctx, callerKey{}, caller{name: name}), nil
 		}
 	}
 	return ctx, errUnauthenticated
@@ -138,9 +176,9 @@ func (a *Auth) authenticate(ctx context.Context, method string) (context.Context
 
 // bearer finds the token of the request. Every configured token is compared, in
 // constant time, whatever matches, so that timing reveals nothing.
-func (a *Auth) bearer(ctx context.Context) (string, bool) {
+func (a *Auth) bearer(ctx context.Context) (Token, bool) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	var found string
+	var found Token
 	for _, v := range md.Get("authorization") {
 		scheme, secret, ok := strings.Cut(strings.TrimSpace(v), " ")
 		if !ok || !strings.EqualFold(scheme, "bearer") {
@@ -149,11 +187,11 @@ func (a *Auth) bearer(ctx context.Context) (string, bool) {
 		sum := sha256.Sum256([]byte(strings.TrimSpace(secret)))
 		for _, t := range a.tokens {
 			if subtle.ConstantTimeCompare(sum[:], t.secret[:]) == 1 {
-				found = t.Name
+				found = t
 			}
 		}
 	}
-	return found, found != ""
+	return found, found.Name != ""
 }
 
 func verifiedCert(ctx context.Context) (string, bool) {

@@ -67,7 +67,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	e.String(&c.TLSCertFile, "tls-cert-file", "IMAPCOPY_TLS_CERT_FILE", "", "PEM certificate (chain) of the gRPC listener; with the key, turns TLS on")
 	e.String(&c.TLSKeyFile, "tls-key-file", "IMAPCOPY_TLS_KEY_FILE", "", "PEM private key of the gRPC listener")
 	e.String(&c.TLSClientCAFile, "tls-client-ca-file", "IMAPCOPY_TLS_CLIENT_CA_FILE", "", "PEM CAs whose client certificates authenticate callers (mTLS)")
-	e.String(&c.TokensFile, "api-tokens-file", "IMAPCOPY_API_TOKENS_FILE", "", `file of bearer tokens, one per line: "secret" or "name secret"`)
+	e.String(&c.TokensFile, "api-tokens-file", "IMAPCOPY_API_TOKENS_FILE", "", `file of bearer tokens, one per line: "secret", "name secret" or "name secret admin" (sees every caller's syncs)`)
 	c.Tokens = getenv("IMAPCOPY_API_TOKENS")
 	e.Bool(&c.InsecureListen, "insecure-listen", "IMAPCOPY_INSECURE_LISTEN", false, "allow a non-loopback gRPC address without TLS or without authentication")
 	e.Bool(&c.Reflection, "reflection", "IMAPCOPY_REFLECTION", true, "serve gRPC reflection (grpcurl without proto files)")

@@ -468,6 +468,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		Message:          msgQueued,
 		CreatedAt:        timestamppb.New(now),
 		DryRun:           req.GetOptions().GetDryRun(),
+		Caller:           owner(ctx),
 	}
 	if err := s.store.Put(ctx, source, token, st); err != nil {
 		// The write may have landed all the same: leave no QUEUED without a task.
@@ -533,6 +534,7 @@ func failedStatus(queued *imapcopyv1.SyncStatus, reason string) *imapcopyv1.Sync
 		CreatedAt:        queued.GetCreatedAt(),
 		FinishedAt:       timestamppb.Now(),
 		DryRun:           queued.GetDryRun(),
+		Caller:           queued.GetCaller(),
 	}
 }
 
@@ -583,6 +585,9 @@ func (s *Service) GetSyncStatus(ctx context.Context, req *imapcopyv1.GetSyncStat
 		return nil, err
 	}
 	st, err := s.store.Get(ctx, source)
+	if err == nil && !mayAccess(ctx, st) {
+		err = syncstatus.ErrNotFound // another caller's sync: as if there were none
+	}
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
@@ -600,6 +605,9 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
 	for st, err := range s.store.Watch(ctx, source) {
+		if err == nil && !mayAccess(stream.Context(), st) {
+			err = syncstatus.ErrNotFound // another caller's sync: as if there were none
+		}
 		if err != nil {
 			if s.stopping.Err() != nil {
 				return status.Error(codes.Unavailable, "the server is shutting down: watch again")
@@ -623,6 +631,9 @@ func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequ
 		return nil, err
 	}
 	st, err := s.store.Get(ctx, source)
+	if err == nil && !mayAccess(ctx, st) {
+		err = syncstatus.ErrNotFound // another caller's sync: as if there were none
+	}
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}

@@ -1572,13 +1572,17 @@ type SyncStatus struct {
 	// Set when the state is FAILED.
 	FailureReason string `protobuf:"bytes,10,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	// Set while a temporary failure waits for a retry.
-	RetryReason   string                 `protobuf:"bytes,11,opt,name=retry_reason,json=retryReason,proto3" json:"retry_reason,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,12,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	DryRun        bool                   `protobuf:"varint,17,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	RetryReason string                 `protobuf:"bytes,11,opt,name=retry_reason,json=retryReason,proto3" json:"retry_reason,omitempty"`
+	Attempt     uint32                 `protobuf:"varint,12,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	FinishedAt  *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	DryRun      bool                   `protobuf:"varint,17,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The caller that started the sync: a token name or a client certificate's
+	// subject (empty when the api is open to every caller). Only that caller and
+	// the operator's admin tokens may read or cancel the sync; others get NOT_FOUND.
+	Caller        string `protobuf:"bytes,18,opt,name=caller,proto3" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1730,6 +1734,13 @@ func (x *SyncStatus) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *SyncStatus) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
 }
 
 type GetSyncStatusRequest struct {
@@ -2105,7 +2116,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\vsource_name\x18\x01 \x01(\tR\n" +
 	"sourceName\x12)\n" +
 	"\x10destination_name\x18\x02 \x01(\tR\x0fdestinationName\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x86\x06\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x9e\x06\n" +
 	"\n" +
 	"SyncStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
@@ -2129,7 +2140,8 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"updated_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n" +
 	"\vfinished_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x17\n" +
-	"\adry_run\x18\x11 \x01(\bR\x06dryRun\"9\n" +
+	"\adry_run\x18\x11 \x01(\bR\x06dryRun\x12\x16\n" +
+	"\x06caller\x18\x12 \x01(\tR\x06caller\"9\n" +
 	"\x14GetSyncStatusRequest\x12!\n" +
 	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"H\n" +
 	"\x15GetSyncStatusResponse\x12/\n" +
