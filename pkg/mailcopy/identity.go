@@ -29,6 +29,13 @@ const maxIdentityHeader = 16 << 10
 // identity because a destination filled by another tool may not have kept it.
 type key [16]byte
 
+// The identity header block is read with every byte >= 0x80 taken as 'X'
+// (mungeHeader): Cyrus by default stores raw 8-bit header bytes that way, and a
+// key that changed with them made every rerun append such messages again. Two
+// messages that differ only in which non-ASCII bytes their identity fields hold,
+// at the same places and with the same size (and, without a Message-ID, the same
+// INTERNALDATE), are taken for one.
+//
 // identity computes the key of a message from its identity header block (the
 // response to BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)]),
 // its RFC822.SIZE and its INTERNALDATE.
@@ -39,7 +46,7 @@ func identity(header []byte, size int64, internalDate time.Time) key {
 // identityBase is the part of the identity that does not depend on the size,
 // so that a corrected size gives the key the destination will show.
 func identityBase(header []byte, internalDate time.Time) key {
-	fields := parseHeader(header)
+	fields := parseHeader(mungeHeader(header))
 	h := sha256.New()
 	if id := normalizeMessageID(fields["message-id"]); id != "" {
 		h.Write([]byte("m\x00"))
@@ -57,6 +64,23 @@ func identityBase(header []byte, internalDate time.Time) key {
 	var k key
 	copy(k[:], h.Sum(nil))
 	return k
+}
+
+// mungeHeader returns header with every byte >= 0x80 replaced by 'X', as
+// Cyrus stores it (imapd.conf munge8bit, on by default); header itself is left
+// alone. A header without such bytes is returned as it is.
+func mungeHeader(header []byte) []byte {
+	i := bytes.IndexFunc(header, func(r rune) bool { return r >= 0x80 })
+	if i < 0 {
+		return header
+	}
+	out := bytes.Clone(header)
+	for j := i; j < len(out); j++ {
+		if out[j] >= 0x80 {
+			out[j] = 'X'
+		}
+	}
+	return out
 }
 
 func withSize(base key, size int64) key {

@@ -47,11 +47,19 @@ func TestIdentity(t *testing.T) {
 	withIDFolded := []byte("Subject: b\r\nMessage-Id:\r\n\t<x@y>\r\n\r\n")
 	noID := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: a@b\r\nSubject: s\r\n\r\n")
 	noIDOther := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: a@b\r\nSubject: t\r\n\r\n")
+	eightBit := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: Chlo\xc3\xa9 <c@soci\xc3\xa9t\xc3\xa9.example>\r\nSubject: R\xc3\xa9union\r\n\r\n")
+	eightBitCyrus := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: ChloXX <c@sociXXtXX.example>\r\nSubject: RXXunion\r\n\r\n")
+	idEightBit := []byte("Message-ID: <1.2@soci\xc3\xa9t\xc3\xa9.example>\r\n\r\n")
+	idEightBitCyrus := []byte("Message-ID: <1.2@sociXXtXX.example>\r\n\r\n")
 	tests := []struct {
 		name string
 		a, b key
 		same bool
 	}{
+		// Cyrus stores raw 8-bit header bytes as 'X' (one per byte: the size stays).
+		{"no id, 8-bit header as Cyrus stores it", identity(eightBit, 100, d1), identity(eightBitCyrus, 100, d1), true},
+		{"8-bit id as Cyrus stores it", identity(idEightBit, 100, d1), identity(idEightBitCyrus, 100, d2), true},
+		{"no id, 8-bit header, other size", identity(eightBit, 100, d1), identity(eightBitCyrus, 102, d1), false},
 		{"same id, other headers and dates", identity(withID, 100, d1), identity(withIDFolded, 100, d2), true},
 		{"same id, other size", identity(withID, 100, d1), identity(withID, 101, d1), false},
 		{"no id, same headers", identity(noID, 100, d1), identity(noID, 100, d1), true},
