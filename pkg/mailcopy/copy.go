@@ -136,6 +136,11 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			j.dstEmpty = true
 		}
 		progress[i] = FolderProgress{Source: m.Source, Destination: m.Dest, State: FolderPending}
+		if reason, ok := p.refused[m.Dest]; ok {
+			j.result.Error = fmt.Sprintf("the destination refused to create folder %q: %s", m.Dest, reason)
+			progress[i].State = FolderFailed
+			e.log.Warn("folder not copied: the destination refused to create it", "folder", m.Dest, "answer", reason)
+		}
 		if m.ArchiveOnly {
 			// Its messages in scope are known after its metadata passes (the
 			// LIST-STATUS count is All Mail's); it comes last.
@@ -154,7 +159,13 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	}
 	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, progress)
 
-	err = e.copyFolders(ctx, jobs)
+	var runnable []*job
+	for _, j := range jobs {
+		if j.result.Error == "" {
+			runnable = append(runnable, j)
+		}
+	}
+	err = e.copyFolders(ctx, runnable)
 
 	for _, j := range jobs {
 		res.Folders = append(res.Folders, j.result)

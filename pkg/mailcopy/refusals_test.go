@@ -1,0 +1,135 @@
+package mailcopy_test
+
+import (
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+
+	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/imaptest"
+)
+
+// TestRefusedFolder: Cyrus refuses to create a folder named "100% done" ("NO
+// Invalid mailbox name"). That folder and its child are listed as failed folders
+// with the server's answer, every other folder is copied, the result is not
+// complete (the CLI exits 3), and a rerun does the same without copying anything
+// twice.
+func TestRefusedFolder(t *testing.T) {
+	t.Parallel()
+	src := dovecotSlash.addUser(t)
+	dst := cyrusSlash.addUser(t)
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: []imaptest.Message{msg("in inbox", "a@x", 500, baseDate)}},
+		{Name: "100% done", Messages: []imaptest.Message{msg("done", "d@x", 500, baseDate)}},
+		{Name: "100% done/inner", Messages: []imaptest.Message{msg("inner", "i@x", 500, baseDate)}},
+		{Name: "Projects", Messages: []imaptest.Message{msg("project", "p@x", 500, baseDate), msg("plan", "q@x", 600, baseDate)}},
+	}})
+	refused := func(folder string) bool { return strings.HasPrefix(folder, "100% done") }
+
+	for run := range 2 {
+		cfg := testConfig(t, src, dst)
+		cfg.NoReport = run > 0
+		res := mustCopy(t, cfg)
+		wantCopied := 3
+		if run > 0 {
+			wantCopied = 0
+		}
+		if res.Complete() || res.Totals.Copied != wantCopied || res.Totals.Present != 3-wantCopied {
+			t.Errorf("run %d: totals %+v complete=%v, want %d copied and the result incomplete", run, res.Totals, res.Complete(), wantCopied)
+		}
+		failed := res.FailedFolders()
+		if len(failed) != 2 {
+			t.Fatalf("run %d: failed folders %+v, want 100%% done and its child", run, failed)
+		}
+		for _, f := range failed {
+			if !refused(f.Source) || !strings.Contains(f.Error, "Invalid mailbox name") || !strings.Contains(f.Error, f.Destination) {
+				t.Errorf("run %d: failed folder %+v, want one of 100%% done with Cyrus's answer", run, f)
+			}
+		}
+		mustCheck(t, src, dst, imaptest.CheckOptions{SkipSource: refused})
+	}
+}
+
+// courierSession is go-imap's in-memory server answering CREATE like Courier-IMAP
+// 5.0: "NO Cannot create this folder." both for a folder that exists and for a name
+// it will not take (here any name with a character outside the BMP, like an emoji).
+// appearing names a folder that another client creates just before this one.
+type courierSession struct {
+	*imapmemserver.UserSession
+	user      *imapmemserver.User
+	appearing string
+}
+
+func (s *courierSession) Login(username, password string) error {
+	return s.user.Login(username, password)
+}
+
+func (s *courierSession) Create(name string, opts *imap.CreateOptions) error {
+	cannot := &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Cannot create this folder."}
+	if strings.IndexFunc(name, func(r rune) bool { return r > 0xffff }) >= 0 {
+		return cannot
+	}
+	if err := s.UserSession.Create(name, opts); err != nil || name == s.appearing {
+		return cannot
+	}
+	return nil
+}
+
+// courierDest starts the Courier-like destination on loopback.
+func courierDest(t *testing.T, appearing string) imapconn.Account {
+	t.Helper()
+	user := imapmemserver.NewUser("courier", "secret")
+	if err := user.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &courierSession{UserSession: imapmemserver.NewUserSession(user), user: user, appearing: appearing}, nil, nil
+		},
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		InsecureAuth: true,
+		Logger:       log.New(io.Discard, "", 0),
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return imapconn.Account{Host: host, Port: p, Security: imapconn.SecurityPlaintext, Login: "courier", Password: "secret"}
+}
+
+// TestCourierCreate: Courier's "NO Cannot create this folder." is taken for
+// "already exists" when the folder exists (it is copied into) and for a refusal
+// when it does not (the folder is listed as failed, the rest is copied).
+func TestCourierCreate(t *testing.T) {
+	t.Parallel()
+	src := dovecotSlash.addUser(t)
+	dst := courierDest(t, "Work")
+	party := "Party 🎉"
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: []imaptest.Message{msg("in inbox", "a@x", 500, baseDate)}},
+		{Name: "Work", Messages: []imaptest.Message{msg("work", "w@x", 500, baseDate)}},
+		{Name: party, Messages: []imaptest.Message{msg("party", "p@x", 500, baseDate)}},
+	}})
+	cfg := testConfig(t, src, dst)
+	cfg.NoReport = true
+	res := mustCopy(t, cfg)
+	if res.Complete() || res.Totals.Copied != 2 {
+		t.Errorf("totals %+v complete=%v, want 2 copied and the result incomplete", res.Totals, res.Complete())
+	}
+	failed := res.FailedFolders()
+	if len(failed) != 1 || failed[0].Source != party || !strings.Contains(failed[0].Error, "Cannot create this folder.") {
+		t.Fatalf("failed folders %+v, want only %q with Courier's answer", failed, party)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{SkipSource: func(f string) bool { return f == party }})
+}
