@@ -43,6 +43,7 @@ type engine struct {
 	mu       sync.Mutex
 	failures []MessageIssue
 	skipped  []MessageIssue
+	altered  []MessageIssue
 	// unsettled: per destination folder, when a connection appending to it
 	// was lost with commands unanswered (see awaitCommits).
 	unsettled map[string]time.Time
@@ -174,6 +175,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	e.mu.Lock()
 	res.Failures = slices.Clone(e.failures)
 	res.Skipped = slices.Clone(e.skipped)
+	res.Altered = slices.Clone(e.altered)
 	e.mu.Unlock()
 	e.tracker.flush()
 
@@ -491,6 +493,13 @@ func (e *engine) recordFailure(m MessageIssue) {
 	e.failures = append(e.failures, m)
 	e.mu.Unlock()
 	e.log.Warn("message not copied", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
+}
+
+func (e *engine) recordAltered(m MessageIssue) {
+	e.mu.Lock()
+	e.altered = append(e.altered, m)
+	e.mu.Unlock()
+	e.log.Warn("message copied with a change", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
 }
 
 func (e *engine) recordSkip(m MessageIssue) {

@@ -1,9 +1,12 @@
 package mailcopy_test
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"log"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -132,4 +135,66 @@ func TestCourierCreate(t *testing.T) {
 		t.Fatalf("failed folders %+v, want only %q with Courier's answer", failed, party)
 	}
 	mustCheck(t, src, dst, imaptest.CheckOptions{SkipSource: func(f string) bool { return f == party }})
+}
+
+// TestTooManyKeywords: Cyrus refuses a message once its folder holds 100 keywords
+// ("NO Too many user flags in mailbox"). Such a message is appended again without
+// the keywords the folder cannot take, and the result lists it as altered; nothing
+// fails, and a rerun appends nothing.
+func TestTooManyKeywords(t *testing.T) {
+	t.Parallel()
+	src := dovecotSlash.addUser(t)
+	dst := cyrusSlash.addUser(t)
+	var msgs []imaptest.Message
+	const n = 110
+	for i := range n {
+		m := msg(fmt.Sprintf("keyword %d", i), fmt.Sprintf("k%d@x", i), 300, baseDate, `\Seen`, fmt.Sprintf("kw%d", i))
+		if i%10 == 0 {
+			m.Flags = append(m.Flags, "$Shared") // the same keyword on several messages
+		}
+		msgs = append(msgs, m)
+	}
+	mustLoad(t, src, inbox(msgs...))
+	cfg := testConfig(t, src, dst)
+	cfg.NoReport = true
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != n {
+		t.Errorf("totals %+v, failures %+v; want %d copied", res.Totals, res.Failures, n)
+	}
+	if len(res.Altered) == 0 || len(res.Altered) > n-90 {
+		t.Errorf("altered = %d messages, want a few (those after about 100 keywords)", len(res.Altered))
+	}
+	for _, a := range res.Altered {
+		if a.Folder != "INBOX" || !strings.Contains(a.Reason, "Too many user flags") || !strings.Contains(a.Reason, fmt.Sprintf("kw%d", a.UID-1)) {
+			t.Errorf("altered %+v, want INBOX, its keyword and Cyrus's answer", a)
+		}
+	}
+
+	// Every message is there once, \Seen kept; only the altered ones lack keywords.
+	got, err := imaptest.ReadFolder(testContext(t), dst, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("destination INBOX has %d messages, want %d", len(got), n)
+	}
+	altered := map[string]bool{}
+	for _, a := range res.Altered {
+		altered[fmt.Sprintf("kw%d", a.UID-1)] = true
+	}
+	for _, m := range got {
+		var i int
+		if _, err := fmt.Sscanf(string(m.Raw[bytes.Index(m.Raw, []byte("Subject: ")):]), "Subject: keyword %d", &i); err != nil {
+			t.Fatalf("destination message without its subject: %v", err)
+		}
+		want := fmt.Sprintf("kw%d", i)
+		if !slices.Contains(m.Flags, `\Seen`) || slices.Contains(m.Flags, want) == altered[want] {
+			t.Errorf("destination message %q: flags %q (altered: %v)", want, m.Flags, altered[want])
+		}
+	}
+
+	again := mustCopy(t, cfg)
+	if again.Totals.Copied != 0 || again.Totals.Present != n || len(again.Altered) != 0 {
+		t.Errorf("rerun: totals %+v, altered %d; want 0 copied, %d present", again.Totals, len(again.Altered), n)
+	}
 }
