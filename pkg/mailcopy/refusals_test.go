@@ -74,6 +74,23 @@ func (s *courierSession) Login(username, password string) error {
 	return s.user.Login(username, password)
 }
 
+// Append stores a message whose last line has no line end with a CRLF added, as
+// Courier does (2 bytes more).
+func (s *courierSession) Append(mailbox string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasSuffix(raw, []byte("\r\n")) {
+		raw = append(raw, "\r\n"...)
+	}
+	return s.UserSession.Append(mailbox, &literal{bytes.NewReader(raw)}, opts)
+}
+
+type literal struct{ *bytes.Reader }
+
+func (l *literal) Size() int64 { return l.Reader.Size() }
+
 func (s *courierSession) Create(name string, opts *imap.CreateOptions) error {
 	cannot := &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Cannot create this folder."}
 	if strings.IndexFunc(name, func(r rune) bool { return r > 0xffff }) >= 0 {
@@ -135,6 +152,47 @@ func TestCourierCreate(t *testing.T) {
 		t.Fatalf("failed folders %+v, want only %q with Courier's answer", failed, party)
 	}
 	mustCheck(t, src, dst, imaptest.CheckOptions{SkipSource: func(f string) bool { return f == party }})
+}
+
+// TestCourierLineEnd: Courier stores a message whose last line has no line end
+// with a CRLF added. A rerun recognises it (it appended it again, at every run),
+// says the destination changed it, and appends nothing; two identical such
+// messages in the source are still two on the destination.
+func TestCourierLineEnd(t *testing.T) {
+	t.Parallel()
+	src := dovecotSlash.addUser(t)
+	dst := courierDest(t, "")
+	noEnd := func(subject string) imaptest.Message {
+		return imaptest.Message{Raw: []byte("From: a@example.com\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@x>\r\n\r\nlast line without its end"), InternalDate: baseDate}
+	}
+	mustLoad(t, src, inbox(noEnd("one"), noEnd("twice"), noEnd("twice"), msg("normal", "n@x", 400, baseDate)))
+	cfg := testConfig(t, src, dst)
+	cfg.NoReport = true
+	first := mustCopy(t, cfg)
+	if !first.Complete() || first.Totals.Copied != 4 {
+		t.Errorf("first copy: totals %+v, want 4 copied", first.Totals)
+	}
+	for run := range 2 {
+		again := mustCopy(t, cfg)
+		if again.Totals.Copied != 0 || again.Totals.Present != 4 {
+			t.Errorf("rerun %d: totals %+v, want 0 copied, 4 present", run, again.Totals)
+		}
+		if len(again.Altered) != 3 {
+			t.Errorf("rerun %d: altered %+v, want the 3 messages without a final line end", run, again.Altered)
+		}
+		for _, a := range again.Altered {
+			if !strings.Contains(a.Reason, "2 bytes more") {
+				t.Errorf("rerun %d: altered %+v, want a reason about the 2 bytes added", run, a)
+			}
+		}
+	}
+	got, err := imaptest.ReadFolder(testContext(t), dst, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Errorf("destination INBOX has %d messages, want 4", len(got))
+	}
 }
 
 // TestTooManyKeywords: Cyrus refuses a message once its folder holds 100 keywords

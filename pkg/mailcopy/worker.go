@@ -148,6 +148,9 @@ type folderRun struct {
 	// stripped: what to say of a message sent without some of its keywords,
 	// once it is stored.
 	stripped map[uint32]string
+	// alteredSeen: source messages already recorded as altered by the
+	// destination (see diffAltered).
+	alteredSeen map[uint32]bool
 	// destFlags are the flags defined in the destination folder (its FLAGS
 	// at the last metadata pass).
 	destFlags map[string]bool
@@ -170,6 +173,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		failed: map[uint32]bool{}, skipped: map[uint32]bool{},
 		sizeFix: map[uint32]int64{}, suspect: map[uint32]bool{},
 		noKeywords: map[uint32]string{}, stripped: map[uint32]string{},
+		alteredSeen: map[uint32]bool{},
 	}
 	e.tracker.update(j.idx, func(f *FolderProgress) { f.State = FolderRunning })
 	start := time.Now()
@@ -264,13 +268,19 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		}
 	}
 
-	var dst map[key]int
+	var dst, dst8 map[key]int
 	if !fr.first || !j.dstEmpty {
-		if dst, err = w.destKeys(ctx, fr); err != nil {
+		if dst, dst8, err = w.destKeys(ctx, fr); err != nil {
 			return err
 		}
 	}
-	missing, present := diff(msgs, dst)
+	missing, present, altered := diffAltered(msgs, dst, dst8)
+	for _, a := range altered {
+		if !fr.alteredSeen[a.m.uid] {
+			fr.alteredSeen[a.m.uid] = true
+			e.recordAltered(MessageIssue{Folder: j.m.Source, UID: a.m.uid, Size: a.m.size, Reason: a.reason})
+		}
+	}
 	missingSet := make(map[uint32]bool, len(missing))
 	for _, m := range missing {
 		missingSet[m.uid] = true
@@ -410,22 +420,22 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 
 // destKeys runs the metadata pass on the destination folder, once appends
 // to it that a lost connection left unanswered had time to settle.
-func (w *worker) destKeys(ctx context.Context, fr *folderRun) (map[key]int, error) {
+func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit map[key]int, err error) {
 	j := fr.j
 	if err := w.e.awaitCommits(ctx, j.m.Dest); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	meta, err := w.destMeta(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sel, err := meta.IMAP().Select(j.m.Dest, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		var imapErr *imap.Error
 		if w.e.cfg.DryRun && j.m.Create && errors.As(err, &imapErr) {
-			return nil, nil // not created in a dry run
+			return nil, nil, nil // not created in a dry run
 		}
-		return nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
+		return nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
 	}
 	fr.destFlags = make(map[string]bool, len(sel.Flags))
 	for _, f := range sel.Flags {
@@ -433,9 +443,10 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (map[key]int, erro
 	}
 	msgs, err := fetchMetadata(meta.IMAP(), sel.NumMessages)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", j.m.Dest, err)
+		return nil, nil, fmt.Errorf("destination %q: %w", j.m.Dest, err)
 	}
-	return destKeys(msgs), nil
+	keys, eightBit = destKeys(msgs)
+	return keys, eightBit, nil
 }
 
 // appendChunk streams one chunk from the source FETCH into one Append call
