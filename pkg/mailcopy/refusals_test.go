@@ -256,3 +256,29 @@ func TestTooManyKeywords(t *testing.T) {
 		t.Errorf("rerun: totals %+v, altered %d; want 0 copied, %d present", again.Totals, len(again.Altered), n)
 	}
 }
+
+// TestCyrusInvalidHeader: Cyrus refuses a message with a header line that is not
+// a field ("NO Message contains invalid header"). It is listed as refused with
+// Cyrus's answer, in whichever MULTIAPPEND batch it came; the others are copied.
+func TestCyrusInvalidHeader(t *testing.T) {
+	t.Parallel()
+	src := dovecotDot.addUser(t)
+	dst := cyrusDot.addUser(t)
+	bad := imaptest.Message{Raw: []byte("From: a@example.com\r\nSubject: bad\r\nthis line is not a header field\r\n\r\nbody\r\n"), InternalDate: baseDate}
+	var msgs []imaptest.Message
+	for i := range 20 {
+		msgs = append(msgs, msg(fmt.Sprintf("good %d", i), fmt.Sprintf("g%d@x", i), 400, baseDate))
+	}
+	msgs = slices.Insert(msgs, 7, bad)
+	mustLoad(t, src, inbox(msgs...))
+	cfg := testConfig(t, src, dst)
+	cfg.NoReport = true
+	res := mustCopy(t, cfg)
+	if res.Complete() || res.Totals.Copied != 20 || res.Totals.Failed != 1 {
+		t.Errorf("totals %+v, want 20 copied, 1 failed", res.Totals)
+	}
+	if len(res.Failures) != 1 || res.Failures[0].UID != 8 || !strings.Contains(res.Failures[0].Reason, "Message contains invalid header") {
+		t.Errorf("failures %+v, want UID 8 with Cyrus's answer", res.Failures)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{AllowMissing: func(_ string, size int64) bool { return size == int64(len(bad.Raw)) }})
+}
