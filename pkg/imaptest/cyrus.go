@@ -483,6 +483,8 @@ autocreate_inbox_folders: {{range $i, $f := .Special}}{{if $i}} | {{end}}{{$f.Na
 xlist-{{lower (slice .Attr 1)}}: {{.Name}}
 {{- end}}
 allowplaintext: yes
+# No 3 s pause before answering a failed login (tests fail logins on purpose).
+failedloginpause: 0
 sasl_pwcheck_method: auxprop
 sasl_auxprop_plugin: sasldb
 sasl_sasldb_path: {{.SaslDB}}
