@@ -41,15 +41,14 @@ var (
 	cyrusDot     = testServer{"cyrus dot", imaptest.FlavourDot, true}
 )
 
-// serverPairs are the source/destination pairs with Cyrus on one side or both, in
-// both namespace flavours (Dovecot to Dovecot is TestCopy's and TestFaults').
+// serverPairs are the source/destination pairs with Cyrus on one side or both
+// (Dovecot to Dovecot is TestCopy's and TestFaults'), each namespace flavour on
+// each side at least once.
 var serverPairs = []struct{ src, dst testServer }{
 	{dovecotSlash, cyrusSlash},
 	{dovecotDot, cyrusDot},
 	{cyrusSlash, dovecotDot},
-	{cyrusDot, dovecotSlash},
 	{cyrusDot, cyrusSlash},
-	{cyrusSlash, cyrusDot},
 }
 
 // TestServerPairs copies a generated mailbox (nested and non-ASCII folders,
@@ -65,7 +64,7 @@ func TestServerPairs(t *testing.T) {
 			t.Parallel()
 			src, dst := pair.src.addUser(t), pair.dst.addUser(t)
 			check := imaptest.CheckOptions{Munged8bitHeaders: pair.dst.cyrus}
-			mb := imaptest.Generate(int64(500+i), imaptest.Spec{Count: 120})
+			mb := imaptest.Generate(int64(500+i), imaptest.Spec{Count: 100})
 			mustLoad(t, src, mb)
 			srcSnap := mustSnapshot(t, src)
 
@@ -101,7 +100,7 @@ func TestServerPairs(t *testing.T) {
 			}
 
 			// More mail on the source, copied through connections cut mid-transfer.
-			more := imaptest.Generate(int64(600+i), imaptest.Spec{Count: 120})
+			more := imaptest.Generate(int64(600+i), imaptest.Spec{Count: 100})
 			mustLoad(t, src, more)
 			sp := proxytest.New(t, pair.src.tlsAddr())
 			dp := proxytest.New(t, pair.dst.tlsAddr())
