@@ -45,6 +45,7 @@ test: test-deps ## run every test (race detector on) against real Dovecot, redis
 
 .PHONY: test-deps
 test-deps: ## install the Debian packages the tests need (as root), or say how
+	@$(MAKE) --no-print-directory test-deps-cyrus
 	@missing=""; for c in $(TEST_COMMANDS); do \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
@@ -55,6 +56,31 @@ test-deps: ## install the Debian packages the tests need (as root), or say how
 	  else \
 	    echo "the tests need$$missing; install them with:"; \
 	    echo "  sudo apt-get install -y $(TEST_PACKAGES)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Cyrus IMAP for the tests: Debian's cyrus-imapd conflicts with dovecot-imapd (both provide
+# imap-server), so its packages are unpacked into CYRUS_DIR, never installed; the libraries
+# it links and saslpasswd2 are installed normally. pkg/imaptest looks for it there
+# (IMAPTEST_CYRUS_DIR overrides the place).
+CYRUS_DIR      ?= /var/cache/imapcopy-test/cyrus
+CYRUS_PACKAGES := cyrus-common cyrus-imapd
+CYRUS_LIBS     := libxapian30 libpcre3 libical3 libwrap0 sasl2-bin
+export IMAPTEST_CYRUS_DIR := $(CYRUS_DIR)
+
+.PHONY: test-deps-cyrus
+test-deps-cyrus: ## unpack Cyrus IMAP into CYRUS_DIR for the tests (as root), or say how
+	@if [ ! -x $(CYRUS_DIR)/usr/lib/cyrus/bin/master ] || ! dpkg -s $(CYRUS_LIBS) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "unpacking $(CYRUS_PACKAGES) into $(CYRUS_DIR), installing $(CYRUS_LIBS)"; \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CYRUS_LIBS) >/dev/null && \
+	    tmp=$$(mktemp -d) && chmod 755 $$tmp && (chown _apt $$tmp 2>/dev/null; true) && (cd $$tmp && apt-get download -qq $(CYRUS_PACKAGES)) && \
+	    rm -rf $(CYRUS_DIR) && mkdir -p $(CYRUS_DIR) && \
+	    for p in $$tmp/*.deb; do dpkg-deb -x $$p $(CYRUS_DIR) || exit 1; done && rm -rf $$tmp; \
+	  else \
+	    echo "the tests need Cyrus IMAP unpacked into $(CYRUS_DIR); as root run: make test-deps-cyrus"; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -32,6 +32,10 @@ type CheckOptions struct {
 	// AllowMissing reports source messages that may be absent from the destination
 	// (refused by it: too big, over quota). size is RFC822.SIZE.
 	AllowMissing func(folder string, size int64) bool
+	// Munged8bitHeaders says that the destination rewrites every byte >= 0x80 of a
+	// message's header into 'X' (Cyrus's default, munge8bit): the source messages
+	// are compared as the destination is expected to store them.
+	Munged8bitHeaders bool
 }
 
 // CheckResult is what Check found.
@@ -117,7 +121,7 @@ func Check(ctx context.Context, src, dst imapconn.Account, opts CheckOptions) (*
 		g, _ := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			for _, name := range from {
-				m, err := scanFolder(sc, name, nil)
+				m, err := scanFolder(sc, name, nil, opts.Munged8bitHeaders)
 				if err != nil {
 					return fmt.Errorf("check: source: %w", err)
 				}
@@ -129,7 +133,7 @@ func Check(ctx context.Context, src, dst imapconn.Account, opts CheckOptions) (*
 		if dstExists {
 			g.Go(func() error {
 				var err error
-				dstMsgs, err = scanFolder(dc, to, opts.IgnoreDest)
+				dstMsgs, err = scanFolder(dc, to, opts.IgnoreDest, false)
 				if err != nil {
 					return fmt.Errorf("check: destination: %w", err)
 				}
@@ -195,8 +199,9 @@ func (s scanned) describe() string {
 }
 
 // scanFolder reads every message of a folder with EXAMINE and BODY.PEEK[], streaming
-// each body into its hash. Messages that ignore reports are left out.
-func scanFolder(c *imapclient.Client, name string, ignore func(string, []byte) bool) ([]scanned, error) {
+// each body into its hash. Messages that ignore reports are left out. With munge,
+// the header's 8-bit bytes are hashed as 'X'.
+func scanFolder(c *imapclient.Client, name string, ignore func(string, []byte) bool, munge bool) ([]scanned, error) {
 	sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return nil, fmt.Errorf("examine %q: %w", name, err)
@@ -241,7 +246,11 @@ func scanFolder(c *imapclient.Client, name string, ignore func(string, []byte) b
 				}
 				head = &cappedBuffer{max: limit}
 				h := sha256.New()
-				n, err := io.Copy(io.MultiWriter(h, head), it.Literal)
+				var hw io.Writer = h
+				if munge {
+					hw = &mungeWriter{w: h}
+				}
+				n, err := io.Copy(io.MultiWriter(hw, head), it.Literal)
 				if err != nil {
 					return nil, fmt.Errorf("fetch %q: %w", name, err)
 				}
@@ -371,4 +380,36 @@ func compare(label, srcFolder string, src, dst []scanned, allowMissing func(stri
 		}
 	}
 	return problems
+}
+
+// mungeWriter passes a message to w with every byte >= 0x80 of its header (up to
+// the first empty line) replaced by 'X', as Cyrus stores it by default.
+type mungeWriter struct {
+	w    io.Writer
+	tail uint32 // the last four bytes seen, to find CRLF CRLF across writes
+	body bool
+	buf  []byte
+}
+
+func (m *mungeWriter) Write(p []byte) (int, error) {
+	if m.body {
+		return m.w.Write(p)
+	}
+	m.buf = append(m.buf[:0], p...)
+	for i, b := range p {
+		if m.body {
+			break
+		}
+		m.tail = m.tail<<8 | uint32(b)
+		if m.tail == 0x0d0a0d0a {
+			m.body = true
+		}
+		if b >= 0x80 {
+			m.buf[i] = 'X'
+		}
+	}
+	if _, err := m.w.Write(m.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -25,6 +25,15 @@
 // bearer token that the server accepts for a user (Dovecot asks a token introspection
 // endpoint served by the test process on loopback).
 //
+// StartCyrus starts a private Cyrus IMAP 3.6 the same way (TLSAddr, PlainAddr, CAPool,
+// AddUser, StartTLS), in the same two flavours: FlavourSlash is `unixhierarchysep: yes`
+// with `altnamespace: yes`, FlavourDot is Cyrus's default namespace. Every user has
+// Sent, Drafts, Trash, Junk and Archive (special-use) from its first login. Debian's
+// cyrus-imapd conflicts with dovecot-imapd, so its packages are unpacked, not
+// installed: `make test-deps` (as root) puts them into DefaultCyrusDir
+// (IMAPTEST_CYRUS_DIR points elsewhere); without them StartCyrus fails and says how to
+// get them. Cyrus logs through syslog only: a failed test shows the master's output.
+//
 // To share one server between the tests of a package, start it in TestMain:
 //
 //	var dc *imaptest.Dovecot

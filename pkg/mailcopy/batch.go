@@ -11,6 +11,9 @@ type srcMessage struct {
 	flags []string // cleaned for APPEND (see imapappend.CleanFlags)
 	base  key      // identity without the size (see identityBase)
 	key   key
+	// eightBit: the identity header fields hold raw 8-bit bytes, which some
+	// destinations rewrite (see mungeHeader).
+	eightBit bool
 }
 
 // Chunk limits. A chunk is one source FETCH streamed into one Append call,

@@ -46,6 +46,7 @@ type engine struct {
 	mu       sync.Mutex
 	failures []MessageIssue
 	skipped  []MessageIssue
+	altered  []MessageIssue
 	// unsettled: per destination folder, when a connection appending to it
 	// was lost with commands unanswered (see awaitCommits).
 	unsettled map[string]time.Time
@@ -139,6 +140,11 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			j.dstEmpty = true
 		}
 		progress[i] = FolderProgress{Source: m.Source, Destination: m.Dest, State: FolderPending}
+		if reason, ok := p.refused[m.Dest]; ok {
+			j.result.Error = fmt.Sprintf("the destination refused to create folder %q: %s", m.Dest, reason)
+			progress[i].State = FolderFailed
+			e.log.Warn("folder not copied: the destination refused to create it", "folder", m.Dest, "answer", reason)
+		}
 		if m.ArchiveOnly {
 			// Its messages in scope are known after its metadata passes (the
 			// LIST-STATUS count is All Mail's); it comes last.
@@ -157,7 +163,13 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	}
 	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, progress)
 
-	err = e.copyFolders(ctx, jobs)
+	var runnable []*job
+	for _, j := range jobs {
+		if j.result.Error == "" {
+			runnable = append(runnable, j)
+		}
+	}
+	err = e.copyFolders(ctx, runnable)
 
 	for _, j := range jobs {
 		res.Folders = append(res.Folders, j.result)
@@ -166,6 +178,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	e.mu.Lock()
 	res.Failures = slices.Clone(e.failures)
 	res.Skipped = slices.Clone(e.skipped)
+	res.Altered = slices.Clone(e.altered)
 	e.mu.Unlock()
 	e.tracker.flush()
 
@@ -484,6 +497,13 @@ func (e *engine) recordFailure(m MessageIssue) {
 	e.failures = append(e.failures, m)
 	e.mu.Unlock()
 	e.log.Warn("message not copied", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
+}
+
+func (e *engine) recordAltered(m MessageIssue) {
+	e.mu.Lock()
+	e.altered = append(e.altered, m)
+	e.mu.Unlock()
+	e.log.Warn("message copied with a change", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
 }
 
 func (e *engine) recordSkip(m MessageIssue) {

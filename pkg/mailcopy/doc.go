@@ -39,7 +39,13 @@
 // (see key). The identity is a multiset: a key present n times on the destination
 // accounts for its first n occurrences in the source, so two identical source
 // messages make two destination copies and a rerun of an unchanged mailbox appends
-// nothing. Messages are appended byte for byte as the source sends them (no header
+// nothing. The identity tolerates what destinations change on APPEND: raw 8-bit
+// header bytes are read as 'X' on both sides (Cyrus stores them so), and a source
+// message with no exact match matches a destination message 2 bytes longer (a CRLF
+// added at the end, as Courier does); the exact matches of a folder are made first.
+// Such messages found on the destination are listed in Result.Altered (and in the
+// report) when the folder is diffed again: by the next run, or by a retry of the
+// same run; the first run does not read back what it appended. Messages are appended byte for byte as the source sends them (no header
 // is ever added), with their INTERNALDATE and their flags cleaned for APPEND
 // (\Recent, \* and keywords that are not valid atoms dropped).
 //
@@ -87,6 +93,17 @@
 // line of their own.
 //
 // # Failures
+//
+// A message the destination refuses for its keywords (Cyrus: "Too many user flags
+// in mailbox", at 100 keywords per folder) is appended again without the keywords
+// the folder does not have yet and listed in Result.Altered. When the destination
+// drops the connection during an append batch and the retry makes no progress,
+// the next attempt appends its first chunk one message per command (Cyrus 3.6
+// drops a MULTIAPPEND that crosses its keyword limit). A folder the destination
+// refuses to create (Cyrus: "Invalid mailbox name" for "100% done") is a failed
+// folder (FolderResult.Error) and the others are copied; a refused CREATE of a
+// folder that LIST then shows counts as "already exists" (Courier: "Cannot create
+// this folder.").
 //
 // A message the destination refuses (too big, APPENDLIMIT, over the space left,
 // rejected) is recorded in Result.Failures with folder, source UID, size and

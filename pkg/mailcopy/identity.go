@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"strings"
 	"time"
 )
@@ -29,6 +31,13 @@ const maxIdentityHeader = 16 << 10
 // identity because a destination filled by another tool may not have kept it.
 type key [16]byte
 
+// The identity header block is read with every byte >= 0x80 taken as 'X'
+// (mungeHeader): Cyrus by default stores raw 8-bit header bytes that way, and a
+// key that changed with them made every rerun append such messages again. Two
+// messages that differ only in which non-ASCII bytes their identity fields hold,
+// at the same places and with the same size (and, without a Message-ID, the same
+// INTERNALDATE), are taken for one.
+//
 // identity computes the key of a message from its identity header block (the
 // response to BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)]),
 // its RFC822.SIZE and its INTERNALDATE.
@@ -39,7 +48,7 @@ func identity(header []byte, size int64, internalDate time.Time) key {
 // identityBase is the part of the identity that does not depend on the size,
 // so that a corrected size gives the key the destination will show.
 func identityBase(header []byte, internalDate time.Time) key {
-	fields := parseHeader(header)
+	fields := parseHeader(mungeHeader(header))
 	h := sha256.New()
 	if id := normalizeMessageID(fields["message-id"]); id != "" {
 		h.Write([]byte("m\x00"))
@@ -57,6 +66,32 @@ func identityBase(header []byte, internalDate time.Time) key {
 	var k key
 	copy(k[:], h.Sum(nil))
 	return k
+}
+
+// has8bit reports whether b holds a byte >= 0x80.
+func has8bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// mungeHeader returns header with every byte >= 0x80 replaced by 'X', as
+// Cyrus stores it (imapd.conf munge8bit, on by default); header itself is left
+// alone. A header without such bytes is returned as it is.
+func mungeHeader(header []byte) []byte {
+	if !has8bit(header) {
+		return header
+	}
+	out := bytes.Clone(header)
+	for j := range out {
+		if out[j] >= 0x80 {
+			out[j] = 'X'
+		}
+	}
+	return out
 }
 
 func withSize(base key, size int64) key {
@@ -135,17 +170,65 @@ func normalizeMessageID(v string) string {
 // unchanged source therefore finds nothing missing, and two identical source
 // messages make two destination copies.
 func diff(src []srcMessage, dst map[key]int) (missing []srcMessage, present int) {
-	left := make(map[key]int, len(dst))
-	for k, n := range dst {
-		left[k] = n
-	}
-	for _, m := range src {
-		if left[m.key] > 0 {
-			left[m.key]--
-			present++
+	missing, present, _ = diffAltered(src, dst, nil)
+	return missing, present
+}
+
+// alteration is a source message found on the destination in a form the
+// destination changed when it was appended.
+type alteration struct {
+	m      srcMessage
+	reason string
+}
+
+// diffAltered is diff, tolerant of what destinations change in a message on
+// APPEND, and says which source messages it found changed:
+//
+//   - a CRLF added at the end of a message whose last line has none (Courier):
+//     a source message of N bytes that no destination message of N bytes is
+//     left for matches one of N+2 bytes with the same identity;
+//   - raw 8-bit header bytes rewritten to 'X' (Cyrus): the identity reads them
+//     as 'X' on both sides (see mungeHeader); dst8 counts the destination
+//     messages whose identity header kept its 8-bit bytes, so a source message
+//     with such bytes that only a rewritten one is left for is reported (nil
+//     dst8: not looked at).
+//
+// Exact matches are made first, over the whole folder, so that the count-aware
+// guarantee of diff holds: each destination message accounts for one source
+// message at most.
+func diffAltered(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage, present int, altered []alteration) {
+	left := maps.Clone(dst)
+	left8 := maps.Clone(dst8)
+	matched := make([]bool, len(src))
+	for i, m := range src {
+		if left[m.key] == 0 {
 			continue
+		}
+		left[m.key]--
+		present++
+		matched[i] = true
+		if !m.eightBit || dst8 == nil {
+			continue
+		}
+		if left8[m.key] > 0 {
+			left8[m.key]--
+		} else {
+			altered = append(altered, alteration{m, "the destination replaced the raw 8-bit bytes of its header with 'X'"})
+		}
+	}
+	for i, m := range src {
+		if matched[i] {
+			continue
+		}
+		if len(left) > 0 {
+			if k := withSize(m.base, m.size+2); left[k] > 0 {
+				left[k]--
+				present++
+				altered = append(altered, alteration{m, fmt.Sprintf("the destination stored it with 2 bytes more (%d): a line end added at its end", m.size+2)})
+				continue
+			}
 		}
 		missing = append(missing, m)
 	}
-	return missing, present
+	return missing, present, altered
 }

@@ -47,11 +47,19 @@ func TestIdentity(t *testing.T) {
 	withIDFolded := []byte("Subject: b\r\nMessage-Id:\r\n\t<x@y>\r\n\r\n")
 	noID := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: a@b\r\nSubject: s\r\n\r\n")
 	noIDOther := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: a@b\r\nSubject: t\r\n\r\n")
+	eightBit := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: Chlo\xc3\xa9 <c@soci\xc3\xa9t\xc3\xa9.example>\r\nSubject: R\xc3\xa9union\r\n\r\n")
+	eightBitCyrus := []byte("Date: Fri, 1 Mar 2024 10:00:00 +0000\r\nFrom: ChloXX <c@sociXXtXX.example>\r\nSubject: RXXunion\r\n\r\n")
+	idEightBit := []byte("Message-ID: <1.2@soci\xc3\xa9t\xc3\xa9.example>\r\n\r\n")
+	idEightBitCyrus := []byte("Message-ID: <1.2@sociXXtXX.example>\r\n\r\n")
 	tests := []struct {
 		name string
 		a, b key
 		same bool
 	}{
+		// Cyrus stores raw 8-bit header bytes as 'X' (one per byte: the size stays).
+		{"no id, 8-bit header as Cyrus stores it", identity(eightBit, 100, d1), identity(eightBitCyrus, 100, d1), true},
+		{"8-bit id as Cyrus stores it", identity(idEightBit, 100, d1), identity(idEightBitCyrus, 100, d2), true},
+		{"no id, 8-bit header, other size", identity(eightBit, 100, d1), identity(eightBitCyrus, 102, d1), false},
 		{"same id, other headers and dates", identity(withID, 100, d1), identity(withIDFolded, 100, d2), true},
 		{"same id, other size", identity(withID, 100, d1), identity(withID, 101, d1), false},
 		{"no id, same headers", identity(noID, 100, d1), identity(noID, 100, d1), true},
@@ -122,6 +130,53 @@ func TestCleanFlags(t *testing.T) {
 	for _, tt := range tests {
 		if got := imapappend.CleanFlags(tt.in); !slices.Equal(got, tt.want) {
 			t.Errorf("imapappend.CleanFlags(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestDiffAltered: a destination message with 2 bytes more (a CRLF added by
+// the destination) accounts for a source message that has no exact match, only
+// once, and after the exact matches; a source message with 8-bit header bytes
+// matched only by a destination message without them is reported as altered.
+func TestDiffAltered(t *testing.T) {
+	m := func(uid uint32, base byte, size int64, eightBit bool) srcMessage {
+		b := key{base}
+		return srcMessage{uid: uid, base: b, size: size, key: withSize(b, size), eightBit: eightBit}
+	}
+	dstOf := func(msgs ...srcMessage) map[key]int {
+		out := map[key]int{}
+		for _, x := range msgs {
+			out[x.key]++
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		src         []srcMessage
+		dst, dst8   map[key]int
+		wantMissing []uint32
+		wantPresent int
+		wantAltered []uint32
+	}{
+		{"line end added", []srcMessage{m(1, 1, 100, false)}, dstOf(m(0, 1, 102, false)), nil, nil, 1, []uint32{1}},
+		{"line end added once, the twin is missing", []srcMessage{m(1, 1, 100, false), m(2, 1, 100, false)}, dstOf(m(0, 1, 102, false)), nil, []uint32{2}, 1, []uint32{1}},
+		{"exact match first", []srcMessage{m(1, 1, 100, false), m(2, 1, 102, false)}, dstOf(m(0, 1, 102, false)), nil, []uint32{1}, 1, nil},
+		{"other size", []srcMessage{m(1, 1, 100, false)}, dstOf(m(0, 1, 101, false)), nil, []uint32{1}, 0, nil},
+		{"8-bit kept", []srcMessage{m(1, 1, 100, true)}, dstOf(m(0, 1, 100, true)), dstOf(m(0, 1, 100, true)), nil, 1, nil},
+		{"8-bit rewritten", []srcMessage{m(1, 1, 100, true)}, dstOf(m(0, 1, 100, false)), map[key]int{}, nil, 1, []uint32{1}},
+		{"8-bit not looked at", []srcMessage{m(1, 1, 100, true)}, dstOf(m(0, 1, 100, false)), nil, nil, 1, nil},
+	}
+	for _, tt := range tests {
+		missing, present, altered := diffAltered(tt.src, tt.dst, tt.dst8)
+		var gotMissing, gotAltered []uint32
+		for _, x := range missing {
+			gotMissing = append(gotMissing, x.uid)
+		}
+		for _, a := range altered {
+			gotAltered = append(gotAltered, a.m.uid)
+		}
+		if !slices.Equal(gotMissing, tt.wantMissing) || present != tt.wantPresent || !slices.Equal(gotAltered, tt.wantAltered) {
+			t.Errorf("%s: missing %v, present %d, altered %v; want %v, %d, %v", tt.name, gotMissing, present, gotAltered, tt.wantMissing, tt.wantPresent, tt.wantAltered)
 		}
 	}
 }

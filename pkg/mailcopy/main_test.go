@@ -14,8 +14,11 @@ import (
 	"imapcopy.dev/pkg/mailcopy"
 )
 
-// One Dovecot per flavour for the package; every test has its own users.
-var servers = map[imaptest.Flavour]*imaptest.Dovecot{}
+// One Dovecot and one Cyrus per flavour for the package; every test has its own users.
+var (
+	servers      = map[imaptest.Flavour]*imaptest.Dovecot{}
+	cyrusServers = map[imaptest.Flavour]*imaptest.Cyrus{}
+)
 
 func TestMain(m *testing.M) {
 	for _, f := range []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot} {
@@ -25,10 +28,19 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		servers[f] = d
+		c, err := imaptest.RunCyrus(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mailcopy tests need Cyrus:", err)
+			os.Exit(1)
+		}
+		cyrusServers[f] = c
 	}
 	code := m.Run()
 	for _, d := range servers {
 		d.Close()
+	}
+	for _, c := range cyrusServers {
+		c.Close()
 	}
 	os.Exit(code)
 }

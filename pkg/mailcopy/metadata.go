@@ -91,6 +91,7 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 			return nil, fmt.Errorf("the server's FETCH answer for message %d lacks UID, RFC822.SIZE, INTERNALDATE or the header fields", data.SeqNum)
 		}
 		m.base = identityBase(header, m.date)
+		m.eightBit = has8bit(header)
 		m.key = withSize(m.base, m.size)
 		msgs = append(msgs, m)
 	}
@@ -153,11 +154,16 @@ func inScope(msgs []srcMessage, since time.Time) []srcMessage {
 	return out
 }
 
-// destKeys counts the destination's messages by identity.
-func destKeys(msgs []srcMessage) map[key]int {
-	keys := make(map[key]int, len(msgs))
+// destKeys counts the destination's messages by identity; eightBit counts
+// those whose identity header holds raw 8-bit bytes (see diffAltered).
+func destKeys(msgs []srcMessage) (keys, eightBit map[key]int) {
+	keys = make(map[key]int, len(msgs))
+	eightBit = map[key]int{}
 	for _, m := range msgs {
 		keys[m.key]++
+		if m.eightBit {
+			eightBit[m.key]++
+		}
 	}
-	return keys
+	return keys, eightBit
 }

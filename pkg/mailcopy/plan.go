@@ -71,11 +71,14 @@ type planned struct {
 	plan     *foldermap.Plan
 	src, dst *listing
 	created  map[string]bool // destination folders created by this run
+	// refused are the destination folders the server would not create, with
+	// its answer: each is a failed folder of the result; the rest is copied.
+	refused map[string]string
 }
 
 // planFolders lists both accounts, maps the folders and, unless dry run,
 // creates (and subscribes) the destination folders the plan needs, parents
-// first. A folder that appeared meanwhile ("already exists") is fine.
+// first (see createFolders).
 func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 	var p planned
 	err := e.withConns(ctx, func(src, dst *imapconn.Client) error {
@@ -96,8 +99,8 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 		if e.cfg.DryRun {
 			return nil
 		}
-		p.created = map[string]bool{}
-		return createFolders(dst.IMAP(), p.plan.Create, p.created)
+		p.created, p.refused = map[string]bool{}, map[string]string{}
+		return createFolders(dst.IMAP(), p.plan.Create, p.created, p.refused)
 	})
 	if err != nil {
 		return nil, err
@@ -105,10 +108,30 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 	return &p, nil
 }
 
-func createFolders(c *imapclient.Client, names []string, created map[string]bool) error {
+// createFolders creates and subscribes the folders, parents first, and
+// records in created those this call created. A folder that exists already is
+// fine, whatever the server's words for it: a CREATE refused without
+// ALREADYEXISTS is followed by a LIST of the name (Courier answers "NO Cannot
+// create this folder." for an existing folder). A folder that the server
+// refuses to create and that does not exist ("NO Invalid mailbox name" on
+// Cyrus for "100% done") goes into refused with the server's answer: one such
+// folder must not stop the copy of the others.
+func createFolders(c *imapclient.Client, names []string, created map[string]bool, refused map[string]string) error {
 	for _, name := range names {
 		if err := c.Create(name, nil).Wait(); err != nil {
-			if !isAlreadyExists(err) {
+			var imapErr *imap.Error
+			switch {
+			case isAlreadyExists(err):
+			case errors.As(err, &imapErr):
+				exists, lerr := folderExists(c, name)
+				if lerr != nil {
+					return fmt.Errorf("destination: create folder %q: %w (and then: %w)", name, err, lerr)
+				}
+				if !exists {
+					refused[name] = strings.TrimSpace(string(imapErr.Type) + " " + imapErr.Text)
+					continue
+				}
+			default:
 				return fmt.Errorf("destination: create folder %q: %w", name, err)
 			}
 		} else {
@@ -123,6 +146,28 @@ func createFolders(c *imapclient.Client, names []string, created map[string]bool
 		}
 	}
 	return nil
+}
+
+// folderExists asks LIST whether the folder exists (and can be selected).
+// LIST's wildcards in the name ('%', '*') can match other folders too: only
+// the exact name counts.
+func folderExists(c *imapclient.Client, name string) (bool, error) {
+	boxes, err := c.List("", name, nil).Collect()
+	if err != nil {
+		return false, fmt.Errorf("list folder %q: %w", name, err)
+	}
+	for _, b := range boxes {
+		if b.Mailbox != name {
+			continue
+		}
+		for _, a := range b.Attrs {
+			if strings.EqualFold(string(a), `\NonExistent`) || strings.EqualFold(string(a), `\Noselect`) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 func isAlreadyExists(err error) bool {

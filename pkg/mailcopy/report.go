@@ -144,6 +144,7 @@ func writeReportBody(w *bytes.Buffer, r *Result, info reportInfo) {
 	}
 	writeIssues(w, "Messages not copied", r.Failures)
 	writeIssues(w, "Messages skipped", r.Skipped)
+	writeIssues(w, "Messages copied with a change the destination imposed", r.Altered)
 }
 
 func writeIssues(w *bytes.Buffer, title string, issues []MessageIssue) {

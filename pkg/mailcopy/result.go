@@ -81,6 +81,9 @@ type Result struct {
 
 	Failures []MessageIssue `json:"failures,omitempty"`
 	Skipped  []MessageIssue `json:"skipped,omitempty"`
+	// Altered are messages copied with a difference the destination imposed
+	// (Reason says which): keywords it could not take.
+	Altered []MessageIssue `json:"altered,omitempty"`
 
 	Renames     []Rename     `json:"renames,omitempty"`
 	Collisions  []Collision  `json:"collisions,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -132,6 +133,27 @@ type folderRun struct {
 	counts   Counts
 
 	elsewhere map[key]int // ArchiveOnly: the identities of the other source folders' messages
+
+	// oneByOne: the destination dropped the connection in the middle of an
+	// append batch, and the retry made no progress: the next attempt appends
+	// its first chunk one message per command (Cyrus 3.6 drops the connection
+	// on a MULTIAPPEND batch that crosses its keyword limit, and answers a
+	// single APPEND with a plain NO).
+	oneByOne bool
+	// noKeywords: messages the destination refused for their keywords ("Too
+	// many user flags in mailbox" on Cyrus): appended again without the
+	// keywords the destination folder does not have yet.
+	noKeywords    map[uint32]string // UID -> the server's answer
+	retryKeywords bool              // this attempt refused messages for their keywords
+	// stripped: what to say of a message sent without some of its keywords,
+	// once it is stored.
+	stripped map[uint32]string
+	// alteredSeen: source messages already recorded as altered by the
+	// destination (see diffAltered).
+	alteredSeen map[uint32]bool
+	// destFlags are the flags defined in the destination folder (its FLAGS
+	// at the last metadata pass).
+	destFlags map[string]bool
 }
 
 // copyFolder copies one folder, reconnecting with backoff when a connection
@@ -150,6 +172,8 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		j: j, first: true,
 		failed: map[uint32]bool{}, skipped: map[uint32]bool{},
 		sizeFix: map[uint32]int64{}, suspect: map[uint32]bool{},
+		noKeywords: map[uint32]string{}, stripped: map[uint32]string{},
+		alteredSeen: map[uint32]bool{},
 	}
 	e.tracker.update(j.idx, func(f *FolderProgress) { f.State = FolderRunning })
 	start := time.Now()
@@ -169,6 +193,10 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		}
 		if errors.Is(err, errRetryNow) {
 			continue
+		}
+		var dropped *appendDropError
+		if errors.As(err, &dropped) && fr.progress == before {
+			fr.oneByOne = true
 		}
 		if fr.progress > before {
 			failures = 0
@@ -240,13 +268,19 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		}
 	}
 
-	var dst map[key]int
+	var dst, dst8 map[key]int
 	if !fr.first || !j.dstEmpty {
-		if dst, err = w.destKeys(ctx, j); err != nil {
+		if dst, dst8, err = w.destKeys(ctx, fr); err != nil {
 			return err
 		}
 	}
-	missing, present := diff(msgs, dst)
+	missing, present, altered := diffAltered(msgs, dst, dst8)
+	for _, a := range altered {
+		if !fr.alteredSeen[a.m.uid] {
+			fr.alteredSeen[a.m.uid] = true
+			e.recordAltered(MessageIssue{Folder: j.m.Source, UID: a.m.uid, Size: a.m.size, Reason: a.reason})
+		}
+	}
 	missingSet := make(map[uint32]bool, len(missing))
 	for _, m := range missing {
 		missingSet[m.uid] = true
@@ -283,6 +317,9 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		case e.appendLimit > 0 && m.size > e.appendLimit:
 			w.fail(fr, m, fmt.Sprintf("larger than the destination accepts (APPENDLIMIT %s)", byteSize(e.appendLimit)))
 		default:
+			if answer, ok := fr.noKeywords[m.uid]; ok {
+				m.flags = w.withoutNewKeywords(fr, m, answer)
+			}
 			toCopy = append(toCopy, m)
 		}
 	}
@@ -296,12 +333,57 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	if e.cfg.DryRun || len(toCopy) == 0 {
 		return nil
 	}
-	for _, c := range chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes) {
+	for i, c := range chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes) {
+		if i == 0 && fr.oneByOne {
+			for k := range c {
+				if err := w.appendChunk(ctx, fr, src, c[k:k+1]); err != nil {
+					return err
+				}
+			}
+			fr.oneByOne = false
+			continue
+		}
 		if err := w.appendChunk(ctx, fr, src, c); err != nil {
 			return err
 		}
 	}
+	if fr.retryKeywords {
+		// The next metadata pass reads the destination folder's keywords.
+		fr.retryKeywords = false
+		return errRetryNow
+	}
 	return nil
+}
+
+// withoutNewKeywords returns m's flags without the keywords the destination
+// folder does not define yet; once stored, the message is recorded as altered.
+func (w *worker) withoutNewKeywords(fr *folderRun, m srcMessage, answer string) []string {
+	var kept, dropped []string
+	for _, f := range m.flags {
+		if strings.HasPrefix(f, `\`) || fr.destFlags[strings.ToLower(f)] {
+			kept = append(kept, f)
+		} else {
+			dropped = append(dropped, f)
+		}
+	}
+	fr.stripped[m.uid] = fmt.Sprintf("copied without the keywords %s: the destination refused them (%s)", strings.Join(dropped, " "), answer)
+	return kept
+}
+
+// isTooManyKeywords reports whether a refused APPEND is about the folder's
+// keyword limit (Cyrus: "NO Too many user flags in mailbox").
+func isTooManyKeywords(err error) bool {
+	var refused *imapappend.RefusedError
+	return errors.As(err, &refused) && strings.Contains(strings.ToLower(refused.Status.Text), "too many user flags")
+}
+
+func hasKeywords(flags []string) bool {
+	for _, f := range flags {
+		if !strings.HasPrefix(f, `\`) {
+			return true
+		}
+	}
+	return false
 }
 
 // elsewhereKeys runs the metadata pass on every source folder of
@@ -338,27 +420,33 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 
 // destKeys runs the metadata pass on the destination folder, once appends
 // to it that a lost connection left unanswered had time to settle.
-func (w *worker) destKeys(ctx context.Context, j *job) (map[key]int, error) {
+func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit map[key]int, err error) {
+	j := fr.j
 	if err := w.e.awaitCommits(ctx, j.m.Dest); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	meta, err := w.destMeta(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sel, err := meta.IMAP().Select(j.m.Dest, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		var imapErr *imap.Error
 		if w.e.cfg.DryRun && j.m.Create && errors.As(err, &imapErr) {
-			return nil, nil // not created in a dry run
+			return nil, nil, nil // not created in a dry run
 		}
-		return nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
+		return nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
+	}
+	fr.destFlags = make(map[string]bool, len(sel.Flags))
+	for _, f := range sel.Flags {
+		fr.destFlags[strings.ToLower(string(f))] = true
 	}
 	msgs, err := fetchMetadata(meta.IMAP(), sel.NumMessages)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", j.m.Dest, err)
+		return nil, nil, fmt.Errorf("destination %q: %w", j.m.Dest, err)
 	}
-	return destKeys(msgs), nil
+	keys, eightBit = destKeys(msgs)
+	return keys, eightBit, nil
 }
 
 // appendChunk streams one chunk from the source FETCH into one Append call
@@ -412,18 +500,34 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		case stream.err != nil:
 			return w.sourceFailure(fr, chunk, serr)
 		}
-		return fmt.Errorf("destination: %w", aerr)
+		return &appendDropError{fmt.Errorf("destination: %w", aerr)}
 	}
 	if err := stream.close(); err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
 	for i, r := range results {
-		if err := w.settle(fr, chunk[i], r.Err); err != nil {
+		m := chunk[i]
+		if r.Err != nil && isTooManyKeywords(r.Err) && hasKeywords(m.flags) {
+			if _, again := fr.noKeywords[m.uid]; !again {
+				var refused *imapappend.RefusedError
+				errors.As(r.Err, &refused)
+				fr.noKeywords[m.uid] = strings.TrimSpace(string(refused.Status.Type) + " " + refused.Status.Text)
+				fr.retryKeywords = true
+				continue
+			}
+		}
+		if err := w.settle(fr, m, r.Err); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// appendDropError: the destination connection failed during an Append call.
+type appendDropError struct{ err error }
+
+func (e *appendDropError) Error() string { return e.err.Error() }
+func (e *appendDropError) Unwrap() error { return e.err }
 
 // appendRecovered runs one Append call and turns a panic in it (in
 // pkg/imapappend, or in a body reader it drives) into a *panicError, so that
@@ -490,6 +594,9 @@ func find(batch []srcMessage, uid uint32) srcMessage {
 func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 	e := w.e
 	if err == nil {
+		if reason, ok := fr.stripped[m.uid]; ok {
+			e.recordAltered(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
+		}
 		e.quota.ok()
 		fr.counts.Copied++
 		fr.counts.Bytes += m.size

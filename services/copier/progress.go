@@ -84,7 +84,7 @@ func (p *progressPrinter) done() {
 }
 
 // writeSummary prints the outcome for a person: totals, then every message
-// and folder that was not copied.
+// and folder that was not copied, and the messages the destination changed.
 func writeSummary(w io.Writer, r *mailcopy.Result) {
 	t := r.Totals
 	verb := "copied"
@@ -108,6 +108,9 @@ func writeSummary(w io.Writer, r *mailcopy.Result) {
 	}
 	for _, m := range r.Skipped {
 		fmt.Fprintf(w, "skipped: folder %q UID %d (%d bytes): %s\n", m.Folder, m.UID, m.Size, m.Reason)
+	}
+	for _, m := range r.Altered {
+		fmt.Fprintf(w, "changed by the destination: folder %q UID %d (%d bytes): %s\n", m.Folder, m.UID, m.Size, m.Reason)
 	}
 	if r.ReportError != "" {
 		fmt.Fprintf(w, "the report could not be appended: %s\n", r.ReportError)
