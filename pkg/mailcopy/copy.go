@@ -306,7 +306,8 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
 	dctx, opts, bd := e.dialing(ctx)
-	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts, imapappend.WithBatching(e.cfg.Batching))
+	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
+		imapappend.WithBatching(e.cfg.Batching), imapappend.WithoutResend())
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}

@@ -363,11 +363,29 @@ func (w *worker) destKeys(ctx context.Context, j *job) (map[key]int, error) {
 
 // appendChunk streams one chunk from the source FETCH into one Append call
 // (which cuts it into MULTIAPPEND batches, or pipelined APPENDs) and settles
-// each message.
+// each message. The appender keeps no body for a refused batch
+// (imapappend.WithoutResend): the batch's messages are fetched again from the
+// source and appended one per call, so that only the one at fault is refused.
 func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) error {
-	app, err := w.appender(ctx)
+	refused, err := w.appendOnce(ctx, fr, src, chunk)
 	if err != nil {
 		return err
+	}
+	for _, m := range refused {
+		// One message: never a batch, so never ErrBatchRefused again.
+		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendOnce is appendChunk's single Append call. It returns the messages of
+// refused batches, not settled.
+func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) ([]srcMessage, error) {
+	app, err := w.appender(ctx)
+	if err != nil {
+		return nil, err
 	}
 	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
 	msgs := make([]imapappend.Message, len(chunk))
@@ -405,21 +423,26 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		var p *panicError
 		switch {
 		case errors.As(aerr, &p):
-			return aerr
+			return nil, aerr
 		case stream.err != nil:
-			return w.sourceFailure(fr, chunk, serr)
+			return nil, w.sourceFailure(fr, chunk, serr)
 		}
-		return fmt.Errorf("destination: %w", aerr)
+		return nil, fmt.Errorf("destination: %w", aerr)
 	}
 	if err := stream.close(); err != nil {
-		return fmt.Errorf("source: %w", err)
+		return nil, fmt.Errorf("source: %w", err)
 	}
+	var refused []srcMessage
 	for i, r := range results {
+		if errors.Is(r.Err, imapappend.ErrBatchRefused) {
+			refused = append(refused, chunk[i])
+			continue
+		}
 		if err := w.settle(fr, chunk[i], r.Err); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return refused, nil
 }
 
 // appendRecovered runs one Append call and turns a panic in it (in
