@@ -198,6 +198,7 @@ func (e *RefusedError) Unwrap() error { return e.Status }
 type Appender struct {
 	sess *imapconn.Session
 	bw   *bufio.Writer
+	buf  []byte // copies bodies into bw: one buffer per connection, not one per message
 	cfg  config
 	log  *slog.Logger
 	addr string
@@ -248,6 +249,7 @@ func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, opt
 	a := &Appender{
 		sess:        sess,
 		bw:          bufio.NewWriterSize(sess.Conn, 64<<10),
+		buf:         make([]byte, 32<<10),
 		cfg:         cfg,
 		log:         log,
 		addr:        acct.Addr(),
@@ -591,7 +593,10 @@ func (r *appendRun) writeBody(cmd *command, k, i int) error {
 		keep = make([]byte, 0, m.Size)
 		src = io.TeeReader(src, (*sliceWriter)(&keep))
 	}
-	n, err := io.CopyN(w, src, m.Size)
+	n, err := io.CopyBuffer(w, io.LimitReader(src, m.Size), r.a.buf)
+	if err == nil && n < m.Size {
+		err = io.EOF
+	}
 	switch {
 	case w.err != nil:
 		return r.connErr(w.err)
