@@ -206,45 +206,35 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	return err
 }
 
-// attempt runs the metadata passes, the diff and the body pass once.
+// attempt runs the metadata passes, the diff and the body pass once. The
+// destination's metadata pass runs while the source's does (on its own
+// connection): on a distant server, the folder waits for the slower of the
+// two, not their sum.
 func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	e, j := w.e, fr.j
-	src, err := w.source(ctx)
+	var dst map[key]int
+	var dstErr error
+	var dstPanic any
+	dstDone := make(chan struct{})
+	if !fr.first || !j.dstEmpty {
+		go func() {
+			defer close(dstDone)
+			defer func() { dstPanic = recover() }()
+			dst, dstErr = w.destKeys(ctx, j)
+		}()
+	} else {
+		close(dstDone)
+	}
+	src, msgs, err := w.sourceMetadata(ctx, fr)
+	<-dstDone
+	if dstPanic != nil {
+		panic(dstPanic) // the worker's own recover ends the copy, as for any panic
+	}
 	if err != nil {
 		return err
 	}
-	if j.m.ArchiveOnly && fr.elsewhere == nil {
-		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
-			return err
-		}
-	}
-	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil {
-		return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
-	}
-	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
-	if err != nil {
-		return fmt.Errorf("source %q: %w", j.m.Source, err)
-	}
-	msgs = inScope(msgs, e.cfg.Since)
-	if j.m.ArchiveOnly {
-		// Archived mail: the messages in no other folder, count-aware (two
-		// identical messages of which one has a label: one is archived).
-		msgs, _ = diff(msgs, fr.elsewhere)
-	}
-	for i := range msgs {
-		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
-			// The destination will show the size of the body it got.
-			msgs[i].size = s
-			msgs[i].key = withSize(msgs[i].base, s)
-		}
-	}
-
-	var dst map[key]int
-	if !fr.first || !j.dstEmpty {
-		if dst, err = w.destKeys(ctx, j); err != nil {
-			return err
-		}
+	if dstErr != nil {
+		return dstErr
 	}
 	missing, present := diff(msgs, dst)
 	missingSet := make(map[uint32]bool, len(missing))
@@ -302,6 +292,43 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		}
 	}
 	return nil
+}
+
+// sourceMetadata runs the source's metadata pass of the folder: the messages
+// in scope, sizes fixed where a body turned out to differ.
+func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.Client, []srcMessage, error) {
+	e, j := w.e, fr.j
+	src, err := w.source(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if j.m.ArchiveOnly && fr.elsewhere == nil {
+		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
+			return nil, nil, err
+		}
+	}
+	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
+	}
+	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source %q: %w", j.m.Source, err)
+	}
+	msgs = inScope(msgs, e.cfg.Since)
+	if j.m.ArchiveOnly {
+		// Archived mail: the messages in no other folder, count-aware (two
+		// identical messages of which one has a label: one is archived).
+		msgs, _ = diff(msgs, fr.elsewhere)
+	}
+	for i := range msgs {
+		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
+			// The destination will show the size of the body it got.
+			msgs[i].size = s
+			msgs[i].key = withSize(msgs[i].base, s)
+		}
+	}
+	return src, msgs, nil
 }
 
 // elsewhereKeys runs the metadata pass on every source folder of
