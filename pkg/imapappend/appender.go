@@ -10,19 +10,30 @@
 // command each batch (Batching: by default at most 50 messages, 8 MiB, and only messages up
 // to 1 MiB). Every other message goes in an APPEND of its own. With LITERAL+ (RFC 7888)
 // literals are non-synchronising: nothing waits for the server, commands are pipelined (at
-// most 64 in flight, and at most two batches' bytes). Without LITERAL+ each literal waits for
-// the server's "+" (except literals up to 4 KB with LITERAL-).
+// most 64 in flight, and at most two batches' bytes when their bodies are kept, see
+// Refusals). Without LITERAL+ each literal waits for the server's "+" (except literals up
+// to 4 KB with LITERAL-).
 //
 // # Refusals
 //
 // A MULTIAPPEND is all-or-nothing. When the server refuses a batch (over quota, a message
-// too big or malformed...), the batch's messages are sent again one APPEND each, so that
-// only the message(s) at fault are refused and the rest is stored. To resend without reading
-// the source again, the bodies of a batch are kept in memory until the server answers: this
-// is why only small messages are batched, and memory stays bounded by the Batching limits
-// (two batches in flight: 16 MiB by default). A message sent alone is streamed and never
-// held in memory: a refusal of it needs no resending. Refusals that concern the mailbox and
-// not a message (TRYCREATE, NONEXISTENT, NOPERM) are not retried one by one.
+// too big or malformed...), the batch's messages must be sent again one APPEND each, so that
+// only the message(s) at fault are refused and the rest is stored. Refusals that concern the
+// mailbox and not a message (TRYCREATE, NONEXISTENT, NOPERM) are not retried one by one.
+//
+// By default Append resends them itself: the bodies of a batch are kept in memory until the
+// server answers, at most two batches' bytes per connection (2 × Batching.Bytes, 16 MiB by
+// default). With WithoutResend nothing is kept: the messages of a refused batch come back
+// with ErrBatchRefused, and the caller, who can read them again from their source, appends
+// each of them alone. A message sent alone is streamed and never held in memory: a refusal
+// of it needs no resending.
+//
+// # Memory
+//
+// With WithoutResend, an Appender holds no message body: its memory is a 64 KiB write
+// buffer, the TLS and response buffers of its connection, and a 32 KiB copy buffer while a
+// body streams, whatever the Batching limits and the messages' sizes. Without it, add the
+// kept bodies above.
 //
 // # Failures
 //
@@ -90,6 +101,7 @@ type config struct {
 	batch         Batching
 	noMulti       bool
 	noLiteralPlus bool
+	noResend      bool
 }
 
 // WithBatching sets the batch limits. Zero fields keep their defaults.
@@ -109,6 +121,11 @@ func WithBatching(b Batching) Option {
 
 // WithoutMultiappend sends one APPEND per message even when the server offers MULTIAPPEND.
 func WithoutMultiappend() Option { return func(c *config) { c.noMulti = true } }
+
+// WithoutResend keeps no body in memory for a refused batch's retry: the messages of a
+// batch the server refused come back with ErrBatchRefused, for the caller to append again
+// one per call, from their source (a one-message Append never makes a batch).
+func WithoutResend() Option { return func(c *config) { c.noResend = true } }
 
 // WithoutLiteralPlus waits for the server's "+" before every literal even when the server
 // offers LITERAL+.
@@ -136,6 +153,10 @@ var (
 	// ErrUnconfirmed marks a message whose command was sent but not answered before the
 	// connection failed: it may be stored. Check the destination before sending it again.
 	ErrUnconfirmed = errors.New("the connection failed before the server confirmed this message")
+	// ErrBatchRefused marks a message that was not stored because the server refused the
+	// whole MULTIAPPEND it was part of, with WithoutResend: append it again alone, to learn
+	// whether it is the one at fault.
+	ErrBatchRefused = errors.New("not appended: the server refused the batch it was part of; append it alone")
 )
 
 // BodyError is returned by Append when a message's Body failed: a short body (fewer than
@@ -177,6 +198,7 @@ func (e *RefusedError) Unwrap() error { return e.Status }
 type Appender struct {
 	sess *imapconn.Session
 	bw   *bufio.Writer
+	buf  []byte // copies bodies into bw: one buffer per connection, not one per message
 	cfg  config
 	log  *slog.Logger
 	addr string
@@ -227,6 +249,7 @@ func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, opt
 	a := &Appender{
 		sess:        sess,
 		bw:          bufio.NewWriterSize(sess.Conn, 64<<10),
+		buf:         make([]byte, 32<<10),
 		cfg:         cfg,
 		log:         log,
 		addr:        acct.Addr(),
@@ -351,7 +374,8 @@ func (a *Appender) read() {
 // unit is what one APPEND command carries.
 type unit struct {
 	idx    []int    // indexes into Append's msgs, in order
-	multi  bool     // a MULTIAPPEND whose bodies are kept until the server answers
+	multi  bool     // a MULTIAPPEND
+	keep   bool     // a MULTIAPPEND whose bodies are kept until the server answers
 	bodies [][]byte // a resend: the kept bodies; nil: stream the messages' Body
 }
 
@@ -359,7 +383,7 @@ type unit struct {
 type command struct {
 	tag  string
 	unit unit
-	kept [][]byte // the bodies sent so far, when unit.multi
+	kept [][]byte // the bodies sent so far, when unit.keep
 	sent int      // messages whose literal was sent
 	size int64    // bytes kept or to be kept
 	done chan *imapconn.Response
@@ -430,7 +454,7 @@ func (r *appendRun) run() error {
 			return nil
 		}
 		var size int64
-		if u.multi {
+		if u.keep {
 			for _, i := range u.idx {
 				size += r.msgs[i].Size
 			}
@@ -477,7 +501,8 @@ func (r *appendRun) plan() (unit, bool, error) {
 		total += m.Size
 		r.next++
 	}
-	return unit{idx: idx, multi: len(idx) > 1}, true, nil
+	multi := len(idx) > 1
+	return unit{idx: idx, multi: multi, keep: multi && !r.a.cfg.noResend}, true, nil
 }
 
 func (r *appendRun) tooBig(m Message) bool {
@@ -564,11 +589,14 @@ func (r *appendRun) writeBody(cmd *command, k, i int) error {
 	m := r.msgs[i]
 	src := m.Body
 	var keep []byte
-	if cmd.unit.multi {
+	if cmd.unit.keep {
 		keep = make([]byte, 0, m.Size)
 		src = io.TeeReader(src, (*sliceWriter)(&keep))
 	}
-	n, err := io.CopyN(w, src, m.Size)
+	n, err := io.CopyBuffer(w, io.LimitReader(src, m.Size), r.a.buf)
+	if err == nil && n < m.Size {
+		err = io.EOF
+	}
 	switch {
 	case w.err != nil:
 		return r.connErr(w.err)
@@ -577,7 +605,7 @@ func (r *appendRun) writeBody(cmd *command, k, i int) error {
 	case err != nil:
 		return &BodyError{Index: i, Err: err}
 	}
-	if cmd.unit.multi {
+	if cmd.unit.keep {
 		cmd.kept = append(cmd.kept, keep)
 	}
 	return nil
@@ -685,6 +713,14 @@ func (r *appendRun) finish(cmd *command) []unit {
 		status = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "unexpected answer " + resp.Type}
 	}
 	if cmd.unit.multi && len(idx) > 1 && !mailboxWide(resp.Code) {
+		if !cmd.unit.keep {
+			r.a.log.Info("imap multiappend refused, handing its messages back to append one by one",
+				"mailbox", r.mailbox, "messages", len(idx), "code", resp.Code, "text", resp.Text)
+			for _, i := range idx {
+				r.results[i].Err = ErrBatchRefused
+			}
+			return nil
+		}
 		r.a.log.Info("imap multiappend refused, appending one by one",
 			"mailbox", r.mailbox, "messages", len(idx), "code", resp.Code, "text", resp.Text)
 		var resend []unit

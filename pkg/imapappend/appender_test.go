@@ -280,6 +280,60 @@ func TestRefusedMessage(t *testing.T) {
 	}
 }
 
+// TestRefusedBatchWithoutResend: with WithoutResend, a refused batch's messages come back
+// with ErrBatchRefused, nothing of the batch stored and no body kept; appended again one
+// per call, only the message at fault is refused.
+func TestRefusedBatchWithoutResend(t *testing.T) {
+	t.Parallel()
+	for _, f := range flavours {
+		for _, tc := range []struct {
+			name    string
+			options []imapappend.Option
+		}{
+			{"literal+", nil},
+			{"without literal+", []imapappend.Option{imapappend.WithoutLiteralPlus()}},
+		} {
+			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				acct := servers[f].AddUser(t, imaptest.WithQuota(1<<20))
+				options := append([]imapappend.Option{imapappend.WithoutResend(),
+					imapappend.WithBatching(imapappend.Batching{Message: 4 << 20})}, tc.options...)
+				a, logs := dialLogged(t, acct, options...)
+				ms := mixed(10, false)
+				const bad = 4
+				ms[bad].raw = rawMessage(bad, 2<<20, "")
+				msgs := toMessages(ms)
+				results, err := a.Append(context.Background(), "INBOX", msgs)
+				if err != nil {
+					t.Fatalf("Append: %v", err)
+				}
+				for i, r := range results {
+					if !errors.Is(r.Err, imapappend.ErrBatchRefused) {
+						t.Errorf("results[%d].Err = %v, want ErrBatchRefused", i, r.Err)
+					}
+					if n := msgs[i].Body.(*bytes.Reader).Len(); n != 0 {
+						t.Errorf("body %d has %d bytes left unread, want it consumed", i, n)
+					}
+				}
+				if logs.count("multiappend refused") != 1 {
+					t.Errorf("the refused batch was not logged once")
+				}
+				checkStored(t, acct, "INBOX", nil)
+				for i, m := range toMessages(ms) {
+					results, err := a.Append(context.Background(), "INBOX", []imapappend.Message{m})
+					if err != nil {
+						t.Fatalf("Append message %d alone: %v", i, err)
+					}
+					if got, want := imapconn.IsOverQuota(results[0].Err), i == bad; got != want || (!want && results[0].Err != nil) {
+						t.Errorf("message %d alone: %v, want over quota: %v", i, results[0].Err, want)
+					}
+				}
+				checkStored(t, acct, "INBOX", slices.Delete(slices.Clone(ms), bad, bad+1))
+			})
+		}
+	}
+}
+
 func TestMissingMailbox(t *testing.T) {
 	t.Parallel()
 	acct := servers[imaptest.FlavourSlash].AddUser(t)

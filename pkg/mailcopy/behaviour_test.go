@@ -3,8 +3,10 @@ package mailcopy_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,7 +126,10 @@ func TestInjection(t *testing.T) {
 }
 
 // TestRefusedMessage: a message too big for the space left on the
-// destination is listed (folder, UID, size, reason); the rest is copied.
+// destination is listed (folder, UID, size, reason); the rest is copied. The
+// MULTIAPPEND batch it is part of is refused whole, and no body is kept for
+// the retry: each message of the batch is fetched from the source again and
+// appended alone.
 func TestRefusedMessage(t *testing.T) {
 	t.Parallel()
 	src := servers[imaptest.FlavourSlash].AddUser(t)
@@ -137,9 +142,22 @@ func TestRefusedMessage(t *testing.T) {
 	msgs = slices.Insert(msgs, 5, big)
 	mustLoad(t, src, inbox(msgs...))
 
-	res, err := mailcopy.Copy(testContext(t), testConfig(t, src, dst))
+	var mu sync.Mutex
+	reads := map[uint32]int{} // bodies handed to the appender, by source UID
+	cfg := mailcopy.WithBodyWrapper(testConfig(t, src, dst), func(uid uint32, body io.Reader) io.Reader {
+		mu.Lock()
+		defer mu.Unlock()
+		reads[uid]++
+		return body
+	})
+	res, err := mailcopy.Copy(testContext(t), cfg)
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
+	}
+	for uid := uint32(1); uid <= 11; uid++ {
+		if reads[uid] != 2 {
+			t.Errorf("UID %d: body fetched %d times, want 2 (in the refused batch, then alone)", uid, reads[uid])
+		}
 	}
 	if res.Totals.Copied != 10 || res.Totals.Failed != 1 || res.Complete() {
 		t.Errorf("totals = %+v, want 10 copied, 1 failed", res.Totals)

@@ -253,19 +253,29 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 }
 
 // withConns runs fn with a fresh control connection to each account, dialed
-// with the reconnect policy, and logs both out afterwards.
+// with the reconnect policy, and logs both out afterwards. Both are dialed at
+// once: on a distant server, TLS and login cost several round trips each.
 func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Client) error) error {
 	return e.retry(ctx, "plan", func() error {
+		var dst *imapconn.Client
+		var dstErr error
+		dstDone := make(chan struct{})
+		go func() {
+			defer close(dstDone)
+			dst, dstErr = e.dialDest(ctx)
+		}()
 		src, _, err := e.dialSource(ctx)
+		<-dstDone
+		if dst != nil {
+			defer dst.Logout()
+		}
 		if err != nil {
 			return err
 		}
 		defer src.Logout()
-		dst, err := e.dialDest(ctx)
-		if err != nil {
-			return err
+		if dstErr != nil {
+			return dstErr
 		}
-		defer dst.Logout()
 		return fn(src, dst)
 	})
 }
@@ -322,7 +332,8 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
 	dctx, opts, bd := e.dialing(ctx)
-	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts, imapappend.WithBatching(e.cfg.Batching))
+	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
+		imapappend.WithBatching(e.cfg.Batching), imapappend.WithoutResend())
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}

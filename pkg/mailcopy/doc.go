@@ -23,9 +23,13 @@
 //     pkg/imapappend, which sends MULTIAPPEND batches of small messages (50 messages,
 //     8 MiB) and every message over 1 MiB alone, pipelined, with LITERAL+ (single
 //     APPENDs where the destination lacks MULTIAPPEND). A message is never held in
-//     memory by this package: the appender reads each body from the source's FETCH
-//     response while it writes it. Memory is bounded by the appender's batches
-//     (two in flight per connection), whatever the message sizes.
+//     memory: the appender reads each body from the source's FETCH response while it
+//     writes it, and keeps nothing for a refused batch (imapappend.WithoutResend: the
+//     batch's messages are fetched again and appended one by one). A sync's memory is
+//     thus a fixed amount per connection (buffers of some 100 KiB: TLS records, the
+//     appender's 64 KiB write buffer, go-imap's reader, a 32 KiB copy buffer) plus the
+//     metadata of the folders being compared, whatever the Batching limits and the
+//     message sizes.
 //  5. At the end, a report (text/plain, UTF-8, quoted-printable, marked with the
 //     ReportHeader field) is appended to the destination INBOX without \Seen.
 //
@@ -108,7 +112,8 @@
 // A message the destination refuses (too big, APPENDLIMIT, over the space left,
 // rejected) is recorded in Result.Failures with folder, source UID, size and
 // reason, and the copy goes on; a refused MULTIAPPEND batch is narrowed down to the
-// message at fault by pkg/imapappend (it resends the batch one message at a time). Messages over Config.MaxMessageSize are
+// message at fault: its messages (none of which the server stored) are fetched again
+// and appended one per APPEND. Messages over Config.MaxMessageSize are
 // skipped and listed in Result.Skipped. A folder the server refuses to open is
 // recorded in its FolderResult.Error. A panic during an append (in pkg/imapappend or
 // the body stream) drops both connections like a dropped connection and the folder

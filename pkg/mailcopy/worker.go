@@ -234,45 +234,35 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	return err
 }
 
-// attempt runs the metadata passes, the diff and the body pass once.
+// attempt runs the metadata passes, the diff and the body pass once. The
+// destination's metadata pass runs while the source's does (on its own
+// connection): on a distant server, the folder waits for the slower of the
+// two, not their sum.
 func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	e, j := w.e, fr.j
-	src, err := w.source(ctx)
+	var dst, dst8 map[key]int
+	var dstErr error
+	var dstPanic any
+	dstDone := make(chan struct{})
+	if !fr.first || !j.dstEmpty {
+		go func() {
+			defer close(dstDone)
+			defer func() { dstPanic = recover() }()
+			dst, dst8, dstErr = w.destKeys(ctx, fr)
+		}()
+	} else {
+		close(dstDone)
+	}
+	src, msgs, err := w.sourceMetadata(ctx, fr)
+	<-dstDone
+	if dstPanic != nil {
+		panic(dstPanic) // the worker's own recover ends the copy, as for any panic
+	}
 	if err != nil {
 		return err
 	}
-	if j.m.ArchiveOnly && fr.elsewhere == nil {
-		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
-			return err
-		}
-	}
-	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil {
-		return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
-	}
-	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
-	if err != nil {
-		return fmt.Errorf("source %q: %w", j.m.Source, err)
-	}
-	msgs = inScope(msgs, e.cfg.Since)
-	if j.m.ArchiveOnly {
-		// Archived mail: the messages in no other folder, count-aware (two
-		// identical messages of which one has a label: one is archived).
-		msgs, _ = diff(msgs, fr.elsewhere)
-	}
-	for i := range msgs {
-		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
-			// The destination will show the size of the body it got.
-			msgs[i].size = s
-			msgs[i].key = withSize(msgs[i].base, s)
-		}
-	}
-
-	var dst, dst8 map[key]int
-	if !fr.first || !j.dstEmpty {
-		if dst, dst8, err = w.destKeys(ctx, fr); err != nil {
-			return err
-		}
+	if dstErr != nil {
+		return dstErr
 	}
 	missing, present, altered := diffAltered(msgs, dst, dst8)
 	for _, a := range altered {
@@ -386,6 +376,43 @@ func hasKeywords(flags []string) bool {
 	return false
 }
 
+// sourceMetadata runs the source's metadata pass of the folder: the messages
+// in scope, sizes fixed where a body turned out to differ.
+func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.Client, []srcMessage, error) {
+	e, j := w.e, fr.j
+	src, err := w.source(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if j.m.ArchiveOnly && fr.elsewhere == nil {
+		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
+			return nil, nil, err
+		}
+	}
+	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
+	}
+	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source %q: %w", j.m.Source, err)
+	}
+	msgs = inScope(msgs, e.cfg.Since)
+	if j.m.ArchiveOnly {
+		// Archived mail: the messages in no other folder, count-aware (two
+		// identical messages of which one has a label: one is archived).
+		msgs, _ = diff(msgs, fr.elsewhere)
+	}
+	for i := range msgs {
+		if s, ok := fr.sizeFix[msgs[i].uid]; ok {
+			// The destination will show the size of the body it got.
+			msgs[i].size = s
+			msgs[i].key = withSize(msgs[i].base, s)
+		}
+	}
+	return src, msgs, nil
+}
+
 // elsewhereKeys runs the metadata pass on every source folder of
 // Plan.Elsewhere and counts their messages by identity, whatever their date
 // (Since selects archived messages, not the folders they are filed in). A
@@ -451,11 +478,29 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 
 // appendChunk streams one chunk from the source FETCH into one Append call
 // (which cuts it into MULTIAPPEND batches, or pipelined APPENDs) and settles
-// each message.
+// each message. The appender keeps no body for a refused batch
+// (imapappend.WithoutResend): the batch's messages are fetched again from the
+// source and appended one per call, so that only the one at fault is refused.
 func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) error {
-	app, err := w.appender(ctx)
+	refused, err := w.appendOnce(ctx, fr, src, chunk)
 	if err != nil {
 		return err
+	}
+	for _, m := range refused {
+		// One message: never a batch, so never ErrBatchRefused again.
+		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendOnce is appendChunk's single Append call. It returns the messages of
+// refused batches, not settled.
+func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) ([]srcMessage, error) {
+	app, err := w.appender(ctx)
+	if err != nil {
+		return nil, err
 	}
 	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
 	msgs := make([]imapappend.Message, len(chunk))
@@ -496,17 +541,22 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 		var p *panicError
 		switch {
 		case errors.As(aerr, &p):
-			return aerr
+			return nil, aerr
 		case stream.err != nil:
-			return w.sourceFailure(fr, chunk, serr)
+			return nil, w.sourceFailure(fr, chunk, serr)
 		}
-		return &appendDropError{fmt.Errorf("destination: %w", aerr)}
+		return nil, &appendDropError{fmt.Errorf("destination: %w", aerr)}
 	}
 	if err := stream.close(); err != nil {
-		return fmt.Errorf("source: %w", err)
+		return nil, fmt.Errorf("source: %w", err)
 	}
+	var refused []srcMessage
 	for i, r := range results {
 		m := chunk[i]
+		if errors.Is(r.Err, imapappend.ErrBatchRefused) {
+			refused = append(refused, m)
+			continue
+		}
 		if r.Err != nil && isTooManyKeywords(r.Err) && hasKeywords(m.flags) {
 			if _, again := fr.noKeywords[m.uid]; !again {
 				var refused *imapappend.RefusedError
@@ -517,10 +567,10 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 			}
 		}
 		if err := w.settle(fr, m, r.Err); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return refused, nil
 }
 
 // appendDropError: the destination connection failed during an Append call.
