@@ -32,7 +32,7 @@ const (
 )
 
 // cyrusInstall is the command that prepares DefaultCyrusDir, quoted in errors.
-const cyrusInstall = "as root: make test-deps (it runs: apt-get install -y libxapian30 libpcre3 libical3 sasl2-bin && " +
+const cyrusInstall = "as root: make test-deps (it runs: apt-get install -y libxapian30 libpcre3 libical3 libwrap0 sasl2-bin && " +
 	"cd $(mktemp -d) && apt-get download cyrus-common cyrus-imapd && " +
 	"for p in *.deb; do dpkg-deb -x $p " + DefaultCyrusDir + "; done); " +
 	"elsewhere set " + CyrusDirEnv + " to the directory the packages were unpacked into"
