@@ -544,3 +544,31 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("KindOf(%v) = %v, want timeout (or closed)", err, got)
 	}
 }
+
+// TestNotIMAPQuotesShortSanitizedPrefix checks that a hostile greeting is quoted only
+// as a short prefix with terminal escapes and bidirectional or other invisible
+// format characters removed, so the error cannot repaint a terminal or a page.
+func TestNotIMAPQuotesShortSanitizedPrefix(t *testing.T) {
+	t.Parallel()
+	hostile := "EVIL \x1b[2J\x1b[31mred \u202egnp.exe\u200b " + strings.Repeat("A", 500) + "\r\n"
+	s := scripted(t, func(s *server, c net.Conn, r *bufio.Reader) {
+		fmt.Fprint(c, hostile)
+		s.okAll(c, r)
+	})
+	acct := s.acct
+	acct.Security = imapconn.SecurityPlaintext
+	_, err := imapconn.Dial(context.Background(), acct, imapconn.Options{DialTimeout: 300 * time.Millisecond})
+	checkErr(t, err, imapconn.KindNotIMAP, acct)
+	if err == nil {
+		return
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `it said "EVIL`) {
+		t.Errorf("error %q does not quote the start of the greeting", msg)
+	}
+	for _, bad := range []string{"\x1b", "[2J", "\u202e", "\u200b", `\u202e`, `\u200b`, strings.Repeat("A", 100)} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("error %q contains %q", msg, bad)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"unicode"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -188,13 +189,29 @@ func IsTooBig(err error) bool {
 func serverText(s string, acct Account) string {
 	const max = 200
 	var b strings.Builder
-	for _, r := range s {
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
 		if b.Len() >= max {
 			b.WriteString("…")
 			break
 		}
-		if r < 0x20 || r == 0x7f {
+		r := rs[i]
+		switch {
+		case r == 0x1b:
+			// A terminal escape: drop it with its CSI parameters and final byte.
+			if i+1 < len(rs) && rs[i+1] == '[' {
+				i++
+				for i+1 < len(rs) && (rs[i+1] < 0x40 || rs[i+1] > 0x7e) {
+					i++
+				}
+				i++
+			}
+			continue
+		case r < 0x20 || r == 0x7f:
 			r = ' '
+		case !unicode.IsPrint(r) && r != ' ':
+			// Bidirectional overrides, zero-width and other invisible characters.
+			continue
 		}
 		b.WriteRune(r)
 	}
