@@ -124,7 +124,7 @@ func findCyrus() (string, error) {
 		root = DefaultCyrusDir
 	}
 	if _, err := os.Stat(filepath.Join(root, "usr/lib/cyrus/bin/master")); err != nil {
-		return "", fmt.Errorf("cyrus not found in %s (%v): unpack it, %s", root, err, cyrusInstall)
+		return "", fmt.Errorf("cyrus not found in %s (%w): unpack it, %s", root, err, cyrusInstall)
 	}
 	if _, err := os.Stat(saslpasswd2); err != nil {
 		return "", fmt.Errorf("%s missing (Debian package sasl2-bin): %s", saslpasswd2, cyrusInstall)
