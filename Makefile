@@ -43,6 +43,21 @@ test: test-deps ## run every test (race detector on) against real Dovecot, redis
 	$(GO) vet work
 	$(GO) test -race -count=1 -timeout 14m -v work
 
+# One target per `go test -fuzz` invocation, as go requires: PACKAGE:TARGET, run from the
+# module that holds the package.
+FUZZTIME    ?= 10s
+FUZZ_PKG    := mailcopy:FuzzIdentity imapappend:FuzzEncodeMailbox syncapi:FuzzCheckAccount
+FUZZ_COPIER := FuzzParseAccountURL
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (10s) on top of its committed testdata/fuzz corpus
+	@set -e; for t in $(FUZZ_PKG); do \
+	  echo "== fuzz $$t"; \
+	  (cd pkg && $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/); done; \
+	for t in $(FUZZ_COPIER); do \
+	  echo "== fuzz copier:$$t"; \
+	  (cd services/copier && $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) .); done
+
 .PHONY: test-deps
 test-deps: ## install the Debian packages the tests need (as root), or say how
 	@$(MAKE) --no-print-directory test-deps-cyrus

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"imapcopy.dev/pkg/imapconn"
 )
@@ -47,6 +48,10 @@ func parseAccountURL(flagName, raw string, allowPlaintext bool) (imapconn.Accoun
 	}
 	acct.Login = u.User.Username()
 	acct.Host = u.Hostname()
+	// A percent-encoded CR, LF or NUL would end the IMAP command early.
+	if strings.ContainsFunc(acct.Login+acct.Host, unicode.IsControl) {
+		return acct, fmt.Errorf("--%s %q: the user or host holds a control character (CR, LF, NUL...): remove it", flagName, raw)
+	}
 	if acct.Host == "" {
 		return acct, fmt.Errorf("--%s %q names no host", flagName, raw)
 	}
