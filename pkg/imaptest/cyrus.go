@@ -262,7 +262,7 @@ func startCyrus(root string, f Flavour) (_ *Cyrus, err error) {
 		close(c.exited)
 	}()
 	if err := c.waitReady(10 * time.Second); err != nil {
-		c.stop()
+		_ = killGroup("cyrus", c.cmd, c.exited)
 		msg := c.LogTail(20)
 		if strings.Contains(msg, "Address already in use") {
 			return nil, fmt.Errorf("start cyrus: %w: %s", errAddrInUse, msg)
@@ -338,27 +338,7 @@ func (c *Cyrus) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	err := c.stop()
-	var rmErr error
-	for i := 0; i < 20; i++ {
-		if rmErr = os.RemoveAll(c.Dir); rmErr == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if rmErr != nil && err == nil {
-		err = fmt.Errorf("remove cyrus dir: %w", rmErr)
-	}
-	return err
-}
-
-// stop kills the master and its children (one process group).
-func (c *Cyrus) stop() error {
-	if err := syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop cyrus: %w", err)
-	}
-	<-c.exited
-	return nil
+	return errors.Join(killGroup("cyrus", c.cmd, c.exited), removeDir("cyrus", c.Dir))
 }
 
 // LogTail returns the last n lines of the master's output. Cyrus logs through

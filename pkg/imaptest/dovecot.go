@@ -364,7 +364,7 @@ func start(bin string, f Flavour, cfg serverConfig) (_ *Dovecot, err error) {
 		close(d.exited)
 	}()
 	if err := d.waitReady(10 * time.Second); err != nil {
-		d.stop()
+		_ = killGroup("dovecot", d.cmd, d.exited)
 		msg := d.stderr.String() + d.LogTail(20)
 		if strings.Contains(msg, "Address already in use") {
 			return nil, fmt.Errorf("start dovecot: %w: %s", errAddrInUse, msg)
@@ -442,30 +442,33 @@ func (d *Dovecot) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
-	err := d.stop()
+	err := killGroup("dovecot", d.cmd, d.exited)
 	d.oauth.Close()
-	// A child killed in the middle of a write may still finish it: retry the removal.
-	var rmErr error
-	for i := 0; i < 20; i++ {
-		if rmErr = os.RemoveAll(d.Dir); rmErr == nil {
-			break
+	return errors.Join(err, removeDir("dovecot", d.Dir))
+}
+
+// killGroup kills a test server's master and all its children at once (they share its
+// process group; a test server has nothing to save, and a graceful stop takes a second
+// or more), and waits until exited is closed.
+func killGroup(name string, cmd *exec.Cmd, exited <-chan struct{}) error {
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	<-exited
+	return nil
+}
+
+// removeDir removes a stopped test server's directory. A child killed in the middle of
+// a write may still finish it: the removal is retried for a little while.
+func removeDir(name, dir string) error {
+	var err error
+	for range 20 {
+		if err = os.RemoveAll(dir); err == nil {
+			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if rmErr != nil && err == nil {
-		err = fmt.Errorf("remove dovecot dir: %w", rmErr)
-	}
-	return err
-}
-
-// stop kills the master and all its children at once (they share its process group):
-// a test server has nothing to save, and a graceful stop takes a second or more.
-func (d *Dovecot) stop() error {
-	if err := syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop dovecot: %w", err)
-	}
-	<-d.exited
-	return nil
+	return fmt.Errorf("remove %s dir: %w", name, err)
 }
 
 // LogTail returns the last n lines of Dovecot's log.
