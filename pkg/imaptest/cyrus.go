@@ -1,10 +1,8 @@
 package imaptest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -285,48 +283,7 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 
 // waitReady waits until both listeners greet.
 func (c *Cyrus) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	ready := func(addr string, secure bool) error {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		if secure {
-			tc := tls.Client(conn, &tls.Config{RootCAs: c.CAPool, ServerName: "127.0.0.1"})
-			if err := tc.Handshake(); err != nil {
-				return err
-			}
-			conn = tc
-		}
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if !strings.HasPrefix(line, "* OK") {
-			return fmt.Errorf("unexpected greeting %q", line)
-		}
-		return nil
-	}
-	for _, addr := range []string{c.PlainAddr, c.TLSAddr} {
-		for {
-			err := ready(addr, addr == c.TLSAddr)
-			if err == nil {
-				break
-			}
-			select {
-			case <-c.exited:
-				return fmt.Errorf("cyrus master exited: %v", c.cmd.ProcessState)
-			default:
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not ready after %v: %w", addr, timeout, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	return nil
+	return waitGreetings("cyrus master", c.PlainAddr, c.TLSAddr, c.CAPool, c.cmd, c.exited, timeout)
 }
 
 // Close stops the server and removes its directory. It is safe to call twice.

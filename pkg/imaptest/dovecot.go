@@ -386,6 +386,13 @@ func freePort() (int, error) {
 // waitReady waits until both listeners greet: the plain one in clear, the TLS one after
 // a handshake that verifies the certificate against CAPool.
 func (d *Dovecot) waitReady(timeout time.Duration) error {
+	return waitGreetings("dovecot", d.PlainAddr, d.TLSAddr, d.CAPool, d.cmd, d.exited, timeout)
+}
+
+// waitGreetings waits until a test server greets ("* OK") on its plain address in clear
+// and on its TLS address after a handshake verified against pool, or fails when the
+// server's master exits or timeout passes.
+func waitGreetings(name, plainAddr, tlsAddr string, pool *x509.CertPool, cmd *exec.Cmd, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	ready := func(addr string, secure bool) error {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -395,7 +402,7 @@ func (d *Dovecot) waitReady(timeout time.Duration) error {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(2 * time.Second))
 		if secure {
-			tc := tls.Client(conn, &tls.Config{RootCAs: d.CAPool, ServerName: "127.0.0.1"})
+			tc := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 			if err := tc.Handshake(); err != nil {
 				return err
 			}
@@ -410,22 +417,19 @@ func (d *Dovecot) waitReady(timeout time.Duration) error {
 		}
 		return nil
 	}
-	for _, l := range []struct {
-		addr   string
-		secure bool
-	}{{d.PlainAddr, false}, {d.TLSAddr, true}} {
+	for _, addr := range []string{plainAddr, tlsAddr} {
 		for {
-			err := ready(l.addr, l.secure)
+			err := ready(addr, addr == tlsAddr)
 			if err == nil {
 				break
 			}
 			select {
-			case <-d.exited:
-				return fmt.Errorf("dovecot exited: %v", d.cmd.ProcessState)
+			case <-exited:
+				return fmt.Errorf("%s exited: %v", name, cmd.ProcessState)
 			default:
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not ready after %v: %w", l.addr, timeout, err)
+				return fmt.Errorf("%s not ready after %v: %w", addr, timeout, err)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
