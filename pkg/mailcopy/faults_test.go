@@ -20,6 +20,37 @@ func via(acct imapconn.Account, p *proxytest.Proxy) imapconn.Account {
 	return acct
 }
 
+// copyWithCuts runs Copy while cutting the connections cuts times, alternately the
+// source's (in the bodies it sends) and the destination's (in the APPENDs it gets),
+// each after a random number of bytes up to maxBytes, the next armed once the
+// previous one fired.
+func copyWithCuts(t *testing.T, cfg mailcopy.Config, sp, dp *proxytest.Proxy, rng *rand.Rand, cuts int, maxBytes int64) (*mailcopy.Result, error) {
+	t.Helper()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := range cuts {
+			p, dir := sp, proxytest.Downstream // source to us: bodies
+			if n%2 == 1 {
+				p, dir = dp, proxytest.Upstream // us to destination: APPENDs
+			}
+			before := p.Stats().Cuts
+			p.CutAfter(dir, 1+rng.Int64N(maxBytes))
+			for p.Stats().Cuts == before {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+	})
+	res, err := mailcopy.Copy(testContext(t), cfg)
+	close(stop)
+	wg.Wait()
+	return res, err
+}
+
 // TestFaults cuts the source and the destination connections at random byte
 // offsets (in the middle of messages, most of the time) several times during
 // one copy. The copy reconnects and completes, and the checker finds nothing
@@ -45,28 +76,7 @@ func TestFaults(t *testing.T) {
 			cfg := testConfig(t, via(src, sp), via(dst, dp))
 			cfg.MaxRetries = 10
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for n := 0; n < 8; n++ {
-					p, dir := sp, proxytest.Downstream // source to us: bodies
-					if n%2 == 1 {
-						p, dir = dp, proxytest.Upstream // us to destination: APPENDs
-					}
-					before := p.Stats().Cuts
-					p.CutAfter(dir, 1+rng.Int64N(300_000))
-					for p.Stats().Cuts == before {
-						select {
-						case <-stop:
-							return
-						case <-time.After(5 * time.Millisecond):
-						}
-					}
-				}
-			})
-			res, err := mailcopy.Copy(testContext(t), cfg)
-			close(stop)
-			wg.Wait()
+			res, err := copyWithCuts(t, cfg, sp, dp, rng, 8, 300_000)
 			cuts := sp.Stats().Cuts + dp.Stats().Cuts
 			t.Logf("connections cut: %d (source %d, destination %d)", cuts, sp.Stats().Cuts, dp.Stats().Cuts)
 			if err != nil {

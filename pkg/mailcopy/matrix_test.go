@@ -3,13 +3,10 @@ package mailcopy_test
 import (
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
-	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/proxytest"
 )
 
@@ -108,28 +105,7 @@ func TestServerPairs(t *testing.T) {
 			cfg.NoReport = true
 			cfg.MaxRetries = 10
 			rng := rand.New(rand.NewPCG(uint64(i), 15))
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for n := 0; n < 4; n++ {
-					p, dir := sp, proxytest.Downstream
-					if n%2 == 1 {
-						p, dir = dp, proxytest.Upstream
-					}
-					before := p.Stats().Cuts
-					p.CutAfter(dir, 1+rng.Int64N(200_000))
-					for p.Stats().Cuts == before {
-						select {
-						case <-stop:
-							return
-						case <-time.After(5 * time.Millisecond):
-						}
-					}
-				}
-			})
-			cut, err := mailcopy.Copy(testContext(t), cfg)
-			close(stop)
-			wg.Wait()
+			cut, err := copyWithCuts(t, cfg, sp, dp, rng, 4, 200_000)
 			t.Logf("connections cut: source %d, destination %d", sp.Stats().Cuts, dp.Stats().Cuts)
 			if err != nil {
 				t.Fatalf("copy with cuts: %v", err)
