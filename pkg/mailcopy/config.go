@@ -51,6 +51,8 @@ type Config struct {
 
 	DryRun   bool // plan and count; create nothing, append nothing
 	NoReport bool // do not append the report to the destination INBOX
+	// Language of the report: "en" (the default), "fr" or "pl"; see ReportLanguage.
+	Language string
 	// IncludeGmailViews copies Gmail's \All, \Flagged and \Important views as
 	// folders too. Without it, only All Mail's archived messages (in no other
 	// folder) are copied, into the destination's archive folder.

@@ -544,6 +544,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 		messageID:   messageID,
 		stopped:     stopped,
 		now:         now,
+		text:        textFor(e.cfg.Language),
 	})
 	// lost: when an append of the report was left unanswered by a lost
 	// connection. The server may still store it (see awaitCommits): the next

@@ -25,11 +25,15 @@ type reportInfo struct {
 	messageID           string // without angle brackets
 	now                 time.Time
 	stopped             string // why the copy stopped before the end; "" if it did not
+	text                *reportText
 }
 
 // buildReport renders the report: a UTF-8 text/plain message, quoted-printable
 // encoded, with CRLF line ends.
 func buildReport(r *Result, info reportInfo) []byte {
+	if info.text == nil {
+		info.text = reportTexts["en"]
+	}
 	var body bytes.Buffer
 	writeReportBody(&body, r, info)
 
@@ -57,102 +61,111 @@ func buildReport(r *Result, info reportInfo) []byte {
 }
 
 func reportSubject(r *Result, info reportInfo) string {
+	tx := info.text
 	switch {
 	case info.stopped != "":
-		return fmt.Sprintf("imapcopy: copy from %s stopped before the end", info.source)
+		return fmt.Sprintf(tx.subjectStopped, info.source)
 	case r.DryRun:
-		return fmt.Sprintf("imapcopy dry run from %s: %s messages to copy", info.source, num(r.Totals.Copied))
+		return fmt.Sprintf(tx.subjectDryRun, info.source, num(r.Totals.Copied))
 	case r.Complete():
-		return fmt.Sprintf("imapcopy: copy from %s complete (%s messages copied)", info.source, num(r.Totals.Copied))
+		return fmt.Sprintf(tx.subjectComplete, info.source, num(r.Totals.Copied))
 	default:
-		return fmt.Sprintf("imapcopy: copy from %s finished, %s messages not copied", info.source, num(r.Totals.Failed))
+		return fmt.Sprintf(tx.subjectPartial, info.source, num(r.Totals.Failed))
 	}
 }
 
 func writeReportBody(w *bytes.Buffer, r *Result, info reportInfo) {
+	tx := info.text
 	line := func(format string, args ...any) {
 		fmt.Fprintf(w, format, args...)
 		w.WriteString("\r\n")
 	}
-	line("imapcopy report")
+	// field writes "Label:  value" with the values of one block aligned.
+	field := func(labels []string, label, value string) {
+		width := 0
+		for _, l := range labels {
+			width = max(width, utf8.RuneCountInString(l))
+		}
+		line("%s:%s%s", label, strings.Repeat(" ", width-utf8.RuneCountInString(label)+2), value)
+	}
+	head := []string{tx.source, tx.destination, tx.started, tx.duration, tx.outcome}
+	line("%s", tx.title)
 	line("")
-	line("Source:       %s", info.source)
-	line("Destination:  %s", info.destination)
-	line("Started:      %s", r.Started.UTC().Format("2006-01-02 15:04:05 MST"))
-	line("Duration:     %s", r.Duration.Round(time.Second))
+	field(head, tx.source, info.source)
+	field(head, tx.destination, info.destination)
+	field(head, tx.started, r.Started.UTC().Format("2006-01-02 15:04:05 MST"))
+	field(head, tx.duration, r.Duration.Round(time.Second).String())
 	switch {
 	case info.stopped != "":
-		line("Outcome:      stopped before the end: %s", info.stopped)
+		field(head, tx.outcome, fmt.Sprintf(tx.outcomeStopped, info.stopped))
 	case r.Complete():
-		line("Outcome:      complete: every message in scope is on the destination")
+		field(head, tx.outcome, tx.outcomeComplete)
 	case r.Totals.Failed > 0:
-		line("Outcome:      %s message(s) could not be copied; they are listed below", num(r.Totals.Failed))
+		field(head, tx.outcome, fmt.Sprintf(tx.outcomeFailed, num(r.Totals.Failed)))
 	default:
-		line("Outcome:      some folders could not be copied; they are listed below")
+		field(head, tx.outcome, tx.outcomeFolders)
 	}
 	line("")
-	line("Totals")
+	line("%s", tx.totals)
 	t := r.Totals
-	line("  messages in the source:      %s", num(t.Total))
-	line("  copied:                      %s", num(t.Copied))
-	line("  already on the destination:  %s", num(t.Present))
-	line("  failed:                      %s", num(t.Failed))
-	line("  skipped (too large):         %s", num(t.Skipped))
-	line("  data in the source:          %s", byteSize(t.TotalBytes))
-	line("  data copied:                 %s", byteSize(t.Bytes))
+	totals := []string{tx.total, tx.copied, tx.present, tx.failed, tx.skipped, tx.dataTotal, tx.dataCopied}
+	for i, v := range []string{num(t.Total), num(t.Copied), num(t.Present), num(t.Failed), num(t.Skipped), byteSize(t.TotalBytes), byteSize(t.Bytes)} {
+		w.WriteString("  ")
+		field(totals, totals[i], v)
+	}
 	line("")
 
-	line("Folders")
-	rows := [][]string{{"Source", "Destination", "Total", "Copied", "Present", "Failed", "Skipped", "Note"}}
+	line("%s", tx.folders)
+	rows := [][]string{tx.folderHeader}
 	for _, f := range r.Folders {
 		note := f.Error
 		if note == "" && f.Created {
-			note = "created"
+			note = tx.created
 		}
 		if note == "" && f.ArchiveOnly {
-			note = "archived mail only"
+			note = tx.archiveOnly
 		}
 		rows = append(rows, []string{f.Source, f.Destination, num(f.Total), num(f.Copied), num(f.Present), num(f.Failed), num(f.Skipped), note})
 	}
 	writeTable(w, rows, 2)
 	for _, f := range r.Folders {
 		if f.ArchiveOnly {
-			line("  %s → %s: %s archived messages (messages only in All Mail)", f.Source, f.Destination, num(f.Total))
+			line("  "+tx.archiveLine, f.Source, f.Destination, num(f.Total))
 		}
 	}
 
 	if len(r.Renames) > 0 {
 		line("")
-		line("Renamed folders (the destination cannot hold the source name)")
+		line("%s", tx.renames)
 		for _, rn := range r.Renames {
 			line("  %q -> %q: %s", rn.Source, rn.Destination, rn.Reason)
 		}
 	}
 	if len(r.Collisions) > 0 {
 		line("")
-		line("Folder name collisions (not merged)")
+		line("%s", tx.collisions)
 		for _, c := range r.Collisions {
-			line("  %q -> %q (%q is taken by %q)", c.Source, c.Destination, c.Wanted, c.Holder)
+			line("  "+tx.collisionLine, c.Source, c.Destination, c.Wanted, c.Holder)
 		}
 	}
 	if len(r.FolderSkips) > 0 {
 		line("")
-		line("Folders not copied")
+		line("%s", tx.folderSkips)
 		for _, s := range r.FolderSkips {
 			line("  %q: %s", s.Source, s.Reason)
 		}
 	}
-	writeIssues(w, "Messages not copied", r.Failures)
-	writeIssues(w, "Messages skipped", r.Skipped)
-	writeIssues(w, "Messages copied with a change the destination imposed", r.Altered)
+	writeIssues(w, tx, tx.notCopied, r.Failures)
+	writeIssues(w, tx, tx.skippedMessages, r.Skipped)
+	writeIssues(w, tx, tx.altered, r.Altered)
 }
 
-func writeIssues(w *bytes.Buffer, title string, issues []MessageIssue) {
+func writeIssues(w *bytes.Buffer, tx *reportText, title string, issues []MessageIssue) {
 	if len(issues) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\r\n%s (%s)\r\n", title, num(len(issues)))
-	rows := [][]string{{"Folder", "UID", "Size", "Reason"}}
+	rows := [][]string{tx.issueHeader}
 	for i, m := range issues {
 		if i == reportListLimit {
 			break
@@ -161,7 +174,7 @@ func writeIssues(w *bytes.Buffer, title string, issues []MessageIssue) {
 	}
 	writeTable(w, rows, 2)
 	if len(issues) > reportListLimit {
-		fmt.Fprintf(w, "  ... and %s more\r\n", num(len(issues)-reportListLimit))
+		fmt.Fprintf(w, "  "+tx.more+"\r\n", num(len(issues)-reportListLimit))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,68 @@ func TestNum(t *testing.T) {
 		if got := num(in); got != want {
 			t.Errorf("num(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestReportLanguages writes the report in each language: the subject and the body
+// are in that language, and every wording takes the arguments the English one does.
+func TestReportLanguages(t *testing.T) {
+	verbs := func(s string) string {
+		var v []string
+		for i := 0; i+1 < len(s); i++ {
+			if s[i] == '%' {
+				v = append(v, s[i:i+2])
+				i++
+			}
+		}
+		return strings.Join(v, "")
+	}
+	en := reflect.ValueOf(*reportTexts["en"])
+	for _, lang := range ReportLanguages {
+		tx := reflect.ValueOf(*reportTexts[lang])
+		for i := range en.NumField() {
+			name := en.Type().Field(i).Name
+			if en.Field(i).Kind() == reflect.String {
+				if got, want := verbs(tx.Field(i).String()), verbs(en.Field(i).String()); got != want || tx.Field(i).String() == "" {
+					t.Errorf("%s.%s = %q: verbs %q, want %q as in English", lang, name, tx.Field(i).String(), got, want)
+				}
+			} else if tx.Field(i).Len() != en.Field(i).Len() {
+				t.Errorf("%s.%s has %d entries, want %d", lang, name, tx.Field(i).Len(), en.Field(i).Len())
+			}
+		}
+	}
+
+	r := &Result{
+		Totals:   Counts{Total: 3, Copied: 2, Failed: 1},
+		Folders:  []FolderResult{{Source: "INBOX", Destination: "INBOX", Counts: Counts{Total: 3, Copied: 2, Failed: 1}}},
+		Failures: []MessageIssue{{Folder: "INBOX", UID: 7, Size: 10, Reason: "refused"}},
+	}
+	for lang, want := range map[string][]string{
+		"fr": {"1 messages non copiés", "Rapport imapcopy", "Résultat", "Messages non copiés"},
+		"pl": {"nie skopiowano 1 wiadomości", "Raport imapcopy", "Wynik", "Wiadomości nieskopiowane"},
+		"":   {"1 messages not copied", "imapcopy report", "Outcome", "Messages not copied"},
+	} {
+		raw := buildReport(r, reportInfo{source: "a@old.example", destination: "a@new.example", from: "x@new.example",
+			to: "a@new.example", messageID: "m@x", now: time.Now(), text: textFor(lang)})
+		msg, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+		body, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+		text := subject + "\n" + string(body)
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("language %q: the report lacks %q:\n%s", lang, w, text)
+			}
+		}
+	}
+	for tag, want := range map[string]string{"fr-FR": "fr", "PL": "pl", "en_GB": "en", "": "en"} {
+		if got, ok := ReportLanguage(tag); !ok || got != want {
+			t.Errorf("ReportLanguage(%q) = %q, %v; want %q", tag, got, ok, want)
+		}
+	}
+	if _, ok := ReportLanguage("de"); ok {
+		t.Errorf("ReportLanguage(de) accepted a language the report does not have")
 	}
 }
