@@ -11,6 +11,7 @@ export PATH := $(TOOLS):$(PATH)
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION       := v2.34.0
 # Pinned linter (.golangci.yml).
 GOLANGCI_LINT_VERSION      := v2.15.0
 
@@ -114,7 +115,7 @@ fleet-test: test-deps ## the whole fleet on one machine: 3-node NATS, Redis, 2 a
 	cd deploy && $(GO) test -tags fleet -count=1 -timeout 15m -v ./fleet/
 
 .PHONY: tools
-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/golangci-lint ## install the pinned code generators and linter into bin/tools
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-grpc-gateway $(TOOLS)/protoc-gen-openapiv2 $(TOOLS)/golangci-lint ## install the pinned code generators and linter into bin/tools
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -122,6 +123,10 @@ $(TOOLS)/protoc-gen-go:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS)/protoc-gen-grpc-gateway:
+	GOBIN=$(TOOLS) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+$(TOOLS)/protoc-gen-openapiv2:
+	GOBIN=$(TOOLS) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 $(TOOLS)/golangci-lint:
 	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
@@ -137,8 +142,8 @@ generate: tools ## regenerate the Go code from proto/ (committed)
 
 .PHONY: check-generated
 check-generated: generate ## fail when the committed generated code is stale
-	@git diff --exit-code -- proto/gen || { echo "proto/gen is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto/gen)" || { echo "proto/gen has uncommitted files: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- proto/gen proto/openapi || { echo "proto/gen or proto/openapi is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/gen proto/openapi)" || { echo "proto/gen or proto/openapi has uncommitted files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
 lint: tools ## buf lint, gofmt, go vet and golangci-lint (.golangci.yml) in every module of go.work

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -121,10 +122,11 @@ func (a *Auth) Open() bool { return len(a.tokens) == 0 && !a.clientCerts }
 type callerKey struct{}
 
 // caller is who calls: a name, whether the caller may see every sync (an admin
-// token, or open access), and whether access is open (callers not told apart).
+// token, or open access), whether access is open (callers not told apart), and
+// whether it is an anonymous caller of the public page (see view.go).
 type caller struct {
-	name      string
-	all, open bool
+	name              string
+	all, open, public bool
 }
 
 // Caller returns the name of the authenticated caller of ctx (a token name, a
@@ -138,18 +140,19 @@ func Caller(ctx context.Context) string {
 // are told apart (tokens, certificates), "" with open access.
 func owner(ctx context.Context) string {
 	c, _ := ctx.Value(callerKey{}).(caller)
-	if c.open {
+	if c.open || c.public {
 		return ""
 	}
 	return c.name
 }
 
-// mayAccess reports whether the caller of ctx may read and cancel st: the caller that
-// started it, an admin, anyone with open access, and anyone for a sync started with
-// open access.
+// mayAccess reports whether the caller of ctx may read st: the caller that started
+// it, an admin, anyone with open access, anyone for a sync started with open access
+// or from the public page, and an anonymous caller of the public page (which sees
+// only a reduced view: see view.go).
 func mayAccess(ctx context.Context, st *imapcopyv1.SyncStatus) bool {
 	c, _ := ctx.Value(callerKey{}).(caller)
-	return c.all || st.GetCaller() == "" || st.GetCaller() == c.name
+	return c.all || c.public || st.GetCaller() == "" || st.GetCaller() == c.name
 }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated,
@@ -200,10 +203,18 @@ func verifiedCert(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+	if !ok {
 		return "", false
 	}
-	leaf := info.State.VerifiedChains[0][0]
+	return certName(&info.State)
+}
+
+// certName names the caller of a connection whose client certificate verified.
+func certName(state *tls.ConnectionState) (string, bool) {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	leaf := state.VerifiedChains[0][0]
 	name := leaf.Subject.CommonName
 	if name == "" && len(leaf.DNSNames) > 0 {
 		name = leaf.DNSNames[0]
@@ -225,10 +236,63 @@ func peerIP(ctx context.Context) string {
 	return p.Addr.String()
 }
 
+// The metadata the HTTP gateway sets from each HTTP request (gateway.go): the
+// client's address, its verified client certificate, and whether the request
+// comes anonymously to the public page. The gateway forwards no client header but
+// authorization, so a client cannot set these; and only the gateway can reach the
+// server that reads them (pipeListener).
+const (
+	mdHTTPPeer   = "x-imapcopy-http-peer"
+	mdHTTPCert   = "x-imapcopy-http-cert"
+	mdHTTPPublic = "x-imapcopy-http-public"
+)
+
+// authenticateGateway is authenticate for the calls of the HTTP gateway. A request
+// with a bearer token must carry a valid one (when tokens are configured); then a
+// verified client certificate; then, on the public page, an anonymous caller named
+// by its address; then open access.
+func (a *Auth) authenticateGateway(ctx context.Context, _ string) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	first := func(key string) string {
+		if v := md.Get(key); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	ip := first(mdHTTPPeer)
+	if ip == "" {
+		ip = "unknown"
+	}
+	if len(a.tokens) > 0 && len(md.Get("authorization")) > 0 {
+		t, ok := a.bearer(ctx)
+		if !ok {
+			return ctx, errUnauthenticated
+		}
+		return context.WithValue(ctx, callerKey{}, caller{name: t.Name, all: t.Admin}), nil
+	}
+	if name := first(mdHTTPCert); a.clientCerts && name != "" {
+		return context.WithValue(ctx, callerKey{}, caller{name: name}), nil
+	}
+	if first(mdHTTPPublic) == "1" {
+		return context.WithValue(ctx, callerKey{}, caller{name: ip, public: true}), nil
+	}
+	if a.Open() {
+		return context.WithValue(ctx, callerKey{}, caller{name: ip, all: true, open: true}), nil
+	}
+	return ctx, errUnauthenticated
+}
+
+type authenticator func(ctx context.Context, method string) (context.Context, error)
+
 // UnaryInterceptor authenticates unary calls.
-func (a *Auth) UnaryInterceptor() grpc.UnaryServerInterceptor {
+func (a *Auth) UnaryInterceptor() grpc.UnaryServerInterceptor { return unaryAuth(a.authenticate) }
+
+// StreamInterceptor authenticates streaming calls (WatchSyncStatus, reflection).
+func (a *Auth) StreamInterceptor() grpc.StreamServerInterceptor { return streamAuth(a.authenticate) }
+
+func unaryAuth(authenticate authenticator) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := a.authenticate(ctx, info.FullMethod)
+		ctx, err := authenticate(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
@@ -236,10 +300,9 @@ func (a *Auth) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor authenticates streaming calls (WatchSyncStatus, reflection).
-func (a *Auth) StreamInterceptor() grpc.StreamServerInterceptor {
+func streamAuth(authenticate authenticator) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := a.authenticate(ss.Context(), info.FullMethod)
+		ctx, err := authenticate(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package syncapi
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -27,6 +29,11 @@ import (
 // variable names are a contract with operators: see services/api/README.md.
 type Config struct {
 	GRPCAddr string // IMAPCOPY_GRPC_ADDR
+	// HTTPAddr serves the JSON/HTTP API and the page; "" or "off": none. Its default
+	// is the value the field holds when RegisterFlags is called (the standalone
+	// sets DefaultStandaloneHTTPAddr; the api has none).
+	HTTPAddr string // IMAPCOPY_HTTP_ADDR
+	Page     string // IMAPCOPY_PAGE: public, private or off
 
 	TLSCertFile     string // IMAPCOPY_TLS_CERT_FILE
 	TLSKeyFile      string // IMAPCOPY_TLS_KEY_FILE
@@ -53,9 +60,10 @@ type Config struct {
 
 // Defaults of the api's settings.
 const (
-	DefaultGRPCAddr       = "127.0.0.1:50051"
-	DefaultRatePerAddress = "10/10m"
-	DefaultRatePerCaller  = "1200/1m"
+	DefaultGRPCAddr           = "127.0.0.1:50051"
+	DefaultStandaloneHTTPAddr = "127.0.0.1:8080"
+	DefaultRatePerAddress     = "10/10m"
+	DefaultRatePerCaller      = "1200/1m"
 )
 
 // RegisterFlags registers the api's flags on fs, their defaults taken from the
@@ -64,6 +72,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	c.IMAP.RegisterFlags(fs, getenv)
 	e := envflag.New(fs, getenv)
 	e.String(&c.GRPCAddr, "grpc-addr", "IMAPCOPY_GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address")
+	e.String(&c.HTTPAddr, "http-addr", "IMAPCOPY_HTTP_ADDR", c.HTTPAddr, `JSON/HTTP API and page listen address ("off": none)`)
+	e.String(&c.Page, "page", "IMAPCOPY_PAGE", "public", `the page at / on the HTTP address: "public" (anyone may start a sync; an address lookup shows state and percentages only), "private" (callers need an API token, as in gRPC) or "off"`)
 	e.String(&c.TLSCertFile, "tls-cert-file", "IMAPCOPY_TLS_CERT_FILE", "", "PEM certificate (chain) of the gRPC listener; with the key, turns TLS on")
 	e.String(&c.TLSKeyFile, "tls-key-file", "IMAPCOPY_TLS_KEY_FILE", "", "PEM private key of the gRPC listener")
 	e.String(&c.TLSClientCAFile, "tls-client-ca-file", "IMAPCOPY_TLS_CLIENT_CA_FILE", "", "PEM CAs whose client certificates authenticate callers (mTLS)")
@@ -97,18 +107,52 @@ func (c *Config) Check() error {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
-	host, _, err := net.SplitHostPort(c.GRPCAddr)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("IMAPCOPY_GRPC_ADDR %q: %w", c.GRPCAddr, err))
-	} else if !c.InsecureListen && !loopbackHost(host) {
-		if c.TLSCertFile == "" {
-			errs = append(errs, fmt.Errorf("IMAPCOPY_GRPC_ADDR %s is not a loopback address: passwords would cross the network in clear; set IMAPCOPY_TLS_CERT_FILE and IMAPCOPY_TLS_KEY_FILE (or IMAPCOPY_INSECURE_LISTEN=true behind a TLS proxy)", c.GRPCAddr))
-		}
-		if c.TokensFile == "" && c.Tokens == "" && c.TLSClientCAFile == "" {
-			errs = append(errs, fmt.Errorf("IMAPCOPY_GRPC_ADDR %s is not a loopback address: anyone could call; set IMAPCOPY_API_TOKENS_FILE or IMAPCOPY_TLS_CLIENT_CA_FILE (or IMAPCOPY_INSECURE_LISTEN=true)", c.GRPCAddr))
-		}
+	errs = append(errs, c.checkListen("IMAPCOPY_GRPC_ADDR", c.GRPCAddr))
+	if c.HTTPEnabled() {
+		errs = append(errs, c.checkListen("IMAPCOPY_HTTP_ADDR", c.HTTPAddr))
+	}
+	switch c.Page {
+	case "", "public", "private", "off":
+	default:
+		errs = append(errs, fmt.Errorf("IMAPCOPY_PAGE %q: use public, private or off", c.Page))
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen refuses a non-loopback listen address without TLS or without
+// authentication, unless InsecureListen says a TLS proxy in front does the job.
+func (c *Config) checkListen(name, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", name, addr, err)
+	}
+	if c.InsecureListen || loopbackHost(host) {
+		return nil
+	}
+	var errs []error
+	if c.TLSCertFile == "" {
+		errs = append(errs, fmt.Errorf("%s %s is not a loopback address: passwords would cross the network in clear; set IMAPCOPY_TLS_CERT_FILE and IMAPCOPY_TLS_KEY_FILE (or IMAPCOPY_INSECURE_LISTEN=true behind a TLS proxy)", name, addr))
+	}
+	if c.TokensFile == "" && c.Tokens == "" && c.TLSClientCAFile == "" {
+		errs = append(errs, fmt.Errorf("%s %s is not a loopback address: anyone could call; set IMAPCOPY_API_TOKENS_FILE or IMAPCOPY_TLS_CLIENT_CA_FILE (or IMAPCOPY_INSECURE_LISTEN=true)", name, addr))
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPEnabled reports whether the JSON/HTTP API is served.
+func (c *Config) HTTPEnabled() bool { return c.HTTPAddr != "" && c.HTTPAddr != "off" }
+
+// ListenHTTP opens the HTTP listener; nil when HTTP is off.
+func (c *Config) ListenHTTP(ctx context.Context) (net.Listener, error) {
+	if !c.HTTPEnabled() {
+		return nil, nil
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", c.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("IMAPCOPY_HTTP_ADDR: %w", err)
+	}
+	return lis, nil
 }
 
 func loopbackHost(host string) bool {
@@ -244,6 +288,9 @@ type Parts struct {
 	// Resolver resolves customers' host names for the network policy; nil: the
 	// system's. The policy checks every address it returns, on every dial.
 	Resolver netpolicy.Resolver
+	// Page is the customer's page, served at / on the HTTP address unless
+	// IMAPCOPY_PAGE is off; nil: none.
+	Page http.Handler
 }
 
 // Build makes the gRPC server this configuration describes around parts: the
@@ -299,5 +346,13 @@ func (c *Config) Build(p Parts) (*Server, error) {
 		Metrics:         metrics,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Logger:          logger,
+		HTTP:            c.httpOptions(p.Page),
 	}), nil
+}
+
+func (c *Config) httpOptions(page http.Handler) HTTPOptions {
+	if c.Page == "off" {
+		page = nil
+	}
+	return HTTPOptions{Page: page, Public: c.Page == "public" || c.Page == ""}
 }

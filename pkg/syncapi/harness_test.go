@@ -83,6 +83,7 @@ type env struct {
 	logs    *servicetest.LogBuffer
 	metrics *prometheus.Registry
 	stop    func() // stops the server (as at shutdown) and waits for Serve
+	httpURL string // the JSON/HTTP API's base URL, when withHTTP
 }
 
 type envConfig struct {
@@ -90,6 +91,12 @@ type envConfig struct {
 	deps       func(*syncapi.Deps)
 	auth       *syncapi.Auth
 	reflection bool
+	http       *syncapi.HTTPOptions // serve the JSON/HTTP API too
+}
+
+// withHTTP serves the JSON/HTTP API as well (env.httpURL).
+func withHTTP(opts syncapi.HTTPOptions) envOption {
+	return func(c *envConfig) { c.http = &opts }
 }
 
 type envOption func(*envConfig)
@@ -186,12 +193,32 @@ func newEnv(t *testing.T, kind string, options ...envOption) *env {
 		}
 		auth = syncapi.NewAuth([]syncapi.Token{tok}, false)
 	}
-	server := syncapi.NewServer(svc, syncapi.ServerOptions{
+	serverOpts := syncapi.ServerOptions{
 		Auth: auth, Reflection: cfg.reflection, Metrics: metrics, Logger: logger,
 		ShutdownTimeout: 5 * time.Second,
-	})
+	}
+	if cfg.http != nil {
+		serverOpts.HTTP = *cfg.http
+	}
+	server := syncapi.NewServer(svc, serverOpts)
 	var addr string
 	addr, e.stop = servicetest.Serve(t, server)
+	if cfg.http != nil {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hctx, stopHTTP := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- server.ServeHTTP(hctx, lis) }()
+		t.Cleanup(func() {
+			stopHTTP()
+			if err := <-served; err != nil {
+				t.Errorf("ServeHTTP: %v", err)
+			}
+		})
+		e.httpURL = "http://" + lis.Addr().String()
+	}
 
 	e.conn = dial(t, addr, testToken)
 	e.client = imapcopyv1.NewSyncServiceClient(e.conn)

@@ -36,6 +36,9 @@ type ServerOptions struct {
 	// then the remaining ones are cut.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+
+	// HTTP is the JSON/HTTP side (ServeHTTP): the page and who its callers are.
+	HTTP HTTPOptions
 }
 
 // Server is the gRPC server: the SyncService, the standard health service (always
@@ -46,6 +49,13 @@ type Server struct {
 	svc      *Service
 	shutdown time.Duration
 	log      *slog.Logger
+
+	// The HTTP gateway's own gRPC server, reachable only in-process (pipe), with
+	// the same interceptors but the gateway's authentication (gatewayAuth).
+	gateway *grpc.Server
+	pipe    *pipeListener
+	tls     *tls.Config
+	http    HTTPOptions
 }
 
 // NewServer returns a server for svc.
@@ -58,27 +68,33 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 	if auth == nil {
 		auth = NewAuth(nil, false)
 	}
-	unary := []grpc.UnaryServerInterceptor{recoverUnary(logger)}
-	stream := []grpc.StreamServerInterceptor{recoverStream(logger)}
-	if opts.Metrics != nil {
-		unary = append(unary, opts.Metrics.UnaryInterceptor())
-		stream = append(stream, opts.Metrics.StreamInterceptor())
+	// One chain for both servers: recover, metrics, authentication, log.
+	serverOptions := func(authn authenticator) []grpc.ServerOption {
+		unary := []grpc.UnaryServerInterceptor{recoverUnary(logger)}
+		stream := []grpc.StreamServerInterceptor{recoverStream(logger)}
+		if opts.Metrics != nil {
+			unary = append(unary, opts.Metrics.UnaryInterceptor())
+			stream = append(stream, opts.Metrics.StreamInterceptor())
+		}
+		unary = append(unary, unaryAuth(authn), logUnary(logger))
+		stream = append(stream, streamAuth(authn), logStream(logger))
+		return []grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(unary...),
+			grpc.ChainStreamInterceptor(stream...),
+			grpc.MaxRecvMsgSize(1 << 20), // requests are small; refuse floods early
+			// Find dead peers of long watch streams; let clients ping no more than that.
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		}
 	}
-	unary = append(unary, auth.UnaryInterceptor(), logUnary(logger))
-	stream = append(stream, auth.StreamInterceptor(), logStream(logger))
-	grpcOpts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-		grpc.MaxRecvMsgSize(1 << 20), // requests are small; refuse floods early
-		// Find dead peers of long watch streams; let clients ping no more than that.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
+	grpcOpts := serverOptions(auth.authenticate)
 	if opts.TLS != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	gs := grpc.NewServer(grpcOpts...)
 	imapcopyv1.RegisterSyncServiceServer(gs, svc)
+	gateway := grpc.NewServer(serverOptions(auth.authenticateGateway)...)
+	imapcopyv1.RegisterSyncServiceServer(gateway, svc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus(imapcopyv1.SyncService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -89,7 +105,8 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 	if shutdown <= 0 {
 		shutdown = 10 * time.Second
 	}
-	return &Server{grpc: gs, health: hs, svc: svc, shutdown: shutdown, log: logger}
+	return &Server{grpc: gs, health: hs, svc: svc, shutdown: shutdown, log: logger,
+		gateway: gateway, pipe: newPipeListener(), tls: opts.TLS, http: opts.HTTP}
 }
 
 // GRPC returns the underlying server, for a caller that registers more services.

@@ -18,9 +18,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/providers"
 	"imapcopy.dev/pkg/syncstatus"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -43,10 +45,12 @@ type Publisher interface {
 	Publish(ctx context.Context, task *imapcopyv1.SyncTask) error
 }
 
-// Sealer encrypts a task's secrets, bound to the whole task; *taskseal.Keyring
-// implements it.
+// Sealer encrypts a task's secrets, bound to the whole task, and makes and checks
+// the tags that serve as cancel secrets; *taskseal.Keyring implements it.
 type Sealer interface {
 	Seal(task *imapcopyv1.SyncTask, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error)
+	Tag(purpose, msg string) string
+	VerifyTag(purpose, msg, tag string) bool
 }
 
 // AccountProber tests an account by connecting to it; *Prober implements it.
@@ -403,6 +407,10 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	if err := checkOptions(req.GetOptions()); err != nil {
 		return nil, err
 	}
+	options := proto.CloneOf(req.GetOptions())
+	if options != nil {
+		options.Language, _ = mailcopy.ReportLanguage(options.GetLanguage())
+	}
 	if sameAccount(src.imap, dst.imap) {
 		return nil, invalidf("destination", "the same account as the source", "choose another destination account")
 	}
@@ -480,7 +488,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		SourceEmail: source,
 		Source:      endpoint(src),
 		Destination: endpoint(dst),
-		Options:     req.GetOptions(),
+		Options:     options,
 		LockToken:   token,
 		CreatedAt:   timestamppb.New(now),
 	}
@@ -520,7 +528,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	s.metrics.syncStarted()
 	s.log.InfoContext(ctx, "sync_queued", "task_id", taskID, "source", source,
 		"source_host", src.imap.Host, "destination_host", dst.imap.Host)
-	return &imapcopyv1.StartSyncResponse{TaskId: taskID, Status: st}, nil
+	return &imapcopyv1.StartSyncResponse{TaskId: taskID, Status: view(ctx, st), CancelSecret: s.sealer.Tag(cancelPurpose, taskID)}, nil
 }
 
 func failedStatus(queued *imapcopyv1.SyncStatus, reason string) *imapcopyv1.SyncStatus {
@@ -591,7 +599,7 @@ func (s *Service) GetSyncStatus(ctx context.Context, req *imapcopyv1.GetSyncStat
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
-	return &imapcopyv1.GetSyncStatusResponse{Status: st}, nil
+	return &imapcopyv1.GetSyncStatusResponse{Status: view(ctx, st)}, nil
 }
 
 // WatchSyncStatus implements SyncService: the current status, then each change, until
@@ -614,7 +622,7 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 			}
 			return s.storeError(stream.Context(), "watch status", err)
 		}
-		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: st}); err != nil {
+		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: view(stream.Context(), st)}); err != nil {
 			return err
 		}
 	}
@@ -637,8 +645,12 @@ func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequ
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
+	if !s.mayCancel(ctx, st, req.GetCancelSecret()) {
+		return nil, status.Error(codes.PermissionDenied,
+			"only the page that started this sync may cancel it (cancel_secret), or a caller with an API token")
+	}
 	if syncstatus.Terminal(st.GetState()) {
-		return &imapcopyv1.CancelSyncResponse{Status: st}, nil
+		return &imapcopyv1.CancelSyncResponse{Status: view(ctx, st)}, nil
 	}
 	if err := s.store.RequestCancel(ctx, source, st.GetTaskId()); err != nil {
 		return nil, s.storeError(ctx, "request cancel", err)
@@ -649,7 +661,7 @@ func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequ
 	} else {
 		st.Message = "cancel requested: the sync stops at its next step"
 	}
-	return &imapcopyv1.CancelSyncResponse{Status: st}, nil
+	return &imapcopyv1.CancelSyncResponse{Status: view(ctx, st)}, nil
 }
 
 // boundedStore bounds every call but Watch by a timeout.

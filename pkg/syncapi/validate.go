@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/syncstatus"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -244,6 +245,13 @@ func checkOptions(o *imapcopyv1.SyncOptions) error {
 		if err := o.GetSince().CheckValid(); err != nil {
 			return invalidf("options.since", "not a valid timestamp", "give an RFC 3339 date and time")
 		}
+	}
+	if _, ok := mailcopy.ReportLanguage(o.GetLanguage()); !ok {
+		if err := checkText("options.language", o.GetLanguage(), 35); err != nil {
+			return err
+		}
+		return invalidf("options.language", fmt.Sprintf("the report has no language %q", o.GetLanguage()),
+			"use one of "+strings.Join(mailcopy.ReportLanguages, ", ")+", or leave it empty for English")
 	}
 	return nil
 }

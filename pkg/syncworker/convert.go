@@ -97,6 +97,7 @@ func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (
 		Provider:          t.GetSource().GetProvider(),
 		DryRun:            o.GetDryRun(),
 		NoReport:          o.GetNoReport(),
+		Language:          o.GetLanguage(),
 		IncludeGmailViews: o.GetIncludeGmailViews(),
 		// The api logged in to both accounts before it queued the task: a failed
 		// handshake now is the network's, and retried.

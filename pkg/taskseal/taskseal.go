@@ -33,7 +33,9 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -106,6 +108,7 @@ type Keyring struct {
 	current string
 	ids     []string // in file order, current first
 	aeads   map[string]cipher.AEAD
+	macKeys map[string][]byte // per key id, for Tag (derived: never the sealing key itself)
 }
 
 // NewKeyring builds a keyring from keys; keys[0] is the current key.
@@ -113,7 +116,7 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("keyring: no key")
 	}
-	kr := &Keyring{current: keys[0].ID, aeads: make(map[string]cipher.AEAD, len(keys))}
+	kr := &Keyring{current: keys[0].ID, aeads: make(map[string]cipher.AEAD, len(keys)), macKeys: make(map[string][]byte, len(keys))}
 	for _, k := range keys {
 		if err := validID(k.ID); err != nil {
 			return nil, fmt.Errorf("keyring: %w", err)
@@ -133,6 +136,9 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 			return nil, fmt.Errorf("keyring: key %q: %w", k.ID, err)
 		}
 		kr.aeads[k.ID] = aead
+		derive := hmac.New(sha256.New, k.Secret)
+		derive.Write([]byte(macKeyLabel))
+		kr.macKeys[k.ID] = derive.Sum(nil)
 		kr.ids = append(kr.ids, k.ID)
 	}
 	return kr, nil
@@ -268,6 +274,40 @@ func (kr *Keyring) Open(task *imapcopyv1.SyncTask) (*imapcopyv1.TaskSecrets, err
 		return nil, fmt.Errorf("open secrets of task %q: decode: %w", taskID, err)
 	}
 	return &secrets, nil
+}
+
+// macKeyLabel derives the keys of Tag from the sealing keys (domain separation).
+const macKeyLabel = "imapcopy taskseal tag key v1"
+
+// Tag authenticates msg for purpose with the current key: a short unguessable
+// string that only a holder of the keyring can make (the api's cancel secrets are
+// Tag("cancel", task id)). VerifyTag accepts it under any key of the ring, so a
+// rotation keeps older tags valid while their key stays in the file.
+func (kr *Keyring) Tag(purpose, msg string) string {
+	return base64.RawURLEncoding.EncodeToString(kr.tag(kr.current, purpose, msg))
+}
+
+// VerifyTag reports whether tag is Tag(purpose, msg) under one of the ring's keys.
+func (kr *Keyring) VerifyTag(purpose, msg, tag string) bool {
+	got, err := base64.RawURLEncoding.DecodeString(tag)
+	if err != nil {
+		return false
+	}
+	ok := false
+	for _, id := range kr.ids {
+		if hmac.Equal(got, kr.tag(id, purpose, msg)) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func (kr *Keyring) tag(keyID, purpose, msg string) []byte {
+	m := hmac.New(sha256.New, kr.macKeys[keyID])
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write([]byte(msg))
+	return m.Sum(nil)[:24]
 }
 
 // ParseKeyring reads a key file's contents (see the package documentation).

@@ -376,3 +376,47 @@ func TestKeysNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestTag: a tag verifies for its purpose and message only, under any key of the
+// ring (rotation), and not under a ring without its key.
+func TestTag(t *testing.T) {
+	old, cur := taskseal.GenerateKey(), taskseal.GenerateKey()
+	before, err := taskseal.NewKeyring(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := taskseal.NewKeyring(cur, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := taskseal.NewKeyring(taskseal.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := before.Tag("cancel", "task-1")
+	if len(tag) < 32 {
+		t.Errorf("tag %q is short", tag)
+	}
+	for _, c := range []struct {
+		name              string
+		kr                *taskseal.Keyring
+		purpose, msg, tag string
+		want              bool
+	}{
+		{"same ring", before, "cancel", "task-1", tag, true},
+		{"after a rotation", rotated, "cancel", "task-1", tag, true},
+		{"another task", before, "cancel", "task-2", tag, false},
+		{"another purpose", before, "retry", "task-1", tag, false},
+		{"another ring", other, "cancel", "task-1", tag, false},
+		{"empty", before, "cancel", "task-1", "", false},
+		{"not base64", before, "cancel", "task-1", "!!", false},
+		{"the rotated ring's own tag", rotated, "cancel", "task-1", rotated.Tag("cancel", "task-1"), true},
+	} {
+		if got := c.kr.VerifyTag(c.purpose, c.msg, c.tag); got != c.want {
+			t.Errorf("%s: VerifyTag = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if rotated.Tag("cancel", "task-1") == tag {
+		t.Errorf("the rotated ring tags with the old key")
+	}
+}

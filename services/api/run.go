@@ -82,6 +82,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	httpLis, err := cfg.API.ListenHTTP(ctx)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	if httpLis != nil {
+		logger.Info("http_started", "http_addr", httpLis.Addr().String(), "page", cfg.API.Page,
+			"hint", "open http://"+httpLis.Addr().String()+"/ ; the JSON API is under /v1/ (described at /v1/openapi.json)")
+	}
 	logger.Info("api_started", "version", version, "grpc_addr", lis.Addr().String(),
 		"tls", cfg.API.TLSCertFile != "", "client_certificates", cfg.API.TLSClientCAFile != "",
 		"tokens", cfg.API.TokensFile != "" || cfg.API.Tokens != "", "reflection", cfg.API.Reflection,
@@ -98,8 +107,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		admin = adminhttp.New(cfg.AdminAddr, reg, checks, logger)
 		g.Go(func() error { return admin.Serve(adminCtx) })
 	}
-	g.Go(func() error {
-		defer stopAdmin() // the admin server outlives the gRPC drain, then stops
+	var api errgroup.Group
+	if httpLis != nil {
+		api.Go(func() error { return server.ServeHTTP(ctx, httpLis) })
+	}
+	api.Go(func() error {
 		served := make(chan error, 1)
 		go func() { served <- server.Serve(ctx, lis) }()
 		select {
@@ -111,6 +123,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			admin.Drain()
 		}
 		return <-served
+	})
+	g.Go(func() error {
+		defer stopAdmin() // the admin server outlives the gRPC and HTTP drains, then stops
+		return api.Wait()
 	})
 	err = g.Wait()
 	logger.Info("api_stopped")

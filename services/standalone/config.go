@@ -45,6 +45,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		fmt.Fprint(stderr, "Usage: imapcopy [flags]\n\nimapcopy in one process: embedded NATS (data on local disk), the gRPC api, the copiers.\nEvery flag has an environment variable; a flag wins over its variable.\n\n")
 		fs.PrintDefaults()
 	}
+	c.API.HTTPAddr = syncapi.DefaultStandaloneHTTPAddr // the page, at once
 	c.API.RegisterFlags(fs, getenv)
 	e := envflag.New(fs, getenv)
 	e.String(&c.DataDir, "data-dir", "IMAPCOPY_DATA_DIR", "data", "directory of the queue, the statuses and the generated task key (created 0700)")

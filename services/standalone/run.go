@@ -105,6 +105,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	httpLis, err := cfg.API.ListenHTTP(ctx)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	if httpLis != nil {
+		logger.Info("http_started", "http_addr", httpLis.Addr().String(), "page", cfg.API.Page,
+			"hint", "open http://"+httpLis.Addr().String()+"/ ; the JSON API is under /v1/ (described at /v1/openapi.json)")
+	}
 	logger.Info("standalone_started", "version", version, "grpc_addr", lis.Addr().String(),
 		"data_dir", cfg.DataDir, "copier_concurrency", cfg.Concurrency, "admin_addr", cfg.AdminAddr,
 		"tls", cfg.API.TLSCertFile != "", "tokens", cfg.API.TokensFile != "" || cfg.API.Tokens != "",
@@ -134,6 +143,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	var work errgroup.Group
 	work.Go(func() error { return worker.Run(ctx) })
+	if httpLis != nil {
+		work.Go(func() error { return server.ServeHTTP(ctx, httpLis) })
+	}
 	work.Go(func() error {
 		served := make(chan error, 1)
 		go func() { served <- server.Serve(ctx, lis) }()

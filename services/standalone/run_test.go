@@ -109,6 +109,7 @@ func testEnv() map[string]string {
 	return map[string]string{
 		"IMAPCOPY_ALLOW_NETWORKS": "127.0.0.1/32",
 		"IMAPCOPY_IMAP_CA_FILE":   shared.caFile,
+		"IMAPCOPY_HTTP_ADDR":      "off", // tests run in parallel: one that serves HTTP picks a free address
 	}
 }
 

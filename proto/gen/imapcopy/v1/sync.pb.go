@@ -11,6 +11,7 @@
 package imapcopyv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1054,8 +1055,12 @@ type SyncOptions struct {
 	// (they duplicate every label). Without it, the messages found only in All Mail
 	// (archived, with no label) are copied into the destination's Archive folder.
 	IncludeGmailViews bool `protobuf:"varint,8,opt,name=include_gmail_views,json=includeGmailViews,proto3" json:"include_gmail_views,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The language of the report appended to the destination: "en", "fr" or "pl"
+	// (a BCP 47 tag such as "fr-FR" is reduced to its language). English when unset;
+	// another language is refused.
+	Language      string `protobuf:"bytes,9,opt,name=language,proto3" json:"language,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncOptions) Reset() {
@@ -1144,6 +1149,13 @@ func (x *SyncOptions) GetIncludeGmailViews() bool {
 	return false
 }
 
+func (x *SyncOptions) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
 type StartSyncRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Source        *Account               `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -1205,9 +1217,14 @@ func (x *StartSyncRequest) GetOptions() *SyncOptions {
 }
 
 type StartSyncResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Status        *SyncStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status *SyncStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// A secret that lets whoever started the sync cancel it without other
+	// credentials (CancelSyncRequest.cancel_secret): the public page keeps it in
+	// memory. Returned once and stored nowhere: it is derived from the task id with
+	// the operator's task key.
+	CancelSecret  string `protobuf:"bytes,3,opt,name=cancel_secret,json=cancelSecret,proto3" json:"cancel_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1254,6 +1271,13 @@ func (x *StartSyncResponse) GetStatus() *SyncStatus {
 		return x.Status
 	}
 	return nil
+}
+
+func (x *StartSyncResponse) GetCancelSecret() string {
+	if x != nil {
+		return x.CancelSecret
+	}
+	return ""
 }
 
 type Progress struct {
@@ -1920,8 +1944,11 @@ func (x *WatchSyncStatusResponse) GetStatus() *SyncStatus {
 }
 
 type CancelSyncRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SourceEmail   string                 `protobuf:"bytes,1,opt,name=source_email,json=sourceEmail,proto3" json:"source_email,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	SourceEmail string                 `protobuf:"bytes,1,opt,name=source_email,json=sourceEmail,proto3" json:"source_email,omitempty"`
+	// The secret StartSync returned. Required from an anonymous caller of the public
+	// page; callers authenticated by a token or a certificate need none.
+	CancelSecret  string `protobuf:"bytes,2,opt,name=cancel_secret,json=cancelSecret,proto3" json:"cancel_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1959,6 +1986,13 @@ func (*CancelSyncRequest) Descriptor() ([]byte, []int) {
 func (x *CancelSyncRequest) GetSourceEmail() string {
 	if x != nil {
 		return x.SourceEmail
+	}
+	return ""
+}
+
+func (x *CancelSyncRequest) GetCancelSecret() string {
+	if x != nil {
+		return x.CancelSecret
 	}
 	return ""
 }
@@ -2011,7 +2045,7 @@ var File_imapcopy_v1_sync_proto protoreflect.FileDescriptor
 
 const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x16imapcopy/v1/sync.proto\x12\vimapcopy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x02\n" +
+	"\x16imapcopy/v1/sync.proto\x12\vimapcopy.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x02\n" +
 	"\aAccount\x12\x1a\n" +
 	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05login\x18\x02 \x01(\tR\x05login\x12\x1a\n" +
@@ -2073,7 +2107,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x10namespace_prefix\x18\r \x01(\tR\x0fnamespacePrefix\x1a;\n" +
 	"\rServerIdEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x02\n" +
 	"\vSyncOptions\x12'\n" +
 	"\x0finclude_folders\x18\x01 \x03(\tR\x0eincludeFolders\x12'\n" +
 	"\x0fexclude_folders\x18\x02 \x03(\tR\x0eexcludeFolders\x12(\n" +
@@ -2082,14 +2116,16 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12\x1b\n" +
 	"\tno_report\x18\x06 \x01(\bR\bnoReport\x12'\n" +
 	"\x0fmax_connections\x18\a \x01(\rR\x0emaxConnections\x12.\n" +
-	"\x13include_gmail_views\x18\b \x01(\bR\x11includeGmailViews\"\xac\x01\n" +
+	"\x13include_gmail_views\x18\b \x01(\bR\x11includeGmailViews\x12\x1a\n" +
+	"\blanguage\x18\t \x01(\tR\blanguage\"\xac\x01\n" +
 	"\x10StartSyncRequest\x12,\n" +
 	"\x06source\x18\x01 \x01(\v2\x14.imapcopy.v1.AccountR\x06source\x126\n" +
 	"\vdestination\x18\x02 \x01(\v2\x14.imapcopy.v1.AccountR\vdestination\x122\n" +
-	"\aoptions\x18\x03 \x01(\v2\x18.imapcopy.v1.SyncOptionsR\aoptions\"]\n" +
+	"\aoptions\x18\x03 \x01(\v2\x18.imapcopy.v1.SyncOptionsR\aoptions\"\x82\x01\n" +
 	"\x11StartSyncResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12/\n" +
-	"\x06status\x18\x02 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\"\x9d\x02\n" +
+	"\x06status\x18\x02 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\x12#\n" +
+	"\rcancel_secret\x18\x03 \x01(\tR\fcancelSecret\"\x9d\x02\n" +
 	"\bProgress\x12%\n" +
 	"\x0emessages_total\x18\x01 \x01(\x04R\rmessagesTotal\x12'\n" +
 	"\x0fmessages_copied\x18\x02 \x01(\x04R\x0emessagesCopied\x12)\n" +
@@ -2149,9 +2185,10 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x16WatchSyncStatusRequest\x12!\n" +
 	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"J\n" +
 	"\x17WatchSyncStatusResponse\x12/\n" +
-	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\"6\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\"[\n" +
 	"\x11CancelSyncRequest\x12!\n" +
-	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"E\n" +
+	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\x12#\n" +
+	"\rcancel_secret\x18\x02 \x01(\tR\fcancelSecret\"E\n" +
 	"\x12CancelSyncResponse\x12/\n" +
 	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status*e\n" +
 	"\bSecurity\x12\x18\n" +
@@ -2188,15 +2225,15 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x14FOLDER_STATE_COPYING\x10\x02\x12\x15\n" +
 	"\x11FOLDER_STATE_DONE\x10\x03\x12\x17\n" +
 	"\x13FOLDER_STATE_FAILED\x10\x04\x12\x18\n" +
-	"\x14FOLDER_STATE_SKIPPED\x10\x052\x8a\x04\n" +
-	"\vSyncService\x12V\n" +
-	"\rListProviders\x12!.imapcopy.v1.ListProvidersRequest\x1a\".imapcopy.v1.ListProvidersResponse\x12P\n" +
-	"\vTestAccount\x12\x1f.imapcopy.v1.TestAccountRequest\x1a .imapcopy.v1.TestAccountResponse\x12J\n" +
-	"\tStartSync\x12\x1d.imapcopy.v1.StartSyncRequest\x1a\x1e.imapcopy.v1.StartSyncResponse\x12V\n" +
-	"\rGetSyncStatus\x12!.imapcopy.v1.GetSyncStatusRequest\x1a\".imapcopy.v1.GetSyncStatusResponse\x12^\n" +
-	"\x0fWatchSyncStatus\x12#.imapcopy.v1.WatchSyncStatusRequest\x1a$.imapcopy.v1.WatchSyncStatusResponse0\x01\x12M\n" +
+	"\x14FOLDER_STATE_SKIPPED\x10\x052\xcc\x05\n" +
+	"\vSyncService\x12m\n" +
+	"\rListProviders\x12!.imapcopy.v1.ListProvidersRequest\x1a\".imapcopy.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12n\n" +
+	"\vTestAccount\x12\x1f.imapcopy.v1.TestAccountRequest\x1a .imapcopy.v1.TestAccountResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/accounts:test\x12`\n" +
+	"\tStartSync\x12\x1d.imapcopy.v1.StartSyncRequest\x1a\x1e.imapcopy.v1.StartSyncResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/syncs\x12x\n" +
+	"\rGetSyncStatus\x12!.imapcopy.v1.GetSyncStatusRequest\x1a\".imapcopy.v1.GetSyncStatusResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/syncs/{source_email}\x12\x86\x01\n" +
+	"\x0fWatchSyncStatus\x12#.imapcopy.v1.WatchSyncStatusRequest\x1a$.imapcopy.v1.WatchSyncStatusResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/syncs/{source_email}:watch0\x01\x12y\n" +
 	"\n" +
-	"CancelSync\x12\x1e.imapcopy.v1.CancelSyncRequest\x1a\x1f.imapcopy.v1.CancelSyncResponseB/Z-imapcopy.dev/proto/gen/imapcopy/v1;imapcopyv1b\x06proto3"
+	"CancelSync\x12\x1e.imapcopy.v1.CancelSyncRequest\x1a\x1f.imapcopy.v1.CancelSyncResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/syncs/{source_email}:cancelB/Z-imapcopy.dev/proto/gen/imapcopy/v1;imapcopyv1b\x06proto3"
 
 var (
 	file_imapcopy_v1_sync_proto_rawDescOnce sync.Once

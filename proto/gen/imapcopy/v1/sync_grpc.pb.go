@@ -41,6 +41,9 @@ const (
 // The usual sequence: ListProviders to fill the form, TestAccount for the source
 // and for the destination, StartSync, then GetSyncStatus or WatchSyncStatus by
 // source address until the state is terminal.
+//
+// The same calls are served as JSON over HTTP (the google.api.http paths below;
+// bodies in protobuf's JSON mapping), with the same rules and authentication.
 type SyncServiceClient interface {
 	// ListProviders returns the provider presets the operator offers.
 	ListProviders(ctx context.Context, in *ListProvidersRequest, opts ...grpc.CallOption) (*ListProvidersResponse, error)
@@ -146,6 +149,9 @@ func (c *syncServiceClient) CancelSync(ctx context.Context, in *CancelSyncReques
 // The usual sequence: ListProviders to fill the form, TestAccount for the source
 // and for the destination, StartSync, then GetSyncStatus or WatchSyncStatus by
 // source address until the state is terminal.
+//
+// The same calls are served as JSON over HTTP (the google.api.http paths below;
+// bodies in protobuf's JSON mapping), with the same rules and authentication.
 type SyncServiceServer interface {
 	// ListProviders returns the provider presets the operator offers.
 	ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error)

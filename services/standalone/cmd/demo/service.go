@@ -78,7 +78,7 @@ func startService(bin, dir, caFile string) (*service, error) {
 		"IMAPCOPY_ALLOW_NETWORKS=127.0.0.1/32,::1/128",
 		"IMAPCOPY_IMAP_CA_FILE="+caFile,
 	)
-	s.cmd = exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", addr, "-admin-addr", "")
+	s.cmd = exec.Command(bin, "-data-dir", filepath.Join(dir, "data"), "-grpc-addr", addr, "-admin-addr", "", "-http-addr", "off")
 	s.cmd.Env = env
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	s.cmd.SysProcAttr = childAttr()
