@@ -53,3 +53,55 @@ func TestREADMECalls(t *testing.T) {
 		}
 	}
 }
+
+// curlCall matches a curl call of the JSON/HTTP API in a README: the path and its body
+// (-d '...') if any.
+var curlCall = regexp.MustCompile(`curl -sN? (?:-X POST )?(?:-H '[^']*' )?'?http://127\.0\.0\.1:8080(/v1/[^ '\n]*)'?(?: -d '([^']*)')?`)
+
+// The README's curl calls use the gateway's paths, together all six, with bodies
+// that the calls they reach accept, field for field.
+func TestREADMECurlCalls(t *testing.T) {
+	routes := []struct {
+		re     *regexp.Regexp
+		method string
+	}{
+		{regexp.MustCompile(`^/v1/providers(\?role=ACCOUNT_ROLE_\w+)?$`), "ListProviders"},
+		{regexp.MustCompile(`^/v1/accounts:test$`), "TestAccount"},
+		{regexp.MustCompile(`^/v1/syncs$`), "StartSync"},
+		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+$`), "GetSyncStatus"},
+		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:watch$`), "WatchSyncStatus"},
+		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:cancel$`), "CancelSync"},
+	}
+	service := imapcopyv1.File_imapcopy_v1_sync_proto.Services().ByName("SyncService")
+	text, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, c := range curlCall.FindAllStringSubmatch(string(text), -1) {
+		path, body := c[1], c[2]
+		method := ""
+		for _, r := range routes {
+			if r.re.MatchString(path) {
+				method = r.method
+			}
+		}
+		if method == "" {
+			t.Errorf("README.md: curl calls %s, which is none of the API's paths", path)
+			continue
+		}
+		seen[method] = true
+		if body == "" {
+			continue
+		}
+		req := dynamicpb.NewMessage(service.Methods().ByName(protoreflect.Name(method)).Input())
+		if err := protojson.Unmarshal([]byte(body), req); err != nil {
+			t.Errorf("README.md: the body sent to %s does not parse as %s: %v\n%s", path, req.Descriptor().FullName(), err, body)
+		}
+	}
+	for _, r := range routes {
+		if !seen[r.method] {
+			t.Errorf("README.md: the curl sequence never calls %s", r.method)
+		}
+	}
+}
