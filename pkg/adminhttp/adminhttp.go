@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -47,10 +48,13 @@ type Server struct {
 }
 
 // New returns a server for addr (such as ":9090") exposing reg (nil: an empty
-// registry) and the readiness checks by name (nil: always ready). A check returns nil
-// when the dependency it names is usable, and should return when its context ends.
-// logger nil discards.
+// registry) and the readiness checks by name (nil: always ready), or nil when addr is
+// empty (no admin server; Run accepts nil). A check returns nil when the dependency
+// it names is usable, and should return when its context ends. logger nil discards.
 func New(addr string, reg *prometheus.Registry, checks map[string]func(context.Context) error, logger *slog.Logger) *Server {
+	if addr == "" {
+		return nil
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -101,21 +105,53 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 // Drain makes /readyz answer 503 from now on: the first phase of a graceful shutdown.
 func (s *Server) Drain() { s.draining.Store(true) }
 
+// Run runs a service beside the admin server s (nil: none), the one shutdown
+// sequence of every imapcopy binary: the admin server listens first (a taken port
+// fails at once) and answers probes while serve starts; when ctx ends, /readyz
+// fails at once (Drain), so that traffic moves away while serve drains; the admin
+// server stops last, once serve has returned. It returns serve's error, joined with
+// the admin server's.
+func Run(ctx context.Context, s *Server, serve func(context.Context) error) error {
+	if s == nil {
+		return serve(ctx)
+	}
+	ln, err := s.listen(ctx)
+	if err != nil {
+		return err
+	}
+	adminCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- s.ServeListener(adminCtx, ln) }()
+	defer context.AfterFunc(ctx, s.Drain)()
+	err = serve(ctx)
+	stop()
+	return errors.Join(err, <-adminDone)
+}
+
 // Serve listens on the server's address and serves until ctx ends, then shuts down
 // gracefully (at most s.ShutdownTimeout). It returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context) error {
+	ln, err := s.listen(ctx)
+	if err != nil {
+		return err
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+func (s *Server) listen(ctx context.Context) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {
-		return fmt.Errorf("admin http listen %s: %w", s.addr, err)
+		return nil, fmt.Errorf("admin http listen %s: %w", s.addr, err)
 	}
-	return s.ServeListener(ctx, ln)
+	return ln, nil
 }
 
 // ServeListener is Serve on a listener the caller opened (such as 127.0.0.1:0 in
 // tests). It closes ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	s.logger.Info("admin http listening", slog.String("addr", ln.Addr().String()))
+	s.logger.Info("admin_http_listening", slog.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	select {
@@ -158,7 +194,7 @@ func (s *Server) runChecks(ctx context.Context) []string {
 			ctx, cancel := context.WithTimeout(ctx, s.CheckTimeout)
 			defer cancel()
 			if err := s.run(ctx, name); err != nil {
-				s.logger.Warn("readiness check failed", slog.String("check", name), slog.Any("error", err))
+				s.logger.Warn("readiness_check_failed", slog.String("check", name), slog.Any("error", err))
 				s.checkUp.WithLabelValues(name).Set(0)
 				return
 			}
@@ -201,4 +237,13 @@ func writeText(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(body))
+}
+
+// NewRegistry returns the registry of a binary's /metrics: the Go runtime's and the
+// process's collectors, and extra.
+func NewRegistry(extra ...prometheus.Collector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(extra...)
+	return reg
 }

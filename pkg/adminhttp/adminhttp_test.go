@@ -81,7 +81,7 @@ func TestReadyz(t *testing.T) {
 			if strings.Contains(body, secret) {
 				t.Errorf("GET /readyz body %q contains the check's error", body)
 			}
-			if tt.wantCode != http.StatusOK && !strings.Contains(logs.String(), "readiness check failed") {
+			if tt.wantCode != http.StatusOK && !strings.Contains(logs.String(), "readiness_check_failed") {
 				t.Errorf("logs = %q, want the failure logged", logs.String())
 			}
 		})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Config says where the embedded server keeps its data and whether it listens.
@@ -94,4 +95,19 @@ func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 	s.logger.Info("nats.embedded.stopped")
+}
+
+// JetStream connects inside the process and returns the connection and its
+// JetStream context.
+func (s *Server) JetStream(name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := s.Connect(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
 }

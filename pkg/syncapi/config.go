@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"imapcopy.dev/pkg/envflag"
 	"imapcopy.dev/pkg/imapconn"
@@ -355,4 +356,35 @@ func (c *Config) httpOptions(page http.Handler) HTTPOptions {
 		page = nil
 	}
 	return HTTPOptions{Page: page, Public: c.Page == "public" || c.Page == ""}
+}
+
+// Serve serves server on the configured addresses until ctx ends, then drains: gRPC
+// on GRPCAddr and, when HTTPEnabled, the JSON/HTTP API and the page on HTTPAddr. A
+// listen failure returns at once. It logs where it listens, with a hint when gRPC is
+// plain.
+func (c *Config) Serve(ctx context.Context, server *Server, logger *slog.Logger) error {
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", c.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("IMAPCOPY_GRPC_ADDR: %w", err)
+	}
+	httpLis, err := c.ListenHTTP(ctx)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	logger.Info("grpc_listening", "addr", lis.Addr().String(), "tls", c.TLSCertFile != "",
+		"client_certificates", c.TLSClientCAFile != "", "tokens", c.TokensFile != "" || c.Tokens != "", "reflection", c.Reflection)
+	if c.TLSCertFile == "" {
+		logger.Info("api_plaintext", "hint", "plain gRPC: fine on loopback (grpcurl -plaintext "+lis.Addr().String()+
+			" list); before listening on a wider address set IMAPCOPY_TLS_CERT_FILE, IMAPCOPY_TLS_KEY_FILE and IMAPCOPY_API_TOKENS_FILE")
+	}
+	var g errgroup.Group
+	g.Go(func() error { return server.Serve(ctx, lis) })
+	if httpLis != nil {
+		logger.Info("http_listening", "addr", httpLis.Addr().String(), "page", c.Page,
+			"hint", "open http://"+httpLis.Addr().String()+"/ ; the JSON API is under /v1/ (described at /v1/openapi.json)")
+		g.Go(func() error { return server.ServeHTTP(ctx, httpLis) })
+	}
+	return g.Wait()
 }

@@ -11,6 +11,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/taskqueue"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -158,6 +159,22 @@ type Worker struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+}
+
+// SetIMAP sets Dial, RootCAs and AllowPlaintext from the operator's IMAP settings
+// (the api's), so that the copiers reach exactly the servers the api tested.
+func (c *Config) SetIMAP(s *netpolicy.Settings) error {
+	policy, err := s.Policy()
+	if err != nil {
+		return err
+	}
+	roots, err := s.RootCAs()
+	if err != nil {
+		return err
+	}
+	c.Dial = imapconn.Options{Dialer: policy.Dialer(nil, nil)}
+	c.RootCAs, c.AllowPlaintext = roots, s.AllowPlaintext
+	return nil
 }
 
 // New returns a worker.

@@ -1,6 +1,7 @@
 package taskqueue
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -80,4 +81,55 @@ func (c *NATSConfig) Connect(name string, logger *slog.Logger) (*nats.Conn, jets
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// Open makes sure the task stream and its consumer exist with cfg's settings and
+// returns the consumer: the copiers own the stream's settings. While NATS is
+// unreachable it waits, logging each try (readiness says so meanwhile); a refusal from
+// a reachable NATS, such as a setting JetStream cannot change in place, is an error.
+// It returns ctx.Err() when ctx ends first.
+func Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, logger *slog.Logger) (jetstream.Consumer, error) {
+	wait := time.Second
+	for {
+		if nc.IsConnected() {
+			cons, err := EnsureStream(ctx, js, cfg)
+			if err == nil || !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) && nc.IsConnected() {
+				return cons, err
+			}
+			logger.Warn("task_queue_not_ready", "error", err.Error())
+		} else {
+			logger.Warn("task_queue_not_ready", "error", "not connected to NATS", "retry_in", wait.String())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 15*time.Second)
+	}
+}
+
+// PublisherCheck is the readiness check of a binary that only publishes (the api):
+// the task stream exists. It creates the stream with cfg when it is missing, so that
+// starts work before the first copier comes up, and never changes the settings of an
+// existing stream (the copiers' Open owns them).
+func PublisherCheck(js jetstream.JetStream, cfg Config) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := js.Stream(ctx, StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = EnsureStream(ctx, js, cfg)
+		}
+		if err != nil {
+			return fmt.Errorf("task stream: %w", err)
+		}
+		return nil
+	}
+}
+
+// Connected is the readiness check of a NATS connection.
+func Connected(nc *nats.Conn) error {
+	if !nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	return nil
 }

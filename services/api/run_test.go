@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/grpc/metadata"
 
 	"imapcopy.dev/pkg/imaptest"
@@ -213,5 +214,72 @@ func TestHelpListsEnvironment(t *testing.T) {
 		if !strings.Contains(string(readme), "`"+name+"`") {
 			t.Errorf("README.md does not document %s", name)
 		}
+	}
+}
+
+// TestStartsWithDependenciesDown is the startup policy, the same in every binary
+// (taskqueue.Open and PublisherCheck, syncstatus.Config.Open, adminhttp.Run): with
+// NATS and Redis down at start, the api serves, /healthz says alive and /readyz names
+// both as not ready, calls that need them answer Unavailable; once they are up,
+// /readyz turns ready and the calls work, without a restart.
+func TestStartsWithDependenciesDown(t *testing.T) {
+	ns, rs := natstest.Start(t), redistest.Start(t)
+	ns.Shutdown()
+	rs.Stop()
+	keyFile := filepath.Join(t.TempDir(), "task-keys")
+	if err := os.WriteFile(keyFile, taskseal.FormatKeys(taskseal.GenerateKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, adminAddr := servicetest.FreeAddr(t), servicetest.FreeAddr(t)
+	env := map[string]string{
+		"IMAPCOPY_GRPC_ADDR": grpcAddr, "IMAPCOPY_ADMIN_ADDR": adminAddr, "IMAPCOPY_TASK_KEY_FILE": keyFile,
+		"IMAPCOPY_NATS_URL": ns.ClientURL(), "IMAPCOPY_REDIS_URL": rs.URL(),
+	}
+	logs := &servicetest.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, servicetest.Getenv(env), logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs)
+		}
+	}()
+	client := imapcopyv1.NewSyncServiceClient(servicetest.Dial(t, grpcAddr))
+	status := func() (string, error) {
+		callCtx, stop := context.WithTimeout(t.Context(), 10*time.Second)
+		defer stop()
+		_, err := client.GetSyncStatus(callCtx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: "nobody@example.test"}, grpc.WaitForReady(true))
+		return grpcstatus.Code(err).String(), err
+	}
+	if code, _ := status(); code != "Unavailable" {
+		t.Errorf("GetSyncStatus with the store down: %s, want Unavailable", code)
+	}
+	if code, body := get(t, "http://"+adminAddr+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d %q with the dependencies down, want 200", code, body)
+	}
+	code, body := get(t, "http://"+adminAddr+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "nats") || !strings.Contains(body, "redis") {
+		t.Errorf("/readyz = %d %q with NATS and Redis down, want 503 naming both", code, body)
+	}
+
+	ns.Restart(t)
+	rs.Restart(t)
+	deadline := time.Now().Add(time.Minute) // a bound on the wait, not a timed assertion
+	for {
+		code, body = get(t, "http://"+adminAddr+"/readyz")
+		if code == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != http.StatusOK {
+		t.Fatalf("/readyz = %d %q after NATS and Redis came up, want 200", code, body)
+	}
+	if code, err := status(); code != "NotFound" {
+		t.Errorf("GetSyncStatus once the store is up: %v, want NotFound", err)
 	}
 }

@@ -7,26 +7,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"imapcopy.dev/pkg/procmain"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// The first signal cancels the copy (it stops cleanly and reports);
-		// a second one kills the process at once.
-		<-ctx.Done()
-		stop()
-	}()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	var quiet *exitError
-	if err != nil && !(errors.As(err, &quiet) && quiet.quiet) {
-		fmt.Fprintln(os.Stderr, "imapcopy-copier:", err)
-	}
-	os.Exit(exitCode(err))
+	procmain.Main("imapcopy-copier", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr) })
 }

@@ -15,6 +15,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/procmain"
 )
 
 // Exit codes.
@@ -35,21 +36,15 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
+func (e *exitError) ExitCode() int { return e.code }
+func (e *exitError) Quiet() bool   { return e.quiet }
 
 func usageErr(format string, args ...any) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
-func exitCode(err error) int {
-	if err == nil {
-		return exitOK
-	}
-	var e *exitError
-	if errors.As(err, &e) {
-		return e.code
-	}
-	return exitFatal
-}
+// exitCode is the process's exit status after err, as main exits (procmain.Exit).
+func exitCode(err error) int { return procmain.Exit(io.Discard, "imapcopy-copier", err) }
 
 const usage = `Usage: imapcopy-copier [command] [options]
 

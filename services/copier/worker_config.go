@@ -13,6 +13,7 @@ import (
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/syncworker"
 	"imapcopy.dev/pkg/taskqueue"
+	"imapcopy.dev/pkg/taskseal"
 )
 
 // workerConfig is the configuration of the worker mode (the default command). The
@@ -97,4 +98,19 @@ func (c *workerConfig) check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// worker builds the worker this configuration describes.
+func (c *workerConfig) worker(queue syncworker.Queue, store syncworker.Store, keyring *taskseal.Keyring, logger *slog.Logger, metrics *syncworker.Metrics) (*syncworker.Worker, error) {
+	cfg := syncworker.Config{
+		Concurrency:     c.Concurrency,
+		Connections:     c.Connections,
+		KeepAlive:       c.NATS.Stream().KeepAliveInterval(),
+		QueuedLockTTL:   c.QueuedLockTTL,
+		ShutdownTimeout: c.ShutdownTimeout,
+	}
+	if err := cfg.SetIMAP(&c.IMAP); err != nil {
+		return nil, err
+	}
+	return syncworker.New(syncworker.Deps{Queue: queue, Store: store, Opener: keyring, Logger: logger, Metrics: metrics}, cfg)
 }

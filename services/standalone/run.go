@@ -5,18 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"imapcopy.dev/pkg/adminhttp"
-	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/natsembed"
 	"imapcopy.dev/pkg/syncapi"
 	"imapcopy.dev/pkg/syncstatus"
@@ -41,39 +38,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	unlock, err := lockDataDir(cfg.DataDir)
+	keyring, unlock, err := openDataDir(cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	keyring, err := loadKeyring(cfg, logger)
-	if err != nil {
-		return err
-	}
-
-	ns, err := natsembed.Start(natsembed.Config{
-		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
-		ListenAddr: cfg.NATSListenAddr,
-	}, logger)
+	ns, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(cfg.DataDir, "nats"), ListenAddr: cfg.NATSListenAddr}, logger)
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
-	nc, err := ns.Connect("imapcopy-standalone")
+	nc, js, err := ns.JetStream("imapcopy-standalone")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	qcfg := taskqueue.Config{AckWait: ackWait}
-	cons, err := taskqueue.EnsureStream(ctx, js, qcfg)
+	cons, err := taskqueue.Open(ctx, nc, js, taskqueue.Config{AckWait: ackWait}, logger)
 	if err != nil {
 		return err
 	}
@@ -81,91 +61,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("status store: %w", err)
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		taskqueue.NewCollector(js))
-	server, err := cfg.API.Build(syncapi.Parts{
-		Store:    store,
-		Queue:    taskqueue.NewPublisher(js),
-		Sealer:   keyring,
-		Logger:   logger.With("component", "api"),
-		Registry: reg,
+	reg := adminhttp.NewRegistry(taskqueue.NewCollector(js))
+	server, err := cfg.API.Build(syncapi.Parts{Store: store, Queue: taskqueue.NewPublisher(js), Sealer: keyring, Logger: logger.With("component", "api"), Registry: reg})
+	if err != nil {
+		return err
+	}
+	worker, err := cfg.worker(cons, store, keyring, logger.With("component", "copier"), reg)
+	if err != nil {
+		return err
+	}
+	cfg.logStart(logger, keyring)
+	checks := map[string]func(context.Context) error{"nats": taskqueue.PublisherCheck(js, taskqueue.Config{AckWait: ackWait})}
+	err = adminhttp.Run(ctx, adminhttp.New(cfg.AdminAddr, reg, checks, logger), func(ctx context.Context) error {
+		var g errgroup.Group
+		g.Go(func() error { return worker.Run(ctx) })
+		g.Go(func() error { return cfg.API.Serve(ctx, server, logger) })
+		return g.Wait()
 	})
-	if err != nil {
-		return err
-	}
-	worker, err := newWorker(cfg, cons, store, keyring, logger.With("component", "copier"), reg)
-	if err != nil {
-		return err
-	}
+	logger.Info("standalone_stopped")
+	return err
+}
 
-	var lc net.ListenConfig
-	lis, err := lc.Listen(ctx, "tcp", cfg.API.GRPCAddr)
+// openDataDir makes and locks the data directory (one process per directory) and
+// loads the task keys. unlock releases the directory.
+func openDataDir(cfg *config, logger *slog.Logger) (keyring *taskseal.Keyring, unlock func(), err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("data directory: %w", err)
+	}
+	unlock, err = lockDataDir(cfg.DataDir)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return nil, nil, err
 	}
-	httpLis, err := cfg.API.ListenHTTP(ctx)
+	keyring, err = loadKeyring(cfg, logger)
 	if err != nil {
-		lis.Close()
-		return err
+		unlock()
+		return nil, nil, err
 	}
-	if httpLis != nil {
-		logger.Info("http_started", "http_addr", httpLis.Addr().String(), "page", cfg.API.Page,
-			"hint", "open http://"+httpLis.Addr().String()+"/ ; the JSON API is under /v1/ (described at /v1/openapi.json)")
-	}
-	logger.Info("standalone_started", "version", version, "grpc_addr", lis.Addr().String(),
-		"data_dir", cfg.DataDir, "copier_concurrency", cfg.Concurrency, "admin_addr", cfg.AdminAddr,
-		"tls", cfg.API.TLSCertFile != "", "tokens", cfg.API.TokensFile != "" || cfg.API.Tokens != "",
-		"allow_networks", cfg.API.IMAP.AllowNetworks, "task_key", keyring.CurrentKeyID())
-	if cfg.API.TLSCertFile == "" {
-		logger.Info("api_plaintext", "hint", "plain gRPC: fine on loopback (grpcurl -plaintext "+lis.Addr().String()+
-			" list); before listening on a wider address set IMAPCOPY_TLS_CERT_FILE, IMAPCOPY_TLS_KEY_FILE and IMAPCOPY_API_TOKENS_FILE")
-	}
+	return keyring, unlock, nil
+}
+
+// logStart logs the start and the hints a first-time user needs.
+func (cfg *config) logStart(logger *slog.Logger, keyring *taskseal.Keyring) {
+	logger.Info("standalone_started", "version", version, "data_dir", cfg.DataDir, "copier_concurrency", cfg.Concurrency,
+		"admin_addr", cfg.AdminAddr, "allow_networks", cfg.API.IMAP.AllowNetworks, "task_key", keyring.CurrentKeyID())
 	if cfg.API.IMAP.AllowNetworks == "" {
 		logger.Info("network_policy", "hint", "IMAP servers on loopback and private networks are refused; to copy from or to a local test server set IMAPCOPY_ALLOW_NETWORKS, such as 127.0.0.1/32")
 	}
-
-	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopAdmin()
-	var admin *adminhttp.Server
-	if cfg.AdminAddr != "" {
-		admin = adminhttp.New(cfg.AdminAddr, reg, map[string]func(context.Context) error{
-			"nats": func(ctx context.Context) error {
-				_, err := js.Stream(ctx, taskqueue.StreamName)
-				return err
-			},
-		}, logger)
-	}
-	var g errgroup.Group
-	if admin != nil {
-		g.Go(func() error { return admin.Serve(adminCtx) })
-	}
-	var work errgroup.Group
-	work.Go(func() error { return worker.Run(ctx) })
-	if httpLis != nil {
-		work.Go(func() error { return server.ServeHTTP(ctx, httpLis) })
-	}
-	work.Go(func() error {
-		served := make(chan error, 1)
-		go func() { served <- server.Serve(ctx, lis) }()
-		select {
-		case err := <-served:
-			return err
-		case <-ctx.Done():
-		}
-		if admin != nil {
-			admin.Drain()
-		}
-		return <-served
-	})
-	g.Go(func() error {
-		defer stopAdmin() // the admin server outlives the api and the copiers, then stops
-		return work.Wait()
-	})
-	err = g.Wait()
-	logger.Info("standalone_stopped")
-	return err
 }
 
 // loadKeyring reads the configured task key file, or the data directory's, which is
@@ -191,35 +132,24 @@ func loadKeyring(cfg *config, logger *slog.Logger) (*taskseal.Keyring, error) {
 	return kr, nil
 }
 
-// newWorker composes the copier workers on the embedded queue and the KV store,
-// with the api's network policy, CAs and plaintext rule, so that the copiers reach
+// worker composes the copier workers on the embedded queue and the KV store, with
+// the api's network policy, CAs and plaintext rule, so that the copiers reach
 // exactly the servers the api tested.
-func newWorker(cfg *config, cons jetstream.Consumer, store *syncstatus.KV, keyring *taskseal.Keyring, logger *slog.Logger, reg prometheus.Registerer) (*syncworker.Worker, error) {
-	policy, err := cfg.API.IMAP.Policy()
-	if err != nil {
+func (cfg *config) worker(cons jetstream.Consumer, store *syncstatus.KV, keyring *taskseal.Keyring, logger *slog.Logger, reg prometheus.Registerer) (*syncworker.Worker, error) {
+	wcfg := syncworker.Config{
+		Concurrency:     cfg.Concurrency,
+		Connections:     cfg.Connections,
+		KeepAlive:       taskqueue.Config{AckWait: ackWait}.KeepAliveInterval(),
+		ShutdownTimeout: cfg.API.ShutdownTimeout,
+	}
+	if err := wcfg.SetIMAP(&cfg.API.IMAP); err != nil {
 		return nil, err
 	}
-	roots, err := cfg.API.IMAP.RootCAs()
-	if err != nil {
-		return nil, err
-	}
-	w, err := syncworker.New(syncworker.Deps{
+	return syncworker.New(syncworker.Deps{
 		Queue:   taskqueue.NewPuller(cons, taskqueue.PullerOptions{Logger: logger}),
 		Store:   store,
 		Opener:  keyring,
 		Logger:  logger,
 		Metrics: syncworker.NewMetrics(reg),
-	}, syncworker.Config{
-		Concurrency:     cfg.Concurrency,
-		Connections:     cfg.Connections,
-		KeepAlive:       taskqueue.Config{AckWait: ackWait}.KeepAliveInterval(),
-		ShutdownTimeout: cfg.API.ShutdownTimeout,
-		Dial:            imapconn.Options{Dialer: policy.Dialer(nil, nil)},
-		RootCAs:         roots,
-		AllowPlaintext:  cfg.API.IMAP.AllowPlaintext,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return w, nil
+	}, wcfg)
 }
