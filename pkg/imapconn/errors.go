@@ -188,6 +188,9 @@ func IsTooBig(err error) bool {
 // account's secrets (a hostile server could echo them back).
 func serverText(s string, acct Account) string {
 	const max = 200
+	// Redact before cutting, so that no part of a secret straddling the cut stays;
+	// and after cleaning, in case invisible characters were hiding one.
+	s = acct.Redact(s)
 	var b strings.Builder
 	rs := []rune(s)
 	for i := 0; i < len(rs); i++ {
@@ -215,12 +218,15 @@ func serverText(s string, acct Account) string {
 		}
 		b.WriteRune(r)
 	}
-	return redactSecrets(strings.TrimSpace(b.String()), acct)
+	return acct.Redact(strings.TrimSpace(b.String()))
 }
 
-// redactSecrets removes the account's password and token from s, should a server have
-// echoed them.
-func redactSecrets(s string, acct Account) string {
+// Redact removes the account's password and token from s, in clear and in the forms
+// they take in a SASL exchange (base64 of PLAIN and XOAUTH2), should a server or an
+// error have echoed them. It is the one redaction of account secrets: every text that
+// may hold a server's words or an error goes through it before a log, a status or an
+// answer.
+func (acct Account) Redact(s string) string {
 	secrets := []string{acct.Password, acct.OAuth2Token}
 	if acct.Password != "" {
 		secrets = append(secrets, encodeSASL([]byte("\x00"+acct.Login+"\x00"+acct.Password)))

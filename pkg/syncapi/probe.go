@@ -69,7 +69,7 @@ func (p *Prober) Probe(ctx context.Context, acct imapconn.Account, role imapcopy
 	if details {
 		if err := describe(ctx, cl, caps, resp); err != nil {
 			// The login worked: report what is known, and why the rest is missing.
-			p.log.InfoContext(ctx, "account_describe_failed", "host", acct.Host, "error", redact(err.Error(), acct))
+			p.log.InfoContext(ctx, "account_describe_failed", "host", acct.Host, "error", acct.Redact(err.Error()))
 		}
 	}
 	if role == imapcopyv1.AccountRole_ACCOUNT_ROLE_DESTINATION && resp.Quota != nil &&
@@ -207,7 +207,7 @@ func sumSizes(cl imapClient, name string) (uint64, error) {
 
 // failed turns a dial error into the test's answer.
 func failed(err error, acct imapconn.Account) *imapcopyv1.TestAccountResponse {
-	detail := redact(err.Error(), acct)
+	detail := acct.Redact(err.Error())
 	var failure imapcopyv1.TestFailure
 	var msg string
 	switch imapconn.KindOf(err) {
@@ -237,17 +237,6 @@ func failed(err error, acct imapconn.Account) *imapcopyv1.TestAccountResponse {
 		msg = "the connection failed"
 	}
 	return &imapcopyv1.TestAccountResponse{Failure: failure, Message: msg + " (" + detail + ")"}
-}
-
-// redact removes the account's secrets from a text, should a server or a library have
-// echoed them.
-func redact(s string, acct imapconn.Account) string {
-	for _, secret := range []string{acct.Password, acct.OAuth2Token} {
-		if len(secret) >= 3 {
-			s = strings.ReplaceAll(s, secret, "REDACTED")
-		}
-	}
-	return s
 }
 
 // hasAttr reports whether attrs holds attr; attributes are case-insensitive.

@@ -285,12 +285,12 @@ func (s *Service) checkPolicy(ctx context.Context, a *account) *imapcopyv1.TestA
 	if imapconn.KindOf(err) == imapconn.KindRefusedByPolicy {
 		return &imapcopyv1.TestAccountResponse{
 			Failure: imapcopyv1.TestFailure_TEST_FAILURE_REFUSED_BY_POLICY,
-			Message: redact(err.Error(), a.imap),
+			Message: a.imap.Redact(err.Error()),
 		}
 	}
 	return &imapcopyv1.TestAccountResponse{
 		Failure: imapcopyv1.TestFailure_TEST_FAILURE_UNREACHABLE,
-		Message: "the host name does not resolve: check it (" + redact(err.Error(), a.imap) + ")",
+		Message: "the host name does not resolve: check it (" + a.imap.Redact(err.Error()) + ")",
 	}
 }
 
@@ -302,7 +302,7 @@ func (s *Service) test(ctx context.Context, a *account, details bool) *imapcopyv
 		defer cancel()
 		resp = s.prober.Probe(ctx, a.imap, a.role, details)
 	}
-	resp.Message = redact(resp.GetMessage(), a.imap)
+	resp.Message = a.imap.Redact(resp.GetMessage())
 	outcome := "ok"
 	if !resp.GetOk() {
 		outcome = strings.ToLower(strings.TrimPrefix(resp.GetFailure().String(), "TEST_FAILURE_"))
