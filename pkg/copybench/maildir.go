@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"imapcopy.dev/pkg/imapappend"
+	"imapcopy.dev/pkg/internal/utf7"
 )
 
 // Layout is a Dovecot Maildir layout.
@@ -91,7 +91,7 @@ func (t MaildirTarget) dir(serverName string) string {
 	sep := t.separator()
 	var parts []string
 	for _, p := range strings.Split(name, sep) {
-		parts = append(parts, imapappend.EncodeMailbox(p))
+		parts = append(parts, utf7.Encode(p))
 	}
 	if t.Layout == LayoutMaildirPlusPlus {
 		return filepath.Join(t.Root, "."+strings.Join(parts, "."))

@@ -74,6 +74,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/internal/imapwire"
 )
 
 // Defaults for Batching. A caller that fetches bodies for Append should hand it about this
@@ -174,7 +175,7 @@ func (e *BodyError) Error() string {
 func (e *BodyError) Unwrap() error { return e.Err }
 
 // RefusedError is a server's refusal of a message. It unwraps to the *imap.Error, so
-// imapconn.IsOverQuota, imapconn.IsTooBig and imapconn.ResponseCode see its code.
+// imapconn.IsOverQuota, imapconn.IsTooBig and imapwire.ResponseCode see its code.
 type RefusedError struct {
 	Mailbox string
 	Status  *imap.Error
@@ -213,9 +214,9 @@ type Appender struct {
 	tagN      int
 
 	mu       sync.Mutex
-	pending  map[string]chan *imapconn.Response
+	pending  map[string]chan *imapwire.Response
 	wantCont bool
-	bye      *imapconn.Response
+	bye      *imapwire.Response
 
 	cont     chan struct{}
 	readDone chan struct{}
@@ -261,7 +262,7 @@ func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, opt
 			!cfg.noLiteralPlus,
 		appendLimit: appendLimit(sess.Caps),
 		tagPrefix:   "W" + hex.EncodeToString(prefix[:]) + ".",
-		pending:     make(map[string]chan *imapconn.Response),
+		pending:     make(map[string]chan *imapwire.Response),
 		cont:        make(chan struct{}, 1),
 		readDone:    make(chan struct{}),
 	}
@@ -326,7 +327,7 @@ func (a *Appender) BytesWritten() int64 { return a.sess.BytesWritten() }
 func (a *Appender) read() {
 	defer close(a.readDone)
 	for {
-		resp, err := imapconn.ReadResponse(a.sess.Reader)
+		resp, err := imapwire.ReadResponse(a.sess.Reader)
 		if err != nil {
 			a.readErr = err
 			return
@@ -386,8 +387,8 @@ type command struct {
 	kept [][]byte // the bodies sent so far, when unit.keep
 	sent int      // messages whose literal was sent
 	size int64    // bytes kept or to be kept
-	done chan *imapconn.Response
-	resp *imapconn.Response // the tagged response, once known
+	done chan *imapwire.Response
+	resp *imapwire.Response // the tagged response, once known
 }
 
 // appendRun is the state of one Append call.
@@ -527,7 +528,7 @@ func drain(i int, m Message) error {
 func (r *appendRun) send(u unit, size int64) error {
 	a := r.a
 	a.tagN++
-	cmd := &command{tag: a.tagPrefix + strconv.Itoa(a.tagN), unit: u, size: size, done: make(chan *imapconn.Response, 1)}
+	cmd := &command{tag: a.tagPrefix + strconv.Itoa(a.tagN), unit: u, size: size, done: make(chan *imapwire.Response, 1)}
 	a.mu.Lock()
 	a.pending[cmd.tag] = cmd.done
 	if len(a.pending) == 1 {
@@ -809,7 +810,7 @@ func (a *Appender) connErr(ctx context.Context, op string) error {
 
 // parseAppendUID reads "APPENDUID uidvalidity uid-set" (RFC 4315; a MULTIAPPEND gives a
 // uid-set, in the messages' order). uids is nil unless it names exactly n UIDs.
-func parseAppendUID(resp *imapconn.Response, n int) (validity uint32, uids []uint32) {
+func parseAppendUID(resp *imapwire.Response, n int) (validity uint32, uids []uint32) {
 	if resp.Code != "APPENDUID" {
 		return 0, nil
 	}

@@ -5,29 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/internal/imapwire"
 )
-
-func TestEncodeMailbox(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"INBOX", "INBOX"},
-		{"Reçus", "Re&AOc-us"},
-		{"日本語", "&ZeVnLIqe-"},
-		{"~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"}, // RFC 3501 5.1.3
-		{"Tom & Jerry", "Tom &- Jerry"},
-		{"&", "&-"},
-		{"Éléments envoyés", "&AMk-l&AOk-ments envoy&AOk-s"},
-		{"😀", "&2D3eAA-"},
-		{"a\tb", "a&AAk-b"},
-		{"Réunions été", "R&AOk-unions &AOk-t&AOk-"},
-		{"Документы", "&BBQEPgQ6BEMEPAQ1BD0EQgRL-"},
-		{"", ""},
-	} {
-		if got := EncodeMailbox(tc.in); got != tc.want {
-			t.Errorf("EncodeMailbox(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
 
 func TestQuoteMailbox(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -103,7 +82,7 @@ func TestParseAppendUID(t *testing.T) {
 		{"APPENDUID", "38505 4294967296", 1, 38505, nil},    // overflow
 		{"APPENDUID", "38505 3955:3957,3958", 4, 38505, []uint32{3955, 3956, 3957, 3958}},
 	} {
-		resp := &imapconn.Response{Tag: "A1", Type: "OK", Code: tc.code, CodeArgs: tc.args}
+		resp := &imapwire.Response{Tag: "A1", Type: "OK", Code: tc.code, CodeArgs: tc.args}
 		validity, uids := parseAppendUID(resp, tc.n)
 		if validity != tc.validity || !slices.Equal(uids, tc.uids) {
 			t.Errorf("parseAppendUID([%s %s], %d) = %d, %v, want %d, %v", tc.code, tc.args, tc.n, validity, uids, tc.validity, tc.uids)

@@ -19,6 +19,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/internal/imapwire"
 )
 
 // canary is a password that must never show in an error.
@@ -189,7 +190,7 @@ func TestDialSessionRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		resp, err := imapconn.ReadResponse(s.Reader)
+		resp, err := imapwire.ReadResponse(s.Reader)
 		if err != nil {
 			t.Fatalf("ReadResponse: %v", err)
 		}

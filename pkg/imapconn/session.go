@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"imapcopy.dev/pkg/internal/imapwire"
 )
 
 // Session is a logged-in IMAP connection for code that speaks the protocol itself
 // (pkg/imapappend; Dial builds go-imap's client on one). Write commands to Conn and read
-// responses from Reader (with ReadResponse); tags starting with "L" are used up by the
+// responses from Reader (with imapwire.ReadResponse); tags starting with "L" are used up by the
 // login, any other tags are free.
 type Session struct {
 	Conn   net.Conn      // the secured connection; closed when the ctx given to DialSession ends
@@ -110,7 +112,7 @@ type handshake struct {
 	capList   string
 	capsFresh bool // caps were sent since the login began
 	tag       int
-	bye       *Response // a BYE seen before the connection dropped
+	bye       *imapwire.Response // a BYE seen before the connection dropped
 }
 
 func (h *handshake) phase(ctx context.Context, limit time.Duration) {
@@ -145,7 +147,7 @@ func (h *handshake) fail(op string, kind Kind, err error) *Error {
 func (h *handshake) greetAndSecure() error {
 	addr := h.acct.Addr()
 	op := "connect to " + addr
-	resp, err := ReadResponse(h.s.Reader)
+	resp, err := imapwire.ReadResponse(h.s.Reader)
 	if err != nil {
 		if h.acct.Security == SecurityStartTLS || h.acct.Security == SecurityPlaintext {
 			if e := h.fail(op, KindUnknown, err); e.Kind == KindTimeout && h.ctx.Err() == nil {
@@ -159,7 +161,7 @@ func (h *handshake) greetAndSecure() error {
 		return h.fail(op, KindUnknown, err)
 	}
 	if resp.Tag != "*" || (resp.Type != "OK" && resp.Type != "PREAUTH" && resp.Type != "BYE") {
-		return &Error{Kind: KindNotIMAP, Op: op, Err: fmt.Errorf("this is not an IMAP server: it said %q", serverText(resp.line, h.acct))}
+		return &Error{Kind: KindNotIMAP, Op: op, Err: fmt.Errorf("this is not an IMAP server: it said %q", serverText(resp.Line, h.acct))}
 	}
 	if resp.Type == "BYE" {
 		return &Error{Kind: KindUnreachable, Op: op, Err: h.status("the server turned us away", resp)}
@@ -242,12 +244,12 @@ func (h *handshake) nextTag() string {
 	return fmt.Sprintf("L%d", h.tag)
 }
 
-func (h *handshake) noteCaps(resp *Response) {
+func (h *handshake) noteCaps(resp *imapwire.Response) {
 	switch {
 	case resp.Tag == "*" && resp.Type == "CAPABILITY":
-		h.caps, h.capList, h.capsFresh = ParseCaps(resp.Text), resp.Text, true
+		h.caps, h.capList, h.capsFresh = imapwire.ParseCaps(resp.Text), resp.Text, true
 	case resp.Code == "CAPABILITY":
-		h.caps, h.capList, h.capsFresh = ParseCaps(resp.CodeArgs), resp.CodeArgs, true
+		h.caps, h.capList, h.capsFresh = imapwire.ParseCaps(resp.CodeArgs), resp.CodeArgs, true
 	}
 }
 
@@ -266,7 +268,7 @@ func (h *handshake) ensureCaps(op string) error {
 }
 
 // simple sends a command without arguments and reads up to its tagged response.
-func (h *handshake) simple(op, command string) (*Response, error) {
+func (h *handshake) simple(op, command string) (*imapwire.Response, error) {
 	tag := h.nextTag()
 	if _, err := io.WriteString(h.s.Conn, tag+" "+command+"\r\n"); err != nil {
 		return nil, h.fail(op, KindUnknown, err)
@@ -276,9 +278,9 @@ func (h *handshake) simple(op, command string) (*Response, error) {
 
 // await reads responses up to the one tagged tag. Continuation requests go to onCont;
 // without onCont they break the protocol.
-func (h *handshake) await(op, tag string, onCont func(*Response) error) (*Response, error) {
+func (h *handshake) await(op, tag string, onCont func(*imapwire.Response) error) (*imapwire.Response, error) {
 	for {
-		resp, err := ReadResponse(h.s.Reader)
+		resp, err := imapwire.ReadResponse(h.s.Reader)
 		if err != nil {
 			return nil, h.fail(op, KindUnknown, err)
 		}
@@ -317,7 +319,7 @@ func (h *handshake) authenticate(op, mech string, ir []byte) error {
 	}
 	var challenges int
 	var report string // the server's explanation, sent as a challenge (XOAUTH2)
-	resp, err := h.await(op, tag, func(cont *Response) error {
+	resp, err := h.await(op, tag, func(cont *imapwire.Response) error {
 		var answer string
 		switch {
 		case !sentIR:
@@ -360,7 +362,7 @@ func (h *handshake) loginCommand(op string) error {
 		if i > 0 {
 			segments[last] += " "
 		}
-		switch q, ok := Quote(arg); {
+		switch q, ok := imapwire.Quote(arg); {
 		case ok:
 			segments[last] += q
 		case !sync:
@@ -375,7 +377,7 @@ func (h *handshake) loginCommand(op string) error {
 		return h.fail(op, KindUnknown, err)
 	}
 	next := 1
-	resp, err := h.await(op, tag, func(*Response) error {
+	resp, err := h.await(op, tag, func(*imapwire.Response) error {
 		if next >= len(segments) {
 			return &Error{Kind: KindProtocol, Op: op, Err: errors.New("unexpected continuation request")}
 		}
@@ -391,7 +393,7 @@ func (h *handshake) loginCommand(op string) error {
 	return h.loginResult(op, resp, "")
 }
 
-func (h *handshake) loginResult(op string, resp *Response, report string) error {
+func (h *handshake) loginResult(op string, resp *imapwire.Response, report string) error {
 	if resp.Type == "OK" {
 		return nil
 	}
@@ -418,7 +420,7 @@ func (h *handshake) loginResult(op string, resp *Response, report string) error 
 }
 
 // status describes a status response: msg, the code in parentheses, the server's text.
-func (h *handshake) status(msg string, resp *Response) error {
+func (h *handshake) status(msg string, resp *imapwire.Response) error {
 	return newStatusError(msg, resp, h.acct)
 }
 
@@ -429,7 +431,7 @@ type statusError struct {
 	err *imap.Error
 }
 
-func newStatusError(msg string, resp *Response, acct Account) *statusError {
+func newStatusError(msg string, resp *imapwire.Response, acct Account) *statusError {
 	e := &statusError{msg: msg, err: &imap.Error{
 		Type: imap.StatusResponseType(resp.Type),
 		Code: imap.ResponseCode(resp.Code),

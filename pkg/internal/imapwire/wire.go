@@ -1,4 +1,8 @@
-package imapconn
+// Package imapwire reads and writes the IMAP protocol's lines where the code speaks it
+// itself (imapconn's login on a raw session, imapappend's pipelined APPEND), as
+// go-imap keeps its own in internal/imapwire: responses read with a bound on a line,
+// capability lists, quoted strings.
+package imapwire
 
 import (
 	"bufio"
@@ -26,7 +30,9 @@ type Response struct {
 	CodeArgs string // what follows the code inside the brackets ("38505 3955:3957")
 	Text     string // the human-readable text; for untagged data, the rest of the line; for "+", what follows it
 
-	line string // the start of the line as received, for error messages
+	// Line is the start of the line as received (80 bytes at most), for error
+	// messages: untrusted, show it only cleaned (imapconn's serverText).
+	Line string
 }
 
 // IsStatus reports whether r is a status response (OK, NO, BAD, BYE or PREAUTH).
@@ -60,7 +66,7 @@ func ReadResponse(r *bufio.Reader) (*Response, error) {
 	if !ok || len(tag) == 0 {
 		return nil, fmt.Errorf("malformed response %q", printable(line, 60))
 	}
-	resp := &Response{Tag: string(tag), line: string(line[:min(len(line), 80)])}
+	resp := &Response{Tag: string(tag), Line: string(line[:min(len(line), 80)])}
 	typ, rest, _ := bytes.Cut(rest, []byte(" "))
 	if resp.Tag == "*" && len(typ) > 0 && typ[0] >= '0' && typ[0] <= '9' {
 		// "* 23 EXISTS": a number, then the name.
