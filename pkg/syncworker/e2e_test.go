@@ -319,7 +319,7 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 	if task.Sealed, err = e.keys.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: "not-" + src.Password, DestinationPassword: dst.Password}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := taskqueue.Publish(ctx, e.js, task); err != nil {
+	if err := taskqueue.NewPublisher(e.js).Publish(ctx, task); err != nil {
 		t.Fatal(err)
 	}
 

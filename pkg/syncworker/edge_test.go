@@ -41,7 +41,7 @@ func (e *env) queued(source, taskID string, sealer *taskseal.Keyring, change fun
 	if task.Sealed == nil { // change may have put its own
 		task.Sealed = sealed
 	}
-	if _, err := taskqueue.Publish(ctx, e.js, task); err != nil {
+	if err := taskqueue.NewPublisher(e.js).Publish(ctx, task); err != nil {
 		t.Fatal(err)
 	}
 	return task
@@ -150,7 +150,7 @@ func TestTaskEndsBeforeCopying(t *testing.T) {
 			t.Fatal(err)
 		}
 		task.Sealed = sealed
-		if _, err := taskqueue.Publish(ctx, e.js, task); err != nil {
+		if err := taskqueue.NewPublisher(e.js).Publish(ctx, task); err != nil {
 			t.Fatal(err)
 		}
 		e.queueEmpty()

@@ -161,35 +161,28 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jets
 	return cons, nil
 }
 
-// Publish queues task, its task id as the message id (so a repeated publish within
-// the duplicates window is stored once: the ack's Duplicate is then true).
-func Publish(ctx context.Context, js jetstream.JetStream, task *imapcopyv1.SyncTask) (*jetstream.PubAck, error) {
-	if task.GetTaskId() == "" {
-		return nil, errors.New("publish task: empty task id")
-	}
-	b, err := proto.Marshal(task)
-	if err != nil {
-		return nil, fmt.Errorf("publish task %s: %w", task.GetTaskId(), err)
-	}
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: Subject, Data: b},
-		jetstream.WithMsgID(task.GetTaskId()), jetstream.WithExpectStream(StreamName))
-	if err != nil {
-		return nil, fmt.Errorf("publish task %s: %w", task.GetTaskId(), err)
-	}
-	return ack, nil
-}
-
-// Publisher publishes tasks on one JetStream context (Publish as a method, for
-// consumers that declare a one-method interface).
+// Publisher publishes tasks on one JetStream context.
 type Publisher struct{ js jetstream.JetStream }
 
 // NewPublisher returns a Publisher on js.
 func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
 
-// Publish queues task; see the package function Publish.
+// Publish queues task, its task id as the message id, so that a repeated publish
+// within the duplicates window is stored once (a retried start queues one task).
 func (p *Publisher) Publish(ctx context.Context, task *imapcopyv1.SyncTask) error {
-	_, err := Publish(ctx, p.js, task)
-	return err
+	if task.GetTaskId() == "" {
+		return errors.New("publish task: empty task id")
+	}
+	b, err := proto.Marshal(task)
+	if err != nil {
+		return fmt.Errorf("publish task %s: %w", task.GetTaskId(), err)
+	}
+	_, err = p.js.PublishMsg(ctx, &nats.Msg{Subject: Subject, Data: b},
+		jetstream.WithMsgID(task.GetTaskId()), jetstream.WithExpectStream(StreamName))
+	if err != nil {
+		return fmt.Errorf("publish task %s: %w", task.GetTaskId(), err)
+	}
+	return nil
 }
 
 // PullerOptions configures a Puller.
@@ -298,30 +291,12 @@ type Task struct {
 // now must end the task (Term), or it would stay in the stream forever.
 func (t *Task) LastAttempt() bool { return t.MaxDeliver > 0 && t.Attempt >= t.MaxDeliver }
 
-// Msg is the underlying JetStream message.
-func (t *Task) Msg() jetstream.Msg { return t.msg }
-
 // InProgress resets the ack deadline of this delivery.
 func (t *Task) InProgress() error {
 	if err := t.msg.InProgress(); err != nil {
 		return fmt.Errorf("task %s in progress: %w", t.Task.GetTaskId(), err)
 	}
 	return nil
-}
-
-// KeepAlive sends InProgress every interval until ctx ends; run it beside the work.
-// Send errors are ignored: the next tick tries again, and a lost task is redelivered.
-func (t *Task) KeepAlive(ctx context.Context, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			_ = t.msg.InProgress()
-		}
-	}
 }
 
 // Ack removes the task from the queue, waiting for the server to confirm.

@@ -147,7 +147,7 @@ func TestWorkerCopiesAQueuedTask(t *testing.T) {
 	// The stream may not exist yet (the worker creates it at start): wait for it.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := taskqueue.Publish(t.Context(), js, task)
+		err := taskqueue.NewPublisher(js).Publish(t.Context(), task)
 		if err == nil {
 			break
 		}
