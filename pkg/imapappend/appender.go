@@ -23,14 +23,14 @@
 //
 // By default Append resends them itself: the bodies of a batch are kept in memory until the
 // server answers, at most two batches' bytes per connection (2 × Batching.Bytes, 16 MiB by
-// default). With WithoutResend nothing is kept: the messages of a refused batch come back
+// default). With Config.NoResend nothing is kept: the messages of a refused batch come back
 // with ErrBatchRefused, and the caller, who can read them again from their source, appends
 // each of them alone. A message sent alone is streamed and never held in memory: a refusal
 // of it needs no resending.
 //
 // # Memory
 //
-// With WithoutResend, an Appender holds no message body: its memory is a 64 KiB write
+// With Config.NoResend, an Appender holds no message body: its memory is a 64 KiB write
 // buffer, the TLS and response buffers of its connection, and a 32 KiB copy buffer while a
 // body streams, whatever the Batching limits and the messages' sizes. Without it, add the
 // kept bodies above.
@@ -95,42 +95,20 @@ type Batching struct {
 	Message  int64 // a bigger message is appended alone, streamed; default DefaultMaxBatchedMessage
 }
 
-// Option changes how an Appender works.
-type Option func(*config)
-
-type config struct {
-	batch         Batching
-	noMulti       bool
-	noLiteralPlus bool
-	noResend      bool
+// Config changes how an Appender works; the zero value is the default.
+type Config struct {
+	// Batching sets the batch limits; zero fields keep their defaults.
+	Batching Batching
+	// NoMultiappend sends one APPEND per message even when the server offers MULTIAPPEND.
+	NoMultiappend bool
+	// NoResend keeps no body in memory for a refused batch's retry: the messages of a
+	// batch the server refused come back with ErrBatchRefused, for the caller to append
+	// again one per call, from their source (a one-message Append never makes a batch).
+	NoResend bool
+	// NoLiteralPlus waits for the server's "+" before every literal even when the server
+	// offers LITERAL+.
+	NoLiteralPlus bool
 }
-
-// WithBatching sets the batch limits. Zero fields keep their defaults.
-func WithBatching(b Batching) Option {
-	return func(c *config) {
-		if b.Messages > 0 {
-			c.batch.Messages = b.Messages
-		}
-		if b.Bytes > 0 {
-			c.batch.Bytes = b.Bytes
-		}
-		if b.Message > 0 {
-			c.batch.Message = b.Message
-		}
-	}
-}
-
-// WithoutMultiappend sends one APPEND per message even when the server offers MULTIAPPEND.
-func WithoutMultiappend() Option { return func(c *config) { c.noMulti = true } }
-
-// WithoutResend keeps no body in memory for a refused batch's retry: the messages of a
-// batch the server refused come back with ErrBatchRefused, for the caller to append again
-// one per call, from their source (a one-message Append never makes a batch).
-func WithoutResend() Option { return func(c *config) { c.noResend = true } }
-
-// WithoutLiteralPlus waits for the server's "+" before every literal even when the server
-// offers LITERAL+.
-func WithoutLiteralPlus() Option { return func(c *config) { c.noLiteralPlus = true } }
 
 // Message is one message to append.
 type Message struct {
@@ -155,7 +133,7 @@ var (
 	// connection failed: it may be stored. Check the destination before sending it again.
 	ErrUnconfirmed = errors.New("the connection failed before the server confirmed this message")
 	// ErrBatchRefused marks a message that was not stored because the server refused the
-	// whole MULTIAPPEND it was part of, with WithoutResend: append it again alone, to learn
+	// whole MULTIAPPEND it was part of, with Config.NoResend: append it again alone, to learn
 	// whether it is the one at fault.
 	ErrBatchRefused = errors.New("not appended: the server refused the batch it was part of; append it alone")
 )
@@ -200,7 +178,7 @@ type Appender struct {
 	sess *imapconn.Session
 	bw   *bufio.Writer
 	buf  []byte // copies bodies into bw: one buffer per connection, not one per message
-	cfg  config
+	cfg  Config
 	log  *slog.Logger
 	addr string
 	idle time.Duration
@@ -227,12 +205,18 @@ type Appender struct {
 
 // Dial connects and logs in to the destination (see imapconn.DialSession). The connection
 // is closed when ctx ends.
-func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, options ...Option) (*Appender, error) {
-	cfg := config{batch: Batching{Messages: DefaultBatchMessages, Bytes: DefaultBatchBytes, Message: DefaultMaxBatchedMessage}}
-	for _, o := range options {
-		o(&cfg)
+func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, cfg Config) (*Appender, error) {
+	b := &cfg.Batching
+	if b.Messages <= 0 {
+		b.Messages = DefaultBatchMessages
 	}
-	cfg.batch.Message = min(cfg.batch.Message, cfg.batch.Bytes)
+	if b.Bytes <= 0 {
+		b.Bytes = DefaultBatchBytes
+	}
+	if b.Message <= 0 {
+		b.Message = DefaultMaxBatchedMessage
+	}
+	b.Message = min(b.Message, b.Bytes)
 	sess, err := imapconn.DialSession(ctx, acct, opts)
 	if err != nil {
 		return nil, err
@@ -256,10 +240,10 @@ func Dial(ctx context.Context, acct imapconn.Account, opts imapconn.Options, opt
 		addr:        acct.Addr(),
 		idle:        idle,
 		caps:        sess.Caps,
-		multi:       sess.Caps.Has(imap.CapMultiAppend) && !cfg.noMulti,
-		literalPlus: sess.Caps.Has(imap.CapLiteralPlus) && !cfg.noLiteralPlus,
+		multi:       sess.Caps.Has(imap.CapMultiAppend) && !cfg.NoMultiappend,
+		literalPlus: sess.Caps.Has(imap.CapLiteralPlus) && !cfg.NoLiteralPlus,
 		literalMinus: (sess.Caps.Has(imap.CapLiteralMinus) || sess.Caps.Has(imap.CapIMAP4rev2)) &&
-			!cfg.noLiteralPlus,
+			!cfg.NoLiteralPlus,
 		appendLimit: appendLimit(sess.Caps),
 		tagPrefix:   "W" + hex.EncodeToString(prefix[:]) + ".",
 		pending:     make(map[string]chan *imapwire.Response),
@@ -460,7 +444,7 @@ func (r *appendRun) run() error {
 				size += r.msgs[i].Size
 			}
 		}
-		for len(r.inFlight) > 0 && (len(r.inFlight) >= maxInFlight || r.kept+size > 2*r.a.cfg.batch.Bytes) {
+		for len(r.inFlight) > 0 && (len(r.inFlight) >= maxInFlight || r.kept+size > 2*r.a.cfg.Batching.Bytes) {
 			if err := r.collectOldest(); err != nil {
 				return err
 			}
@@ -474,7 +458,7 @@ func (r *appendRun) run() error {
 // plan takes the next unit from the messages: a batch of consecutive small messages, or one
 // message.
 func (r *appendRun) plan() (unit, bool, error) {
-	b := r.a.cfg.batch
+	b := r.a.cfg.Batching
 	first := r.next
 	r.next++
 	m := r.msgs[first]
@@ -503,7 +487,7 @@ func (r *appendRun) plan() (unit, bool, error) {
 		r.next++
 	}
 	multi := len(idx) > 1
-	return unit{idx: idx, multi: multi, keep: multi && !r.a.cfg.noResend}, true, nil
+	return unit{idx: idx, multi: multi, keep: multi && !r.a.cfg.NoResend}, true, nil
 }
 
 func (r *appendRun) tooBig(m Message) bool {
@@ -697,7 +681,7 @@ func (r *appendRun) collectOldest() error {
 func (r *appendRun) finish(cmd *command) []unit {
 	resp := cmd.resp
 	idx := cmd.unit.idx
-	r.a.log.Debug("imap append answered", "mailbox", r.mailbox, "messages", len(idx),
+	r.a.log.Debug("imap_append_answered", "mailbox", r.mailbox, "messages", len(idx),
 		"batch", cmd.unit.multi, "status", resp.Type, "code", resp.Code)
 	if resp.Type == "OK" {
 		validity, uids := parseAppendUID(resp, len(idx))
@@ -715,14 +699,14 @@ func (r *appendRun) finish(cmd *command) []unit {
 	}
 	if cmd.unit.multi && len(idx) > 1 && !mailboxWide(resp.Code) {
 		if !cmd.unit.keep {
-			r.a.log.Info("imap multiappend refused, handing its messages back to append one by one",
+			r.a.log.Info("imap_multiappend_refused_handed_back",
 				"mailbox", r.mailbox, "messages", len(idx), "code", resp.Code, "text", resp.Text)
 			for _, i := range idx {
 				r.results[i].Err = ErrBatchRefused
 			}
 			return nil
 		}
-		r.a.log.Info("imap multiappend refused, appending one by one",
+		r.a.log.Info("imap_multiappend_refused_appending_singly",
 			"mailbox", r.mailbox, "messages", len(idx), "code", resp.Code, "text", resp.Text)
 		var resend []unit
 		for k, i := range idx {

@@ -127,17 +127,17 @@ func (l *logBuffer) count(words ...string) int {
 	return n
 }
 
-func dial(t *testing.T, acct imapconn.Account, options ...imapappend.Option) *imapappend.Appender {
+func dial(t *testing.T, acct imapconn.Account, options imapappend.Config) *imapappend.Appender {
 	t.Helper()
-	a, _ := dialLogged(t, acct, options...)
+	a, _ := dialLogged(t, acct, options)
 	return a
 }
 
-func dialLogged(t *testing.T, acct imapconn.Account, options ...imapappend.Option) (*imapappend.Appender, *logBuffer) {
+func dialLogged(t *testing.T, acct imapconn.Account, options imapappend.Config) (*imapappend.Appender, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := imapappend.Dial(context.Background(), acct, imapconn.Options{Logger: logger}, options...)
+	a, err := imapappend.Dial(context.Background(), acct, imapconn.Options{Logger: logger}, options)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -175,15 +175,15 @@ func TestAppend(t *testing.T) {
 	for _, f := range flavours {
 		for _, tc := range []struct {
 			name     string
-			options  []imapappend.Option
+			options  imapappend.Config
 			commands int // APPEND commands for the 50 messages
 		}{
-			{"one multiappend", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Message: 8 << 20})}, 1},
-			{"default batching", nil, 3}, // the 5 MB message alone, between two batches
-			{"small batches", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Messages: 7})}, 8}, // 0-6, the 5 MB one, six batches of 7
-			{"multiappend without literal+", []imapappend.Option{imapappend.WithoutLiteralPlus()}, 3},
-			{"single appends", []imapappend.Option{imapappend.WithoutMultiappend()}, 50},
-			{"single appends without literal+", []imapappend.Option{imapappend.WithoutMultiappend(), imapappend.WithoutLiteralPlus()}, 50},
+			{"one multiappend", imapappend.Config{Batching: imapappend.Batching{Message: 8 << 20}}, 1},
+			{"default batching", imapappend.Config{}, 3},                                        // the 5 MB message alone, between two batches
+			{"small batches", imapappend.Config{Batching: imapappend.Batching{Messages: 7}}, 8}, // 0-6, the 5 MB one, six batches of 7
+			{"multiappend without literal+", imapappend.Config{NoLiteralPlus: true}, 3},
+			{"single appends", imapappend.Config{NoMultiappend: true}, 50},
+			{"single appends without literal+", imapappend.Config{NoMultiappend: true, NoLiteralPlus: true}, 50},
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -192,7 +192,7 @@ func TestAppend(t *testing.T) {
 				if err := imaptest.CreateFolder(context.Background(), acct, mailbox); err != nil {
 					t.Fatal(err)
 				}
-				a, logs := dialLogged(t, acct, tc.options...)
+				a, logs := dialLogged(t, acct, tc.options)
 				if !a.Caps()["MULTIAPPEND"] {
 					t.Errorf("Caps() = %v, want MULTIAPPEND", a.Caps())
 				}
@@ -212,7 +212,7 @@ func TestAppend(t *testing.T) {
 					prev = r.UID
 				}
 				checkStored(t, acct, mailbox, ms)
-				if got := logs.count("imap append answered", "status=OK"); got != tc.commands {
+				if got := logs.count("imap_append_answered", "status=OK"); got != tc.commands {
 					t.Errorf("%d APPEND commands answered OK, want %d", got, tc.commands)
 				}
 				if !a.Usable() {
@@ -237,18 +237,18 @@ func TestRefusedMessage(t *testing.T) {
 	for _, f := range flavours {
 		for _, tc := range []struct {
 			name    string
-			options []imapappend.Option
+			options imapappend.Config
 			retried bool // a batch refused, then sent one by one
 		}{
-			{"in a multiappend", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Message: 4 << 20})}, true},
-			{"in a multiappend without literal+", []imapappend.Option{imapappend.WithBatching(imapappend.Batching{Message: 4 << 20}), imapappend.WithoutLiteralPlus()}, true},
-			{"alone", nil, false},
-			{"single appends without literal+", []imapappend.Option{imapappend.WithoutMultiappend(), imapappend.WithoutLiteralPlus()}, false},
+			{"in a multiappend", imapappend.Config{Batching: imapappend.Batching{Message: 4 << 20}}, true},
+			{"in a multiappend without literal+", imapappend.Config{Batching: imapappend.Batching{Message: 4 << 20}, NoLiteralPlus: true}, true},
+			{"alone", imapappend.Config{}, false},
+			{"single appends without literal+", imapappend.Config{NoMultiappend: true, NoLiteralPlus: true}, false},
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				acct := servers[f].AddUser(t, imaptest.WithQuota(1<<20))
-				a, logs := dialLogged(t, acct, tc.options...)
+				a, logs := dialLogged(t, acct, tc.options)
 				ms := mixed(10, false)
 				const bad = 4
 				ms[bad].raw = rawMessage(bad, 2<<20, "")
@@ -269,7 +269,7 @@ func TestRefusedMessage(t *testing.T) {
 					t.Errorf("results[%d].Err = %#v, want a *RefusedError for INBOX", bad, results[bad].Err)
 				}
 				checkStored(t, acct, "INBOX", slices.Delete(slices.Clone(ms), bad, bad+1))
-				if got := logs.count("multiappend refused") > 0; got != tc.retried {
+				if got := logs.count("multiappend_refused") > 0; got != tc.retried {
 					t.Errorf("batch refused and retried = %v, want %v", got, tc.retried)
 				}
 				if !a.Usable() {
@@ -280,7 +280,7 @@ func TestRefusedMessage(t *testing.T) {
 	}
 }
 
-// TestRefusedBatchWithoutResend: with WithoutResend, a refused batch's messages come back
+// TestRefusedBatchWithoutResend: with Config.NoResend, a refused batch's messages come back
 // with ErrBatchRefused, nothing of the batch stored and no body kept; appended again one
 // per call, only the message at fault is refused.
 func TestRefusedBatchWithoutResend(t *testing.T) {
@@ -288,17 +288,17 @@ func TestRefusedBatchWithoutResend(t *testing.T) {
 	for _, f := range flavours {
 		for _, tc := range []struct {
 			name    string
-			options []imapappend.Option
+			options imapappend.Config
 		}{
-			{"literal+", nil},
-			{"without literal+", []imapappend.Option{imapappend.WithoutLiteralPlus()}},
+			{"literal+", imapappend.Config{}},
+			{"without literal+", imapappend.Config{NoLiteralPlus: true}},
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				acct := servers[f].AddUser(t, imaptest.WithQuota(1<<20))
-				options := append([]imapappend.Option{imapappend.WithoutResend(),
-					imapappend.WithBatching(imapappend.Batching{Message: 4 << 20})}, tc.options...)
-				a, logs := dialLogged(t, acct, options...)
+				options := tc.options
+				options.NoResend, options.Batching = true, imapappend.Batching{Message: 4 << 20}
+				a, logs := dialLogged(t, acct, options)
 				ms := mixed(10, false)
 				const bad = 4
 				ms[bad].raw = rawMessage(bad, 2<<20, "")
@@ -315,7 +315,7 @@ func TestRefusedBatchWithoutResend(t *testing.T) {
 						t.Errorf("body %d has %d bytes left unread, want it consumed", i, n)
 					}
 				}
-				if logs.count("multiappend refused") != 1 {
+				if logs.count("multiappend_refused") != 1 {
 					t.Errorf("the refused batch was not logged once")
 				}
 				checkStored(t, acct, "INBOX", nil)
@@ -337,7 +337,7 @@ func TestRefusedBatchWithoutResend(t *testing.T) {
 func TestMissingMailbox(t *testing.T) {
 	t.Parallel()
 	acct := servers[imaptest.FlavourSlash].AddUser(t)
-	a := dial(t, acct)
+	a := dial(t, acct, imapappend.Config{})
 	results, err := a.Append(context.Background(), "Nowhere", toMessages(mixed(5, false)))
 	if err != nil {
 		t.Fatalf("Append: %v", err)
@@ -393,19 +393,19 @@ func TestBrokenBody(t *testing.T) {
 	for _, f := range flavours {
 		for _, tc := range []struct {
 			name    string
-			options []imapappend.Option
+			options imapappend.Config
 			body    func(raw []byte) io.Reader
 			wantErr error
 		}{
-			{"short body in a multiappend", nil, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) / 2} }, io.ErrUnexpectedEOF},
-			{"failing body in a multiappend", nil, func(raw []byte) io.Reader { return &failingReader{bytes.NewReader(raw), len(raw) / 2, errSource} }, errSource},
-			{"short body without literal+", []imapappend.Option{imapappend.WithoutLiteralPlus()}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) - 1} }, io.ErrUnexpectedEOF},
-			{"short body in single appends", []imapappend.Option{imapappend.WithoutMultiappend()}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) - 10} }, io.ErrUnexpectedEOF},
+			{"short body in a multiappend", imapappend.Config{}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) / 2} }, io.ErrUnexpectedEOF},
+			{"failing body in a multiappend", imapappend.Config{}, func(raw []byte) io.Reader { return &failingReader{bytes.NewReader(raw), len(raw) / 2, errSource} }, errSource},
+			{"short body without literal+", imapappend.Config{NoLiteralPlus: true}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) - 1} }, io.ErrUnexpectedEOF},
+			{"short body in single appends", imapappend.Config{NoMultiappend: true}, func(raw []byte) io.Reader { return &shortReader{bytes.NewReader(raw), len(raw) - 10} }, io.ErrUnexpectedEOF},
 		} {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				acct := servers[f].AddUser(t)
-				a := dial(t, acct, tc.options...)
+				a := dial(t, acct, tc.options)
 				ms := mixed(6, false)
 				const bad = 3 // the 12 KB one
 				in := toMessages(ms)
@@ -456,7 +456,7 @@ func TestBrokenBodyStoresNothingOfTheBatch(t *testing.T) {
 		t.Run(f.String(), func(t *testing.T) {
 			t.Parallel()
 			acct := servers[f].AddUser(t)
-			a := dial(t, acct)
+			a := dial(t, acct, imapappend.Config{})
 			ms := mixed(20, false)
 			in := toMessages(ms)
 			in[15].Body = &shortReader{bytes.NewReader(ms[15].raw), 100}
@@ -480,7 +480,7 @@ func TestInjection(t *testing.T) {
 		t.Run(f.String(), func(t *testing.T) {
 			t.Parallel()
 			acct := servers[f].AddUser(t)
-			a := dial(t, acct)
+			a := dial(t, acct, imapappend.Config{})
 			attack := "A1 CREATE Injected\r\nW00000000.1 CREATE Injected2\r\n* OK fake\r\n+ fake\r\n)\r\n{5}\r\n"
 			ms := []msg{
 				{raw: rawMessage(0, 1000, attack)},
@@ -507,7 +507,7 @@ func TestInjection(t *testing.T) {
 func TestContextCancel(t *testing.T) {
 	t.Parallel()
 	acct := servers[imaptest.FlavourSlash].AddUser(t)
-	a := dial(t, acct)
+	a := dial(t, acct, imapappend.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	ms := mixed(4, false)
 	in := toMessages(ms)

@@ -23,15 +23,15 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	for _, bc := range []struct {
 		name    string
-		options []imapappend.Option
+		options imapappend.Config
 	}{
-		{"multiappend", nil},
-		{"single", []imapappend.Option{imapappend.WithoutMultiappend()}},
+		{"multiappend", imapappend.Config{}},
+		{"single", imapappend.Config{NoMultiappend: true}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			acct := servers[imaptest.FlavourSlash].AddUser(b)
 			ctx := context.Background()
-			a, err := imapappend.Dial(ctx, acct, imapconn.Options{}, bc.options...)
+			a, err := imapappend.Dial(ctx, acct, imapconn.Options{}, bc.options)
 			if err != nil {
 				b.Fatal(err)
 			}

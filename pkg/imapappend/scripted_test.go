@@ -144,7 +144,7 @@ func TestScripted(t *testing.T) {
 	t.Run("untagged data with literals, no APPENDUID", func(t *testing.T) {
 		t.Parallel()
 		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: okAll}
-		a := dial(t, s.start(t))
+		a := dial(t, s.start(t), imapappend.Config{})
 		msgs, raws := scriptedMessages(5)
 		results, err := a.Append(context.Background(), "INBOX", msgs)
 		if err != nil {
@@ -171,7 +171,7 @@ func TestScripted(t *testing.T) {
 		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(tag string, _ [][]byte) string {
 			return "A1 OK [APPENDUID 1 1] injected\r\n" + tag + " OK done\r\n"
 		}}
-		a := dial(t, s.start(t))
+		a := dial(t, s.start(t), imapappend.Config{})
 		msgs, _ := scriptedMessages(3)
 		results, err := a.Append(context.Background(), "INBOX", msgs)
 		if err == nil || !strings.Contains(err.Error(), "did not send") {
@@ -192,7 +192,7 @@ func TestScripted(t *testing.T) {
 		s := &script{caps: "IMAP4rev1 LITERAL+", answer: func(tag string, _ [][]byte) string {
 			return tag + " BAD [CLIENTBUG] what is this\r\n"
 		}}
-		a := dial(t, s.start(t))
+		a := dial(t, s.start(t), imapappend.Config{})
 		msgs, _ := scriptedMessages(3)
 		results, err := a.Append(context.Background(), "INBOX", msgs)
 		if err == nil {
@@ -211,7 +211,7 @@ func TestScripted(t *testing.T) {
 		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(string, [][]byte) string {
 			return "* BYE server shutting down\r\n"
 		}}
-		a := dial(t, s.start(t))
+		a := dial(t, s.start(t), imapappend.Config{})
 		msgs, _ := scriptedMessages(3)
 		_, err := a.Append(context.Background(), "INBOX", msgs)
 		if err == nil || !strings.Contains(err.Error(), "server shutting down") {
@@ -235,7 +235,7 @@ func TestScripted(t *testing.T) {
 				return ""
 			},
 		}
-		a := dial(t, s.start(t))
+		a := dial(t, s.start(t), imapappend.Config{})
 		var msgs []imapappend.Message
 		msgs, raws = scriptedMessages(4) // 300, 350, 400, 450 bytes
 		msgs = append(msgs, msgs[0])
@@ -275,7 +275,7 @@ func TestScripted(t *testing.T) {
 			caps:   "IMAP4rev1 MULTIAPPEND LITERAL+ APPENDLIMIT=400",
 			answer: func(tag string, _ [][]byte) string { return tag + " OK done\r\n" },
 		}
-		a := dial(t, s.start(t))
+		a := dial(t, s.start(t), imapappend.Config{})
 		if got := a.AppendLimit(); got != 400 {
 			t.Errorf("AppendLimit() = %d, want 400", got)
 		}
@@ -303,7 +303,7 @@ func TestScripted(t *testing.T) {
 	t.Run("a server that stops answering", func(t *testing.T) {
 		t.Parallel()
 		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(string, [][]byte) string { return "" }}
-		a, err := imapappend.Dial(context.Background(), s.start(t), imapconn.Options{IdleTimeout: 200 * time.Millisecond})
+		a, err := imapappend.Dial(context.Background(), s.start(t), imapconn.Options{IdleTimeout: 200 * time.Millisecond}, imapappend.Config{})
 		if err != nil {
 			t.Fatalf("Dial: %v", err)
 		}

@@ -58,7 +58,7 @@ func DialSession(ctx context.Context, acct Account, opts Options) (*Session, err
 	defer cancelDial()
 	nc, raw, err := dialTransport(ctx, dialCtx, acct, opts)
 	if err != nil {
-		opts.Logger.Debug("imap connect failed", "account", acct, "error", err)
+		opts.Logger.Debug("imap_connect_failed", "account", acct, "error", err)
 		return nil, err
 	}
 	s := &Session{Conn: nc, Reader: bufio.NewReader(nc), raw: raw}
@@ -77,7 +77,7 @@ func DialSession(ctx context.Context, acct Account, opts Options) (*Session, err
 		err = h.fail("connect to "+acct.Addr(), KindTimeout, context.DeadlineExceeded)
 	}
 	if err != nil {
-		opts.Logger.Debug("imap connect failed", "account", acct, "error", err)
+		opts.Logger.Debug("imap_connect_failed", "account", acct, "error", err)
 		return nil, err
 	}
 
@@ -90,11 +90,11 @@ func DialSession(ctx context.Context, acct Account, opts Options) (*Session, err
 		err = h.fail(h.loginOp(), KindTimeout, context.DeadlineExceeded)
 	}
 	if err != nil {
-		opts.Logger.Debug("imap login failed", "account", acct, "error", err)
+		opts.Logger.Debug("imap_login_failed", "account", acct, "error", err)
 		return nil, err
 	}
 	ok = true
-	opts.Logger.Debug("imap logged in", "account", acct, "duration", time.Since(start))
+	opts.Logger.Debug("imap_logged_in", "account", acct, "duration", time.Since(start))
 	return s, nil
 }
 

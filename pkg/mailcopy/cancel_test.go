@@ -36,7 +36,7 @@ type cancelPoint struct {
 // and the destination holds every message once, intact.
 //
 // Each Copy starts at least testCommitSettle after the previous one
-// returned, as production does (pkg/syncworker hands a canceled task back
+// returned, as production does (pkg/syncworker hands a cancelled task back
 // with a delay): an APPEND that Dovecot got whole just before the cancel is
 // still committed after the connection ended, and a Copy that read the
 // folder before that commit would append the batch again (see
@@ -139,16 +139,16 @@ func TestCancel(t *testing.T) {
 	}
 
 	base := runtime.NumGoroutine()
-	canceled := 0
+	cancelled := 0
 	var lastEnd time.Time // when the previous Copy returned
 	settle := func() { time.Sleep(time.Until(lastEnd.Add(testCommitSettle))) }
 	for _, pt := range points {
 		settle()
 		ctx, cancel := context.WithCancel(testContext(t))
-		var canceledAt atomic.Pointer[time.Time]
+		var cancelledAt atomic.Pointer[time.Time]
 		cancelNow := func() {
 			now := time.Now()
-			canceledAt.CompareAndSwap(nil, &now)
+			cancelledAt.CompareAndSwap(nil, &now)
 			cancel()
 		}
 		cfg := testConfig(t, via(src, sp), via(dst, dp))
@@ -178,24 +178,24 @@ func TestCancel(t *testing.T) {
 		stop()
 		cancel()
 
-		switch at := canceledAt.Load(); {
+		switch at := cancelledAt.Load(); {
 		case o.err == nil:
 			t.Logf("%s: the copy ended before the cancel (%d copied)", pt.name, o.res.Totals.Copied)
-		case mailcopy.KindOf(o.err) != mailcopy.KindCanceled:
-			t.Errorf("%s: Copy error = %v (kind %v), want kind %v", pt.name, o.err, mailcopy.KindOf(o.err), mailcopy.KindCanceled)
+		case mailcopy.KindOf(o.err) != mailcopy.KindCancelled:
+			t.Errorf("%s: Copy error = %v (kind %v), want kind %v", pt.name, o.err, mailcopy.KindOf(o.err), mailcopy.KindCancelled)
 		case o.res == nil:
 			t.Errorf("%s: Copy returned a nil Result with %v", pt.name, o.err)
 		default:
-			canceled++
-			t.Logf("%s: canceled, returned %v after the cancel, %d copied", pt.name, time.Since(*at).Round(time.Millisecond), o.res.Totals.Copied)
+			cancelled++
+			t.Logf("%s: cancelled, returned %v after the cancel, %d copied", pt.name, time.Since(*at).Round(time.Millisecond), o.res.Totals.Copied)
 		}
 		if leaked := settleGoroutines(base); leaked != "" {
 			t.Fatalf("%s: goroutines left behind after Copy returned (%d, were %d):\n%s",
 				pt.name, runtime.NumGoroutine(), base, leaked)
 		}
 	}
-	if canceled < len(points)/2 {
-		t.Errorf("only %d of %d copies were canceled while running, want at least half", canceled, len(points))
+	if cancelled < len(points)/2 {
+		t.Errorf("only %d of %d copies were cancelled while running, want at least half", cancelled, len(points))
 	}
 
 	settle()

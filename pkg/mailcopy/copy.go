@@ -68,7 +68,7 @@ type job struct {
 // The error is nil when every folder was processed (messages that the
 // destination refused are in Result.Failures, not in the error). Otherwise
 // it is an *Error: KindLogin, KindOverQuota or KindConnect (permanent, see
-// IsPermanent), KindCanceled, or KindTemporary when connections kept
+// IsPermanent), KindCancelled, or KindTemporary when connections kept
 // failing; a later Copy resumes where this one stopped.
 func Copy(ctx context.Context, cfg Config) (*Result, error) {
 	cfg = cfg.withDefaults()
@@ -84,9 +84,9 @@ func Copy(ctx context.Context, cfg Config) (*Result, error) {
 	res.setDuration(cfg.Now())
 	if err != nil {
 		err = classifyEnd(ctx, err)
-		e.log.Warn("copy stopped", "kind", KindOf(err).String(), "error", err)
+		e.log.Warn("copy_stopped", "kind", KindOf(err).String(), "error", err)
 	} else {
-		e.log.Info("copy done", "copied", res.Totals.Copied, "present", res.Totals.Present,
+		e.log.Info("copy_done", "copied", res.Totals.Copied, "present", res.Totals.Present,
 			"failed", res.Totals.Failed, "skipped", res.Totals.Skipped, "bytes", res.Totals.Bytes,
 			"duration", res.Duration)
 	}
@@ -99,7 +99,7 @@ func classifyEnd(ctx context.Context, err error) error {
 		return err
 	}
 	if ctx.Err() != nil {
-		return &Error{Kind: KindCanceled, Err: fmt.Errorf("copy canceled: %w", context.Cause(ctx))}
+		return &Error{Kind: KindCancelled, Err: fmt.Errorf("copy cancelled: %w", context.Cause(ctx))}
 	}
 	return &Error{Kind: KindTemporary, Err: err}
 }
@@ -113,7 +113,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		e.appendLimit = int64(*limit)
 	}
 	e.elsewhere = p.plan.Elsewhere
-	e.log.Info("copy planned", "folders", len(p.plan.Folders), "create", len(p.plan.Create),
+	e.log.Info("copy_planned", "folders", len(p.plan.Folders), "create", len(p.plan.Create),
 		"renames", len(p.plan.Renames), "collisions", len(p.plan.Collisions), "skipped", len(p.plan.Skipped))
 	for _, r := range p.plan.Renames {
 		res.Renames = append(res.Renames, Rename{Source: r.Source, Destination: r.Dest, Reason: string(r.Reason)})
@@ -143,7 +143,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		if reason, ok := p.refused[m.Dest]; ok {
 			j.result.Error = fmt.Sprintf("the destination refused to create folder %q: %s", m.Dest, reason)
 			progress[i].State = FolderFailed
-			e.log.Warn("folder not copied: the destination refused to create it", "folder", m.Dest, "answer", reason)
+			e.log.Warn("folder_not_created", "folder", m.Dest, "answer", reason)
 		}
 		if m.ArchiveOnly {
 			// Its messages in scope are known after its metadata passes (the
@@ -193,7 +193,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		}
 		if rerr := e.appendReport(ctx, res, stopped); rerr != nil {
 			res.ReportError = rerr.Error()
-			e.log.Warn("report not appended", "error", rerr)
+			e.log.Warn("report_not_appended", "error", rerr)
 		} else {
 			res.Report = true
 		}
@@ -333,7 +333,7 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
 	dctx, opts, bd := e.dialing(ctx)
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
-		imapappend.WithBatching(e.cfg.Batching), imapappend.WithoutResend())
+		imapappend.Config{Batching: e.cfg.Batching, NoResend: true})
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}
@@ -342,7 +342,7 @@ func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Co
 }
 
 // dialing returns what one dial needs: a context for imapconn that is never
-// canceled, and dial options whose dialer binds the connection to ctx
+// cancelled, and dial options whose dialer binds the connection to ctx
 // instead. imapconn closes a connection when the context given to Dial ends,
 // but it stores the handle of that binding after registering it
 // (imapconn.conn.bind), so a cancellation during the TLS handshake or the
@@ -490,7 +490,7 @@ func (e *engine) awaitCommits(ctx context.Context, mailbox string) error {
 		return nil
 	}
 	if wait := time.Until(lost.Add(e.cfg.CommitSettle)); wait > 0 {
-		e.log.Info("folder: waiting for unconfirmed appends to settle", "dest", mailbox, "for", wait)
+		e.log.Info("folder_awaiting_unconfirmed_appends", "dest", mailbox, "for", wait)
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -507,14 +507,14 @@ func (e *engine) recordFailure(m MessageIssue) {
 	e.mu.Lock()
 	e.failures = append(e.failures, m)
 	e.mu.Unlock()
-	e.log.Warn("message not copied", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
+	e.log.Warn("message_not_copied", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
 }
 
 func (e *engine) recordAltered(m MessageIssue) {
 	e.mu.Lock()
 	e.altered = append(e.altered, m)
 	e.mu.Unlock()
-	e.log.Warn("message copied with a change", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
+	e.log.Warn("message_altered", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
 }
 
 func (e *engine) recordSkip(m MessageIssue) {

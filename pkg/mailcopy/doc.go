@@ -24,7 +24,7 @@
 //     8 MiB) and every message over 1 MiB alone, pipelined, with LITERAL+ (single
 //     APPENDs where the destination lacks MULTIAPPEND). A message is never held in
 //     memory: the appender reads each body from the source's FETCH response while it
-//     writes it, and keeps nothing for a refused batch (imapappend.WithoutResend: the
+//     writes it, and keeps nothing for a refused batch (imapappend.Config.NoResend: the
 //     batch's messages are fetched again and appended one by one). A sync's memory is
 //     thus a fixed amount per connection (buffers of some 100 KiB: TLS records, the
 //     appender's 64 KiB write buffer, go-imap's reader, a 32 KiB copy buffer) plus the
@@ -70,7 +70,7 @@
 // folder unread for Config.CommitSettle (2 s by default, counted from the loss,
 // ended early by ctx) before its next metadata pass; read sooner, the folder
 // could lack the batch and it would be appended twice. A caller that runs a new
-// Copy right after one was canceled must wait as long itself (pkg/syncworker
+// Copy right after one was cancelled must wait as long itself (pkg/syncworker
 // hands a task back with that delay). A body is counted against the size announced to
 // the destination; when the source fails mid-message, the destination connection
 // is closed before anything else, so no truncated message can be stored. The same

@@ -24,8 +24,8 @@ const (
 	// certificate rejected, STARTTLS not offered, not an IMAP server, address
 	// refused by the network policy).
 	KindConnect
-	// KindCanceled: the caller's context ended.
-	KindCanceled
+	// KindCancelled: the caller's context ended.
+	KindCancelled
 )
 
 var kindNames = [...]string{
@@ -33,7 +33,7 @@ var kindNames = [...]string{
 	KindLogin:     "login-refused",
 	KindOverQuota: "over-quota",
 	KindConnect:   "cannot-connect",
-	KindCanceled:  "canceled",
+	KindCancelled: "cancelled",
 }
 
 func (k Kind) String() string {
@@ -69,14 +69,14 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // KindOf returns the Kind of the first *Error in err's chain; a context
-// cancellation is KindCanceled; anything else is KindTemporary.
+// cancellation is KindCancelled; anything else is KindTemporary.
 func KindOf(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
 	}
 	if errors.Is(err, context.Canceled) {
-		return KindCanceled
+		return KindCancelled
 	}
 	return KindTemporary
 }

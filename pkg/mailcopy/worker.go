@@ -206,7 +206,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 			break
 		}
 		d := e.cfg.backoff(failures)
-		log.Info("folder: reconnecting", "attempt", failures, "in", d, "error", err)
+		log.Info("folder_reconnecting", "attempt", failures, "in", d, "error", err)
 		if serr := sleep(ctx, d); serr != nil {
 			err = serr
 			break
@@ -228,7 +228,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	}
 	e.tracker.update(j.idx, func(f *FolderProgress) { f.State = state; f.Counts = fr.counts })
 	e.tracker.flush()
-	log.Info("folder done", "state", state, "total", fr.counts.Total, "copied", fr.counts.Copied,
+	log.Info("folder_done", "state", state, "total", fr.counts.Total, "copied", fr.counts.Copied,
 		"present", fr.counts.Present, "failed", fr.counts.Failed, "skipped", fr.counts.Skipped,
 		"duration", time.Since(start), "error", j.result.Error)
 	return err
@@ -428,7 +428,7 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 		if err != nil {
 			var imapErr *imap.Error
 			if errors.As(err, &imapErr) {
-				w.e.log.Warn("archived mail: a source folder cannot be opened; its messages count as archived",
+				w.e.log.Warn("archive_source_folder_unreadable",
 					"folder", name, "error", err)
 				continue
 			}
@@ -479,7 +479,7 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 // appendChunk streams one chunk from the source FETCH into one Append call
 // (which cuts it into MULTIAPPEND batches, or pipelined APPENDs) and settles
 // each message. The appender keeps no body for a refused batch
-// (imapappend.WithoutResend): the batch's messages are fetched again from the
+// (imapappend.Config.NoResend): the batch's messages are fetched again from the
 // source and appended one per call, so that only the one at fault is refused.
 func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) error {
 	refused, err := w.appendOnce(ctx, fr, src, chunk)

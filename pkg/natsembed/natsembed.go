@@ -77,7 +77,7 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded nats: JetStream did not start (data directory %s)", cfg.StoreDir)
 	}
-	logger.Info("nats.embedded.started", "store_dir", cfg.StoreDir, "listen", cfg.ListenAddr)
+	logger.Info("nats_embedded_started", "store_dir", cfg.StoreDir, "listen", cfg.ListenAddr)
 	return &Server{ns: ns, logger: logger}, nil
 }
 
@@ -94,7 +94,7 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
-	s.logger.Info("nats.embedded.stopped")
+	s.logger.Info("nats_embedded_stopped")
 }
 
 // JetStream connects inside the process and returns the connection and its

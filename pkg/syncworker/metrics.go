@@ -95,7 +95,7 @@ func (m *Metrics) engineError(err error) {
 		return
 	}
 	var me *mailcopy.Error
-	if !errors.As(err, &me) || me.Kind == mailcopy.KindCanceled {
+	if !errors.As(err, &me) || me.Kind == mailcopy.KindCancelled {
 		return
 	}
 	side := string(me.Side)

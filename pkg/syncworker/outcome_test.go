@@ -115,8 +115,8 @@ func TestBackoff(t *testing.T) {
 
 func TestClassifyEngineCancel(t *testing.T) {
 	// The engine's own cancellation, without a cause from the worker, is temporary.
-	err := &mailcopy.Error{Kind: mailcopy.KindCanceled, Err: context.Canceled}
+	err := &mailcopy.Error{Kind: mailcopy.KindCancelled, Err: context.Canceled}
 	if got := classify(err); got != classTemporary {
-		t.Errorf("classify(engine canceled) = %v, want temporary", got)
+		t.Errorf("classify(engine cancelled) = %v, want temporary", got)
 	}
 }
