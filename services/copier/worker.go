@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"sync/atomic"
 
 	"imapcopy.dev/pkg/adminhttp"
 	"imapcopy.dev/pkg/syncworker"
 	"imapcopy.dev/pkg/taskqueue"
-	"imapcopy.dev/pkg/taskseal"
 )
 
 // version is set at build time (-ldflags "-X main.version=...", see the Dockerfile).
@@ -25,21 +22,13 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	keyring, err := taskseal.LoadKeyring(cfg.TaskKeyFile)
-	if err != nil {
-		return fmt.Errorf("IMAPCOPY_TASK_KEY_FILE: %w", err)
-	}
-	nc, js, err := cfg.NATS.Connect("imapcopy-copier", logger)
+	logger := cfg.Logger(stderr)
+	deps, err := cfg.Fleet.Open("imapcopy-copier", logger)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := cfg.Status.Open(js, cfg.NATS.Replicas)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
+	defer deps.Close()
+	nc, store := deps.NATS, deps.Store
 	reg := adminhttp.NewRegistry()
 	metrics := syncworker.NewMetrics(reg)
 	var started atomic.Bool
@@ -49,17 +38,17 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		"worker":   func(context.Context) error { return ready(started.Load()) },
 	}
 	err = adminhttp.Run(ctx, adminhttp.New(cfg.AdminAddr, reg, checks, logger), func(ctx context.Context) error {
-		cons, err := taskqueue.Open(ctx, nc, js, cfg.NATS.Stream(), logger)
+		cons, err := taskqueue.Open(ctx, nc, deps.JS, cfg.NATS.Stream(), logger)
 		if err != nil {
 			return ignoreCancel(ctx, err)
 		}
-		worker, err := cfg.worker(taskqueue.NewPuller(cons, taskqueue.PullerOptions{Logger: logger}), store.Store, keyring, logger, metrics)
+		worker, err := cfg.worker(taskqueue.NewPuller(cons, taskqueue.PullerOptions{Logger: logger}), store.Store, deps.Keyring, logger, metrics)
 		if err != nil {
 			return err
 		}
 		started.Store(true)
 		logger.Info("copier_started", "version", version, "concurrency", cfg.Concurrency, "store", cfg.Status.Store,
-			"task_keys", keyring.KeyIDs(), "admin_addr", cfg.AdminAddr)
+			"task_keys", deps.Keyring.KeyIDs(), "admin_addr", cfg.AdminAddr)
 		return worker.Run(ctx)
 	})
 	logger.Info("copier_stopped")

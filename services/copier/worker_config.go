@@ -10,21 +10,16 @@ import (
 
 	"imapcopy.dev/pkg/envflag"
 	"imapcopy.dev/pkg/netpolicy"
-	"imapcopy.dev/pkg/syncstatus"
+	"imapcopy.dev/pkg/svcconfig"
 	"imapcopy.dev/pkg/syncworker"
-	"imapcopy.dev/pkg/taskqueue"
 	"imapcopy.dev/pkg/taskseal"
 )
 
 // workerConfig is the configuration of the worker mode (the default command). The
 // names of the shared settings are the api's: both services read one environment.
 type workerConfig struct {
-	NATS   taskqueue.NATSConfig
-	Status syncstatus.Config
-
-	TaskKeyFile string     // IMAPCOPY_TASK_KEY_FILE
-	AdminAddr   string     // IMAPCOPY_ADMIN_ADDR
-	LogLevel    slog.Level // IMAPCOPY_LOG_LEVEL
+	svcconfig.Fleet
+	svcconfig.Admin
 
 	Concurrency     int           // IMAPCOPY_COPIER_CONCURRENCY
 	Connections     int           // IMAPCOPY_COPIER_CONNECTIONS
@@ -45,20 +40,17 @@ Options:
 
 // parseWorkerConfig reads the flags in args over the environment.
 func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writer) (*workerConfig, error) {
-	c := &workerConfig{LogLevel: slog.LevelInfo}
+	c := &workerConfig{}
 	fs := flag.NewFlagSet("imapcopy-copier worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, workerUsage)
 		fs.PrintDefaults()
 	}
-	c.NATS.RegisterFlags(fs, getenv)
-	c.Status.RegisterFlags(fs, getenv)
+	c.Fleet.RegisterFlags(fs, getenv, `file of task encryption keys, "keyid:base64key" per line; every key that may have sealed a queued task (required)`)
+	c.Admin.RegisterFlags(fs, getenv)
 	c.IMAP.RegisterFlags(fs, getenv)
 	e := envflag.New(fs, getenv)
-	e.String(&c.TaskKeyFile, "task-key-file", "IMAPCOPY_TASK_KEY_FILE", "", `file of task encryption keys, "keyid:base64key" per line; every key that may have sealed a queued task (required)`)
-	e.String(&c.AdminAddr, "admin-addr", "IMAPCOPY_ADMIN_ADDR", "127.0.0.1:9090", "admin HTTP address: /metrics, /healthz, /readyz (empty: off)")
-	e.Text(&c.LogLevel, "log-level", "IMAPCOPY_LOG_LEVEL", "debug, info, warn or error", "log level")
 	e.Int(&c.Concurrency, "concurrency", "IMAPCOPY_COPIER_CONCURRENCY", syncworker.DefaultConcurrency, "tasks this process copies at once (KEDA's lagThreshold must be the same)")
 	e.Int(&c.Connections, "connections", "IMAPCOPY_COPIER_CONNECTIONS", syncworker.DefaultConnections, "connections per account when neither the task nor its provider preset says")
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", syncworker.DefaultShutdownTimeout, "after SIGTERM, how long running tasks have to stop and hand back to the queue")
@@ -79,10 +71,7 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 }
 
 func (c *workerConfig) check() error {
-	errs := []error{c.NATS.Check(), c.Status.Check(), c.IMAP.Check()}
-	if c.TaskKeyFile == "" {
-		errs = append(errs, errors.New("IMAPCOPY_TASK_KEY_FILE is required: the api's task key file (all its keys)"))
-	}
+	errs := []error{c.Fleet.Check("the api's task key file (all its keys)"), c.Admin.Check(), c.IMAP.Check()}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONCURRENCY=%d: expected 1 to 256", c.Concurrency))
 	}

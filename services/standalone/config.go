@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"imapcopy.dev/pkg/envflag"
+	"imapcopy.dev/pkg/svcconfig"
 	"imapcopy.dev/pkg/syncapi"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/syncworker"
@@ -30,8 +30,7 @@ type config struct {
 	Connections     int           // IMAPCOPY_COPIER_CONNECTIONS
 	NATSListenAddr  string        // IMAPCOPY_NATS_LISTEN_ADDR
 	StatusRetention time.Duration // IMAPCOPY_STATUS_RETENTION
-	AdminAddr       string        // IMAPCOPY_ADMIN_ADDR
-	LogLevel        slog.Level    // IMAPCOPY_LOG_LEVEL
+	svcconfig.Admin
 
 	errs error
 }
@@ -47,6 +46,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.API.HTTPAddr = syncapi.DefaultStandaloneHTTPAddr // the page, at once
 	c.API.RegisterFlags(fs, getenv)
+	c.Admin.RegisterFlags(fs, getenv)
 	e := envflag.New(fs, getenv)
 	e.String(&c.DataDir, "data-dir", "IMAPCOPY_DATA_DIR", "data", "directory of the queue, the statuses and the generated task key (created 0700)")
 	e.String(&c.TaskKeyFile, "task-key-file", "IMAPCOPY_TASK_KEY_FILE", "", `file of task encryption keys, "keyid:base64key" per line (default: DATA_DIR/task.key, generated on first start)`)
@@ -54,9 +54,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	e.Int(&c.Connections, "copier-connections", "IMAPCOPY_COPIER_CONNECTIONS", syncworker.DefaultConnections, "connections per account when neither the sync's options nor its provider preset say")
 	e.String(&c.NATSListenAddr, "nats-listen-addr", "IMAPCOPY_NATS_LISTEN_ADDR", "", "loopback address on which the embedded NATS also accepts clients, such as 127.0.0.1:4222, for the nats CLI (empty: in-process only)")
 	e.Duration(&c.StatusRetention, "status-retention", "IMAPCOPY_STATUS_RETENTION", syncstatus.DefaultRetention, "how long a finished sync's status is kept")
-	e.String(&c.AdminAddr, "admin-addr", "IMAPCOPY_ADMIN_ADDR", "127.0.0.1:9090", "admin HTTP address: /metrics, /healthz, /readyz (empty: off)")
-	c.LogLevel = slog.LevelInfo
-	e.Text(&c.LogLevel, "log-level", "IMAPCOPY_LOG_LEVEL", "debug, info, warn or error", "log level")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -68,7 +65,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 }
 
 func (c *config) check() error {
-	errs := []error{c.errs}
+	errs := []error{c.errs, c.Admin.Check()}
 	if err := c.API.Check(); err != nil {
 		errs = append(errs, err)
 	}

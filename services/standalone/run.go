@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger := cfg.Logger(stderr)
 	keyring, unlock, err := openDataDir(cfg, logger)
 	if err != nil {
 		return err
