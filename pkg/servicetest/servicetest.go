@@ -11,7 +11,9 @@ package servicetest
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/taskseal"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -251,4 +254,73 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Run runs a binary's run in the background with its logs going to the returned
+// buffer. At the end of the test its context ends and run must return nil (within
+// a minute); its logs are shown when the test failed.
+func Run(t testing.TB, run func(ctx context.Context, logs io.Writer) error) *LogBuffer {
+	t.Helper()
+	logs := &LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("run did not return a minute after its context ended")
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", Tail(logs.String(), 80))
+		}
+	})
+	return logs
+}
+
+// TaskKeyFile writes a file with a fresh task key for the test and returns its path.
+func TaskKeyFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "task.key")
+	if err := os.WriteFile(path, taskseal.FormatKeys(taskseal.GenerateKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Get fetches url and returns the status code and the body. A connection refused is
+// retried for 30 s (a server under test may not listen yet).
+func Get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// WaitReady polls url (a /readyz) until it answers 200, at most a minute, and returns
+// the last answer.
+func WaitReady(t testing.TB, url string) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := Get(t, url)
+		if code == http.StatusOK || time.Now().After(deadline) {
+			return code, body
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -34,10 +34,7 @@ func TestRun(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			dc := imaptest.StartDovecot(t, imaptest.FlavourDot)
 			ns := natstest.Start(t)
-			keyFile := filepath.Join(t.TempDir(), "task-keys")
-			if err := os.WriteFile(keyFile, taskseal.FormatKeys(taskseal.GenerateKey()), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			keyFile := servicetest.TaskKeyFile(t)
 			grpcAddr, adminAddr := servicetest.FreeAddr(t), servicetest.FreeAddr(t)
 			env := map[string]string{
 				"IMAPCOPY_GRPC_ADDR":      grpcAddr,
@@ -53,19 +50,7 @@ func TestRun(t *testing.T) {
 			if store == "redis" {
 				env["IMAPCOPY_REDIS_URL"] = redistest.Start(t).URL()
 			}
-			logs := &servicetest.LogBuffer{}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- run(ctx, nil, servicetest.Getenv(env), logs) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-				if t.Failed() {
-					t.Logf("logs:\n%s", logs)
-				}
-			}()
+			logs := servicetest.Run(t, func(ctx context.Context, logs io.Writer) error { return run(ctx, nil, servicetest.Getenv(env), logs) })
 
 			conn := servicetest.Dial(t, grpcAddr)
 			callCtx, stop := context.WithTimeout(context.Background(), time.Minute)
@@ -226,28 +211,12 @@ func TestStartsWithDependenciesDown(t *testing.T) {
 	ns, rs := natstest.Start(t), redistest.Start(t)
 	ns.Shutdown()
 	rs.Stop()
-	keyFile := filepath.Join(t.TempDir(), "task-keys")
-	if err := os.WriteFile(keyFile, taskseal.FormatKeys(taskseal.GenerateKey()), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	grpcAddr, adminAddr := servicetest.FreeAddr(t), servicetest.FreeAddr(t)
-	env := map[string]string{
-		"IMAPCOPY_GRPC_ADDR": grpcAddr, "IMAPCOPY_ADMIN_ADDR": adminAddr, "IMAPCOPY_TASK_KEY_FILE": keyFile,
+	env := servicetest.Getenv(map[string]string{
+		"IMAPCOPY_GRPC_ADDR": grpcAddr, "IMAPCOPY_ADMIN_ADDR": adminAddr, "IMAPCOPY_TASK_KEY_FILE": servicetest.TaskKeyFile(t),
 		"IMAPCOPY_NATS_URL": ns.ClientURL(), "IMAPCOPY_REDIS_URL": rs.URL(),
-	}
-	logs := &servicetest.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, servicetest.Getenv(env), logs) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs)
-		}
-	}()
+	})
+	servicetest.Run(t, func(ctx context.Context, logs io.Writer) error { return run(ctx, nil, env, logs) })
 	client := imapcopyv1.NewSyncServiceClient(servicetest.Dial(t, grpcAddr))
 	status := func() (string, error) {
 		callCtx, stop := context.WithTimeout(t.Context(), 10*time.Second)
@@ -258,25 +227,17 @@ func TestStartsWithDependenciesDown(t *testing.T) {
 	if code, _ := status(); code != "Unavailable" {
 		t.Errorf("GetSyncStatus with the store down: %s, want Unavailable", code)
 	}
-	if code, body := get(t, "http://"+adminAddr+"/healthz"); code != http.StatusOK {
+	if code, body := servicetest.Get(t, "http://"+adminAddr+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d %q with the dependencies down, want 200", code, body)
 	}
-	code, body := get(t, "http://"+adminAddr+"/readyz")
+	code, body := servicetest.Get(t, "http://"+adminAddr+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "nats") || !strings.Contains(body, "redis") {
 		t.Errorf("/readyz = %d %q with NATS and Redis down, want 503 naming both", code, body)
 	}
 
 	ns.Restart(t)
 	rs.Restart(t)
-	deadline := time.Now().Add(time.Minute) // a bound on the wait, not a timed assertion
-	for {
-		code, body = get(t, "http://"+adminAddr+"/readyz")
-		if code == http.StatusOK || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if code != http.StatusOK {
+	if code, body := servicetest.WaitReady(t, "http://"+adminAddr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz = %d %q after NATS and Redis came up, want 200", code, body)
 	}
 	if code, err := status(); code != "NotFound" {

@@ -207,44 +207,13 @@ func TestWorkerStartsWithDependenciesDown(t *testing.T) {
 	ns, rs := natstest.Start(t), redistest.Start(t)
 	ns.Shutdown()
 	rs.Stop()
-	keyFile := filepath.Join(t.TempDir(), "task.key")
-	if err := os.WriteFile(keyFile, taskseal.FormatKeys(taskseal.GenerateKey()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	adminAddr := servicetest.FreeAddr(t)
-	env := map[string]string{
-		"IMAPCOPY_NATS_URL": ns.ClientURL(), "IMAPCOPY_REDIS_URL": rs.URL(), "IMAPCOPY_TASK_KEY_FILE": keyFile,
-		"IMAPCOPY_ADMIN_ADDR": adminAddr,
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := &servicetest.LogBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, servicetest.Getenv(env), &bytes.Buffer{}, logs) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs)
-		}
-	}()
-	readyz := func() (int, string) {
-		deadline := time.Now().Add(30 * time.Second) // the admin server may not listen yet
-		for {
-			resp, err := http.Get("http://" + adminAddr + "/readyz")
-			if err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				return resp.StatusCode, string(body)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("/readyz: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	code, body := readyz()
+	readyz := "http://" + servicetest.FreeAddr(t) + "/readyz"
+	env := servicetest.Getenv(map[string]string{
+		"IMAPCOPY_NATS_URL": ns.ClientURL(), "IMAPCOPY_REDIS_URL": rs.URL(), "IMAPCOPY_TASK_KEY_FILE": servicetest.TaskKeyFile(t),
+		"IMAPCOPY_ADMIN_ADDR": strings.TrimSuffix(strings.TrimPrefix(readyz, "http://"), "/readyz"),
+	})
+	logs := servicetest.Run(t, func(ctx context.Context, logs io.Writer) error { return run(ctx, nil, env, &bytes.Buffer{}, logs) })
+	code, body := servicetest.Get(t, readyz)
 	for _, name := range []string{"nats", "redis", "worker"} {
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, name) {
 			t.Errorf("/readyz = %d %q with NATS and Redis down, want 503 naming %s", code, body, name)
@@ -252,12 +221,7 @@ func TestWorkerStartsWithDependenciesDown(t *testing.T) {
 	}
 	ns.Restart(t)
 	rs.Restart(t)
-	deadline := time.Now().Add(time.Minute) // a bound on the wait, not a timed assertion
-	for code != http.StatusOK && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		code, body = readyz()
-	}
-	if code != http.StatusOK || !strings.Contains(logs.String(), `"msg":"copier_started"`) {
+	if code, body := servicetest.WaitReady(t, readyz); code != http.StatusOK || !strings.Contains(logs.String(), `"msg":"copier_started"`) {
 		t.Errorf("/readyz = %d %q after NATS and Redis came up, want 200 and the worker started", code, body)
 	}
 }

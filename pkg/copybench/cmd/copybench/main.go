@@ -25,28 +25,31 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"imapcopy.dev/pkg/copybench"
+	"imapcopy.dev/pkg/procmain"
 	"imapcopy.dev/pkg/proxytest"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "copybench:", err)
+	procmain.Main("copybench", func(ctx context.Context) error {
+		err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		if errors.Is(err, errUsage) {
-			os.Exit(2)
+			return usageError{err}
 		}
-		os.Exit(1)
-	}
+		return err
+	})
 }
+
+// usageError exits 2, as a command line that cannot be used does.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+func (usageError) ExitCode() int   { return 2 }
 
 var errUsage = errors.New("usage")
 
