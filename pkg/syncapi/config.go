@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
+	"imapcopy.dev/pkg/syncpage"
 )
 
 // Config is the api's piece of a binary's configuration, read from flags and the
@@ -289,9 +289,6 @@ type Parts struct {
 	// Resolver resolves customers' host names for the network policy; nil: the
 	// system's. The policy checks every address it returns, on every dial.
 	Resolver netpolicy.Resolver
-	// Page is the customer's page, served at / on the HTTP address unless
-	// IMAPCOPY_PAGE is off; nil: none.
-	Page http.Handler
 }
 
 // Build makes the gRPC server this configuration describes around parts: the
@@ -347,15 +344,17 @@ func (c *Config) Build(p Parts) (*Server, error) {
 		Metrics:         metrics,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Logger:          logger,
-		HTTP:            c.httpOptions(p.Page),
+		HTTP:            c.httpOptions(),
 	}), nil
 }
 
-func (c *Config) httpOptions(page http.Handler) HTTPOptions {
-	if c.Page == "off" {
-		page = nil
+// httpOptions are the HTTP side's: the page in its mode (none when off).
+func (c *Config) httpOptions() HTTPOptions {
+	opts := HTTPOptions{Public: c.Page == "public" || c.Page == ""}
+	if c.Page != "off" {
+		opts.Page = syncpage.Handler(syncpage.Options{Mode: syncpage.Mode(c.Page)})
 	}
-	return HTTPOptions{Page: page, Public: c.Page == "public" || c.Page == ""}
+	return opts
 }
 
 // Serve serves server on the configured addresses until ctx ends, then drains: gRPC
