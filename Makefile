@@ -16,9 +16,10 @@ GRPC_GATEWAY_VERSION       := v2.34.0
 GOLANGCI_LINT_VERSION      := v2.15.0
 
 # Debian packages the tests need: real Dovecot, real redis-server, mbsync for the benchmark,
-# promtool (package prometheus) for the alert rules of deploy/monitoring.
-TEST_PACKAGES := dovecot-imapd redis-server isync prometheus
-TEST_COMMANDS := dovecot redis-server mbsync promtool
+# promtool (package prometheus) for the alert rules of deploy/monitoring, headless chromium for
+# the page's browser tests (services/standalone TestPage).
+TEST_PACKAGES := dovecot-imapd redis-server isync prometheus chromium
+TEST_COMMANDS := dovecot redis-server mbsync promtool chromium
 
 .PHONY: help
 help: ## list the targets
