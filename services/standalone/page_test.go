@@ -29,6 +29,8 @@ const (
 	enSyncStarted   = "The synchronization is running; you may close this page."
 	enNotFound      = "There is no synchronization for this address."
 	enFinished      = "The synchronization is finished."
+	enTesting       = "Testing the connection…"
+	enSucceeded     = "Connection succeeded"
 	enAuthFailed    = "the server refused the login or password: check them"
 	plSourceHeading = "1. Twoja stara skrzynka"
 	plNotFound      = "Brak synchronizacji dla tego adresu."
@@ -55,10 +57,29 @@ func TestPage(t *testing.T) {
 		fillAccount(t, ctx, "source", src, src.Login+"@source.test")
 		fillAccount(t, ctx, "destination", dst, dst.Login+"@destination.test")
 		do(t, ctx,
+			record("source-result"),
 			chromedp.Click(chromedp.CSS("#source button[type=submit]")),
 			chromedp.WaitVisible(chromedp.CSS("#source-result.ok")),
+		)
+		if seen := eval[[]string](t, ctx, "window.seen"); len(seen) < 2 || seen[0] != enTesting || !strings.HasPrefix(seen[len(seen)-1], enSucceeded) {
+			t.Errorf("the source's test result went through %q, want %q then %q", seen, enTesting, enSucceeded)
+		}
+		if !hidden(t, ctx, "#sync-button") {
+			t.Errorf("the Synchronize button shows with one account tested")
+		}
+		do(t, ctx,
 			chromedp.Click(chromedp.CSS("#destination button[type=submit]")),
 			chromedp.WaitVisible(chromedp.CSS("#destination-result.ok")),
+			chromedp.WaitVisible(chromedp.CSS("#sync-button")),
+			// A change to a tested account hides the button until it is tested again.
+			chromedp.SendKeys(chromedp.CSS("#source-password"), "x"+kb.Backspace),
+		)
+		if !hidden(t, ctx, "#sync-button") {
+			t.Errorf("the Synchronize button still shows after the source's password changed")
+		}
+		do(t, ctx,
+			chromedp.Click(chromedp.CSS("#source button[type=submit]")),
+			chromedp.WaitVisible(chromedp.CSS("#source-result.ok")),
 			chromedp.Click(chromedp.CSS("#sync-button")),
 			chromedp.WaitVisible(chromedp.CSS("#sync-result.ok")),
 		)
@@ -74,6 +95,10 @@ func TestPage(t *testing.T) {
 			t.Errorf("status line %q, want %q", got, enFinished)
 		}
 		servicetest.Check(t, src, dst)
+		// Nothing typed went to the browser's storage, cookies or the address bar.
+		if kept := eval[string](t, ctx, "location.search + document.cookie + localStorage.length + sessionStorage.length"); kept != "00" {
+			t.Errorf("the page kept %q in its URL, cookies or storage", kept)
+		}
 	})
 
 	t.Run("WrongPassword", func(t *testing.T) {
@@ -363,6 +388,12 @@ func attr(t *testing.T, ctx context.Context, sel, name string) string {
 		t.Fatalf("attribute %s of %s: %v", name, sel, err)
 	}
 	return a.Value
+}
+
+// record keeps every text the element with this id shows, in window.seen.
+func record(id string) chromedp.Action[chromedp.Void] {
+	return script(`window.seen = []; new MutationObserver(() => window.seen.push(document.getElementById("` + id + `").textContent))` +
+		`.observe(document.getElementById("` + id + `"), {childList: true, characterData: true, subtree: true}); true`)
 }
 
 // script runs js in the page for its effect.
