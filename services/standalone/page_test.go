@@ -163,6 +163,27 @@ func TestPage(t *testing.T) {
 		}
 	})
 
+	t.Run("Phone", func(t *testing.T) {
+		// At 360 px nothing is wider than the screen: no sideways scrolling.
+		src := shared.slash.AddUser(t)
+		wrong := src
+		wrong.Password += "-wrong"
+		ctx := newTab(t, browser)
+		do(t, ctx,
+			chromedp.EmulateViewport(360, 740, chromedp.EmulateMobile),
+			chromedp.Navigate(base+"/?lang=fr"),
+		)
+		fillAccount(t, ctx, "source", wrong, src.Login+"@source.test")
+		do(t, ctx,
+			chromedp.Click(chromedp.CSS("#source button[type=submit]")),
+			chromedp.WaitVisible(chromedp.CSS("#source-result.error")),
+		)
+		screenshot(t, ctx, "phone")
+		if w := eval[int](t, ctx, "document.documentElement.scrollWidth"); w > 360 {
+			t.Errorf("the page is %d px wide on a 360 px screen", w)
+		}
+	})
+
 	t.Run("Polish", func(t *testing.T) {
 		for name, how := range map[string][]chromedp.Action[chromedp.Void]{
 			"query": {chromedp.Navigate(base + "/?lang=pl")},
