@@ -42,8 +42,10 @@ const terminalState = `#status-view p.state:is([data-state="SYNC_STATE_COMPLETED
 
 // TestPage drives headless Chromium through the customer's page served by the
 // standalone (in-process, the page at / and the JSON API under /v1/ on
-// IMAPCOPY_HTTP_ADDR) against the test Dovecots. Each case opens its own tab and
-// saves a screenshot in $ARTIFACTS_DIR (or the test's artifact directory: go test
+// IMAPCOPY_HTTP_ADDR) against the test Dovecots: the seed's flow to the finish, a
+// wrong password, the second Synchronize and the cancel, an unknown address, a phone's
+// width, the Polish page, the keyboard alone. Each case opens its own tab and saves a
+// screenshot in $ARTIFACTS_DIR (or the test's artifact directory: go test
 // -artifacts keeps it).
 func TestPage(t *testing.T) {
 	t.Parallel()
@@ -121,9 +123,9 @@ func TestPage(t *testing.T) {
 		}
 	})
 
-	t.Run("AlreadyExists", func(t *testing.T) {
+	t.Run("AlreadyExistsThenCancel", func(t *testing.T) {
 		// The destination behind a slow proxy keeps the first sync running while the
-		// second click is answered.
+		// second click is answered and until it is cancelled.
 		src, dst := loadedPair(t, 30)
 		proxy := proxytest.New(t, dst.Host+":"+strconv.Itoa(dst.Port), proxytest.WithDirBandwidth(proxytest.Upstream, 20_000))
 		slow := dst
@@ -147,6 +149,25 @@ func TestPage(t *testing.T) {
 		if got := text(t, ctx, "#sync-result"); got != enAlreadyExists {
 			t.Errorf("second Synchronize: %q, want %q", got, enAlreadyExists)
 		}
+
+		// Another page that only knows the address sees the state, no cancel button;
+		// the page that started the sync holds its cancel secret and cancels it.
+		other := newTab(t, browser)
+		do(t, other,
+			chromedp.Navigate(base+"/"),
+			chromedp.SendKeys(chromedp.CSS("#status-address"), src.Login+"@source.test"),
+			chromedp.Click(chromedp.CSS("#status button[type=submit]")),
+			chromedp.WaitVisible(chromedp.CSS("#status-view p.state")),
+		)
+		screenshot(t, other, "other-page")
+		if n := eval[int](t, other, `document.querySelectorAll("#status-view button").length`); n != 0 {
+			t.Errorf("a page without the cancel secret shows %d cancel buttons", n)
+		}
+		do(t, ctx, chromedp.Click(chromedp.CSS("#status-view button")))
+		if state := waitFinished(t, ctx); state != "SYNC_STATE_CANCELLED" {
+			t.Errorf("after Cancel the page shows %s, want SYNC_STATE_CANCELLED", state)
+		}
+		screenshot(t, ctx, "cancelled")
 	})
 
 	t.Run("UnknownAddress", func(t *testing.T) {
