@@ -54,7 +54,7 @@ func Dial(ctx context.Context, acct Account, opts Options) (*Client, error) {
 	greeting := "* PREAUTH [CAPABILITY " + caps + "] logged in by imapconn\r\n"
 	pc := &preauthConn{
 		Conn: sess.Conn,
-		r:    io.MultiReader(strings.NewReader(greeting), sess.Reader),
+		r:    newResponseGuard(io.MultiReader(strings.NewReader(greeting), sess.Reader)),
 		raw:  sess.raw,
 	}
 	client := imapclient.New(pc, &imapclient.Options{})
