@@ -46,7 +46,7 @@ func list(c *imapconn.Client) (*listing, error) {
 			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, Size: caps.Has(imap.CapStatusSize)}
 		}
 	}
-	boxes, err := collectList(c, cl.List("", "*", opts))
+	boxes, err := collectList(cl, cl.List("", "*", opts))
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
 	}
@@ -72,7 +72,7 @@ const MaxFolders = 100_000
 
 // collectList reads a LIST's answer, at most MaxFolders of it. Past that it closes the
 // connection and fails.
-func collectList(c *imapconn.Client, cmd *imapclient.ListCommand) ([]*imap.ListData, error) {
+func collectList(c *imapclient.Client, cmd *imapclient.ListCommand) ([]*imap.ListData, error) {
 	var boxes []*imap.ListData
 	for {
 		b := cmd.Next()
@@ -183,7 +183,7 @@ func createFolders(c *imapclient.Client, names []string, created map[string]bool
 // LIST's wildcards in the name ('%', '*') can match other folders too: only
 // the exact name counts.
 func folderExists(c *imapclient.Client, name string) (bool, error) {
-	boxes, err := c.List("", name, nil).Collect()
+	boxes, err := collectList(c, c.List("", name, nil))
 	if err != nil {
 		return false, fmt.Errorf("list folder %q: %w", name, err)
 	}
