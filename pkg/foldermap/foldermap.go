@@ -61,7 +61,19 @@
 // With Gmail rules (Options.Provider "gmail", or a "[Gmail]" or "[Google Mail]" folder on
 // the source) they are also recognised by name. Included views map onto the destination's
 // own only when the destination is a Gmail-like server; appending to another server's
-// virtual folder would fail.
+// virtual folder would fail. A destination is Gmail-like when a folder under its "[Gmail]"
+// or "[Google Mail]" root carries a view attribute (\All, \Flagged, \Important), as
+// Gmail's own do. A Gmail root alone is not enough: copying a Gmail source with its views
+// onto another server creates "[Gmail]" and its views there as plain folders, and a rerun
+// that then took the destination for Gmail would send those views onto the server's own
+// \All folder (Dovecot's virtual one), which the first run did not: folders a copy creates
+// carry no attributes, so the rule gives the same answer before and after a run.
+//
+// Several source folders may be views of one kind (Dovecot marks each virtual folder \All;
+// a Gmail source has "All Mail"). On a Gmail-like destination one of them goes onto the
+// destination's view, by the rule of the other special uses (see matchSpecialUse: the one
+// whose own name is that view first, then the shallowest, then by path); the others keep
+// their own mapped names, created, and keep them on every rerun.
 //
 // Without IncludeGmailViews, \Flagged and \Important views are skipped: each of their
 // messages is also in \All. Under the Gmail rules an \All view is not skipped (elsewhere,
@@ -232,6 +244,7 @@ type node struct {
 	skip        Reason // listed but not copied
 	copied      bool
 	archiveOnly bool   // an \All view whose archived messages go to the archive folder
+	archiveDest string // the archive folder of an archiveOnly node (dest stays its name as a parent)
 	use         string // special use it was mapped by
 	rerooted    bool   // dest is the destination's special-use folder, not derived from parent
 	needed      bool   // copied, or the parent of a needed non-rerooted node
@@ -387,7 +400,7 @@ func (m *mapper) srcAttrs() []attrs {
 // created it, and a rerun would copy the folder a second time elsewhere.
 func (m *mapper) matchSpecialUse() {
 	dstUses := sideUses(m.dst.attrList())
-	dstGmail := hasGmailRoot(m.dst.paths())
+	dstGmail := m.dst.gmailLike()
 	// Owners: the folders copied and their parents, which may be created as containers.
 	owners := map[string][]*node{}
 	for _, c := range m.nodes {
@@ -567,6 +580,9 @@ func (m *mapper) assignLevel(level []*node) {
 			lost = append(lost, p)
 		}
 	}
+	// The suffixes go in source path order: which of the losers found its wanted name on
+	// the destination (a rerun) must not change who gets " (2)".
+	sort.SliceStable(lost, func(i, j int) bool { return comparePaths(lost[i].n.path, lost[j].n.path) < 0 })
 	for _, p := range lost {
 		for i := 2; ; i++ {
 			if name, ok := m.claim(m.join(p.n.parent, fmt.Sprintf("%s (%d)", p.comp, i)), p.n); ok {
@@ -616,15 +632,17 @@ func (m *mapper) plan() *Plan {
 	}
 	for _, n := range m.nodes {
 		if n.archiveOnly {
+			// Its archived messages go to the archive folder; its own name may still be
+			// needed below as the parent of copied folders.
 			archive = true
-			create := m.claims[fold(n.dest)] == n && (!m.dst.exists(n.dest) || !m.dst.selectable(n.dest))
+			d := n.archiveDest
+			create := m.claims[fold(d)] == n && (!m.dst.exists(d) || !m.dst.selectable(d))
 			if create {
-				p.Create = append(p.Create, n.dest)
+				p.Create = append(p.Create, d)
 			}
-			p.Folders = append(p.Folders, Mapping{Source: n.source, Dest: n.dest, SpecialUse: `\All`, Create: create, ArchiveOnly: true})
-			continue
+			p.Folders = append(p.Folders, Mapping{Source: n.source, Dest: d, SpecialUse: `\All`, Create: create, ArchiveOnly: true})
 		}
-		if n.listed && !n.copied {
+		if n.listed && !n.copied && !n.archiveOnly {
 			p.Skipped = append(p.Skipped, Skip{Source: n.source, Reason: n.skip})
 		}
 		if !n.needed {
@@ -633,8 +651,8 @@ func (m *mapper) plan() *Plan {
 		// Onto a flat destination a parent is only part of a name: nothing to create.
 		mustCreate := n != m.inbox && (n.copied || m.dst.side.Delim != 0) &&
 			(!m.dst.exists(n.dest) || n.copied && !m.dst.selectable(n.dest))
-		if mustCreate {
-			p.Create = append(p.Create, n.dest) // unique: every node holds its own name
+		if mustCreate && !slices.Contains(p.Create, n.dest) { // an archive folder may be a parent too
+			p.Create = append(p.Create, n.dest)
 		}
 		if n.copied {
 			p.Folders = append(p.Folders, Mapping{Source: n.source, Dest: n.dest, SpecialUse: n.use, Create: mustCreate})
@@ -671,7 +689,7 @@ func (m *mapper) plan() *Plan {
 // the destination's prefix, which a copied source folder may hold already (the
 // folders then share it) or which is created.
 func (m *mapper) assignArchive() {
-	dstGmail := hasGmailRoot(m.dst.paths())
+	dstGmail := m.dst.gmailLike()
 	dstUses := sideUses(m.dst.attrList())
 	var best *destFolder
 	for _, d := range m.dst.folders {
@@ -686,17 +704,20 @@ func (m *mapper) assignArchive() {
 		}
 		switch {
 		case best != nil:
-			n.dest = best.name
+			n.archiveDest = best.name
 		default:
 			name := m.dst.side.Prefix + "Archive"
 			if holder := m.claims[fold(name)]; holder != nil {
-				n.dest = holder.dest
+				n.archiveDest = holder.dest
+				if holder.archiveOnly && fold(holder.archiveDest) == fold(name) {
+					n.archiveDest = holder.archiveDest // another \All view took it first
+				}
 				break
 			}
 			if existing, ok := m.dst.byFold[fold(name)]; ok {
 				name = existing
 			}
-			n.dest = name
+			n.archiveDest = name
 			m.claims[fold(name)] = n
 		}
 	}

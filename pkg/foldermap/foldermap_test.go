@@ -930,6 +930,18 @@ func TestMapRerun(t *testing.T) {
 			slash("INBOX", `[Gmail]|\Noselect`, `[Gmail]/Sent Mail|\Sent`, `[Gmail]/All Mail|\All`, `[Gmail]/Starred|\Flagged`, "Work"),
 			dot("INBOX"), Options{},
 		},
+		{
+			// The first run creates [Gmail] and its views as plain folders: the rerun must
+			// not take the destination for Gmail and move them onto Dovecot's \All.
+			"Gmail views onto a Dovecot with a virtual All folder",
+			slash("INBOX", `[Gmail]|\Noselect`, `[Gmail]/All Mail|\All`, `[Gmail]/Trash|\Trash`, "Work"),
+			slash("INBOX", `Virtual/All|\All`), Options{IncludeGmailViews: true},
+		},
+		{
+			"several views and an \\All folder that is a parent",
+			dot("INBOX", `INBOX.Everything|\All`, `INBOX.Everything.Kept|\Trash`, `INBOX.All|\All`, "INBOX.[Gmail].x"),
+			slash("INBOX", `a|\All`), Options{},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

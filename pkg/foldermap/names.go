@@ -215,14 +215,6 @@ func (idx *destIndex) selectable(name string) bool {
 	return ok && d.selectable()
 }
 
-func (idx *destIndex) paths() [][]string {
-	paths := make([][]string, 0, len(idx.folders))
-	for _, d := range idx.folders {
-		paths = append(paths, d.path)
-	}
-	return paths
-}
-
 func (idx *destIndex) attrList() []attrs {
 	as := make([]attrs, 0, len(idx.folders))
 	for _, d := range idx.folders {

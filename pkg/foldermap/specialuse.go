@@ -129,6 +129,17 @@ func isView(path []string, a attrs, marked map[string]bool, gmail bool) bool {
 	return false
 }
 
+// gmailLike reports whether the destination is a Gmail-like server (see the package
+// comment): a folder under a Gmail root carries a view attribute.
+func (d *destIndex) gmailLike() bool {
+	for _, f := range d.folders {
+		if len(f.path) > 1 && isGmailRoot(f.path[0]) && (f.attrs.has(`\All`) || f.attrs.has(`\Flagged`) || f.attrs.has(`\Important`)) {
+			return true
+		}
+	}
+	return false
+}
+
 func isGmailRoot(comp string) bool {
 	f := fold(comp)
 	return f == "[gmail]" || f == "[google mail]"

@@ -12,6 +12,10 @@
 //     timeout while an answer is awaited; a long transfer that keeps moving never times
 //     out (go-imap's own deadlines, 5 minutes per literal, are ignored).
 //   - Error messages never contain a password or a token, even one a server echoes back.
+//   - A server cannot make the client buffer without bound: a response line longer than
+//     MaxResponseLine, or a literal larger than MaxBufferedLiteral that is not a message
+//     body (bodies are streamed), fails the connection with a KindProtocol error. go-imap's
+//     client would otherwise hold both whole (ReadResponse keeps MaxLine of a line).
 //
 // The login is done by this package's own protocol code (Session), shared by
 // pkg/imapappend's raw write path. Dial then hands the logged-in connection to go-imap's
@@ -54,7 +58,7 @@ func Dial(ctx context.Context, acct Account, opts Options) (*Client, error) {
 	greeting := "* PREAUTH [CAPABILITY " + caps + "] logged in by imapconn\r\n"
 	pc := &preauthConn{
 		Conn: sess.Conn,
-		r:    io.MultiReader(strings.NewReader(greeting), sess.Reader),
+		r:    newResponseGuard(io.MultiReader(strings.NewReader(greeting), sess.Reader)),
 		raw:  sess.raw,
 	}
 	client := imapclient.New(pc, &imapclient.Options{})

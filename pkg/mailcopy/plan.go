@@ -46,7 +46,7 @@ func list(c *imapconn.Client) (*listing, error) {
 			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, Size: caps.Has(imap.CapStatusSize)}
 		}
 	}
-	boxes, err := cl.List("", "*", opts).Collect()
+	boxes, err := collectList(cl, cl.List("", "*", opts))
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
 	}
@@ -64,6 +64,37 @@ func list(c *imapconn.Client) (*listing, error) {
 		}
 	}
 	return l, nil
+}
+
+// MaxFolders is the most folders a LIST may return: a server that lists more (a hostile
+// one that never ends its LIST) fails the plan rather than fill the memory.
+const MaxFolders = 100_000
+
+// collectList reads a LIST's answer, at most MaxFolders of it. Past that it closes the
+// connection and fails.
+func collectList(c *imapclient.Client, cmd *imapclient.ListCommand) ([]*imap.ListData, error) {
+	var boxes []*imap.ListData
+	for {
+		b := cmd.Next()
+		if b == nil {
+			return boxes, cmd.Close()
+		}
+		if len(boxes) == MaxFolders {
+			// go-imap's Close waits for its reader, which waits for the next folder
+			// to be taken: drain while closing.
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for cmd.Next() != nil {
+				}
+			}()
+			_ = c.Close()
+			<-drained
+			_ = cmd.Close()
+			return nil, &Error{Kind: KindConnect, Err: fmt.Errorf("the server lists more than %d folders", MaxFolders)}
+		}
+		boxes = append(boxes, b)
+	}
 }
 
 // planned is the folder plan of a copy.
@@ -152,7 +183,7 @@ func createFolders(c *imapclient.Client, names []string, created map[string]bool
 // LIST's wildcards in the name ('%', '*') can match other folders too: only
 // the exact name counts.
 func folderExists(c *imapclient.Client, name string) (bool, error) {
-	boxes, err := c.List("", name, nil).Collect()
+	boxes, err := collectList(c, c.List("", name, nil))
 	if err != nil {
 		return false, fmt.Errorf("list folder %q: %w", name, err)
 	}
