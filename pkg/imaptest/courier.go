@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"imapcopy.dev/pkg/imapconn"
 )
@@ -183,7 +184,8 @@ func (c *Courier) session(conn *tls.Conn) {
 		_, err := io.WriteString(conn, s+"\r\n")
 		return err == nil
 	}
-	if !w("* OK [CAPABILITY IMAP4rev1] Courier-IMAP ready (imaptest login front end).") {
+	// The front end announces Courier's capabilities, as Courier's own login does.
+	if !w("* OK [CAPABILITY " + CourierCapability + "] Courier-IMAP ready (imaptest login front end).") {
 		return
 	}
 	for {
@@ -201,7 +203,7 @@ func (c *Courier) session(conn *tls.Conn) {
 		tag, cmd := fields[0], strings.ToUpper(fields[1])
 		switch cmd {
 		case "CAPABILITY":
-			w("* CAPABILITY IMAP4rev1")
+			w("* CAPABILITY " + CourierCapability)
 			w(tag + " OK CAPABILITY completed")
 		case "NOOP":
 			w(tag + " OK NOOP completed")
@@ -344,6 +346,13 @@ func (c *Courier) NewUser(opts ...UserOption) (imapconn.Account, error) {
 			if err := os.MkdirAll(filepath.Join(d, sub), 0o700); err != nil {
 				return imapconn.Account{}, fmt.Errorf("add user: %w", err)
 			}
+		}
+		// Courier writes a folder's UID database only once it holds a message: an
+		// empty folder gets a new UIDVALIDITY in every session. Give each one its
+		// database from the start, as a folder that has been used has.
+		uiddb := fmt.Sprintf("1 %d 1\n", time.Now().Unix())
+		if err := os.WriteFile(filepath.Join(d, "courierimapuiddb"), []byte(uiddb), 0o600); err != nil {
+			return imapconn.Account{}, fmt.Errorf("add user: %w", err)
 		}
 		if d != root {
 			if err := os.WriteFile(filepath.Join(d, "maildirfolder"), nil, 0o600); err != nil {
