@@ -93,7 +93,7 @@ func RunCourier() (_ *Courier, err error) {
 	}
 	imapd := filepath.Join(root, "usr/bin/imapd")
 	if _, err := os.Stat(imapd); err != nil {
-		return nil, fmt.Errorf("courier-imap not found in %s (%v): unpack it, %s", root, err, courierInstall)
+		return nil, fmt.Errorf("courier-imap not found in %s (%w): unpack it, %s", root, err, courierInstall)
 	}
 	dir, err := os.MkdirTemp(tempBase(), "imaptest-courier-")
 	if err != nil {
