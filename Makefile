@@ -62,7 +62,7 @@ fuzz: ## run each fuzz target for FUZZTIME (10s) on top of its committed testdat
 
 .PHONY: test-deps
 test-deps: ## install the Debian packages the tests need (as root), or say how
-	@$(MAKE) --no-print-directory test-deps-cyrus
+	@$(MAKE) --no-print-directory test-deps-cyrus test-deps-courier
 	@missing=""; for c in $(TEST_COMMANDS); do \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
@@ -98,6 +98,28 @@ test-deps-cyrus: ## unpack Cyrus IMAP into CYRUS_DIR for the tests (as root), or
 	    for p in $$tmp/*.deb; do dpkg-deb -x $$p $(CYRUS_DIR) || exit 1; done && rm -rf $$tmp; \
 	  else \
 	    echo "the tests need Cyrus IMAP unpacked into $(CYRUS_DIR); as root run: make test-deps-cyrus"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Courier-IMAP for the tests, the same way (courier-imap conflicts with dovecot-imapd).
+COURIER_DIR      ?= /var/cache/imapcopy-test/courier
+COURIER_PACKAGES := courier-imap courier-base courier-authlib
+COURIER_LIBS     := libidn12 libcourier-unicode4 libgamin0 libgdbm6
+export IMAPTEST_COURIER_DIR := $(COURIER_DIR)
+
+.PHONY: test-deps-courier
+test-deps-courier: ## unpack Courier-IMAP into COURIER_DIR for the tests (as root), or say how
+	@if [ ! -x $(COURIER_DIR)/usr/bin/imapd ] || ! dpkg -s $(COURIER_LIBS) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "unpacking $(COURIER_PACKAGES) into $(COURIER_DIR), installing $(COURIER_LIBS)"; \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(COURIER_LIBS) >/dev/null && \
+	    tmp=$$(mktemp -d) && chmod 755 $$tmp && (chown _apt $$tmp 2>/dev/null; true) && (cd $$tmp && apt-get download -qq $(COURIER_PACKAGES)) && \
+	    rm -rf $(COURIER_DIR) && mkdir -p $(COURIER_DIR) && \
+	    for p in $$tmp/*.deb; do dpkg-deb -x $$p $(COURIER_DIR) || exit 1; done && rm -rf $$tmp; \
+	  else \
+	    echo "the tests need Courier-IMAP unpacked into $(COURIER_DIR); as root run: make test-deps-courier"; \
 	    exit 1; \
 	  fi; \
 	fi

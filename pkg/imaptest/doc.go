@@ -34,6 +34,15 @@
 // (IMAPTEST_CYRUS_DIR points elsewhere); without them StartCyrus fails and says how to
 // get them. Cyrus logs through syslog only: a failed test shows the master's output.
 //
+// StartCourier starts Courier-IMAP 5.0's imapd (Debian's courier-imap, unpacked
+// into DefaultCourierDir by `make test-deps`, IMAPTEST_COURIER_DIR elsewhere) behind a
+// small login front end of the harness (implicit TLS on loopback, LOGIN checked
+// against AddUser's passwords; Courier's own login needs authdaemond at a fixed
+// system path). After LOGIN every command is Courier's own imapd, one process per
+// session, on the user's Maildir++ ("." separator, "INBOX." prefix, Sent, Drafts and
+// Trash without SPECIAL-USE). Its capabilities are CourierCapability: no LITERAL+,
+// MULTIAPPEND, SPECIAL-USE or CONDSTORE.
+//
 // To share one server between the tests of a package, start it in TestMain:
 //
 //	var dc *imaptest.Dovecot

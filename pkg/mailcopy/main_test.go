@@ -18,6 +18,8 @@ import (
 var (
 	servers      = map[imaptest.Flavour]*imaptest.Dovecot{}
 	cyrusServers = map[imaptest.Flavour]*imaptest.Cyrus{}
+	// courierServer is the package's Courier-IMAP.
+	courierServer *imaptest.Courier
 )
 
 func TestMain(m *testing.M) {
@@ -35,7 +37,14 @@ func TestMain(m *testing.M) {
 		}
 		cyrusServers[f] = c
 	}
+	c, err := imaptest.RunCourier()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailcopy tests need Courier-IMAP:", err)
+		os.Exit(1)
+	}
+	courierServer = c
 	code := m.Run()
+	courierServer.Close()
 	for _, d := range servers {
 		d.Close()
 	}

@@ -10,21 +10,47 @@ import (
 	"imapcopy.dev/pkg/proxytest"
 )
 
-// testServer is one of the package's servers: a Dovecot or a Cyrus of a flavour.
+// testServer is one of the package's servers: a Dovecot or a Cyrus of a flavour,
+// or the Courier (always Maildir++: ".", "INBOX.").
 type testServer struct {
 	name    string
 	flavour imaptest.Flavour
 	cyrus   bool
+	courier bool
 }
 
 func (s testServer) addUser(t *testing.T) imapconn.Account {
+	if s.courier {
+		return courierServer.AddUser(t)
+	}
 	if s.cyrus {
 		return cyrusServers[s.flavour].AddUser(t)
 	}
 	return servers[s.flavour].AddUser(t)
 }
 
+// specialUse maps a special-use attribute to the folder that carries it (none on
+// Courier, which has no SPECIAL-USE).
+func (s testServer) specialUse() map[string]string {
+	switch {
+	case s.courier:
+		return nil
+	case s.cyrus:
+		return cyrusServers[s.flavour].SpecialUse
+	}
+	return servers[s.flavour].SpecialUse
+}
+
+// courierSpecial are the folders of a Courier user that the engine recognises by
+// their names, Courier having no SPECIAL-USE.
+var courierSpecial = map[string]string{
+	`\Sent`: "INBOX.Sent", `\Drafts`: "INBOX.Drafts", `\Trash`: "INBOX.Trash", `\Junk`: "INBOX.Junk",
+}
+
 func (s testServer) tlsAddr() string {
+	if s.courier {
+		return courierServer.TLSAddr
+	}
 	if s.cyrus {
 		return cyrusServers[s.flavour].TLSAddr
 	}
@@ -32,13 +58,14 @@ func (s testServer) tlsAddr() string {
 }
 
 var (
-	dovecotSlash = testServer{"dovecot slash", imaptest.FlavourSlash, false}
-	dovecotDot   = testServer{"dovecot dot", imaptest.FlavourDot, false}
-	cyrusSlash   = testServer{"cyrus slash", imaptest.FlavourSlash, true}
-	cyrusDot     = testServer{"cyrus dot", imaptest.FlavourDot, true}
+	dovecotSlash = testServer{name: "dovecot slash", flavour: imaptest.FlavourSlash}
+	dovecotDot   = testServer{name: "dovecot dot", flavour: imaptest.FlavourDot}
+	cyrusSlash   = testServer{name: "cyrus slash", flavour: imaptest.FlavourSlash, cyrus: true}
+	cyrusDot     = testServer{name: "cyrus dot", flavour: imaptest.FlavourDot, cyrus: true}
+	courier      = testServer{name: "courier", flavour: imaptest.FlavourDot, courier: true}
 )
 
-// serverPairs are the source/destination pairs with Cyrus on one side or both
+// serverPairs are the source/destination pairs with Cyrus or Courier on one side or both
 // (Dovecot to Dovecot is TestCopy's and TestFaults'), each namespace flavour on
 // each side at least once.
 var serverPairs = []struct{ src, dst testServer }{
@@ -46,6 +73,9 @@ var serverPairs = []struct{ src, dst testServer }{
 	{dovecotDot, cyrusDot},
 	{cyrusSlash, dovecotDot},
 	{cyrusDot, cyrusSlash},
+	{dovecotSlash, courier},
+	{courier, dovecotDot},
+	{cyrusDot, courier},
 }
 
 // TestServerPairs copies a generated mailbox (nested and non-ASCII folders,
@@ -61,6 +91,17 @@ func TestServerPairs(t *testing.T) {
 			t.Parallel()
 			src, dst := pair.src.addUser(t), pair.dst.addUser(t)
 			check := imaptest.CheckOptions{Munged8bitHeaders: pair.dst.cyrus}
+			if pair.src.courier {
+				// Courier's Sent, Drafts, Trash and Junk, found by their names, go to
+				// the destination's special-use folders (the checker knows them by
+				// their attributes only).
+				check.FolderMap = map[string]string{}
+				for use, name := range courierSpecial {
+					if to, ok := pair.dst.specialUse()[use]; ok {
+						check.FolderMap[name] = to
+					}
+				}
+			}
 			mb := imaptest.Generate(int64(500+i), imaptest.Spec{Count: 100})
 			mustLoad(t, src, mb)
 			srcSnap := mustSnapshot(t, src)

@@ -145,7 +145,8 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 // ALREADYEXISTS is followed by a LIST of the name (Courier answers "NO Cannot
 // create this folder." for an existing folder). A folder that the server
 // refuses to create and that does not exist ("NO Invalid mailbox name" on
-// Cyrus for "100% done") goes into refused with the server's answer: one such
+// Cyrus for "100% done", "NO Error in IMAP command received by server." on
+// Courier for an emoji name, which it also refuses to LIST) goes into refused with the server's answer: one such
 // folder must not stop the copy of the others.
 func createFolders(c *imapclient.Client, names []string, created map[string]bool, refused map[string]string) error {
 	for _, name := range names {
@@ -155,6 +156,13 @@ func createFolders(c *imapclient.Client, names []string, created map[string]bool
 			case isAlreadyExists(err):
 			case errors.As(err, &imapErr):
 				exists, lerr := folderExists(c, name)
+				var listErr *imap.Error
+				if errors.As(lerr, &listErr) {
+					// The server refuses even to LIST the name (Courier: "NO Error
+					// in IMAP command received by server." for an emoji name): no
+					// such folder can exist there.
+					exists, lerr = false, nil
+				}
 				if lerr != nil {
 					return fmt.Errorf("destination: create folder %q: %w (and then: %w)", name, err, lerr)
 				}

@@ -60,10 +60,10 @@ func TestRefusedFolder(t *testing.T) {
 	}
 }
 
-// courierSession is go-imap's in-memory server answering CREATE like Courier-IMAP
-// 5.0: "NO Cannot create this folder." both for a folder that exists and for a name
-// it will not take (here any name with a character outside the BMP, like an emoji).
-// appearing names a folder that another client creates just before this one.
+// courierSession is go-imap's in-memory server answering CREATE of a folder that
+// exists like Courier-IMAP 5.0: "NO Cannot create this folder.". appearing names a
+// folder that another client creates just before this one (a race the real Courier
+// of TestCourierCreate cannot be made to show).
 type courierSession struct {
 	*imapmemserver.UserSession
 	user      *imapmemserver.User
@@ -74,30 +74,9 @@ func (s *courierSession) Login(username, password string) error {
 	return s.user.Login(username, password)
 }
 
-// Append stores a message whose last line has no line end with a CRLF added, as
-// Courier does (2 bytes more).
-func (s *courierSession) Append(mailbox string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.HasSuffix(raw, []byte("\r\n")) {
-		raw = append(raw, "\r\n"...)
-	}
-	return s.UserSession.Append(mailbox, &literal{bytes.NewReader(raw)}, opts)
-}
-
-type literal struct{ *bytes.Reader }
-
-func (l *literal) Size() int64 { return l.Reader.Size() }
-
 func (s *courierSession) Create(name string, opts *imap.CreateOptions) error {
-	cannot := &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Cannot create this folder."}
-	if strings.IndexFunc(name, func(r rune) bool { return r > 0xffff }) >= 0 {
-		return cannot
-	}
 	if err := s.UserSession.Create(name, opts); err != nil || name == s.appearing {
-		return cannot
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Cannot create this folder."}
 	}
 	return nil
 }
@@ -128,13 +107,14 @@ func courierDest(t *testing.T, appearing string) imapconn.Account {
 	return imapconn.Account{Host: host, Port: p, Security: imapconn.SecurityPlaintext, Login: "courier", Password: "secret"}
 }
 
-// TestCourierCreate: Courier's "NO Cannot create this folder." is taken for
-// "already exists" when the folder exists (it is copied into) and for a refusal
-// when it does not (the folder is listed as failed, the rest is copied).
+// TestCourierCreate: the real Courier refuses a folder name with an emoji ("NO Error
+// in IMAP command received by server.", and the same answer to a LIST of it): the
+// folder is listed as failed with Courier's answer, the rest is copied (the copy
+// stopped before, the LIST refusal taken for a broken session).
 func TestCourierCreate(t *testing.T) {
 	t.Parallel()
 	src := dovecotSlash.addUser(t)
-	dst := courierDest(t, "Work")
+	dst := courier.addUser(t)
 	party := "Party 🎉"
 	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
 		{Name: "INBOX", Messages: []imaptest.Message{msg("in inbox", "a@x", 500, baseDate)}},
@@ -148,20 +128,40 @@ func TestCourierCreate(t *testing.T) {
 		t.Errorf("totals %+v complete=%v, want 2 copied and the result incomplete", res.Totals, res.Complete())
 	}
 	failed := res.FailedFolders()
-	if len(failed) != 1 || failed[0].Source != party || !strings.Contains(failed[0].Error, "Cannot create this folder.") {
+	if len(failed) != 1 || failed[0].Source != party || !strings.Contains(failed[0].Error, "Error in IMAP command received by server.") {
 		t.Fatalf("failed folders %+v, want only %q with Courier's answer", failed, party)
 	}
 	mustCheck(t, src, dst, imaptest.CheckOptions{SkipSource: func(f string) bool { return f == party }})
 }
 
-// TestCourierLineEnd: Courier stores a message whose last line has no line end
+// TestCourierCreateAppearing: Courier's "NO Cannot create this folder." for a folder
+// that another client created meanwhile is taken for "already exists": the folder
+// is copied into.
+func TestCourierCreateAppearing(t *testing.T) {
+	t.Parallel()
+	src := dovecotSlash.addUser(t)
+	dst := courierDest(t, "Work")
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: []imaptest.Message{msg("in inbox", "a@x", 500, baseDate)}},
+		{Name: "Work", Messages: []imaptest.Message{msg("work", "w@x", 500, baseDate)}},
+	}})
+	cfg := testConfig(t, src, dst)
+	cfg.NoReport = true
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != 2 || len(res.FailedFolders()) != 0 {
+		t.Errorf("totals %+v failed folders %+v, want 2 copied, nothing failed", res.Totals, res.FailedFolders())
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+}
+
+// TestCourierLineEnd: the real Courier stores a message whose last line has no line end
 // with a CRLF added. A rerun recognises it (it appended it again, at every run),
 // says the destination changed it, and appends nothing; two identical such
 // messages in the source are still two on the destination.
 func TestCourierLineEnd(t *testing.T) {
 	t.Parallel()
 	src := dovecotSlash.addUser(t)
-	dst := courierDest(t, "")
+	dst := courier.addUser(t)
 	noEnd := func(subject string) imaptest.Message {
 		return imaptest.Message{Raw: []byte("From: a@example.com\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@x>\r\n\r\nlast line without its end"), InternalDate: baseDate}
 	}
