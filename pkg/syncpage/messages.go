@@ -59,7 +59,7 @@ var messages = map[string]map[string]string{
 		"error":                                  "Something went wrong: {message}",
 		"stream_lost":                            "The live view stopped; showing the last known state. Show the status again to resume.",
 	},
-	"fr": {
+	"fr": { //nolint:gosec // G101: the page's words ("token"), not credentials
 		"title":                                  "Déménagez votre messagerie",
 		"intro":                                  "Copiez tous les messages et dossiers de votre ancienne messagerie vers la nouvelle. L'ancienne est seulement lue, jamais modifiée.",
 		"language":                               "Langue",
@@ -114,7 +114,7 @@ var messages = map[string]map[string]string{
 		"error":                                  "Une erreur est survenue : {message}",
 		"stream_lost":                            "Le suivi en direct s'est arrêté ; voici le dernier état connu. Affichez l'état à nouveau pour reprendre.",
 	},
-	"pl": {
+	"pl": { //nolint:gosec // G101: the page's words ("token"), not credentials
 		"title":                                  "Przenieś swoją skrzynkę pocztową",
 		"intro":                                  "Skopiuj wszystkie wiadomości i foldery ze starej skrzynki do nowej. Stara skrzynka jest tylko odczytywana, nigdy nie jest zmieniana.",
 		"language":                               "Język",

@@ -125,8 +125,9 @@ type pageView struct {
 }
 
 func view(lang string, mode Mode) pageView {
-	m, _ := json.Marshal(messages[lang]) // a map of strings: cannot fail
-	v := pageView{Lang: lang, Mode: mode, Private: mode == Private, Messages: template.JS(m)}
+	// A map of strings: Marshal cannot fail.
+	m, _ := json.Marshal(messages[lang])
+	v := pageView{Lang: lang, Mode: mode, Private: mode == Private, Messages: template.JS(m)} //nolint:gosec // G203: json.Marshal of our own messages, which escapes <, > and &
 	for _, l := range Languages {
 		v.Links = append(v.Links, link{Lang: l, Name: languageNames[l], Current: l == lang})
 	}

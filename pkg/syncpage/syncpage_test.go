@@ -1,7 +1,6 @@
 package syncpage
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -10,7 +9,13 @@ import (
 	"testing"
 )
 
-func get(t *testing.T, h http.Handler, path string, header ...string) (*http.Response, string) {
+// answer is what the handler wrote.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func get(t *testing.T, h http.Handler, path string, header ...string) (answer, string) {
 	t.Helper()
 	req := httptest.NewRequest("GET", path, nil)
 	for i := 0; i+1 < len(header); i += 2 {
@@ -18,8 +23,7 @@ func get(t *testing.T, h http.Handler, path string, header ...string) (*http.Res
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	body, _ := io.ReadAll(rec.Result().Body)
-	return rec.Result(), string(body)
+	return answer{StatusCode: rec.Code, Header: rec.Header()}, rec.Body.String()
 }
 
 // TestSecurityHeaders: every answer, the page, its files and a miss, carries the

@@ -285,7 +285,7 @@
     if (st.retryReason) parts.push(paragraph(t("retrying", { reason: st.retryReason })));
     if (st.state === "SYNC_STATE_FAILED" && st.failureReason) parts.push(paragraph(t("what_to_do", { reason: st.failureReason })));
     const tot = st.total || {};
-    if (Number(tot.messagesTotal) > 0 || st.state === "SYNC_STATE_RUNNING") {
+    if (Number(tot.messagesTotal) > 0) {
       const done = Number(tot.messagesCopied || 0) + Number(tot.messagesPresent || 0) + Number(tot.messagesFailed || 0) + Number(tot.messagesSkipped || 0);
       parts.push(bar(t("progress_messages", { done: number(done), total: number(tot.messagesTotal) }), done, tot.messagesTotal));
       parts.push(bar(t("progress_bytes", { done: bytes(tot.bytesCopied), total: bytes(tot.bytesTotal) }), tot.bytesCopied, tot.bytesTotal));
