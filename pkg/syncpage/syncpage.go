@@ -116,7 +116,14 @@ type link struct {
 	Current    bool
 }
 
+// accountView is one account's form (the template "account").
+type accountView struct {
+	Lang, Side, Role, Heading string
+}
+
 type pageView struct {
+	Source, Destination accountView
+
 	Lang     string
 	Mode     Mode
 	Private  bool
@@ -127,7 +134,10 @@ type pageView struct {
 func view(lang string, mode Mode) pageView {
 	// A map of strings: Marshal cannot fail.
 	m, _ := json.Marshal(messages[lang])
-	v := pageView{Lang: lang, Mode: mode, Private: mode == Private, Messages: template.JS(m)} //nolint:gosec // G203: json.Marshal of our own messages, which escapes <, > and &
+	v := pageView{Lang: lang, Mode: mode, Private: mode == Private, Messages: template.JS(m), //nolint:gosec // G203: json.Marshal of our own messages, which escapes <, > and &
+		Source:      accountView{Lang: lang, Side: "source", Role: "ACCOUNT_ROLE_SOURCE", Heading: "source_heading"},
+		Destination: accountView{Lang: lang, Side: "destination", Role: "ACCOUNT_ROLE_DESTINATION", Heading: "destination_heading"},
+	}
 	for _, l := range Languages {
 		v.Links = append(v.Links, link{Lang: l, Name: languageNames[l], Current: l == lang})
 	}
