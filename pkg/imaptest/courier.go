@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -319,21 +318,13 @@ func (s *syncBuffer) String() string {
 // implicit TLS. It fails tb on error; Courier users take no options.
 func (c *Courier) AddUser(tb testing.TB, opts ...UserOption) imapconn.Account {
 	tb.Helper()
-	acct, err := c.NewUser(opts...)
-	if err != nil {
-		tb.Fatalf("imaptest: %v", err)
-	}
-	return acct
+	return must(tb)(c.NewUser(opts...))
 }
 
 // NewUser is AddUser without a testing.TB.
 func (c *Courier) NewUser(opts ...UserOption) (imapconn.Account, error) {
-	var cfg userConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.quota != 0 {
-		return imapconn.Account{}, errors.New("add user: the courier harness has no quotas")
+	if err := noOptions("courier", opts); err != nil {
+		return imapconn.Account{}, err
 	}
 	c.mu.Lock()
 	c.nextUser++

@@ -317,21 +317,13 @@ func (c *Cyrus) LogTail(n int) string {
 // options: WithQuota fails.
 func (c *Cyrus) AddUser(tb testing.TB, opts ...UserOption) imapconn.Account {
 	tb.Helper()
-	acct, err := c.NewUser(opts...)
-	if err != nil {
-		tb.Fatalf("imaptest: %v", err)
-	}
-	return acct
+	return must(tb)(c.NewUser(opts...))
 }
 
 // NewUser is AddUser without a testing.TB.
 func (c *Cyrus) NewUser(opts ...UserOption) (imapconn.Account, error) {
-	var cfg userConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.quota != 0 {
-		return imapconn.Account{}, errors.New("add user: the cyrus harness has no quotas")
+	if err := noOptions("cyrus", opts); err != nil {
+		return imapconn.Account{}, err
 	}
 	c.mu.Lock()
 	c.nextUser++

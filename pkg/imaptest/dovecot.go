@@ -506,11 +506,7 @@ func WithQuota(bytes int64) UserOption {
 // tb on error.
 func (d *Dovecot) AddUser(tb testing.TB, opts ...UserOption) imapconn.Account {
 	tb.Helper()
-	acct, err := d.NewUser(opts...)
-	if err != nil {
-		tb.Fatalf("imaptest: %v", err)
-	}
-	return acct
+	return must(tb)(d.NewUser(opts...))
 }
 
 // NewUser is AddUser without a testing.TB.
@@ -778,3 +774,27 @@ service stats {
   }
 }
 `))
+
+// must is the body of every harness's AddUser: the account NewUser made, or tb fails.
+func must(tb testing.TB) func(imapconn.Account, error) imapconn.Account {
+	return func(acct imapconn.Account, err error) imapconn.Account {
+		tb.Helper()
+		if err != nil {
+			tb.Fatalf("imaptest: %v", err)
+		}
+		return acct
+	}
+}
+
+// noOptions refuses user options on a server harness that has none (quotas are
+// Dovecot's only).
+func noOptions(server string, opts []UserOption) error {
+	var cfg userConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.quota != 0 {
+		return errors.New("add user: the " + server + " harness has no quotas")
+	}
+	return nil
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"mime"
@@ -27,30 +26,7 @@ import (
 // is in Polish.
 func TestHTTPFlow(t *testing.T) {
 	t.Parallel()
-	httpAddr := servicetest.FreeAddr(t)
-	env := testEnv()
-	env["IMAPCOPY_HTTP_ADDR"] = httpAddr
-	logs := &servicetest.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	exited := make(chan struct{})
-	grpcAddr := servicetest.FreeAddr(t)
-	go func() {
-		done <- run(ctx, []string{"-data-dir", t.TempDir(), "-grpc-addr", grpcAddr, "-admin-addr", ""},
-			func(k string) string { return env[k] }, logs)
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standalone logs:\n%s", servicetest.Tail(logs.String(), 60))
-		}
-	})
-	dial(t, grpcAddr).waitServing(t, exited)
-	base := "http://" + httpAddr
+	base := startHTTP(t)
 
 	call := func(method, path string, body proto.Message, want int) map[string]any {
 		t.Helper()
