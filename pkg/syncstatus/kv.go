@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -443,4 +444,50 @@ func (s *KV) CancelRequested(ctx context.Context, source, taskID string) (bool, 
 		return false, fmt.Errorf("check cancel: %w", err)
 	}
 	return string(e.Value()) == taskID, nil
+}
+
+// List implements Store: it reads every status of the bucket (the standalone mode's
+// scale: one machine's syncs) and selects the page from them.
+func (s *KV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
+	w, err := s.statuses.WatchFiltered(ctx, []string{"status.>"}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list syncs: %w", err)
+	}
+	defer w.Stop()
+	byKey := make(map[string]*imapcopyv1.SyncStatus)
+	var entries []indexEntry
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list syncs: %w", ctx.Err())
+		case e = <-w.Updates():
+		}
+		if e == nil {
+			break // every current value was delivered
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		st := new(imapcopyv1.SyncStatus)
+		if err := proto.Unmarshal(e.Value(), st); err != nil {
+			return nil, fmt.Errorf("list syncs: decode: %w", err)
+		}
+		key := strings.TrimPrefix(e.Key(), "status.")
+		var expires time.Time
+		if Terminal(st.GetState()) {
+			expires = st.GetUpdatedAt().AsTime().Add(wholeSeconds(s.retention))
+		}
+		byKey[key] = st
+		entries = append(entries, entryOf(key, st, expires))
+	}
+	page, next, totals, err := selectPage(entries, q, s.now())
+	if err != nil {
+		return nil, err
+	}
+	out := &ListPage{NextPageToken: next, Totals: totals, Statuses: make([]*imapcopyv1.SyncStatus, 0, len(page))}
+	for _, e := range page {
+		out.Statuses = append(out.Statuses, byKey[e.Key])
+	}
+	return out, nil
 }

@@ -134,3 +134,7 @@ func (s *lazyKV) RequestCancel(ctx context.Context, source, taskID string) error
 func (s *lazyKV) CancelRequested(ctx context.Context, source, taskID string) (bool, error) {
 	return with(ctx, s, func(kv *KV) (bool, error) { return kv.CancelRequested(ctx, source, taskID) })
 }
+
+func (s *lazyKV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
+	return with(ctx, s, func(kv *KV) (*ListPage, error) { return kv.List(ctx, q) })
+}

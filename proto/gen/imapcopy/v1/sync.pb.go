@@ -2041,6 +2041,320 @@ func (x *CancelSyncResponse) GetStatus() *SyncStatus {
 	return nil
 }
 
+type ListSyncsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only syncs in these states (none: every state).
+	States []SyncState `protobuf:"varint,1,rep,packed,name=states,proto3,enum=imapcopy.v1.SyncState" json:"states,omitempty"`
+	// Only syncs whose destination address is in this domain ("example.com",
+	// case-insensitive).
+	DestinationDomain string `protobuf:"bytes,2,opt,name=destination_domain,json=destinationDomain,proto3" json:"destination_domain,omitempty"`
+	// Only syncs started (created_at) at or after, and before, these moments.
+	CreatedAfter  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
+	// At most this many syncs per page: 50 when 0, at most 500.
+	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page, with the same filters; empty for
+	// the first page.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncsRequest) Reset() {
+	*x = ListSyncsRequest{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncsRequest) ProtoMessage() {}
+
+func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncsRequest.ProtoReflect.Descriptor instead.
+func (*ListSyncsRequest) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListSyncsRequest) GetStates() []SyncState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListSyncsRequest) GetDestinationDomain() string {
+	if x != nil {
+		return x.DestinationDomain
+	}
+	return ""
+}
+
+func (x *ListSyncsRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListSyncsRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
+func (x *ListSyncsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSyncsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// StateCount is how many syncs are in one state.
+type StateCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         SyncState              `protobuf:"varint,1,opt,name=state,proto3,enum=imapcopy.v1.SyncState" json:"state,omitempty"`
+	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateCount) Reset() {
+	*x = StateCount{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateCount) ProtoMessage() {}
+
+func (x *StateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
+func (*StateCount) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StateCount) GetState() SyncState {
+	if x != nil {
+		return x.State
+	}
+	return SyncState_SYNC_STATE_UNSPECIFIED
+}
+
+func (x *StateCount) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type ListSyncsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first (by created_at, then by source address).
+	Syncs []*SyncStatus `protobuf:"bytes,1,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	// Empty on the last page. Pages are stable: a sync started between two pages
+	// does not shift the following ones.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The syncs matching every filter but states, counted by state (the states
+	// with none are left out); the same on every page.
+	Totals        []*StateCount `protobuf:"bytes,3,rep,name=totals,proto3" json:"totals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncsResponse) Reset() {
+	*x = ListSyncsResponse{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncsResponse) ProtoMessage() {}
+
+func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncsResponse.ProtoReflect.Descriptor instead.
+func (*ListSyncsResponse) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListSyncsResponse) GetSyncs() []*SyncStatus {
+	if x != nil {
+		return x.Syncs
+	}
+	return nil
+}
+
+func (x *ListSyncsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListSyncsResponse) GetTotals() []*StateCount {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+type RetrySyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SourceEmail   string                 `protobuf:"bytes,1,opt,name=source_email,json=sourceEmail,proto3" json:"source_email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetrySyncRequest) Reset() {
+	*x = RetrySyncRequest{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetrySyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetrySyncRequest) ProtoMessage() {}
+
+func (x *RetrySyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetrySyncRequest.ProtoReflect.Descriptor instead.
+func (*RetrySyncRequest) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RetrySyncRequest) GetSourceEmail() string {
+	if x != nil {
+		return x.SourceEmail
+	}
+	return ""
+}
+
+type RetrySyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As StartSyncResponse: the new task, its status and its cancel secret.
+	TaskId        string      `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status        *SyncStatus `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	CancelSecret  string      `protobuf:"bytes,3,opt,name=cancel_secret,json=cancelSecret,proto3" json:"cancel_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetrySyncResponse) Reset() {
+	*x = RetrySyncResponse{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetrySyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetrySyncResponse) ProtoMessage() {}
+
+func (x *RetrySyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetrySyncResponse.ProtoReflect.Descriptor instead.
+func (*RetrySyncResponse) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RetrySyncResponse) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *RetrySyncResponse) GetStatus() *SyncStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *RetrySyncResponse) GetCancelSecret() string {
+	if x != nil {
+		return x.CancelSecret
+	}
+	return ""
+}
+
 var File_imapcopy_v1_sync_proto protoreflect.FileDescriptor
 
 const file_imapcopy_v1_sync_proto_rawDesc = "" +
@@ -2190,7 +2504,29 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\x12#\n" +
 	"\rcancel_secret\x18\x02 \x01(\tR\fcancelSecret\"E\n" +
 	"\x12CancelSyncResponse\x12/\n" +
-	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status*e\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\"\xb1\x02\n" +
+	"\x10ListSyncsRequest\x12.\n" +
+	"\x06states\x18\x01 \x03(\x0e2\x16.imapcopy.v1.SyncStateR\x06states\x12-\n" +
+	"\x12destination_domain\x18\x02 \x01(\tR\x11destinationDomain\x12?\n" +
+	"\rcreated_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"P\n" +
+	"\n" +
+	"StateCount\x12,\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x16.imapcopy.v1.SyncStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\x9b\x01\n" +
+	"\x11ListSyncsResponse\x12-\n" +
+	"\x05syncs\x18\x01 \x03(\v2\x17.imapcopy.v1.SyncStatusR\x05syncs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12/\n" +
+	"\x06totals\x18\x03 \x03(\v2\x17.imapcopy.v1.StateCountR\x06totals\"5\n" +
+	"\x10RetrySyncRequest\x12!\n" +
+	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"\x82\x01\n" +
+	"\x11RetrySyncResponse\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12/\n" +
+	"\x06status\x18\x02 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\x12#\n" +
+	"\rcancel_secret\x18\x03 \x01(\tR\fcancelSecret*e\n" +
 	"\bSecurity\x12\x18\n" +
 	"\x14SECURITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSECURITY_TLS\x10\x01\x12\x15\n" +
@@ -2225,7 +2561,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x14FOLDER_STATE_COPYING\x10\x02\x12\x15\n" +
 	"\x11FOLDER_STATE_DONE\x10\x03\x12\x17\n" +
 	"\x13FOLDER_STATE_FAILED\x10\x04\x12\x18\n" +
-	"\x14FOLDER_STATE_SKIPPED\x10\x052\xcc\x05\n" +
+	"\x14FOLDER_STATE_SKIPPED\x10\x052\xa2\a\n" +
 	"\vSyncService\x12m\n" +
 	"\rListProviders\x12!.imapcopy.v1.ListProvidersRequest\x1a\".imapcopy.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12n\n" +
 	"\vTestAccount\x12\x1f.imapcopy.v1.TestAccountRequest\x1a .imapcopy.v1.TestAccountResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/accounts:test\x12`\n" +
@@ -2233,7 +2569,9 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\rGetSyncStatus\x12!.imapcopy.v1.GetSyncStatusRequest\x1a\".imapcopy.v1.GetSyncStatusResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/syncs/{source_email}\x12\x86\x01\n" +
 	"\x0fWatchSyncStatus\x12#.imapcopy.v1.WatchSyncStatusRequest\x1a$.imapcopy.v1.WatchSyncStatusResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/syncs/{source_email}:watch0\x01\x12y\n" +
 	"\n" +
-	"CancelSync\x12\x1e.imapcopy.v1.CancelSyncRequest\x1a\x1f.imapcopy.v1.CancelSyncResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/syncs/{source_email}:cancelB/Z-imapcopy.dev/proto/gen/imapcopy/v1;imapcopyv1b\x06proto3"
+	"CancelSync\x12\x1e.imapcopy.v1.CancelSyncRequest\x1a\x1f.imapcopy.v1.CancelSyncResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/syncs/{source_email}:cancel\x12]\n" +
+	"\tListSyncs\x12\x1d.imapcopy.v1.ListSyncsRequest\x1a\x1e.imapcopy.v1.ListSyncsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/syncs\x12u\n" +
+	"\tRetrySync\x12\x1d.imapcopy.v1.RetrySyncRequest\x1a\x1e.imapcopy.v1.RetrySyncResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/syncs/{source_email}:retryB/Z-imapcopy.dev/proto/gen/imapcopy/v1;imapcopyv1b\x06proto3"
 
 var (
 	file_imapcopy_v1_sync_proto_rawDescOnce sync.Once
@@ -2248,7 +2586,7 @@ func file_imapcopy_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_imapcopy_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_imapcopy_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_imapcopy_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_imapcopy_v1_sync_proto_goTypes = []any{
 	(Security)(0),                   // 0: imapcopy.v1.Security
 	(AccountRole)(0),                // 1: imapcopy.v1.AccountRole
@@ -2278,8 +2616,13 @@ var file_imapcopy_v1_sync_proto_goTypes = []any{
 	(*WatchSyncStatusResponse)(nil), // 25: imapcopy.v1.WatchSyncStatusResponse
 	(*CancelSyncRequest)(nil),       // 26: imapcopy.v1.CancelSyncRequest
 	(*CancelSyncResponse)(nil),      // 27: imapcopy.v1.CancelSyncResponse
-	nil,                             // 28: imapcopy.v1.TestAccountResponse.ServerIdEntry
-	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
+	(*ListSyncsRequest)(nil),        // 28: imapcopy.v1.ListSyncsRequest
+	(*StateCount)(nil),              // 29: imapcopy.v1.StateCount
+	(*ListSyncsResponse)(nil),       // 30: imapcopy.v1.ListSyncsResponse
+	(*RetrySyncRequest)(nil),        // 31: imapcopy.v1.RetrySyncRequest
+	(*RetrySyncResponse)(nil),       // 32: imapcopy.v1.RetrySyncResponse
+	nil,                             // 33: imapcopy.v1.TestAccountResponse.ServerIdEntry
+	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
 }
 var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	0,  // 0: imapcopy.v1.Account.security:type_name -> imapcopy.v1.Security
@@ -2290,10 +2633,10 @@ var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	5,  // 5: imapcopy.v1.TestAccountRequest.account:type_name -> imapcopy.v1.Account
 	1,  // 6: imapcopy.v1.TestAccountRequest.role:type_name -> imapcopy.v1.AccountRole
 	2,  // 7: imapcopy.v1.TestAccountResponse.failure:type_name -> imapcopy.v1.TestFailure
-	28, // 8: imapcopy.v1.TestAccountResponse.server_id:type_name -> imapcopy.v1.TestAccountResponse.ServerIdEntry
+	33, // 8: imapcopy.v1.TestAccountResponse.server_id:type_name -> imapcopy.v1.TestAccountResponse.ServerIdEntry
 	10, // 9: imapcopy.v1.TestAccountResponse.quota:type_name -> imapcopy.v1.Quota
 	11, // 10: imapcopy.v1.TestAccountResponse.special_use_folders:type_name -> imapcopy.v1.SpecialUseFolder
-	29, // 11: imapcopy.v1.SyncOptions.since:type_name -> google.protobuf.Timestamp
+	34, // 11: imapcopy.v1.SyncOptions.since:type_name -> google.protobuf.Timestamp
 	5,  // 12: imapcopy.v1.StartSyncRequest.source:type_name -> imapcopy.v1.Account
 	5,  // 13: imapcopy.v1.StartSyncRequest.destination:type_name -> imapcopy.v1.Account
 	14, // 14: imapcopy.v1.StartSyncRequest.options:type_name -> imapcopy.v1.SyncOptions
@@ -2305,30 +2648,41 @@ var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	18, // 20: imapcopy.v1.SyncStatus.folders:type_name -> imapcopy.v1.FolderProgress
 	19, // 21: imapcopy.v1.SyncStatus.failed_messages:type_name -> imapcopy.v1.FailedMessage
 	20, // 22: imapcopy.v1.SyncStatus.renames:type_name -> imapcopy.v1.FolderRename
-	29, // 23: imapcopy.v1.SyncStatus.created_at:type_name -> google.protobuf.Timestamp
-	29, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
-	29, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
-	29, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
+	34, // 23: imapcopy.v1.SyncStatus.created_at:type_name -> google.protobuf.Timestamp
+	34, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
+	34, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
+	34, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
 	21, // 27: imapcopy.v1.GetSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
 	21, // 28: imapcopy.v1.WatchSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
 	21, // 29: imapcopy.v1.CancelSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
-	8,  // 30: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
-	12, // 31: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
-	15, // 32: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
-	22, // 33: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
-	24, // 34: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
-	26, // 35: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
-	9,  // 36: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
-	13, // 37: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
-	16, // 38: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
-	23, // 39: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
-	25, // 40: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
-	27, // 41: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
-	36, // [36:42] is the sub-list for method output_type
-	30, // [30:36] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	3,  // 30: imapcopy.v1.ListSyncsRequest.states:type_name -> imapcopy.v1.SyncState
+	34, // 31: imapcopy.v1.ListSyncsRequest.created_after:type_name -> google.protobuf.Timestamp
+	34, // 32: imapcopy.v1.ListSyncsRequest.created_before:type_name -> google.protobuf.Timestamp
+	3,  // 33: imapcopy.v1.StateCount.state:type_name -> imapcopy.v1.SyncState
+	21, // 34: imapcopy.v1.ListSyncsResponse.syncs:type_name -> imapcopy.v1.SyncStatus
+	29, // 35: imapcopy.v1.ListSyncsResponse.totals:type_name -> imapcopy.v1.StateCount
+	21, // 36: imapcopy.v1.RetrySyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	8,  // 37: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
+	12, // 38: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
+	15, // 39: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
+	22, // 40: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
+	24, // 41: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
+	26, // 42: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
+	28, // 43: imapcopy.v1.SyncService.ListSyncs:input_type -> imapcopy.v1.ListSyncsRequest
+	31, // 44: imapcopy.v1.SyncService.RetrySync:input_type -> imapcopy.v1.RetrySyncRequest
+	9,  // 45: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
+	13, // 46: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
+	16, // 47: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
+	23, // 48: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
+	25, // 49: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
+	27, // 50: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
+	30, // 51: imapcopy.v1.SyncService.ListSyncs:output_type -> imapcopy.v1.ListSyncsResponse
+	32, // 52: imapcopy.v1.SyncService.RetrySync:output_type -> imapcopy.v1.RetrySyncResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_imapcopy_v1_sync_proto_init() }
@@ -2342,7 +2696,7 @@ func file_imapcopy_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imapcopy_v1_sync_proto_rawDesc), len(file_imapcopy_v1_sync_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
