@@ -38,6 +38,7 @@ type Store interface {
 	Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error)
 	Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error]
 	RequestCancel(ctx context.Context, source, taskID string) error
+	List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error)
 }
 
 // Publisher puts a task on the work queue, its task id being the message id.
@@ -45,10 +46,20 @@ type Publisher interface {
 	Publish(ctx context.Context, task *imapcopyv1.SyncTask) error
 }
 
-// Sealer encrypts a task's secrets, bound to the whole task, and makes and checks
-// the tags that serve as cancel secrets; *taskseal.Keyring implements it.
+// TaskKeeper keeps the latest task of each source, secrets sealed, for RetrySync;
+// *taskqueue.Kept implements it. Get answers taskqueue.ErrNotKept when it has none.
+type TaskKeeper interface {
+	Keep(ctx context.Context, task *imapcopyv1.SyncTask) error
+	Get(ctx context.Context, source string) (*imapcopyv1.SyncTask, error)
+	Window() time.Duration
+}
+
+// Sealer encrypts a task's secrets, bound to the whole task, opens them again (for
+// RetrySync), and makes and checks the tags that serve as cancel secrets;
+// *taskseal.Keyring implements it.
 type Sealer interface {
 	Seal(task *imapcopyv1.SyncTask, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error)
+	Open(task *imapcopyv1.SyncTask) (*imapcopyv1.TaskSecrets, error)
 	Tag(purpose, msg string) string
 	VerifyTag(purpose, msg, tag string) bool
 }
@@ -82,6 +93,7 @@ func (systemClock) Now() time.Time { return time.Now() }
 type Deps struct {
 	Store     Store
 	Queue     Publisher
+	Kept      TaskKeeper // nil: keep nothing, RetrySync refuses
 	Sealer    Sealer
 	Prober    AccountProber
 	Policy    PolicyChecker
@@ -125,6 +137,7 @@ type Service struct {
 
 	store     Store
 	queue     Publisher
+	kept      TaskKeeper
 	sealer    Sealer
 	prober    AccountProber
 	policy    PolicyChecker
@@ -186,6 +199,7 @@ func New(deps Deps, opts Options) (*Service, error) {
 	return &Service{
 		store:      boundedStore{deps.Store, opts.StoreTimeout},
 		queue:      deps.Queue,
+		kept:       deps.Kept,
 		sealer:     deps.Sealer,
 		prober:     deps.Prober,
 		policy:     deps.Policy,
@@ -517,6 +531,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		return nil, status.Error(codes.Unavailable, "the task queue is unavailable: nothing was started, try again in a minute")
 	}
 	locked = false // the lock now belongs to the task
+	s.keep(ctx, task)
 	// The task is queued: the lock lives while it waits. A copier that already took
 	// the task holds the lock with the same token; one that already finished it has
 	// released it (ErrNotHolder: nothing to extend).
@@ -692,6 +707,12 @@ func (b boundedStore) Get(ctx context.Context, source string) (*imapcopyv1.SyncS
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	return b.Store.Get(ctx, source)
+}
+
+func (b boundedStore) List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.List(ctx, q)
 }
 
 func (b boundedStore) RequestCancel(ctx context.Context, source, taskID string) error {
