@@ -108,7 +108,7 @@ func ReadRows(in io.Reader) ([]Row, error) {
 func readError(err error) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("line %d, column %d: %v", pe.Line, pe.Column, pe.Err)
+		return fmt.Errorf("line %d, column %d: %w", pe.Line, pe.Column, pe.Err)
 	}
 	return err
 }

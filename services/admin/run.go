@@ -168,13 +168,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer conn.Close()
 	out := csv.NewWriter(stdout)
-	out.Write([]string{"line", "source", "outcome", "task_id", "detail"})
+	// A csv.Writer keeps its first error: out.Error() below reports it.
+	_ = out.Write([]string{"line", "source", "outcome", "task_id", "detail"})
 	counts := map[batchstart.Outcome]int{}
 	batchstart.Run(ctx, imapcopyv1.NewSyncServiceClient(conn), rows,
 		batchstart.Options{PerHost: cfg.PerHost, Concurrency: cfg.Concurrency},
 		func(r batchstart.Result) {
 			counts[r.Outcome]++
-			out.Write([]string{strconv.Itoa(r.Line), r.Source, string(r.Outcome), r.TaskID, r.Detail})
+			_ = out.Write([]string{strconv.Itoa(r.Line), r.Source, string(r.Outcome), r.TaskID, r.Detail})
 			out.Flush()
 		})
 	out.Flush()
