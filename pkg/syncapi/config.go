@@ -52,6 +52,7 @@ type Config struct {
 	RatePerAddress     string        // IMAPCOPY_RATE_PER_ADDRESS
 	RatePerCaller      string        // IMAPCOPY_RATE_PER_CALLER
 	MaxAccountTests    int           // IMAPCOPY_MAX_ACCOUNT_TESTS
+	MaxWatches         int           // IMAPCOPY_MAX_WATCHES_PER_CALLER
 	AccountTestTimeout time.Duration // IMAPCOPY_ACCOUNT_TEST_TIMEOUT
 	QueuedLockTTL      time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
 	RetryWindow        time.Duration // IMAPCOPY_RETRY_WINDOW: how long a started task is kept for RetrySync; 0: none
@@ -87,6 +88,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	e.String(&c.RatePerAddress, "rate-per-address", "IMAPCOPY_RATE_PER_ADDRESS", DefaultRatePerAddress, `account tests and starts per email address: "N/duration" ("off": no limit)`)
 	e.String(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
 	e.Int(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
+	e.Int(&c.MaxWatches, "max-watches-per-caller", "IMAPCOPY_MAX_WATCHES_PER_CALLER", 100, "WatchSyncStatus streams one caller may hold open at once")
 	e.Duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
 	e.Duration(&c.RetryWindow, "retry-window", "IMAPCOPY_RETRY_WINDOW", retryWindowDefault, "how long the api keeps each started task, its credentials sealed, so that RetrySync can start a failed sync again (0: keep none)")
@@ -254,13 +256,14 @@ func (c *Config) Options() (Options, error) {
 		return Options{}, err
 	}
 	return Options{
-		AllowPlaintext:     c.IMAP.AllowPlaintext,
-		RootCAs:            roots,
-		QueuedLockTTL:      c.QueuedLockTTL,
-		PerAddress:         perAddress,
-		PerCaller:          perCaller,
-		MaxConcurrentTests: c.MaxAccountTests,
-		TestTimeout:        c.AccountTestTimeout,
+		AllowPlaintext:      c.IMAP.AllowPlaintext,
+		RootCAs:             roots,
+		QueuedLockTTL:       c.QueuedLockTTL,
+		PerAddress:          perAddress,
+		PerCaller:           perCaller,
+		MaxConcurrentTests:  c.MaxAccountTests,
+		MaxWatchesPerCaller: c.MaxWatches,
+		TestTimeout:         c.AccountTestTimeout,
 	}, nil
 }
 

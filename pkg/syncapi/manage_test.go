@@ -1,6 +1,7 @@
 package syncapi_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -217,5 +218,50 @@ func TestRetrySyncNotKept(t *testing.T) {
 	_, err = e.client.RetrySync(e.ctx(), &imapcopyv1.RetrySyncRequest{SourceEmail: src.email})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "start it again with StartSync") {
 		t.Errorf("RetrySync with nothing kept = %v, want FailedPrecondition saying to start again", err)
+	}
+}
+
+// TestWatchLimitPerCaller: a caller holds at most MaxWatchesPerCaller watch streams;
+// the next is RESOURCE_EXHAUSTED, another caller is not affected, and a closed stream
+// frees its place.
+func TestWatchLimitPerCaller(t *testing.T) {
+	const limit = 3
+	e := newEnv(t, "redis", withTeam(t), withOptions(func(o *syncapi.Options) { o.MaxWatchesPerCaller = limit }))
+	src, dst := newUser(t), newUser(t)
+	if _, err := e.client.StartSync(e.ctx(), &imapcopyv1.StartSyncRequest{Source: src.proto(), Destination: dst.proto()}); err != nil {
+		t.Fatalf("StartSync: %v", err)
+	}
+	watch := func(c imapcopyv1.SyncServiceClient, ctx context.Context) error {
+		stream, err := c.WatchSyncStatus(ctx, &imapcopyv1.WatchSyncStatusRequest{SourceEmail: src.email})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		return err
+	}
+	var cancels []context.CancelFunc
+	for i := range limit {
+		ctx, cancel := context.WithCancel(e.ctx())
+		cancels = append(cancels, cancel)
+		if err := watch(e.client, ctx); err != nil {
+			t.Fatalf("watch %d: %v", i+1, err)
+		}
+	}
+	if err := watch(e.client, e.ctx()); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("watch %d: %v, want ResourceExhausted", limit+1, err)
+	}
+	ops := imapcopyv1.NewSyncServiceClient(dial(t, e.conn.Target(), opsToken))
+	octx, ocancel := context.WithCancel(e.ctx())
+	defer ocancel()
+	if err := watch(ops, octx); err != nil {
+		t.Errorf("another caller's watch: %v", err)
+	}
+	cancels[0]()
+	waitFor(t, "a closed stream frees its place", func() error {
+		ctx, cancel := context.WithCancel(e.ctx())
+		cancels = append(cancels, cancel)
+		return watch(e.client, ctx)
+	})
+	for _, c := range cancels {
+		c()
 	}
 }

@@ -129,6 +129,9 @@ type Options struct {
 	// StoreTimeout bounds each call to the store (default 10s), so that a store that
 	// is down is answered Unavailable rather than left to the caller's deadline.
 	StoreTimeout time.Duration
+	// MaxWatchesPerCaller bounds the WatchSyncStatus streams one caller holds open
+	// at once (default 100); the next is RESOURCE_EXHAUSTED.
+	MaxWatchesPerCaller int
 }
 
 // Service implements imapcopy.v1.SyncService.
@@ -150,6 +153,7 @@ type Service struct {
 	perAddress *keyedLimiter
 	perCaller  *keyedLimiter
 	slots      *testSlots
+	watches    watchCounts
 
 	stopping context.Context // done at shutdown: watch streams end
 	stop     context.CancelFunc
@@ -192,6 +196,9 @@ func New(deps Deps, opts Options) (*Service, error) {
 	}
 	if opts.StoreTimeout <= 0 {
 		opts.StoreTimeout = 10 * time.Second
+	}
+	if opts.MaxWatchesPerCaller <= 0 {
+		opts.MaxWatchesPerCaller = 100
 	}
 	// Server.Serve calls stop at shutdown, so that GracefulStop does not wait for
 	// watch streams that may never end.
@@ -624,6 +631,12 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 	if err != nil {
 		return err
 	}
+	done, ok := s.watches.open(Caller(stream.Context()), s.opts.MaxWatchesPerCaller)
+	if !ok {
+		s.metrics.rateLimited("watches")
+		return status.Errorf(codes.ResourceExhausted, "this caller already has %d open watch streams: close one, or ask for the status with GetSyncStatus", s.opts.MaxWatchesPerCaller)
+	}
+	defer done()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()

@@ -48,6 +48,7 @@ type Redis struct {
 	retention time.Duration
 	resync    time.Duration
 	now       func() time.Time
+	notes     *notifier
 }
 
 // NewRedis returns a Store on the Redis behind c. It does not own c.
@@ -58,6 +59,7 @@ func NewRedis(c redis.UniversalClient, opts RedisOptions) *Redis {
 		retention: orRetention(opts.Retention),
 		resync:    opts.Resync,
 		now:       orNow(opts.Now),
+		notes:     &notifier{c: c},
 	}
 	if r.prefix == "" {
 		r.prefix = "imapcopy:"
@@ -321,7 +323,8 @@ func (r *Redis) Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus,
 }
 
 // Watch implements Store: it subscribes to the address's channel, then reads the
-// status, and reads it again at each notification and every Resync.
+// status, and reads it again at each notification and every Resync. Every Watch of
+// the store shares one pub/sub connection.
 func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error] {
 	return func(yield func(*imapcopyv1.SyncStatus, error) bool) {
 		k, err := r.keys(source)
@@ -329,18 +332,17 @@ func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.
 			yield(nil, fmt.Errorf("watch status: %w", err))
 			return
 		}
-		ps := r.c.Subscribe(ctx, k.changed)
-		defer ps.Close()
-		// Wait for the subscription to be in place before the first read, so that
-		// no change falls between the two.
-		if _, err := ps.Receive(ctx); err != nil {
+		// listen returns once the subscription is in place, before the first read,
+		// so that no change falls between the two.
+		notes, stop, err := r.notes.listen(ctx, k.changed)
+		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
 			yield(nil, fmt.Errorf("watch status: %w", err))
 			return
 		}
-		notes := ps.Channel()
+		defer stop()
 		var last []byte
 		// next reads the status and yields it when it changed; false ends the watch.
 		next := func() bool {
@@ -376,11 +378,7 @@ func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.
 			case <-ctx.Done():
 				yield(nil, ctx.Err())
 				return
-			case _, ok := <-notes:
-				if !ok {
-					yield(nil, errors.New("watch status: subscription closed"))
-					return
-				}
+			case <-notes:
 			case <-tick.C:
 			}
 			if !next() {
