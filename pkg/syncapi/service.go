@@ -10,6 +10,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ type Store interface {
 	Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error]
 	RequestCancel(ctx context.Context, source, taskID string) error
 	List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error)
+	TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error)
 }
 
 // Publisher puts a task on the work queue, its task id being the message id.
@@ -150,7 +152,6 @@ type Service struct {
 	metrics   *Metrics
 
 	opts       Options
-	perAddress *keyedLimiter
 	perCaller  *keyedLimiter
 	slots      *testSlots
 	watches    watchCounts
@@ -215,7 +216,6 @@ func New(deps Deps, opts Options) (*Service, error) {
 		log:        deps.Logger,
 		metrics:    deps.Metrics,
 		opts:       opts,
-		perAddress: newKeyedLimiter(opts.PerAddress, deps.Clock),
 		perCaller:  newKeyedLimiter(opts.PerCaller, deps.Clock),
 		slots:      newTestSlots(opts.MaxConcurrentTests, opts.TestQueueWait),
 		stopping:   stopping,
@@ -273,19 +273,42 @@ func (s *Service) resolve(field string, a *imapcopyv1.Account, role imapcopyv1.A
 	}, nil
 }
 
-// limit takes one token from the caller's bucket and one from each address's.
-func (s *Service) limit(ctx context.Context, addresses ...string) error {
+// limit takes one token from the caller's bucket (kept by this process) and one from
+// each account's (kept in the store, shared by every replica: the budget of password
+// guesses against an account does not grow with the replicas). An account's key is
+// its login's local part and its server, so that the spellings a server takes for one
+// account ("alice", "Alice@example.com") share one budget. The store being down
+// refuses the call: the limit fails closed.
+func (s *Service) limit(ctx context.Context, accounts ...imapconn.Account) error {
 	if wait := s.perCaller.take("caller:" + Caller(ctx)); wait > 0 {
 		s.metrics.rateLimited("caller")
 		return exhausted("too many requests from this caller", wait)
 	}
-	for _, addr := range addresses {
-		if wait := s.perAddress.take("address:" + NormalizeAddress(addr)); wait > 0 {
+	r := s.opts.PerAddress
+	if r.Every <= 0 {
+		return nil
+	}
+	for _, a := range accounts {
+		wait, err := s.store.TakeToken(ctx, "guess:"+accountKey(a), s.clock.Now(), r.Every, r.Burst)
+		if err != nil {
+			return s.storeError(ctx, "rate limit", err)
+		}
+		if wait > 0 {
 			s.metrics.rateLimited("address")
 			return exhausted("too many attempts for this account", wait)
 		}
 	}
 	return nil
+}
+
+// accountKey is the account a login names on its server, as far as the api can
+// tell: the login's local part, lowercase, at the server's host.
+func accountKey(a imapconn.Account) string {
+	login := NormalizeAddress(a.Login)
+	if i := strings.LastIndexByte(login, '@'); i >= 0 {
+		login = login[:i]
+	}
+	return login + "@" + strings.ToLower(strings.TrimSuffix(a.Host, ".")) + ":" + strconv.Itoa(a.Port)
 }
 
 func (s *Service) acquireSlots(ctx context.Context, n int) (func(), error) {
@@ -353,7 +376,7 @@ func (s *Service) TestAccount(ctx context.Context, req *imapcopyv1.TestAccountRe
 	if err != nil {
 		return nil, err
 	}
-	if err := s.limit(ctx, a.imap.Login); err != nil {
+	if err := s.limit(ctx, a.imap); err != nil {
 		return nil, err
 	}
 	release, err := s.acquireSlots(ctx, 1)
@@ -436,7 +459,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		return nil, invalidf("destination", "the same account as the source", "choose another destination account")
 	}
 	source := NormalizeAddress(src.imap.Login)
-	if err := s.limit(ctx, src.imap.Login, dst.imap.Login); err != nil {
+	if err := s.limit(ctx, src.imap, dst.imap); err != nil {
 		return nil, err
 	}
 	for _, a := range []*account{src, dst} {
@@ -720,6 +743,12 @@ func (b boundedStore) Get(ctx context.Context, source string) (*imapcopyv1.SyncS
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	return b.Store.Get(ctx, source)
+}
+
+func (b boundedStore) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.TakeToken(ctx, key, now, every, burst)
 }
 
 func (b boundedStore) List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"strings"
 	"time"
 
@@ -490,4 +491,33 @@ func (s *KV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
 		out.Statuses = append(out.Statuses, byKey[e.Key])
 	}
 	return out, nil
+}
+
+// TakeToken implements Store with a compare-and-set of the bucket's TAT, kept under
+// rate.<key> in the status bucket with a TTL until the bucket is full again.
+func (s *KV) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	k := "rate." + rateKey(key)
+	for range maxUpdateAttempts {
+		e, err := s.last(ctx, s.statusRaw, s.statuses, k)
+		if err != nil {
+			return 0, fmt.Errorf("rate limit: %w", err)
+		}
+		var tat int64
+		if e.live {
+			tat, _ = strconv.ParseInt(string(e.value), 10, 64)
+		}
+		next, wait := gcra(tat, now.UnixMilli(), every, burst)
+		if wait > 0 {
+			return wait, nil
+		}
+		ttl := time.Duration(next-now.UnixMilli()) * time.Millisecond
+		err = s.put(ctx, s.statuses, k, []byte(strconv.FormatInt(next, 10)), e.rev, ttl)
+		switch {
+		case err == nil:
+			return 0, nil
+		case !errors.Is(err, errConflict):
+			return 0, fmt.Errorf("rate limit: %w", err)
+		}
+	}
+	return 0, fmt.Errorf("rate limit: still conflicting after %d attempts", maxUpdateAttempts)
 }

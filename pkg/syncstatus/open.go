@@ -135,6 +135,10 @@ func (s *lazyKV) CancelRequested(ctx context.Context, source, taskID string) (bo
 	return with(ctx, s, func(kv *KV) (bool, error) { return kv.CancelRequested(ctx, source, taskID) })
 }
 
+func (s *lazyKV) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	return with(ctx, s, func(kv *KV) (time.Duration, error) { return kv.TakeToken(ctx, key, now, every, burst) })
+}
+
 func (s *lazyKV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
 	return with(ctx, s, func(kv *KV) (*ListPage, error) { return kv.List(ctx, q) })
 }

@@ -475,3 +475,25 @@ func (r *Redis) List(ctx context.Context, q ListQuery) (*ListPage, error) {
 func (r *Redis) prune(ctx context.Context, field, v string) {
 	_ = pruneScript.Run(ctx, r.c, []string{r.index()}, field, v).Err()
 }
+
+// KEYS: the bucket. ARGV: now ms, every ms, burst. Returns the wait in ms (0: taken).
+// The same arithmetic as gcra.
+var takeTokenScript = redis.NewScript(`
+local now, t, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local allow = tat - t * (burst - 1)
+if now < allow then return allow - now end
+tat = tat + t
+redis.call('SET', KEYS[1], tat, 'PX', tat - now + 1)
+return 0`)
+
+// TakeToken implements Store.
+func (r *Redis) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	wait, err := takeTokenScript.Run(ctx, r.c, []string{r.prefix + "rate:" + rateKey(key)},
+		now.UnixMilli(), every.Milliseconds(), max(burst, 1)).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: %w", err)
+	}
+	return time.Duration(wait) * time.Millisecond, nil
+}

@@ -29,6 +29,8 @@
 //   - List: every status not expired, newest first (created_at, then key), a page at
 //     a time; a page token is a position, so a sync started between two pages does
 //     not shift the following ones. Totals count by state.
+//   - Rate limits: TakeToken keeps one token bucket per key in the store, so that
+//     every api replica draws on one budget; the key expires once the bucket is full.
 //   - Cancel: RequestCancel records a cancel request for one task id; the copier polls
 //     CancelRequested, a single small read, at each step. A request for an old task
 //     never cancels a newer one.
@@ -91,6 +93,12 @@ type Store interface {
 	// written with each status; JetStream KV reads the statuses. ErrBadPageToken
 	// when q.PageToken was not made by List.
 	List(ctx context.Context, q ListQuery) (*ListPage, error)
+
+	// TakeToken takes one request of key's rate limit at now: every store user (every
+	// api replica) shares the budget of a key. It answers 0 when allowed, else how
+	// long until the next request is (nothing is taken then). Every is the time one
+	// request earns, burst the requests allowed at once.
+	TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error)
 
 	// RequestCancel records that the task taskID of source should stop.
 	RequestCancel(ctx context.Context, source, taskID string) error

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Addresses", testAddresses},
 		{"EmptyAddress", testEmptyAddress},
 		{"List", testList},
+		{"TakeToken", testTakeToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -757,5 +758,39 @@ func testList(t *testing.T, s syncstatus.Store) {
 	}
 	if _, err := s.List(ctx, syncstatus.ListQuery{PageSize: syncstatus.MaxPageSize + 1}); err == nil {
 		t.Errorf("List with page size %d: no error", syncstatus.MaxPageSize+1)
+	}
+}
+
+func testTakeToken(t *testing.T, s syncstatus.Store) {
+	ctx := ctxFor(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	take := func(key string, at time.Time) time.Duration {
+		t.Helper()
+		wait, err := s.TakeToken(ctx, key, at, time.Minute, 2)
+		if err != nil {
+			t.Fatalf("TakeToken(%q): %v", key, err)
+		}
+		return wait
+	}
+	const key = "guess:alice@imap.example.com"
+	for i := range 2 {
+		if wait := take(key, now); wait != 0 {
+			t.Fatalf("request %d of a burst of 2: wait %v, want none", i+1, wait)
+		}
+	}
+	if wait := take(key, now); wait != time.Minute {
+		t.Errorf("third request at once: wait %v, want 1m", wait)
+	}
+	if wait := take(key, now.Add(20*time.Second)); wait != 40*time.Second {
+		t.Errorf("20s later: wait %v, want 40s (a refused request takes nothing)", wait)
+	}
+	if wait := take("guess:bob@imap.example.com", now); wait != 0 {
+		t.Errorf("another key: wait %v, want none", wait)
+	}
+	if wait := take(key, now.Add(time.Minute)); wait != 0 {
+		t.Errorf("a minute later: wait %v, want none", wait)
+	}
+	if wait := take(key, now.Add(time.Minute)); wait != time.Minute {
+		t.Errorf("a minute later, twice: wait %v, want 1m", wait)
 	}
 }
