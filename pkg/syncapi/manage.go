@@ -41,7 +41,7 @@ func (s *Service) ListSyncs(ctx context.Context, req *imapcopyv1.ListSyncsReques
 	}
 	resp := &imapcopyv1.ListSyncsResponse{NextPageToken: page.NextPageToken}
 	for _, st := range page.Statuses {
-		resp.Syncs = append(resp.Syncs, view(ctx, st))
+		resp.Syncs = append(resp.Syncs, view(ctx, s.unstick(ctx, st.GetSourceEmail(), st)))
 	}
 	for state := range imapcopyv1.SyncState_name {
 		if n := page.Totals[imapcopyv1.SyncState(state)]; n > 0 {
@@ -103,7 +103,7 @@ func (s *Service) RetrySync(ctx context.Context, req *imapcopyv1.RetrySyncReques
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
-	switch st.GetState() {
+	switch st = s.unstick(ctx, source, st); st.GetState() {
 	case imapcopyv1.SyncState_SYNC_STATE_FAILED, imapcopyv1.SyncState_SYNC_STATE_COMPLETED_WITH_ERRORS:
 	case imapcopyv1.SyncState_SYNC_STATE_QUEUED, imapcopyv1.SyncState_SYNC_STATE_RUNNING:
 		return nil, status.Error(codes.AlreadyExists, msgAlreadyExists)

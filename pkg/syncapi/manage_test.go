@@ -2,11 +2,14 @@ package syncapi_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"time"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"imapcopy.dev/pkg/syncapi"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -263,5 +266,63 @@ func TestWatchLimitPerCaller(t *testing.T) {
 	})
 	for _, c := range cancels {
 		c()
+	}
+}
+
+// TestInterruptedStartSettles: an api killed between the QUEUED write and the publish
+// left "not started yet" forever. Once the start's lock has run out, the status is
+// recorded FAILED with what to do, for every reader, and a new start works.
+func TestInterruptedStartSettles(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			clock := newFakeClock()
+			e := newEnv(t, kind, withDeps(func(d *syncapi.Deps) { d.Clock = clock }))
+			src, dst := newUser(t), newUser(t)
+			// What the killed api left: its short lock and the QUEUED status, no task.
+			token, err := e.store.Acquire(e.ctx(), src.email, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			queued := &imapcopyv1.SyncStatus{
+				TaskId: "crashed-start", SourceEmail: src.email, DestinationEmail: dst.email,
+				State: imapcopyv1.SyncState_SYNC_STATE_QUEUED, Message: "not started yet, please be patient",
+				CreatedAt: timestamppb.New(clock.Now()), Caller: "tests",
+			}
+			if err := e.store.Put(e.ctx(), src.email, token, queued); err != nil {
+				t.Fatal(err)
+			}
+			get := func() *imapcopyv1.SyncStatus {
+				t.Helper()
+				resp, err := e.client.GetSyncStatus(e.ctx(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: src.email})
+				if err != nil {
+					t.Fatalf("GetSyncStatus: %v", err)
+				}
+				return resp.GetStatus()
+			}
+			if st := get(); st.GetState() != imapcopyv1.SyncState_SYNC_STATE_QUEUED {
+				t.Fatalf("right after the start: %v, want QUEUED", st.GetState())
+			}
+			clock.Advance(10 * time.Minute)
+			waitFor(t, "the start's lock runs out", func() error {
+				if locked, err := e.store.Locked(e.ctx(), src.email); err != nil || locked {
+					return fmt.Errorf("locked %v, %v", locked, err)
+				}
+				return nil
+			})
+			st := get()
+			if st.GetState() != imapcopyv1.SyncState_SYNC_STATE_FAILED || !strings.Contains(st.GetFailureReason(), "start the sync again") {
+				t.Errorf("after the lock ran out: %v %q, want FAILED saying to start again", st.GetState(), st.GetFailureReason())
+			}
+			if stored, err := e.store.Get(e.ctx(), src.email); err != nil || stored.GetState() != imapcopyv1.SyncState_SYNC_STATE_FAILED {
+				t.Errorf("the stored status: %v, %v; want it recorded FAILED", stored.GetState(), err)
+			}
+			list, err := e.client.ListSyncs(e.ctx(), &imapcopyv1.ListSyncsRequest{States: []imapcopyv1.SyncState{imapcopyv1.SyncState_SYNC_STATE_FAILED}})
+			if err != nil || len(list.GetSyncs()) != 1 {
+				t.Errorf("ListSyncs of FAILED: %v, %v; want the settled sync", list, err)
+			}
+			if _, err := e.client.StartSync(e.ctx(), &imapcopyv1.StartSyncRequest{Source: src.proto(), Destination: dst.proto()}); err != nil {
+				t.Errorf("a new start: %v", err)
+			}
+		})
 	}
 }

@@ -41,6 +41,7 @@ type Store interface {
 	RequestCancel(ctx context.Context, source, taskID string) error
 	List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error)
 	TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error)
+	Locked(ctx context.Context, source string) (bool, error)
 }
 
 // Publisher puts a task on the work queue, its task id being the message id.
@@ -644,7 +645,7 @@ func (s *Service) GetSyncStatus(ctx context.Context, req *imapcopyv1.GetSyncStat
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
-	return &imapcopyv1.GetSyncStatusResponse{Status: view(ctx, st)}, nil
+	return &imapcopyv1.GetSyncStatusResponse{Status: view(ctx, s.unstick(ctx, source, st))}, nil
 }
 
 // WatchSyncStatus implements SyncService: the current status, then each change, until
@@ -673,8 +674,12 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 			}
 			return s.storeError(stream.Context(), "watch status", err)
 		}
+		st = s.unstick(ctx, source, st)
 		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: view(stream.Context(), st)}); err != nil {
 			return err
+		}
+		if syncstatus.Terminal(st.GetState()) {
+			return nil // settled by unstick: the store's watch would wait for a change
 		}
 	}
 	return nil
@@ -696,6 +701,7 @@ func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequ
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
+	st = s.unstick(ctx, source, st)
 	if !s.mayCancel(ctx, st, req.GetCancelSecret()) {
 		return nil, status.Error(codes.PermissionDenied,
 			"only the page that started this sync may cancel it (cancel_secret), or a caller with an API token")
@@ -749,6 +755,12 @@ func (b boundedStore) TakeToken(ctx context.Context, key string, now time.Time, 
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	return b.Store.TakeToken(ctx, key, now, every, burst)
+}
+
+func (b boundedStore) Locked(ctx context.Context, source string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.Locked(ctx, source)
 }
 
 func (b boundedStore) List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error) {

@@ -521,3 +521,16 @@ func (s *KV) TakeToken(ctx context.Context, key string, now time.Time, every tim
 	}
 	return 0, fmt.Errorf("rate limit: still conflicting after %d attempts", maxUpdateAttempts)
 }
+
+// Locked implements Store.
+func (s *KV) Locked(ctx context.Context, source string) (bool, error) {
+	key, err := keyFor(source)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	e, err := s.last(ctx, s.lockRaw, s.locks, key)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	return e.live, nil
+}

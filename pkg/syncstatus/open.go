@@ -139,6 +139,10 @@ func (s *lazyKV) TakeToken(ctx context.Context, key string, now time.Time, every
 	return with(ctx, s, func(kv *KV) (time.Duration, error) { return kv.TakeToken(ctx, key, now, every, burst) })
 }
 
+func (s *lazyKV) Locked(ctx context.Context, source string) (bool, error) {
+	return with(ctx, s, func(kv *KV) (bool, error) { return kv.Locked(ctx, source) })
+}
+
 func (s *lazyKV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
 	return with(ctx, s, func(kv *KV) (*ListPage, error) { return kv.List(ctx, q) })
 }

@@ -497,3 +497,16 @@ func (r *Redis) TakeToken(ctx context.Context, key string, now time.Time, every 
 	}
 	return time.Duration(wait) * time.Millisecond, nil
 }
+
+// Locked implements Store.
+func (r *Redis) Locked(ctx context.Context, source string) (bool, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	n, err := r.c.Exists(ctx, k.lock).Result()
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	return n > 0, nil
+}

@@ -74,6 +74,8 @@ type Store interface {
 	Refresh(ctx context.Context, source, token string, ttl time.Duration) error
 	// Release frees the lock held with token.
 	Release(ctx context.Context, source, token string) error
+	// Locked reports whether the lock of source is held.
+	Locked(ctx context.Context, source string) (bool, error)
 
 	// Put writes st as the status of source, replacing any earlier one (the first
 	// status of a new task).

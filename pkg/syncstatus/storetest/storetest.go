@@ -120,6 +120,13 @@ func testLockExpires(t *testing.T, s syncstatus.Store) {
 	if err := s.Put(ctx, src, old, status("t1", src, imapcopyv1.SyncState_SYNC_STATE_RUNNING)); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
+	eventually(t, "lock seen free after its TTL", func() bool {
+		locked, err := s.Locked(ctx, src)
+		if err != nil {
+			t.Fatalf("Locked: %v", err)
+		}
+		return !locked
+	})
 	var tok string
 	eventually(t, "lock acquirable after its TTL", func() bool {
 		var err error
@@ -167,7 +174,15 @@ func testRefreshByHolderOnly(t *testing.T, s syncstatus.Store) {
 func testReleaseByHolderOnly(t *testing.T, s syncstatus.Store) {
 	ctx := ctxFor(t)
 	const src = "release@example.com"
+	locked := func(want bool, when string) {
+		t.Helper()
+		if got, err := s.Locked(ctx, src); err != nil || got != want {
+			t.Errorf("Locked %s = %v, %v; want %v", when, got, err, want)
+		}
+	}
+	locked(false, "before any Acquire")
 	tok := acquire(t, s, src, time.Hour)
+	locked(true, "after Acquire")
 	if err := s.Release(ctx, src, "not-the-token"); !errors.Is(err, syncstatus.ErrNotHolder) {
 		t.Fatalf("Release with a wrong token = %v, want ErrNotHolder", err)
 	}
@@ -177,6 +192,7 @@ func testReleaseByHolderOnly(t *testing.T, s syncstatus.Store) {
 	if err := s.Release(ctx, src, tok); err != nil {
 		t.Fatalf("Release by the holder: %v", err)
 	}
+	locked(false, "after Release")
 	if err := s.Release(ctx, src, tok); !errors.Is(err, syncstatus.ErrNotHolder) {
 		t.Errorf("second Release = %v, want ErrNotHolder", err)
 	}
