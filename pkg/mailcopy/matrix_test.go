@@ -66,6 +66,7 @@ var (
 )
 
 // serverPairs are the source/destination pairs with Cyrus or Courier on one side or both
+// (every pair of the three families, Courier to Courier included)
 // (Dovecot to Dovecot is TestCopy's and TestFaults'), each namespace flavour on
 // each side at least once.
 var serverPairs = []struct{ src, dst testServer }{
@@ -76,6 +77,8 @@ var serverPairs = []struct{ src, dst testServer }{
 	{dovecotSlash, courier},
 	{courier, dovecotDot},
 	{cyrusDot, courier},
+	{courier, cyrusSlash},
+	{courier, courier},
 }
 
 // TestServerPairs copies a generated mailbox (nested and non-ASCII folders,
