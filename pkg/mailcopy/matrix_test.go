@@ -65,10 +65,9 @@ var (
 	courier      = testServer{name: "courier", flavour: imaptest.FlavourDot, courier: true}
 )
 
-// serverPairs are the source/destination pairs with Cyrus or Courier on one side or both
-// (every pair of the three families, Courier to Courier included)
-// (Dovecot to Dovecot is TestCopy's and TestFaults'), each namespace flavour on
-// each side at least once.
+// serverPairs are the source/destination pairs with Cyrus or Courier on one side or
+// both: every ordered pair of the three server families (Dovecot to Dovecot is
+// TestCopy's and TestFaults'), each namespace flavour on each side at least once.
 var serverPairs = []struct{ src, dst testServer }{
 	{dovecotSlash, cyrusSlash},
 	{dovecotDot, cyrusDot},
