@@ -17,7 +17,7 @@ import (
 // transaction per message) and verifies over IMAP that Dovecot shows every message with
 // its bytes, flags, keywords and internal date (Verify). The verification also builds
 // Dovecot's indexes and warms the page cache, so that no measured run pays for them.
-func LoadSource(ctx context.Context, d *imaptest.Dovecot, mb *Mailbox) (imapconn.Account, *Loaded, error) {
+func LoadSource(ctx context.Context, d *imaptest.Dovecot, mb *imaptest.Plan) (imapconn.Account, *Loaded, error) {
 	acct, err := d.NewUser()
 	if err != nil {
 		return imapconn.Account{}, nil, fmt.Errorf("load source: %w", err)
