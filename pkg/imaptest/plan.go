@@ -20,7 +20,7 @@ type PlannedFolder struct {
 // PlannedMessage is one planned message's metadata; Plan.Render produces its bytes.
 type PlannedMessage struct {
 	Folder       int       // index into Plan.Folders
-	Flags        []string  // system flags and keywords, sorted
+	Flags        []string  // system flags and keywords (sorted by PlanSized)
 	InternalDate time.Time // whole seconds
 	Kind         Kind
 	NoMessageID  bool
@@ -31,7 +31,8 @@ type PlannedMessage struct {
 	date   time.Time
 }
 
-// Kind is the shape of a generated message.
+// Kind is the shape of a generated message. The sizes are PlanSized's; GeneratePlan's
+// come from Spec.Sizes.
 type Kind int
 
 const (
@@ -57,7 +58,7 @@ func (k Kind) String() string {
 
 // Plan is a generated mailbox: folders and message metadata. Message bytes are
 // rendered on demand (Render), so that a 300 MB mailbox never sits in memory; Mailbox
-// renders them all. Generate and PlanSized make one; the same arguments always give
+// renders them all. GeneratePlan and PlanSized make one; the same arguments always give
 // the same plan, and the same plan the same bytes.
 type Plan struct {
 	Seed     uint64
