@@ -152,10 +152,10 @@ type Service struct {
 	log       *slog.Logger
 	metrics   *Metrics
 
-	opts       Options
-	perCaller  *keyedLimiter
-	slots      *testSlots
-	watches    watchCounts
+	opts      Options
+	perCaller *keyedLimiter
+	slots     *testSlots
+	watches   watchCounts
 
 	stopping context.Context // done at shutdown: watch streams end
 	stop     context.CancelFunc
@@ -206,21 +206,21 @@ func New(deps Deps, opts Options) (*Service, error) {
 	// watch streams that may never end.
 	stopping, stop := context.WithCancel(context.Background())
 	return &Service{
-		store:      boundedStore{deps.Store, opts.StoreTimeout},
-		queue:      deps.Queue,
-		kept:       deps.Kept,
-		sealer:     deps.Sealer,
-		prober:     deps.Prober,
-		policy:     deps.Policy,
-		providers:  deps.Providers,
-		clock:      deps.Clock,
-		log:        deps.Logger,
-		metrics:    deps.Metrics,
-		opts:       opts,
-		perCaller:  newKeyedLimiter(opts.PerCaller, deps.Clock),
-		slots:      newTestSlots(opts.MaxConcurrentTests, opts.TestQueueWait),
-		stopping:   stopping,
-		stop:       stop,
+		store:     boundedStore{deps.Store, opts.StoreTimeout},
+		queue:     deps.Queue,
+		kept:      deps.Kept,
+		sealer:    deps.Sealer,
+		prober:    deps.Prober,
+		policy:    deps.Policy,
+		providers: deps.Providers,
+		clock:     deps.Clock,
+		log:       deps.Logger,
+		metrics:   deps.Metrics,
+		opts:      opts,
+		perCaller: newKeyedLimiter(opts.PerCaller, deps.Clock),
+		slots:     newTestSlots(opts.MaxConcurrentTests, opts.TestQueueWait),
+		stopping:  stopping,
+		stop:      stop,
 	}, nil
 }
 
