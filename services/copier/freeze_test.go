@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/natstest"
 	"imapcopy.dev/pkg/procmain"
@@ -19,7 +18,6 @@ import (
 	"imapcopy.dev/pkg/redistest"
 	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncstatus"
-	"imapcopy.dev/pkg/taskqueue"
 	"imapcopy.dev/pkg/taskseal"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -79,34 +77,11 @@ func TestFrozenCopierAppendsNothing(t *testing.T) {
 	// What the api does: the lock, the QUEUED status, the sealed task.
 	store := syncstatus.NewRedis(rs.Client(t), syncstatus.RedisOptions{})
 	source := src.Login + "@source.test"
-	token, err := store.Acquire(t.Context(), source, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const taskID = "frozen-copier-task"
-	if err := store.Put(t.Context(), source, token, &imapcopyv1.SyncStatus{TaskId: taskID, SourceEmail: source, State: imapcopyv1.SyncState_SYNC_STATE_QUEUED}); err != nil {
-		t.Fatal(err)
-	}
-	kr, err := taskseal.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := func(a imapconn.Account, host string, port int) *imapcopyv1.Endpoint {
-		return &imapcopyv1.Endpoint{Provider: "other", Login: a.Login, Host: host, Port: uint32(port), Security: imapcopyv1.Security_SECURITY_TLS}
-	}
-	task := &imapcopyv1.SyncTask{
-		TaskId: taskID, SourceEmail: source, LockToken: token,
+	queueTask(t, store, ns.JetStream(t), key, &imapcopyv1.SyncTask{
+		TaskId: "frozen-copier-task", SourceEmail: source,
 		Source: endpoint(src, src.Host, src.Port), Destination: endpoint(dst, slow.Host(), slow.Port()),
 		Options: &imapcopyv1.SyncOptions{NoReport: true},
-	}
-	if task.Sealed, err = kr.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password}); err != nil {
-		t.Fatal(err)
-	}
-	js := ns.JetStream(t)
-	waitUntil(t, "the task published (the copier creates the stream)", func() (bool, string) {
-		err := taskqueue.NewPublisher(js).Publish(t.Context(), task)
-		return err == nil, fmt.Sprint(err)
-	})
+	}, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password}, stringer(first.Logs))
 
 	status := func() *imapcopyv1.SyncStatus {
 		st, err := store.Get(t.Context(), source)
@@ -160,3 +135,8 @@ func waitUntil(t *testing.T, what string, cond func() (ok bool, last string)) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// stringer is a func as a fmt.Stringer.
+type stringer func() string
+
+func (f stringer) String() string { return f() }

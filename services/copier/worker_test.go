@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
@@ -122,42 +125,13 @@ func TestWorkerCopiesAQueuedTask(t *testing.T) {
 	}
 	store := syncstatus.NewRedis(rs.Client(t), syncstatus.RedisOptions{})
 	source := src.Login + "@source.test"
-	token, err := store.Acquire(t.Context(), source, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const taskID = "worker-mode-task"
-	if err := store.Put(t.Context(), source, token, &imapcopyv1.SyncStatus{TaskId: taskID, SourceEmail: source, State: imapcopyv1.SyncState_SYNC_STATE_QUEUED}); err != nil {
-		t.Fatal(err)
-	}
-	kr, err := taskseal.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := func(a imapconn.Account) *imapcopyv1.Endpoint {
-		return &imapcopyv1.Endpoint{Provider: "other", Login: a.Login, Host: a.Host, Port: uint32(a.Port), Security: imapcopyv1.Security_SECURITY_TLS}
-	}
-	task := &imapcopyv1.SyncTask{
-		TaskId: taskID, SourceEmail: source, Source: endpoint(src), Destination: endpoint(dst), LockToken: token,
-	}
-	if task.Sealed, err = kr.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password}); err != nil {
-		t.Fatal(err)
-	}
-	js := ns.JetStream(t)
-	// The stream may not exist yet (the worker creates it at start): wait for it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := taskqueue.NewPublisher(js).Publish(t.Context(), task)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish: %v\nworker logs:\n%s", err, logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	queueTask(t, store, ns.JetStream(t), key, &imapcopyv1.SyncTask{
+		TaskId: taskID, SourceEmail: source, Source: endpoint(src, src.Host, src.Port), Destination: endpoint(dst, dst.Host, dst.Port),
+	}, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password}, logs)
 
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	var err error
 	var st *imapcopyv1.SyncStatus
 	for {
 		st, err = store.Get(t.Context(), source)
@@ -223,5 +197,44 @@ func TestWorkerStartsWithDependenciesDown(t *testing.T) {
 	rs.Restart(t)
 	if code, body := servicetest.WaitReady(t, readyz); code != http.StatusOK || !strings.Contains(logs.String(), `"msg":"copier_started"`) {
 		t.Errorf("/readyz = %d %q after NATS and Redis came up, want 200 and the worker started", code, body)
+	}
+}
+
+// endpoint is an account as a task names it, reached at host and port.
+func endpoint(a imapconn.Account, host string, port int) *imapcopyv1.Endpoint {
+	return &imapcopyv1.Endpoint{Provider: "other", Login: a.Login, Host: host, Port: uint32(port), Security: imapcopyv1.Security_SECURITY_TLS}
+}
+
+// queueTask does what the api does for task: the source's lock, the QUEUED status,
+// the secrets sealed with key, the publish (retried while the copier that creates the
+// stream is starting; logs are its logs, for the failure message).
+func queueTask(t *testing.T, store *syncstatus.Redis, js jetstream.JetStream, key taskseal.Key, task *imapcopyv1.SyncTask, secrets *imapcopyv1.TaskSecrets, logs fmt.Stringer) {
+	t.Helper()
+	token, err := store.Acquire(t.Context(), task.GetSourceEmail(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task.LockToken = token
+	queued := &imapcopyv1.SyncStatus{TaskId: task.GetTaskId(), SourceEmail: task.GetSourceEmail(), State: imapcopyv1.SyncState_SYNC_STATE_QUEUED}
+	if err := store.Put(t.Context(), task.GetSourceEmail(), token, queued); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := taskseal.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Sealed, err = kr.Seal(task, secrets); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := taskqueue.NewPublisher(js).Publish(t.Context(), task)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish: %v\ncopier logs:\n%s", err, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
