@@ -26,6 +26,7 @@ const (
 	SyncService_ListProviders_FullMethodName   = "/imapcopy.v1.SyncService/ListProviders"
 	SyncService_TestAccount_FullMethodName     = "/imapcopy.v1.SyncService/TestAccount"
 	SyncService_StartSync_FullMethodName       = "/imapcopy.v1.SyncService/StartSync"
+	SyncService_PlanSync_FullMethodName        = "/imapcopy.v1.SyncService/PlanSync"
 	SyncService_GetSyncStatus_FullMethodName   = "/imapcopy.v1.SyncService/GetSyncStatus"
 	SyncService_WatchSyncStatus_FullMethodName = "/imapcopy.v1.SyncService/WatchSyncStatus"
 	SyncService_CancelSync_FullMethodName      = "/imapcopy.v1.SyncService/CancelSync"
@@ -51,8 +52,22 @@ type SyncServiceClient interface {
 	// answer (ok = false) carrying a reason and a message a person can act on.
 	TestAccount(ctx context.Context, in *TestAccountRequest, opts ...grpc.CallOption) (*TestAccountResponse, error)
 	// StartSync tests both accounts, takes the per-source lock and queues the copy.
-	// A second start while one is queued or running gets ALREADY_EXISTS.
+	// A second start while one is queued or running gets ALREADY_EXISTS. A start
+	// whose source plainly cannot fit in the destination's free quota (the
+	// blocking check of PlanSync that costs no more than the account tests) gets
+	// FAILED_PRECONDITION, unless options.ignore_plan.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	StartSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*StartSyncResponse, error)
+	// PlanSync is the pre-flight verdict of a StartSync request: it validates the
+	// request exactly as StartSync does, then logs in to both accounts, maps the
+	// folders and compares both sides (a dry run of the copy, bounded in time) and
+	// answers whether the copy can go ahead, with the figures and the findings a
+	// person can act on. It writes nothing anywhere, takes no lock and queues
+	// nothing: call it as often as needed. Its request is StartSync's, so that a
+	// control panel asks for the verdict of exactly what it is about to start.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	PlanSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*PlanSyncResponse, error)
 	// GetSyncStatus returns the latest status of the sync of a source address.
 	GetSyncStatus(ctx context.Context, in *GetSyncStatusRequest, opts ...grpc.CallOption) (*GetSyncStatusResponse, error)
 	// WatchSyncStatus streams the status at each change until a terminal state.
@@ -94,6 +109,16 @@ func (c *syncServiceClient) StartSync(ctx context.Context, in *StartSyncRequest,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StartSyncResponse)
 	err := c.cc.Invoke(ctx, SyncService_StartSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *syncServiceClient) PlanSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*PlanSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanSyncResponse)
+	err := c.cc.Invoke(ctx, SyncService_PlanSync_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -159,8 +184,22 @@ type SyncServiceServer interface {
 	// answer (ok = false) carrying a reason and a message a person can act on.
 	TestAccount(context.Context, *TestAccountRequest) (*TestAccountResponse, error)
 	// StartSync tests both accounts, takes the per-source lock and queues the copy.
-	// A second start while one is queued or running gets ALREADY_EXISTS.
+	// A second start while one is queued or running gets ALREADY_EXISTS. A start
+	// whose source plainly cannot fit in the destination's free quota (the
+	// blocking check of PlanSync that costs no more than the account tests) gets
+	// FAILED_PRECONDITION, unless options.ignore_plan.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	StartSync(context.Context, *StartSyncRequest) (*StartSyncResponse, error)
+	// PlanSync is the pre-flight verdict of a StartSync request: it validates the
+	// request exactly as StartSync does, then logs in to both accounts, maps the
+	// folders and compares both sides (a dry run of the copy, bounded in time) and
+	// answers whether the copy can go ahead, with the figures and the findings a
+	// person can act on. It writes nothing anywhere, takes no lock and queues
+	// nothing: call it as often as needed. Its request is StartSync's, so that a
+	// control panel asks for the verdict of exactly what it is about to start.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	PlanSync(context.Context, *StartSyncRequest) (*PlanSyncResponse, error)
 	// GetSyncStatus returns the latest status of the sync of a source address.
 	GetSyncStatus(context.Context, *GetSyncStatusRequest) (*GetSyncStatusResponse, error)
 	// WatchSyncStatus streams the status at each change until a terminal state.
@@ -186,6 +225,9 @@ func (UnimplementedSyncServiceServer) TestAccount(context.Context, *TestAccountR
 }
 func (UnimplementedSyncServiceServer) StartSync(context.Context, *StartSyncRequest) (*StartSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartSync not implemented")
+}
+func (UnimplementedSyncServiceServer) PlanSync(context.Context, *StartSyncRequest) (*PlanSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanSync not implemented")
 }
 func (UnimplementedSyncServiceServer) GetSyncStatus(context.Context, *GetSyncStatusRequest) (*GetSyncStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSyncStatus not implemented")
@@ -271,6 +313,24 @@ func _SyncService_StartSync_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SyncService_PlanSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).PlanSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_PlanSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).PlanSync(ctx, req.(*StartSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SyncService_GetSyncStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetSyncStatusRequest)
 	if err := dec(in); err != nil {
@@ -336,6 +396,10 @@ var SyncService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartSync",
 			Handler:    _SyncService_StartSync_Handler,
+		},
+		{
+			MethodName: "PlanSync",
+			Handler:    _SyncService_PlanSync_Handler,
 		},
 		{
 			MethodName: "GetSyncStatus",
