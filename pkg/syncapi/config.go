@@ -53,6 +53,7 @@ type Config struct {
 	RatePerCaller      string        // IMAPCOPY_RATE_PER_CALLER
 	MaxAccountTests    int           // IMAPCOPY_MAX_ACCOUNT_TESTS
 	AccountTestTimeout time.Duration // IMAPCOPY_ACCOUNT_TEST_TIMEOUT
+	PlanTimeout        time.Duration // IMAPCOPY_PLAN_TIMEOUT
 	QueuedLockTTL      time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
 	ShutdownTimeout    time.Duration // IMAPCOPY_SHUTDOWN_TIMEOUT
 
@@ -87,6 +88,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	e.String(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
 	e.Int(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
 	e.Duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
+	e.Duration(&c.PlanTimeout, "plan-timeout", "IMAPCOPY_PLAN_TIMEOUT", 2*time.Minute, "bound of the dry run of a PlanSync (the pre-flight verdict)")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", 20*time.Second, "how long running calls may finish at shutdown")
 	if err := e.Err(); err != nil {
@@ -256,6 +258,7 @@ func (c *Config) Options() (Options, error) {
 		PerCaller:          perCaller,
 		MaxConcurrentTests: c.MaxAccountTests,
 		TestTimeout:        c.AccountTestTimeout,
+		PlanTimeout:        c.PlanTimeout,
 	}, nil
 }
 
