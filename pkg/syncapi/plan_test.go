@@ -3,6 +3,7 @@ package syncapi_test
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -291,5 +292,34 @@ func TestPlanSyncInvalidAndFailedLogin(t *testing.T) {
 		!strings.Contains(f[0].GetMessage(), "destination account test failed") || strings.Contains(f[0].GetMessage(), dst.acct.Password) {
 		t.Errorf("PlanSync(wrong password) = %v, want one blocking account finding about the destination", plan)
 	}
+	e.assertNothingWritten(src.email)
+}
+
+// PlanSync over JSON/HTTP: the body of StartSync to /v1/syncs:plan, the verdict in
+// protobuf's JSON mapping; nothing written.
+func TestHTTPPlanSync(t *testing.T) {
+	e := newEnv(t, "redis", withHTTP(syncapi.HTTPOptions{}))
+	panel := httpClient{t: t, base: e.httpURL, token: testToken}
+	src := newUser(t)
+	count, _ := load(t, src.acct, smallMessages(3, 10))
+	dst := newUser(t, imaptest.WithQuota(8<<10))
+	req := &imapcopyv1.StartSyncRequest{Source: src.proto(), Destination: dst.proto()}
+
+	a := panel.do("POST", "/v1/syncs:plan", req)
+	panel.want(a, 200, "plan")
+	findings, _ := a.body["findings"].([]any)
+	first, _ := findings[0].(map[string]any)
+	folders, _ := a.body["folders"].([]any)
+	if a.body["blocking"] != true || first["kind"] != "PLAN_FINDING_KIND_QUOTA" || len(folders) == 0 ||
+		a.str("sourceMessages") != strconv.Itoa(count) || a.body["estimate"] == nil {
+		t.Errorf("plan: %s", a.raw)
+	}
+	a = panel.do("POST", "/v1/syncs", req)
+	panel.want(a, 400, "start refused by the plan") // FailedPrecondition
+	if !strings.Contains(a.str("message"), "options.ignore_plan") {
+		t.Errorf("start refused by the plan: %s", a.raw)
+	}
+	a = panel.do("POST", "/v1/syncs:plan", `{"source": {"login": "x@example.test"}}`)
+	panel.want(a, 400, "plan of an invalid request")
 	e.assertNothingWritten(src.email)
 }
