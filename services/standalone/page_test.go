@@ -288,6 +288,9 @@ func TestPage(t *testing.T) {
 			key(t, ctx, kb.Enter)
 			do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#"+acct.name+"-result.ok")))
 		}
+		tab(t, ctx, "check-button") // the check comes before Synchronize
+		key(t, ctx, kb.Enter)
+		do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#plan-view p.plan-verdict")))
 		tab(t, ctx, "sync-button")
 		key(t, ctx, " ")
 		do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#sync-result.ok")))

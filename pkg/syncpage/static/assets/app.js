@@ -185,21 +185,28 @@
     secs = Number(secs || 0);
     if (secs >= 2 * 86400) return t("duration_days", { n: (secs / 86400).toFixed(1) });
     if (secs >= 2 * 3600) return t("duration_hours", { n: Math.round(secs / 3600) });
-    return t("duration_minutes", { n: Math.max(1, Math.round(secs / 60)) });
+    if (secs < 90) return t("duration_short");
+    return t("duration_minutes", { n: Math.round(secs / 60) });
   }
 
   // checkSync asks for the pre-flight verdict (PlanSync) of the request Synchronize
   // would send, and shows it: nothing is started.
+  // The button is not disabled while the check runs: a disabled button loses the
+  // keyboard's focus. A second press while one runs is ignored.
+  let checking = false;
   async function checkSync() {
+    if (checking) return;
+    checking = true;
     const view = $("plan-view");
     view.replaceChildren(paragraph(t("checking"), "busy"));
-    $("check-button").disabled = true;
+    $("check-button").setAttribute("aria-busy", "true");
     try {
       renderPlan(await call("POST", "/v1/syncs:plan", syncRequest()));
     } catch (err) {
       view.replaceChildren(paragraph(explain(err), "error"));
     } finally {
-      $("check-button").disabled = false;
+      checking = false;
+      $("check-button").removeAttribute("aria-busy");
     }
   }
 
