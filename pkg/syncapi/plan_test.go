@@ -323,3 +323,21 @@ func TestHTTPPlanSync(t *testing.T) {
 	panel.want(a, 400, "plan of an invalid request")
 	e.assertNothingWritten(src.email)
 }
+
+// A plan that runs out of time answers what it learnt, marked incomplete, rather than
+// an error. (The bound has passed before the dry run starts: nothing here is timed.)
+func TestPlanSyncIncomplete(t *testing.T) {
+	e := newEnv(t, "redis", withOptions(func(o *syncapi.Options) { o.PlanTimeout = time.Nanosecond }))
+	src, dst := newUser(t), newUser(t)
+	load(t, src.acct, smallMessages(4, 5))
+	plan, err := e.client.PlanSync(e.ctx(), &imapcopyv1.StartSyncRequest{Source: src.proto(), Destination: dst.proto()})
+	if err != nil {
+		t.Fatalf("PlanSync: %v", err)
+	}
+	f := plan.GetFindings()
+	if plan.GetComplete() || plan.GetBlocking() || len(f) == 0 || f[0].GetKind() != imapcopyv1.PlanFindingKind_PLAN_FINDING_KIND_INCOMPLETE ||
+		!strings.Contains(f[0].GetMessage(), "did not finish within 1ns") {
+		t.Errorf("PlanSync = %v, want an incomplete, non-blocking verdict saying so", plan)
+	}
+	e.assertNothingWritten(src.email)
+}
