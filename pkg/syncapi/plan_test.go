@@ -3,6 +3,7 @@ package syncapi_test
 import (
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,6 +36,13 @@ func load(t *testing.T, acct imapconn.Account, mb imaptest.Mailbox) (count int, 
 		}
 	}
 	return count, bytes
+}
+
+// body is a message with its subject as Message-ID and size bytes of text.
+func body(subject string, size int) imaptest.Message {
+	raw := "From: a@example.test\r\nTo: b@example.test\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@example.test>\r\n\r\n" +
+		strings.Repeat("x", size) + "\r\n"
+	return imaptest.Message{Raw: []byte(raw)}
 }
 
 // smallMessages is a mailbox of n messages of 2 to 4 kB in INBOX and two folders.
@@ -164,11 +172,6 @@ func TestPlanSyncFolders(t *testing.T) {
 	}
 	e := newEnv(t, "redis", withDeps(func(d *syncapi.Deps) { d.Providers = catalogue }))
 	src := newUser(t)
-	body := func(subject string, size int) imaptest.Message {
-		raw := "From: a@example.test\r\nTo: b@example.test\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@example.test>\r\n\r\n" +
-			strings.Repeat("x", size) + "\r\n"
-		return imaptest.Message{Raw: []byte(raw)}
-	}
 	big := body("big", 30000)
 	count, bytes := load(t, src.acct, imaptest.Mailbox{Folders: []imaptest.Folder{
 		{Name: "INBOX", Messages: []imaptest.Message{body("one", 100), body("two", 200)}},
@@ -340,4 +343,60 @@ func TestPlanSyncIncomplete(t *testing.T) {
 		t.Errorf("PlanSync = %v, want an incomplete, non-blocking verdict saying so", plan)
 	}
 	e.assertNothingWritten(src.email)
+}
+
+// A source laid out like Gmail (every message also in "[Gmail]/All Mail"), behind a
+// preset with Gmail's id (the Gmail folder rules) on the test Dovecot: the labels, the
+// copies a message with two labels adds, the archived messages, and an estimate bound
+// by the preset's daily download allowance.
+func TestPlanSyncGmail(t *testing.T) {
+	catalogue, err := providers.Parse([]byte(`{"providers": [
+		{"id": "other", "display_name": "Other IMAP server", "host_required": true, "source": true, "destination": true},
+		{"id": "gmail", "display_name": "Gmail on the test server", "host_required": true, "source": true,
+		 "limits": {"daily_download_bytes": 1000}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "redis", withDeps(func(d *syncapi.Deps) { d.Providers = catalogue }))
+	src, dst := newUser(t), newUser(t)
+	labelled, inbox, work, sent, archived := body("labelled", 900), body("inbox", 800), body("work", 700), body("sent", 600), body("archived", 1000)
+	load(t, src.acct, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: []imaptest.Message{labelled, inbox}},
+		{Name: "Work", Messages: []imaptest.Message{labelled, work}},
+		{Name: "[Gmail]/Sent Mail", Messages: []imaptest.Message{sent}},
+		{Name: "[Gmail]/All Mail", Messages: []imaptest.Message{labelled, inbox, work, sent, archived}},
+	}})
+	source := src.proto()
+	source.Provider = "gmail"
+	plan, err := e.client.PlanSync(e.ctx(), &imapcopyv1.StartSyncRequest{Source: source, Destination: dst.proto()})
+	if err != nil {
+		t.Fatalf("PlanSync: %v", err)
+	}
+	g := plan.GetGmail()
+	// The test server's empty special-use folders (Drafts, Trash, …) are labels too.
+	labels := g.GetLabels()
+	if !slices.Contains(labels, "INBOX") || !slices.Contains(labels, "Work") || !slices.Contains(labels, "[Gmail]/Sent Mail") ||
+		slices.Contains(labels, "[Gmail]/All Mail") || g.GetDistinctMessages() != 5 || g.GetFolderMessages() != 6 || g.GetMessagesInSeveralFolders() != 1 {
+		t.Errorf("gmail = %v, want INBOX, Work and Sent Mail among the labels (not All Mail), 6 copies of 5 messages: 1 more", g)
+	}
+	var archive *imapcopyv1.PlanFolder
+	kinds := map[imapcopyv1.PlanFindingKind]*imapcopyv1.PlanFinding{}
+	for _, f := range plan.GetFolders() {
+		if f.GetArchiveOnly() {
+			archive = f
+		}
+	}
+	for _, f := range plan.GetFindings() {
+		kinds[f.GetKind()] = f
+	}
+	if archive.GetSourceName() != "[Gmail]/All Mail" || archive.GetMessagesToCopy() != 1 {
+		t.Errorf("archive folder = %v, want All Mail with its 1 archived message", archive)
+	}
+	if plan.GetMessagesToCopy() != 6 || kinds[imapcopyv1.PlanFindingKind_PLAN_FINDING_KIND_GMAIL_GROWTH] == nil {
+		t.Errorf("to copy %d, findings %v: want 6 and the growth finding", plan.GetMessagesToCopy(), plan.GetFindings())
+	}
+	if d := kinds[imapcopyv1.PlanFindingKind_PLAN_FINDING_KIND_DURATION]; d == nil || !strings.Contains(d.GetMessage(), "1.0 kB a day") ||
+		plan.GetEstimate().GetSeconds() < 86400 {
+		t.Errorf("duration finding %v, estimate %v: want days, from the 1 kB a day the source allows", d, plan.GetEstimate())
+	}
 }
