@@ -53,9 +53,14 @@ type SyncServiceClient interface {
 	TestAccount(ctx context.Context, in *TestAccountRequest, opts ...grpc.CallOption) (*TestAccountResponse, error)
 	// StartSync tests both accounts, takes the per-source lock and queues the copy.
 	// A second start while one is queued or running gets ALREADY_EXISTS. A start
-	// whose source plainly cannot fit in the destination's free quota (the
-	// blocking check of PlanSync that costs no more than the account tests) gets
-	// FAILED_PRECONDITION, unless options.ignore_plan.
+	// whose source plainly cannot fit in the destination's free quota gets
+	// FAILED_PRECONDITION (ErrorInfo reason PLAN_FINDING_KIND_QUOTA), unless
+	// options.ignore_plan: the source's folder sizes (STATUS SIZE), less what the
+	// destination already holds (a rerun finds its messages there), times the
+	// margin of PlanSyncResponse, against the free quota. It is PlanSync's
+	// blocking check that costs no more than the account tests; it is skipped when
+	// the sizes do not bound the copy (folder patterns, since, max_message_size, a
+	// Gmail source) and for a dry run. PlanSync gives the whole verdict.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	StartSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*StartSyncResponse, error)
 	// PlanSync is the pre-flight verdict of a StartSync request: it validates the
@@ -185,9 +190,14 @@ type SyncServiceServer interface {
 	TestAccount(context.Context, *TestAccountRequest) (*TestAccountResponse, error)
 	// StartSync tests both accounts, takes the per-source lock and queues the copy.
 	// A second start while one is queued or running gets ALREADY_EXISTS. A start
-	// whose source plainly cannot fit in the destination's free quota (the
-	// blocking check of PlanSync that costs no more than the account tests) gets
-	// FAILED_PRECONDITION, unless options.ignore_plan.
+	// whose source plainly cannot fit in the destination's free quota gets
+	// FAILED_PRECONDITION (ErrorInfo reason PLAN_FINDING_KIND_QUOTA), unless
+	// options.ignore_plan: the source's folder sizes (STATUS SIZE), less what the
+	// destination already holds (a rerun finds its messages there), times the
+	// margin of PlanSyncResponse, against the free quota. It is PlanSync's
+	// blocking check that costs no more than the account tests; it is skipped when
+	// the sizes do not bound the copy (folder patterns, since, max_message_size, a
+	// Gmail source) and for a dry run. PlanSync gives the whole verdict.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	StartSync(context.Context, *StartSyncRequest) (*StartSyncResponse, error)
 	// PlanSync is the pre-flight verdict of a StartSync request: it validates the
