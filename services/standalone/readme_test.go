@@ -58,7 +58,7 @@ func TestREADMECalls(t *testing.T) {
 // (-d '...') if any.
 var curlCall = regexp.MustCompile(`curl -sN? (?:-X POST )?(?:-H '[^']*' )?'?http://127\.0\.0\.1:8080(/v1/[^ '\n]*)'?(?: -d '([^']*)')?`)
 
-// The README's curl calls use the gateway's paths, together all six, with bodies
+// The README's curl calls use the gateway's paths, together all seven, with bodies
 // that the calls they reach accept, field for field.
 func TestREADMECurlCalls(t *testing.T) {
 	routes := []struct {
@@ -68,6 +68,7 @@ func TestREADMECurlCalls(t *testing.T) {
 		{regexp.MustCompile(`^/v1/providers(\?role=ACCOUNT_ROLE_\w+)?$`), "ListProviders"},
 		{regexp.MustCompile(`^/v1/accounts:test$`), "TestAccount"},
 		{regexp.MustCompile(`^/v1/syncs$`), "StartSync"},
+		{regexp.MustCompile(`^/v1/syncs:plan$`), "PlanSync"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+$`), "GetSyncStatus"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:watch$`), "WatchSyncStatus"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:cancel$`), "CancelSync"},
