@@ -26,8 +26,9 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/imapcopy-api, bin/imapcopy-copier and bin/imapcopy (standalone)
+build: ## build bin/imapcopy-api, bin/imapcopy-copier, bin/imapcopy (standalone) and bin/imapcopy-admin
 	$(GO) build -o $(BIN)/imapcopy-api ./services/api
+	$(GO) build -o $(BIN)/imapcopy-admin ./services/admin
 	$(GO) build -o $(BIN)/imapcopy-copier ./services/copier
 	$(GO) build -o $(BIN)/imapcopy ./services/standalone
 

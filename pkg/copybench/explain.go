@@ -1,18 +1,13 @@
 package copybench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
-
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
@@ -47,19 +42,20 @@ func Explain(ctx context.Context, dst imapconn.Account, loaded *Loaded) (map[str
 	defer c.Close()
 	counts := map[string]int{}
 	for _, f := range loaded.Folders {
-		sel, err := c.Select(f.Name, &imap.SelectOptions{ReadOnly: true}).Wait()
-		if err != nil {
+		var got []explained
+		err := imaptest.ScanFunc(c, f.Name, imaptest.ScanOptions{Filter: stripAddedHeader}, func(d imaptest.MessageDigest) error {
+			got = append(got, explained{raw: d.SHA256, stripped: d.Filtered, flags: d.Flags, date: d.InternalDate.Unix()})
+			return nil
+		})
+		if errors.Is(err, imaptest.ErrSelect) {
 			counts[DiffFolderMissing]++
 			if len(f.Messages) > 0 {
 				counts[DiffMissing] += len(f.Messages)
 			}
 			continue
 		}
-		var got []explained
-		if sel.NumMessages > 0 {
-			if got, err = scanExplained(c, sel.NumMessages); err != nil {
-				return nil, fmt.Errorf("explain %q: %w", f.Name, err)
-			}
+		if err != nil {
+			return nil, fmt.Errorf("explain: %w", err)
 		}
 		explainFolder(f.Messages, got, counts)
 	}
@@ -143,84 +139,56 @@ func systemFlags(flags []string) []string {
 	return out
 }
 
-func scanExplained(c *imapclient.Client, n uint32) ([]explained, error) {
-	var seq imap.SeqSet
-	seq.AddRange(1, n)
-	cmd := c.Fetch(seq, &imap.FetchOptions{
-		Flags: true, InternalDate: true,
-		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
-	})
-	defer cmd.Close()
-	var out []explained
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
-		}
-		var e explained
-		for {
-			item := msg.Next()
-			if item == nil {
-				break
-			}
-			switch item := item.(type) {
-			case imapclient.FetchItemDataFlags:
-				for _, fl := range item.Flags {
-					if fl != `\Recent` {
-						e.flags = append(e.flags, string(fl))
-					}
-				}
-				slices.Sort(e.flags)
-			case imapclient.FetchItemDataInternalDate:
-				e.date = item.Time.Unix()
-			case imapclient.FetchItemDataBodySection:
-				var err error
-				if e.raw, e.stripped, err = hashStripped(item.Literal); err != nil {
-					return nil, err
-				}
-			}
-		}
-		out = append(out, e)
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	return out, nil
+// stripAddedHeader passes a message on to w without its X-TUID header field (one
+// line); the body passes unchanged.
+func stripAddedHeader(w io.Writer) io.Writer { return &headerStripper{w: w} }
+
+type headerStripper struct {
+	w    io.Writer
+	body bool
+	line []byte // the header line being read
 }
 
-// hashStripped hashes a message as it is, and without its X-TUID header field (one
-// line), streaming the body.
-func hashStripped(r io.Reader) (raw, stripped [32]byte, err error) {
-	hr, hs := sha256.New(), sha256.New()
-	br := bufio.NewReaderSize(r, 64<<10)
-	inHeader, lineStart, skipping := true, true, false
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			hr.Write(line)
-			if lineStart {
-				skipping = inHeader && len(line) >= len(addedHeaderToStrip) &&
-					bytes.EqualFold(line[:len(addedHeaderToStrip)], []byte(addedHeaderToStrip))
-				if inHeader && (bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n"))) {
-					inHeader = false
-				}
-			}
-			if !skipping {
-				hs.Write(line)
-			}
-			lineStart = line[len(line)-1] == '\n'
+func (s *headerStripper) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && !s.body {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.line = append(s.line, p...)
+			return n, nil
 		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return raw, stripped, fmt.Errorf("read body: %w", err)
+		s.line = append(s.line, p[:i+1]...)
+		p = p[i+1:]
+		if err := s.endLine(); err != nil {
+			return 0, err
 		}
 	}
-	hr.Sum(raw[:0])
-	hs.Sum(stripped[:0])
-	return raw, stripped, nil
+	if len(p) > 0 {
+		if _, err := s.w.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// endLine passes the header line read on, unless it is the header field to strip.
+func (s *headerStripper) endLine() error {
+	line := s.line
+	s.line = s.line[:0]
+	if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
+		s.body = true
+	}
+	if len(line) >= len(addedHeaderToStrip) && bytes.EqualFold(line[:len(addedHeaderToStrip)], []byte(addedHeaderToStrip)) {
+		return nil
+	}
+	_, err := s.w.Write(line)
+	return err
+}
+
+// Close passes on a last header line that has no line break.
+func (s *headerStripper) Close() error {
+	if len(s.line) == 0 {
+		return nil
+	}
+	return s.endLine()
 }

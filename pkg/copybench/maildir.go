@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/internal/utf7"
 )
 
@@ -56,7 +57,7 @@ type LoadedMessage struct {
 // ServerName is the full name on the server of the generated folder f: special-use
 // folders (and their children) move under the server's own folder with the attribute,
 // "/" becomes the separator, the namespace prefix is added (never to INBOX).
-func (t MaildirTarget) ServerName(mb *Mailbox, f int) string {
+func (t MaildirTarget) ServerName(mb *imaptest.Plan, f int) string {
 	sep := t.separator()
 	parts := strings.Split(mb.Folders[f].Name, "/")
 	if parts[0] == "INBOX" && len(parts) == 1 {
@@ -111,7 +112,7 @@ var maildirFlag = map[string]byte{
 // first access, giving UIDs in filename-time order. Messages are CRLF text, so the
 // physical and virtual sizes are equal. Nothing of mb is held in memory but the message
 // being written.
-func WriteMaildir(mb *Mailbox, t MaildirTarget) (*Loaded, error) {
+func WriteMaildir(mb *imaptest.Plan, t MaildirTarget) (*Loaded, error) {
 	type folderFiles struct {
 		dir      string
 		keywords []string

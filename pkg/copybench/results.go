@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"imapcopy.dev/pkg/imaptest"
 )
 
 // Results is one benchmark invocation: the JSON file and the table are made of it.
@@ -376,9 +378,9 @@ func (res *Results) notes() []string {
 	return out
 }
 
-func describeMailbox(mb *Mailbox, loaded *Loaded) MailboxInfo {
+func describeMailbox(mb *imaptest.Plan, loaded *Loaded) MailboxInfo {
 	info := MailboxInfo{
-		Seed: mb.Spec.Seed, Messages: loaded.Messages, Bytes: loaded.Bytes,
+		Seed: mb.Seed, Messages: loaded.Messages, Bytes: loaded.Bytes,
 		Folders: len(loaded.Folders), Kinds: map[string]int{},
 	}
 	for _, m := range mb.Messages {

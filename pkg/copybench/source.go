@@ -2,17 +2,12 @@ package copybench
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
-
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
@@ -22,7 +17,7 @@ import (
 // transaction per message) and verifies over IMAP that Dovecot shows every message with
 // its bytes, flags, keywords and internal date (Verify). The verification also builds
 // Dovecot's indexes and warms the page cache, so that no measured run pays for them.
-func LoadSource(ctx context.Context, d *imaptest.Dovecot, mb *Mailbox) (imapconn.Account, *Loaded, error) {
+func LoadSource(ctx context.Context, d *imaptest.Dovecot, mb *imaptest.Plan) (imapconn.Account, *Loaded, error) {
 	acct, err := d.NewUser()
 	if err != nil {
 		return imapconn.Account{}, nil, fmt.Errorf("load source: %w", err)
@@ -84,16 +79,13 @@ func Verify(ctx context.Context, acct imapconn.Account, loaded *Loaded) error {
 		for _, m := range f.Messages {
 			want = append(want, messageKey(m))
 		}
-		sel, err := c.Select(f.Name, nil).Wait()
-		if err != nil {
-			return fmt.Errorf("verify: select %q: %w", f.Name, err)
-		}
 		var got []string
-		if sel.NumMessages > 0 {
-			got, err = fetchKeys(c, sel.NumMessages)
-			if err != nil {
-				return fmt.Errorf("verify: %q: %w", f.Name, err)
-			}
+		err := imaptest.ScanFunc(c, f.Name, imaptest.ScanOptions{Select: true}, func(d imaptest.MessageDigest) error {
+			got = append(got, messageKey(LoadedMessage{SHA256: d.SHA256, Size: d.Bytes, Flags: d.Flags, InternalUnix: d.InternalDate.Unix()}))
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
 		}
 		sort.Strings(want)
 		sort.Strings(got)
@@ -106,62 +98,6 @@ func Verify(ctx context.Context, acct imapconn.Account, loaded *Loaded) error {
 		return fmt.Errorf("verify: logout: %w", err)
 	}
 	return nil
-}
-
-func fetchKeys(c *imapclient.Client, n uint32) ([]string, error) {
-	var seq imap.SeqSet
-	seq.AddRange(1, n)
-	cmd := c.Fetch(seq, &imap.FetchOptions{
-		Flags: true, InternalDate: true, RFC822Size: true,
-		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
-	})
-	defer cmd.Close()
-	var keys []string
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
-		}
-		var m LoadedMessage
-		var haveBody bool
-		for {
-			item := msg.Next()
-			if item == nil {
-				break
-			}
-			switch item := item.(type) {
-			case imapclient.FetchItemDataFlags:
-				for _, fl := range item.Flags {
-					if fl != `\Recent` {
-						m.Flags = append(m.Flags, string(fl))
-					}
-				}
-				sort.Strings(m.Flags)
-			case imapclient.FetchItemDataInternalDate:
-				m.InternalUnix = item.Time.Unix()
-			case imapclient.FetchItemDataBodySection:
-				h := sha256.New()
-				n, err := io.Copy(h, item.Literal)
-				if err != nil {
-					return nil, fmt.Errorf("fetch body: %w", err)
-				}
-				if n != item.Literal.Size() {
-					return nil, fmt.Errorf("fetch body: %d bytes, literal says %d", n, item.Literal.Size())
-				}
-				copy(m.SHA256[:], h.Sum(nil))
-				m.Size = n
-				haveBody = true
-			}
-		}
-		if !haveBody {
-			return nil, fmt.Errorf("fetch: a message without its body")
-		}
-		keys = append(keys, messageKey(m))
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	return keys, nil
 }
 
 func messageKey(m LoadedMessage) string {

@@ -198,95 +198,30 @@ func (s scanned) describe() string {
 	return fmt.Sprintf("uid %d %s (%d bytes, sha256 %s)", s.uid, s.ident, s.size, hex.EncodeToString(s.hash[:6]))
 }
 
-// scanFolder reads every message of a folder with EXAMINE and BODY.PEEK[], streaming
-// each body into its hash. Messages that ignore reports are left out. With munge,
-// the header's 8-bit bytes are hashed as 'X'.
+// scanFolder reads every message of a folder with Scan. Messages that ignore reports
+// are left out. With munge, the header's 8-bit bytes are hashed as 'X'.
 func scanFolder(c *imapclient.Client, name string, ignore func(string, []byte) bool, munge bool) ([]scanned, error) {
-	sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("examine %q: %w", name, err)
+	opts := ScanOptions{Head: 16 << 10}
+	if ignore != nil {
+		opts.Head = maxIgnoreRaw
 	}
-	if sel.NumMessages == 0 {
-		return nil, nil
+	if munge {
+		opts.Filter = func(w io.Writer) io.Writer { return &mungeWriter{w: w} }
 	}
-	cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{
-		UID: true, Flags: true, InternalDate: true, RFC822Size: true,
-		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
-	})
-	defer cmd.Close()
 	var out []scanned
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
+	err := ScanFunc(c, name, opts, func(d MessageDigest) error {
+		if ignore != nil && ignore(name, d.Head) {
+			return nil
 		}
-		var s scanned
-		var head *cappedBuffer
-		for {
-			item := msg.Next()
-			if item == nil {
-				break
-			}
-			switch it := item.(type) {
-			case imapclient.FetchItemDataUID:
-				s.uid = it.UID
-			case imapclient.FetchItemDataFlags:
-				s.flags = strings.Join(cleanFlags(it.Flags), " ")
-			case imapclient.FetchItemDataInternalDate:
-				s.date = it.Time.Unix()
-			case imapclient.FetchItemDataRFC822Size:
-				s.size = it.Size
-			case imapclient.FetchItemDataBodySection:
-				if it.Literal == nil {
-					return nil, fmt.Errorf("fetch %q: no body", name)
-				}
-				limit := 16 << 10
-				if ignore != nil {
-					limit = maxIgnoreRaw
-				}
-				head = &cappedBuffer{max: limit}
-				h := sha256.New()
-				var hw io.Writer = h
-				if munge {
-					hw = &mungeWriter{w: h}
-				}
-				n, err := io.Copy(io.MultiWriter(hw, head), it.Literal)
-				if err != nil {
-					return nil, fmt.Errorf("fetch %q: %w", name, err)
-				}
-				// go-imap returns a short body with a nil error when the connection drops.
-				if n != it.Literal.Size() {
-					return nil, fmt.Errorf("fetch %q: short body: %d of %d bytes", name, n, it.Literal.Size())
-				}
-				h.Sum(s.hash[:0])
-			}
+		s := scanned{uid: d.UID, hash: d.SHA256, flags: strings.Join(d.Flags, " "),
+			date: d.InternalDate.Unix(), size: d.Size, ident: identify(d.Head)}
+		if munge {
+			s.hash = d.Filtered
 		}
-		if head == nil {
-			return nil, fmt.Errorf("fetch %q: message without body", name)
-		}
-		if ignore != nil && ignore(name, head.Bytes()) {
-			continue
-		}
-		s.ident = identify(head.Bytes())
 		out = append(out, s)
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, fmt.Errorf("fetch %q: %w", name, err)
-	}
-	return out, nil
-}
-
-// cappedBuffer keeps the first max bytes written to it and discards the rest.
-type cappedBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
+		return nil
+	})
+	return out, err
 }
 
 // identify names a message for a person: its Subject, else its Message-ID.

@@ -63,11 +63,17 @@
 //
 // # Content and checks
 //
-// Generate builds a realistic mailbox deterministically from a seed; Load fills an
-// account with it; AppendRaw appends one message. Check compares a source and a
-// destination account (every source message exactly once in its mapped folder,
-// byte-identical, with its flags and INTERNALDATE; folders created), independently of
-// the code under test. TakeSnapshot and Snapshot.Unchanged prove that a source was not
-// modified. All IMAP access here uses go-imap's imapclient directly (see Dial), never
-// the packages being tested.
+// The one mailbox generator is here: a Plan says which folders and messages a mailbox
+// has (folder, flags, internal date, size class, duplicates) and renders each
+// message's bytes on demand. Generate plans the tests' mailbox (GeneratePlan) and
+// renders it in memory; PlanSized plans the benchmark's (copybench), of a given count
+// and total size, written to disk one message at a time. Load fills an account with a
+// Mailbox; AppendRaw appends one message. Scan (and ScanFunc) is the one
+// FETCH-and-hash loop: it reads a folder's messages with their UID, flags, internal date, size
+// and SHA-256, and Check, ReadFolder and copybench's loader and explainer all read
+// with it. Check compares a source and a destination account (every source message
+// exactly once in its mapped folder, byte-identical, with its flags and INTERNALDATE;
+// folders created), independently of the code under test. TakeSnapshot and
+// Snapshot.Unchanged prove that a source was not modified. All IMAP access here uses
+// go-imap's imapclient directly (see Dial), never the packages being tested.
 package imaptest

@@ -1,12 +1,8 @@
 package imaptest
 
 import (
-	"bytes"
-	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
-	"mime"
-	"strings"
 	"time"
 )
 
@@ -126,26 +122,32 @@ var specialFolders = []struct{ Name, Use string }{
 	{"Archive", `\Archive`},
 }
 
-// Generate builds a realistic mailbox deterministically from seed: the same seed and
-// spec give the same bytes. It has INBOX, the five special-use folders, nested and
-// non-ASCII user folders (one of them empty), flags (\Seen \Answered \Flagged \Draft
-// and \Deleted, not expunged) and keywords ($Forwarded $Label1 Work), internal dates
-// spread over five years in several time zones, messages without Message-ID, identical
-// duplicates (the same bytes twice in one folder), CRLF line endings, RFC 2047 and raw
-// UTF-8 headers, and a few big messages with base64 attachments.
+// Generate builds a realistic mailbox deterministically from seed, in memory: the
+// same seed and spec give the same bytes. It has INBOX, the five special-use folders,
+// nested and non-ASCII user folders (one of them empty), flags (\Seen \Answered
+// \Flagged \Draft and \Deleted, not expunged) and keywords ($Forwarded $Label1 Work),
+// internal dates spread over five years in several time zones, messages without
+// Message-ID, identical duplicates (the same bytes twice in one folder), CRLF line
+// endings, RFC 2047 and raw UTF-8 headers, and a few big messages with base64
+// attachments. It plans the mailbox (GeneratePlan) and renders every message with the
+// renderer of the benchmark's PlanSized.
 func Generate(seed int64, spec Spec) Mailbox {
+	return GeneratePlan(seed, spec).Mailbox()
+}
+
+// GeneratePlan is the Plan of the mailbox Generate builds.
+func GeneratePlan(seed int64, spec Spec) *Plan {
 	if spec.Count == 0 {
 		spec.Count = 100
 	}
 	if spec.Sizes == nil {
 		spec.Sizes = DefaultSizes()
 	}
-	g := &generator{rng: rand.New(rand.NewPCG(uint64(seed), 0x1a2b3c4d)), sizes: spec.Sizes}
-
-	var mb Mailbox
-	mb.Folders = append(mb.Folders, Folder{Name: "INBOX"})
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x1a2b3c4d))
+	p := &Plan{Seed: uint64(seed)}
+	p.Folders = append(p.Folders, PlannedFolder{Name: "INBOX"})
 	for _, s := range specialFolders {
-		mb.Folders = append(mb.Folders, Folder{Name: s.Name, SpecialUse: s.Use})
+		p.Folders = append(p.Folders, PlannedFolder{Name: s.Name, SpecialUse: s.Use})
 	}
 	nUser := spec.Folders
 	switch {
@@ -159,13 +161,13 @@ func Generate(seed int64, spec Spec) Mailbox {
 		if i < len(builtinFolders) {
 			name = builtinFolders[i]
 		}
-		mb.Folders = append(mb.Folders, Folder{Name: name})
+		p.Folders = append(p.Folders, PlannedFolder{Name: name})
 	}
 
 	// Where messages go: INBOX gets the most, then Sent and Archive; user folders share
 	// the rest; the empty folder gets none.
-	weights := make([]int, len(mb.Folders))
-	for i, f := range mb.Folders {
+	weights := make([]int, len(p.Folders))
+	for i, f := range p.Folders {
 		switch {
 		case f.Name == "INBOX":
 			weights[i] = 40
@@ -182,10 +184,7 @@ func Generate(seed int64, spec Spec) Mailbox {
 		case f.Name == emptyFolder:
 			weights[i] = 0
 		default:
-			weights[i] = 25 / max(nUser, 1)
-			if weights[i] == 0 {
-				weights[i] = 1
-			}
+			weights[i] = max(25/max(nUser, 1), 1)
 		}
 	}
 	total := 0
@@ -193,36 +192,62 @@ func Generate(seed int64, spec Spec) Mailbox {
 		total += w
 	}
 
-	for n := 0; n < spec.Count; {
-		r := g.rng.IntN(total)
-		fi := 0
-		for r >= weights[fi] {
-			r -= weights[fi]
-			fi++
+	// Dates over five years back from a fixed point, to the second, in various zones.
+	base := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	for len(p.Messages) < spec.Count {
+		fi := pickWeighted(rng, weights, total)
+		class := sizeClass(rng, spec.Sizes)
+		target := class.Min
+		if class.Max > class.Min {
+			target += rng.IntN(class.Max - class.Min)
 		}
-		f := &mb.Folders[fi]
-		msg := g.message(f.SpecialUse)
-		f.Messages = append(f.Messages, msg)
-		n++
+		kind := KindText
+		switch {
+		case class.Attachment:
+			kind = KindAttachment
+		case rng.IntN(3) == 0:
+			kind = KindAlternative
+		}
+		date := base.Add(-time.Duration(rng.Int64N(5*365*24*3600)) * time.Second).In(zones[rng.IntN(len(zones))])
+		m := PlannedMessage{
+			Folder:       fi,
+			Kind:         kind,
+			DuplicateOf:  -1,
+			InternalDate: date,
+			NoMessageID:  rng.IntN(12) == 0, // as some old clients and scripts send them
+			target:       int64(target),
+			seed:         rng.Uint64(),
+			date:         date,
+		}
+		m.Flags = testFlags(rng, p.Folders[fi].SpecialUse)
+		p.Messages = append(p.Messages, m)
 		// One message in 40 is there twice, byte for byte (a client that saved it twice);
 		// every other such pair also differs in its flags.
-		if n < spec.Count && g.rng.IntN(40) == 0 {
-			dup := msg
-			dup.Flags = append([]string(nil), msg.Flags...)
-			if g.rng.IntN(2) == 0 {
+		if len(p.Messages) < spec.Count && rng.IntN(40) == 0 {
+			dup := m
+			dup.DuplicateOf = len(p.Messages) - 1
+			dup.Flags = append([]string(nil), m.Flags...)
+			if rng.IntN(2) == 0 {
 				dup.Flags = toggle(dup.Flags, `\Flagged`)
 			}
-			f.Messages = append(f.Messages, dup)
-			n++
+			p.Messages = append(p.Messages, dup)
 		}
 	}
-	return mb
+	return p
 }
 
-type generator struct {
-	rng   *rand.Rand
-	sizes []SizeClass
-	seq   int
+// Mailbox renders every message of the plan into memory, folder by folder in the
+// plan's order.
+func (p *Plan) Mailbox() Mailbox {
+	var mb Mailbox
+	for _, f := range p.Folders {
+		mb.Folders = append(mb.Folders, Folder{Name: f.Name, SpecialUse: f.SpecialUse})
+	}
+	for i, m := range p.Messages {
+		f := &mb.Folders[m.Folder]
+		f.Messages = append(f.Messages, Message{Raw: p.Render(nil, i), Flags: m.Flags, InternalDate: m.InternalDate})
+	}
+	return mb
 }
 
 func toggle(flags []string, flag string) []string {
@@ -234,63 +259,12 @@ func toggle(flags []string, flag string) []string {
 	return append(flags, flag)
 }
 
-var (
-	firstNames = []string{"Alice", "Bob", "Chloé", "Dmitri", "Élodie", "François", "Grace", "Hiroshi", "Inès", "José", "Karin", "Łukasz", "Mei", "Noah", "Zoë"}
-	lastNames  = []string{"Martin", "Müller", "García", "Rossi", "Dubois", "Nakamura", "Øvergaard", "Smith", "Kowalski", "Ferreira", "Leroy", "O'Brien"}
-	domains    = []string{"example.com", "example.org", "example.net", "mail.example", "société.example"}
-	subjects   = []string{
-		"Meeting notes", "Re: budget 2024", "Invoice %d", "Votre facture n°%d", "Réunion de lundi",
-		"Fwd: photos from the trip", "Quarterly report Q%d", "Déjeuner ?", "会議の議事録", "Your order #%d has shipped",
-		"Weekly newsletter", "Re: Re: contract draft", "Urgent: server down", "Happy birthday! 🎉", "Überweisung %d",
-	}
-	words = strings.Fields(`the of and to in is that for it as was with be by on not he this are or his from at
-		which but have an they you were her she there been one all we their has would when if so no will can more
-		about said what out up them into just over very also new some could time these two may first then do any
-		like other my than now people only its after most made how many before must through back years where much
-		réunion été données reçu déjà très où naïve façon cœur garçon Grüße straße mañana niño 日本 東京 メール`)
-	zones = []*time.Location{
-		time.UTC,
-		time.FixedZone("CET", 3600),
-		time.FixedZone("CEST", 7200),
-		time.FixedZone("EST", -5*3600),
-		time.FixedZone("JST", 9*3600),
-		time.FixedZone("IST", 5*3600+1800),
-	}
-)
-
-func (g *generator) pick(list []string) string { return list[g.rng.IntN(len(list))] }
-
-func (g *generator) address() (name, addr string) {
-	first, last := g.pick(firstNames), g.pick(lastNames)
-	local := strings.ToLower(strings.NewReplacer("'", "", "é", "e", "ç", "c", "ë", "e", "ø", "o", "Ø", "o", "ü", "u", "ł", "l", "Ł", "l", "É", "e", "è", "e").Replace(first + "." + last))
-	return first + " " + last, local + "@" + g.pick(domains)
-}
-
-// header renders an address header, sometimes RFC 2047-encoded, sometimes raw UTF-8
-// (8-bit headers as sent by many real clients).
-func (g *generator) addressHeader(name, addr string) string {
-	switch g.rng.IntN(3) {
-	case 0:
-		return mime.QEncoding.Encode("utf-8", name) + " <" + addr + ">"
-	case 1:
-		return name + " <" + addr + ">"
-	default:
-		return addr
-	}
-}
-
-func (g *generator) subject() string {
-	s := g.pick(subjects)
-	if strings.Contains(s, "%d") {
-		s = fmt.Sprintf(s, g.rng.IntN(100000))
-	}
-	return s
-}
-
-func (g *generator) flags(specialUse string) []string {
+// testFlags draws the flags of a message of Generate's: every system flag (\Deleted too,
+// in any folder) and the keywords $Forwarded, $Label1 and Work.
+func testFlags(rng *rand.Rand, specialUse string) []string {
 	var flags []string
 	add := func(p int, f string) {
-		if g.rng.IntN(100) < p {
+		if rng.IntN(100) < p {
 			flags = append(flags, f)
 		}
 	}
@@ -312,123 +286,20 @@ func (g *generator) flags(specialUse string) []string {
 	return flags
 }
 
-func (g *generator) message(specialUse string) Message {
-	g.seq++
-	// Dates over five years back from a fixed point, to the second, in various zones.
-	base := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	date := base.Add(-time.Duration(g.rng.Int64N(5*365*24*3600)) * time.Second).In(zones[g.rng.IntN(len(zones))])
-
-	class := g.sizeClass()
-	target := class.Min
-	if class.Max > class.Min {
-		target += g.rng.IntN(class.Max - class.Min)
-	}
-
-	var b bytes.Buffer
-	hdr := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
-	fromName, fromAddr := g.address()
-	toName, toAddr := g.address()
-	if g.rng.IntN(8) == 0 {
-		hdr("Return-Path", "<"+fromAddr+">")
-		hdr("Received", fmt.Sprintf("from mx%d.example.net (mx%d.example.net [192.0.2.%d])\r\n\tby mail.example.com with ESMTPS id %x;\r\n\t%s",
-			g.seq%7, g.seq%7, g.seq%250+1, g.rng.Uint64(), date.Format(time.RFC1123Z)))
-	}
-	hdr("Date", date.Format(time.RFC1123Z))
-	hdr("From", g.addressHeader(fromName, fromAddr))
-	hdr("To", g.addressHeader(toName, toAddr))
-	subj := g.subject()
-	if g.rng.IntN(3) == 0 {
-		hdr("Subject", subj) // raw 8-bit UTF-8 when not ASCII
-	} else {
-		hdr("Subject", mime.BEncoding.Encode("utf-8", subj))
-	}
-	// One message in 12 has no Message-ID, as some old clients and scripts send them.
-	if g.rng.IntN(12) != 0 {
-		hdr("Message-ID", fmt.Sprintf("<%d.%x@%s>", g.seq, g.rng.Uint64(), strings.SplitN(fromAddr, "@", 2)[1]))
-	}
-	if g.rng.IntN(4) == 0 {
-		hdr("In-Reply-To", fmt.Sprintf("<%x@example.com>", g.rng.Uint64()))
-	}
-	hdr("MIME-Version", "1.0")
-
-	if class.Attachment {
-		boundary := fmt.Sprintf("=_imaptest_%x", g.rng.Uint64())
-		hdr("Content-Type", `multipart/mixed; boundary="`+boundary+`"`)
-		b.WriteString("\r\nThis is a multi-part message in MIME format.\r\n")
-		b.WriteString("--" + boundary + "\r\n")
-		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
-		g.text(&b, 400+g.rng.IntN(2000))
-		b.WriteString("--" + boundary + "\r\n")
-		name := fmt.Sprintf("document-%d.pdf", g.seq)
-		if g.rng.IntN(3) == 0 {
-			name = fmt.Sprintf("relevé-%d.pdf", g.seq)
-		}
-		b.WriteString("Content-Type: application/octet-stream; name=\"" + mime.QEncoding.Encode("utf-8", name) + "\"\r\n")
-		b.WriteString("Content-Transfer-Encoding: base64\r\n")
-		b.WriteString("Content-Disposition: attachment; filename=\"" + mime.QEncoding.Encode("utf-8", name) + "\"\r\n\r\n")
-		// base64 grows by 4/3 and by the line breaks.
-		rawLen := max((target-b.Len()-100)*57/78, 1)
-		data := make([]byte, rawLen)
-		for i := range data {
-			data[i] = byte(g.rng.Uint32())
-		}
-		enc := base64.StdEncoding.EncodeToString(data)
-		for len(enc) > 76 {
-			b.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		b.WriteString(enc + "\r\n")
-		b.WriteString("--" + boundary + "--\r\n")
-	} else {
-		hdr("Content-Type", "text/plain; charset=utf-8")
-		hdr("Content-Transfer-Encoding", "8bit")
-		b.WriteString("\r\n")
-		g.text(&b, target-b.Len())
-	}
-	return Message{Raw: b.Bytes(), Flags: g.flags(specialUse), InternalDate: date}
-}
-
-func (g *generator) sizeClass() SizeClass {
+func sizeClass(rng *rand.Rand, sizes []SizeClass) SizeClass {
 	total := 0
-	for _, c := range g.sizes {
+	for _, c := range sizes {
 		total += c.Weight
 	}
 	if total <= 0 {
 		return SizeClass{Min: 600, Max: 6000}
 	}
-	r := g.rng.IntN(total)
-	for _, c := range g.sizes {
+	r := rng.IntN(total)
+	for _, c := range sizes {
 		if r < c.Weight {
 			return c
 		}
 		r -= c.Weight
 	}
-	return g.sizes[len(g.sizes)-1]
-}
-
-// text writes about n bytes of text in lines of under 80 bytes, CRLF-terminated, with
-// a blank line between paragraphs.
-func (g *generator) text(b *bytes.Buffer, n int) {
-	written, line := 0, 0
-	for written < n || line > 0 {
-		w := g.pick(words)
-		if line > 0 && line+1+len(w) > 72 || (written >= n && line > 0) {
-			b.WriteString("\r\n")
-			written += 2
-			line = 0
-			if g.rng.IntN(8) == 0 {
-				b.WriteString("\r\n")
-				written += 2
-			}
-			continue
-		}
-		if line > 0 {
-			b.WriteByte(' ')
-			written++
-			line++
-		}
-		b.WriteString(w)
-		written += len(w)
-		line += len(w)
-	}
+	return sizes[len(sizes)-1]
 }

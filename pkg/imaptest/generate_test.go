@@ -144,15 +144,6 @@ func TestMailboxName(t *testing.T) {
 	}
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 func folderNames(mb Mailbox) []string {
 	var names []string
 	for _, f := range mb.Folders {

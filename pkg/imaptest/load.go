@@ -3,7 +3,6 @@ package imaptest
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -208,54 +207,13 @@ func ReadFolder(ctx context.Context, acct imapconn.Account, mailbox string) ([]M
 		return nil, err
 	}
 	defer c.Close()
-	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	digests, err := Scan(c, mailbox, ScanOptions{Head: -1})
 	if err != nil {
-		return nil, fmt.Errorf("examine %q: %w", mailbox, err)
-	}
-	if sel.NumMessages == 0 {
-		return nil, c.Logout().Wait()
+		return nil, err
 	}
 	var out []Message
-	cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{
-		UID: true, Flags: true, InternalDate: true,
-		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
-	})
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
-		}
-		var m Message
-		for {
-			item := msg.Next()
-			if item == nil {
-				break
-			}
-			switch it := item.(type) {
-			case imapclient.FetchItemDataFlags:
-				m.Flags = cleanFlags(it.Flags)
-			case imapclient.FetchItemDataInternalDate:
-				m.InternalDate = it.Time
-			case imapclient.FetchItemDataBodySection:
-				if it.Literal == nil {
-					continue
-				}
-				raw, err := io.ReadAll(it.Literal)
-				if err != nil {
-					cmd.Close()
-					return nil, fmt.Errorf("fetch %q: %w", mailbox, err)
-				}
-				if int64(len(raw)) != it.Literal.Size() {
-					cmd.Close()
-					return nil, fmt.Errorf("fetch %q: short body: %d of %d bytes", mailbox, len(raw), it.Literal.Size())
-				}
-				m.Raw = raw
-			}
-		}
-		out = append(out, m)
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, fmt.Errorf("fetch %q: %w", mailbox, err)
+	for _, d := range digests {
+		out = append(out, Message{Raw: d.Head, Flags: d.Flags, InternalDate: d.InternalDate})
 	}
 	return out, c.Logout().Wait()
 }

@@ -65,9 +65,9 @@ var (
 	courier      = testServer{name: "courier", flavour: imaptest.FlavourDot, courier: true}
 )
 
-// serverPairs are the source/destination pairs with Cyrus or Courier on one side or both
-// (Dovecot to Dovecot is TestCopy's and TestFaults'), each namespace flavour on
-// each side at least once.
+// serverPairs are the source/destination pairs with Cyrus or Courier on one side or
+// both: every ordered pair of the three server families (Dovecot to Dovecot is
+// TestCopy's and TestFaults'), each namespace flavour on each side at least once.
 var serverPairs = []struct{ src, dst testServer }{
 	{dovecotSlash, cyrusSlash},
 	{dovecotDot, cyrusDot},
@@ -76,6 +76,8 @@ var serverPairs = []struct{ src, dst testServer }{
 	{dovecotSlash, courier},
 	{courier, dovecotDot},
 	{cyrusDot, courier},
+	{courier, cyrusSlash},
+	{courier, courier},
 }
 
 // TestServerPairs copies a generated mailbox (nested and non-ASCII folders,

@@ -462,3 +462,31 @@ func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name str
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestGuessBudgetSharedByReplicas: the password-guessing budget of an account is kept
+// in the store, shared by every api replica, and spent by every spelling of the login
+// the server takes for one account (it was per process, per spelling: N replicas and
+// M spellings gave N·M times the budget).
+func TestGuessBudgetSharedByReplicas(t *testing.T) {
+	perAddress := withOptions(func(o *syncapi.Options) { o.PerAddress = syncapi.Rate{Every: time.Hour, Burst: 2} })
+	a := newEnv(t, "redis", perAddress)
+	b := newEnv(t, "redis", perAddress, withDeps(func(d *syncapi.Deps) { d.Store = a.store }))
+	u := newUser(t)
+	test := func(e *env, login string) error {
+		acct := u.withPassword("guess")
+		acct.Login = login
+		_, err := e.client.TestAccount(e.ctx(), &imapcopyv1.TestAccountRequest{Account: acct})
+		return err
+	}
+	if err := test(a, u.email); err != nil {
+		t.Fatalf("first guess on replica a: %v", err)
+	}
+	if err := test(b, strings.ToUpper(u.acct.Login)); err != nil {
+		t.Fatalf("second guess, on replica b, the login without its domain: %v", err)
+	}
+	for name, e := range map[string]*env{"a": a, "b": b} {
+		if err := test(e, u.email); status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("third guess on replica %s = %v, want ResourceExhausted", name, err)
+		}
+	}
+}

@@ -143,13 +143,22 @@ func TestSecretsNeverLeak(t *testing.T) {
 				key := iter.Val()
 				keys++
 				check("a Redis key", []byte(key))
-				if typ, _ := rdb.Type(ctx, key).Result(); typ == "string" {
+				switch typ, _ := rdb.Type(ctx, key).Result(); typ {
+				case "string":
 					v, err := rdb.Get(ctx, key).Bytes()
 					if err == nil {
 						check("the Redis value of "+key, v)
 					}
-				} else {
-					t.Errorf("Redis key %s has type %s; this test reads strings only", key, typ)
+				case "hash": // the list index
+					fields, err := rdb.HGetAll(ctx, key).Result()
+					if err != nil {
+						t.Fatalf("HGETALL %s: %v", key, err)
+					}
+					for f, v := range fields {
+						check("a field of the Redis hash "+key, []byte(f+" "+v))
+					}
+				default:
+					t.Errorf("Redis key %s has type %s; this test reads strings and hashes only", key, typ)
 				}
 			}
 			if err := iter.Err(); err != nil {

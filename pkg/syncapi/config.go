@@ -52,9 +52,11 @@ type Config struct {
 	RatePerAddress     string        // IMAPCOPY_RATE_PER_ADDRESS
 	RatePerCaller      string        // IMAPCOPY_RATE_PER_CALLER
 	MaxAccountTests    int           // IMAPCOPY_MAX_ACCOUNT_TESTS
+	MaxWatches         int           // IMAPCOPY_MAX_WATCHES_PER_CALLER
 	AccountTestTimeout time.Duration // IMAPCOPY_ACCOUNT_TEST_TIMEOUT
 	PlanTimeout        time.Duration // IMAPCOPY_PLAN_TIMEOUT
 	QueuedLockTTL      time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
+	RetryWindow        time.Duration // IMAPCOPY_RETRY_WINDOW: how long a started task is kept for RetrySync; 0: none
 	ShutdownTimeout    time.Duration // IMAPCOPY_SHUTDOWN_TIMEOUT
 
 	errs []error // environment values that did not parse
@@ -87,9 +89,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	e.String(&c.RatePerAddress, "rate-per-address", "IMAPCOPY_RATE_PER_ADDRESS", DefaultRatePerAddress, `account tests and starts per email address: "N/duration" ("off": no limit)`)
 	e.String(&c.RatePerCaller, "rate-per-caller", "IMAPCOPY_RATE_PER_CALLER", DefaultRatePerCaller, `account tests and starts per caller: "N/duration" ("off": no limit)`)
 	e.Int(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
+	e.Int(&c.MaxWatches, "max-watches-per-caller", "IMAPCOPY_MAX_WATCHES_PER_CALLER", 100, "WatchSyncStatus streams one caller may hold open at once")
 	e.Duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
 	e.Duration(&c.PlanTimeout, "plan-timeout", "IMAPCOPY_PLAN_TIMEOUT", 2*time.Minute, "bound of the dry run of a PlanSync (the pre-flight verdict)")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
+	e.Duration(&c.RetryWindow, "retry-window", "IMAPCOPY_RETRY_WINDOW", retryWindowDefault, "how long the api keeps each started task, its credentials sealed, so that RetrySync can start a failed sync again (0: keep none)")
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", 20*time.Second, "how long running calls may finish at shutdown")
 	if err := e.Err(); err != nil {
 		c.errs = append(c.errs, err)
@@ -113,6 +117,9 @@ func (c *Config) Check() error {
 	errs = append(errs, c.checkListen("IMAPCOPY_GRPC_ADDR", c.GRPCAddr))
 	if c.HTTPEnabled() {
 		errs = append(errs, c.checkListen("IMAPCOPY_HTTP_ADDR", c.HTTPAddr))
+	}
+	if c.RetryWindow < 0 {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_RETRY_WINDOW %v: use a duration such as 168h, or 0 to keep no task", c.RetryWindow))
 	}
 	switch c.Page {
 	case "", "public", "private", "off":
@@ -251,14 +258,15 @@ func (c *Config) Options() (Options, error) {
 		return Options{}, err
 	}
 	return Options{
-		AllowPlaintext:     c.IMAP.AllowPlaintext,
-		RootCAs:            roots,
-		QueuedLockTTL:      c.QueuedLockTTL,
-		PerAddress:         perAddress,
-		PerCaller:          perCaller,
-		MaxConcurrentTests: c.MaxAccountTests,
-		TestTimeout:        c.AccountTestTimeout,
-		PlanTimeout:        c.PlanTimeout,
+		AllowPlaintext:      c.IMAP.AllowPlaintext,
+		RootCAs:             roots,
+		QueuedLockTTL:       c.QueuedLockTTL,
+		PerAddress:          perAddress,
+		PerCaller:           perCaller,
+		MaxConcurrentTests:  c.MaxAccountTests,
+		MaxWatchesPerCaller: c.MaxWatches,
+		TestTimeout:         c.AccountTestTimeout,
+		PlanTimeout:         c.PlanTimeout,
 	}, nil
 }
 
@@ -286,6 +294,7 @@ func ParseRate(s string) (Rate, error) {
 type Parts struct {
 	Store    Store
 	Queue    Publisher
+	Kept     TaskKeeper // nil: RetrySync refuses (see RetryWindow)
 	Sealer   Sealer
 	Logger   *slog.Logger          // nil: discard
 	Registry prometheus.Registerer // nil: no metrics
@@ -330,6 +339,7 @@ func (c *Config) Build(p Parts) (*Server, error) {
 	svc, err := New(Deps{
 		Store:     p.Store,
 		Queue:     p.Queue,
+		Kept:      p.Kept,
 		Sealer:    p.Sealer,
 		Prober:    NewProber(imapconn.Options{Dialer: dialer, Logger: logger}, logger),
 		Policy:    dialer,

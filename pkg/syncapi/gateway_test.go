@@ -108,7 +108,7 @@ func TestHTTPAPI(t *testing.T) {
 		anon.want(a, 200, "openapi")
 		paths, _ := a.body["paths"].(map[string]any)
 		for _, p := range []string{"/v1/providers", "/v1/accounts:test", "/v1/syncs", "/v1/syncs:plan", "/v1/syncs/{source_email}",
-			"/v1/syncs/{source_email}:watch", "/v1/syncs/{source_email}:cancel"} {
+			"/v1/syncs/{source_email}:watch", "/v1/syncs/{source_email}:cancel", "/v1/syncs/{source_email}:retry"} {
 			if _, ok := paths[strings.ReplaceAll(p, "{source_email}", "{sourceEmail}")]; !ok {
 				t.Errorf("the OpenAPI description lacks %s (it has %v)", p, keys(paths))
 			}
@@ -262,6 +262,17 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	if len(rest) == 0 || !strings.Contains(rest[len(rest)-1], "SYNC_STATE_CANCELLED") {
 		t.Errorf("watch: the stream did not end with the terminal state: %q", rest)
+	}
+
+	// Listing and retrying are for API callers, not for the public page's visitors.
+	anon.want(anon.do("GET", "/v1/syncs", nil), 403, "anonymous listing")
+	anon.want(anon.do("POST", path+":retry", `{}`), 403, "anonymous retry")
+	panel.want(panel.do("GET", "/v1/syncs?states=SYNC_STATE_CANCELLED&pageSize=500", nil), 200, "listing")
+	panel.want(panel.do("GET", "/v1/syncs?pageSize=501", nil), 400, "listing with too large a page")
+	a = panel.do("POST", path+":retry", `{}`)
+	panel.want(a, 400, "retry of a cancelled sync") // FAILED_PRECONDITION is 400 in grpc-gateway's mapping
+	if !strings.Contains(a.str("message"), "CANCELLED") {
+		t.Errorf("retry of a cancelled sync: the message does not say why: %s", a.raw)
 	}
 }
 

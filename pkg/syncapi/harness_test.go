@@ -29,6 +29,7 @@ import (
 	"imapcopy.dev/pkg/servicetest"
 	"imapcopy.dev/pkg/syncapi"
 	"imapcopy.dev/pkg/syncstatus"
+	"imapcopy.dev/pkg/taskqueue"
 	"imapcopy.dev/pkg/taskseal"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -171,6 +172,7 @@ func newEnv(t *testing.T, kind string, options ...envOption) *env {
 	deps := syncapi.Deps{
 		Store:     e.store,
 		Queue:     queue,
+		Kept:      taskqueue.NewKept(e.js, time.Hour, 1),
 		Sealer:    keyring,
 		Prober:    syncapi.NewProber(imapconn.Options{Dialer: policy, DialTimeout: 20 * time.Second}, logger),
 		Policy:    policy,

@@ -117,6 +117,32 @@ func exhausted(what string, wait time.Duration) error {
 	return st.Err()
 }
 
+// watchCounts counts the open watch streams of each caller.
+type watchCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// open counts one more stream of caller unless it has max already; done uncounts it.
+func (w *watchCounts) open(caller string, limit int) (done func(), ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n[caller] >= limit {
+		return nil, false
+	}
+	if w.n == nil {
+		w.n = map[string]int{}
+	}
+	w.n[caller]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.n[caller]--; w.n[caller] == 0 {
+			delete(w.n, caller)
+		}
+	}, true
+}
+
 // testSlots bounds concurrent account tests. acquire waits at most wait for slots, so
 // that a burst queues briefly instead of failing at once, but a flood is refused.
 type testSlots struct {

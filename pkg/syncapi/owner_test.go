@@ -1,13 +1,11 @@
 package syncapi_test
 
 import (
-	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"imapcopy.dev/pkg/syncapi"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -16,16 +14,7 @@ import (
 // an admin token sees and cancels every sync. Any caller used to read and cancel any
 // other caller's sync.
 func TestCallersSeeTheirOwnSyncs(t *testing.T) {
-	const (
-		aliceToken = "alice-token-0123456789abcdef"
-		bobToken   = "bob-token-0123456789abcdef00"
-		opsToken   = "ops-token-0123456789abcdef00"
-	)
-	tokens, err := syncapi.ParseTokens(strings.NewReader("tests " + testToken + "\nalice " + aliceToken + "\nbob " + bobToken + "\nops " + opsToken + " admin\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, "redis", func(c *envConfig) { c.auth = syncapi.NewAuth(tokens, false) })
+	e := newEnv(t, "redis", withTeam(t))
 	addr := e.conn.Target()
 	alice := imapcopyv1.NewSyncServiceClient(dial(t, addr, aliceToken))
 	bob := imapcopyv1.NewSyncServiceClient(dial(t, addr, bobToken))

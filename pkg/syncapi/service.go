@@ -10,6 +10,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ type Store interface {
 	Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus, error)
 	Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error]
 	RequestCancel(ctx context.Context, source, taskID string) error
+	List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error)
+	TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error)
+	Locked(ctx context.Context, source string) (bool, error)
 }
 
 // Publisher puts a task on the work queue, its task id being the message id.
@@ -45,10 +49,20 @@ type Publisher interface {
 	Publish(ctx context.Context, task *imapcopyv1.SyncTask) error
 }
 
-// Sealer encrypts a task's secrets, bound to the whole task, and makes and checks
-// the tags that serve as cancel secrets; *taskseal.Keyring implements it.
+// TaskKeeper keeps the latest task of each source, secrets sealed, for RetrySync;
+// *taskqueue.Kept implements it. Get answers taskqueue.ErrNotKept when it has none.
+type TaskKeeper interface {
+	Keep(ctx context.Context, task *imapcopyv1.SyncTask) error
+	Get(ctx context.Context, source string) (*imapcopyv1.SyncTask, error)
+	Window() time.Duration
+}
+
+// Sealer encrypts a task's secrets, bound to the whole task, opens them again (for
+// RetrySync), and makes and checks the tags that serve as cancel secrets;
+// *taskseal.Keyring implements it.
 type Sealer interface {
 	Seal(task *imapcopyv1.SyncTask, secrets *imapcopyv1.TaskSecrets) (*imapcopyv1.SealedSecrets, error)
+	Open(task *imapcopyv1.SyncTask) (*imapcopyv1.TaskSecrets, error)
 	Tag(purpose, msg string) string
 	VerifyTag(purpose, msg, tag string) bool
 }
@@ -82,6 +96,7 @@ func (systemClock) Now() time.Time { return time.Now() }
 type Deps struct {
 	Store     Store
 	Queue     Publisher
+	Kept      TaskKeeper // nil: keep nothing, RetrySync refuses
 	Sealer    Sealer
 	Prober    AccountProber
 	Policy    PolicyChecker
@@ -120,6 +135,9 @@ type Options struct {
 	// StoreTimeout bounds each call to the store (default 10s), so that a store that
 	// is down is answered Unavailable rather than left to the caller's deadline.
 	StoreTimeout time.Duration
+	// MaxWatchesPerCaller bounds the WatchSyncStatus streams one caller holds open
+	// at once (default 100); the next is RESOURCE_EXHAUSTED.
+	MaxWatchesPerCaller int
 	// PlanTimeout bounds the dry run of a PlanSync (default 2 minutes): past it the
 	// verdict covers the folders compared so far and says it is incomplete.
 	PlanTimeout time.Duration
@@ -131,6 +149,7 @@ type Service struct {
 
 	store     Store
 	queue     Publisher
+	kept      TaskKeeper
 	sealer    Sealer
 	prober    AccountProber
 	policy    PolicyChecker
@@ -140,10 +159,10 @@ type Service struct {
 	log       *slog.Logger
 	metrics   *Metrics
 
-	opts       Options
-	perAddress *keyedLimiter
-	perCaller  *keyedLimiter
-	slots      *testSlots
+	opts      Options
+	perCaller *keyedLimiter
+	slots     *testSlots
+	watches   watchCounts
 
 	stopping context.Context // done at shutdown: watch streams end
 	stop     context.CancelFunc
@@ -187,6 +206,9 @@ func New(deps Deps, opts Options) (*Service, error) {
 	if opts.StoreTimeout <= 0 {
 		opts.StoreTimeout = 10 * time.Second
 	}
+	if opts.MaxWatchesPerCaller <= 0 {
+		opts.MaxWatchesPerCaller = 100
+	}
 	if opts.PlanTimeout <= 0 {
 		opts.PlanTimeout = 2 * time.Minute
 	}
@@ -197,22 +219,22 @@ func New(deps Deps, opts Options) (*Service, error) {
 	// watch streams that may never end.
 	stopping, stop := context.WithCancel(context.Background())
 	return &Service{
-		store:      boundedStore{deps.Store, opts.StoreTimeout},
-		queue:      deps.Queue,
-		sealer:     deps.Sealer,
-		prober:     deps.Prober,
-		policy:     deps.Policy,
-		providers:  deps.Providers,
-		planner:    deps.Planner,
-		clock:      deps.Clock,
-		log:        deps.Logger,
-		metrics:    deps.Metrics,
-		opts:       opts,
-		perAddress: newKeyedLimiter(opts.PerAddress, deps.Clock),
-		perCaller:  newKeyedLimiter(opts.PerCaller, deps.Clock),
-		slots:      newTestSlots(opts.MaxConcurrentTests, opts.TestQueueWait),
-		stopping:   stopping,
-		stop:       stop,
+		store:     boundedStore{deps.Store, opts.StoreTimeout},
+		queue:     deps.Queue,
+		kept:      deps.Kept,
+		sealer:    deps.Sealer,
+		prober:    deps.Prober,
+		policy:    deps.Policy,
+		providers: deps.Providers,
+		planner:   deps.Planner,
+		clock:     deps.Clock,
+		log:       deps.Logger,
+		metrics:   deps.Metrics,
+		opts:      opts,
+		perCaller: newKeyedLimiter(opts.PerCaller, deps.Clock),
+		slots:     newTestSlots(opts.MaxConcurrentTests, opts.TestQueueWait),
+		stopping:  stopping,
+		stop:      stop,
 	}, nil
 }
 
@@ -266,19 +288,42 @@ func (s *Service) resolve(field string, a *imapcopyv1.Account, role imapcopyv1.A
 	}, nil
 }
 
-// limit takes one token from the caller's bucket and one from each address's.
-func (s *Service) limit(ctx context.Context, addresses ...string) error {
+// limit takes one token from the caller's bucket (kept by this process) and one from
+// each account's (kept in the store, shared by every replica: the budget of password
+// guesses against an account does not grow with the replicas). An account's key is
+// its login's local part and its server, so that the spellings a server takes for one
+// account ("alice", "Alice@example.com") share one budget. The store being down
+// refuses the call: the limit fails closed.
+func (s *Service) limit(ctx context.Context, accounts ...imapconn.Account) error {
 	if wait := s.perCaller.take("caller:" + Caller(ctx)); wait > 0 {
 		s.metrics.rateLimited("caller")
 		return exhausted("too many requests from this caller", wait)
 	}
-	for _, addr := range addresses {
-		if wait := s.perAddress.take("address:" + NormalizeAddress(addr)); wait > 0 {
+	r := s.opts.PerAddress
+	if r.Every <= 0 {
+		return nil
+	}
+	for _, a := range accounts {
+		wait, err := s.store.TakeToken(ctx, "guess:"+accountKey(a), s.clock.Now(), r.Every, r.Burst)
+		if err != nil {
+			return s.storeError(ctx, "rate limit", err)
+		}
+		if wait > 0 {
 			s.metrics.rateLimited("address")
 			return exhausted("too many attempts for this account", wait)
 		}
 	}
 	return nil
+}
+
+// accountKey is the account a login names on its server, as far as the api can
+// tell: the login's local part, lowercase, at the server's host.
+func accountKey(a imapconn.Account) string {
+	login := NormalizeAddress(a.Login)
+	if i := strings.LastIndexByte(login, '@'); i >= 0 {
+		login = login[:i]
+	}
+	return login + "@" + strings.ToLower(strings.TrimSuffix(a.Host, ".")) + ":" + strconv.Itoa(a.Port)
 }
 
 func (s *Service) acquireSlots(ctx context.Context, n int) (func(), error) {
@@ -346,7 +391,7 @@ func (s *Service) TestAccount(ctx context.Context, req *imapcopyv1.TestAccountRe
 	if err != nil {
 		return nil, err
 	}
-	if err := s.limit(ctx, a.imap.Login); err != nil {
+	if err := s.limit(ctx, a.imap); err != nil {
 		return nil, err
 	}
 	release, err := s.acquireSlots(ctx, 1)
@@ -445,7 +490,7 @@ func (s *Service) prepare(ctx context.Context, req *imapcopyv1.StartSyncRequest)
 	if sameAccount(src.imap, dst.imap) {
 		return nil, invalidf("destination", "the same account as the source", "choose another destination account")
 	}
-	if err := s.limit(ctx, src.imap.Login, dst.imap.Login); err != nil {
+	if err := s.limit(ctx, src.imap, dst.imap); err != nil {
 		return nil, err
 	}
 	for _, a := range []*account{src, dst} {
@@ -563,6 +608,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		return nil, status.Error(codes.Unavailable, "the task queue is unavailable: nothing was started, try again in a minute")
 	}
 	locked = false // the lock now belongs to the task
+	s.keep(ctx, task)
 	// The task is queued: the lock lives while it waits. A copier that already took
 	// the task holds the lock with the same token; one that already finished it has
 	// released it (ErrNotHolder: nothing to extend).
@@ -645,7 +691,7 @@ func (s *Service) GetSyncStatus(ctx context.Context, req *imapcopyv1.GetSyncStat
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
-	return &imapcopyv1.GetSyncStatusResponse{Status: view(ctx, st)}, nil
+	return &imapcopyv1.GetSyncStatusResponse{Status: view(ctx, s.unstick(ctx, source, st))}, nil
 }
 
 // WatchSyncStatus implements SyncService: the current status, then each change, until
@@ -655,6 +701,12 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 	if err != nil {
 		return err
 	}
+	done, ok := s.watches.open(Caller(stream.Context()), s.opts.MaxWatchesPerCaller)
+	if !ok {
+		s.metrics.rateLimited("watches")
+		return status.Errorf(codes.ResourceExhausted, "this caller already has %d open watch streams: close one, or ask for the status with GetSyncStatus", s.opts.MaxWatchesPerCaller)
+	}
+	defer done()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
@@ -668,8 +720,12 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 			}
 			return s.storeError(stream.Context(), "watch status", err)
 		}
+		st = s.unstick(ctx, source, st)
 		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: view(stream.Context(), st)}); err != nil {
 			return err
+		}
+		if syncstatus.Terminal(st.GetState()) {
+			return nil // settled by unstick: the store's watch would wait for a change
 		}
 	}
 	return nil
@@ -691,6 +747,7 @@ func (s *Service) CancelSync(ctx context.Context, req *imapcopyv1.CancelSyncRequ
 	if err != nil {
 		return nil, s.storeError(ctx, "get status", err)
 	}
+	st = s.unstick(ctx, source, st)
 	if !s.mayCancel(ctx, st, req.GetCancelSecret()) {
 		return nil, status.Error(codes.PermissionDenied,
 			"only the page that started this sync may cancel it (cancel_secret), or a caller with an API token")
@@ -738,6 +795,24 @@ func (b boundedStore) Get(ctx context.Context, source string) (*imapcopyv1.SyncS
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	return b.Store.Get(ctx, source)
+}
+
+func (b boundedStore) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.TakeToken(ctx, key, now, every, burst)
+}
+
+func (b boundedStore) Locked(ctx context.Context, source string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.Locked(ctx, source)
+}
+
+func (b boundedStore) List(ctx context.Context, q syncstatus.ListQuery) (*syncstatus.ListPage, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.Store.List(ctx, q)
 }
 
 func (b boundedStore) RequestCancel(ctx context.Context, source, taskID string) error {

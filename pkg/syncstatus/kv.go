@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -443,4 +445,92 @@ func (s *KV) CancelRequested(ctx context.Context, source, taskID string) (bool, 
 		return false, fmt.Errorf("check cancel: %w", err)
 	}
 	return string(e.Value()) == taskID, nil
+}
+
+// List implements Store: it reads every status of the bucket (the standalone mode's
+// scale: one machine's syncs) and selects the page from them.
+func (s *KV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
+	w, err := s.statuses.WatchFiltered(ctx, []string{"status.>"}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list syncs: %w", err)
+	}
+	defer w.Stop()
+	byKey := make(map[string]*imapcopyv1.SyncStatus)
+	var entries []indexEntry
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list syncs: %w", ctx.Err())
+		case e = <-w.Updates():
+		}
+		if e == nil {
+			break // every current value was delivered
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		st := new(imapcopyv1.SyncStatus)
+		if err := proto.Unmarshal(e.Value(), st); err != nil {
+			return nil, fmt.Errorf("list syncs: decode: %w", err)
+		}
+		key := strings.TrimPrefix(e.Key(), "status.")
+		var expires time.Time
+		if Terminal(st.GetState()) {
+			expires = st.GetUpdatedAt().AsTime().Add(wholeSeconds(s.retention))
+		}
+		byKey[key] = st
+		entries = append(entries, entryOf(key, st, expires))
+	}
+	page, next, totals, err := selectPage(entries, q, s.now())
+	if err != nil {
+		return nil, err
+	}
+	out := &ListPage{NextPageToken: next, Totals: totals, Statuses: make([]*imapcopyv1.SyncStatus, 0, len(page))}
+	for _, e := range page {
+		out.Statuses = append(out.Statuses, byKey[e.Key])
+	}
+	return out, nil
+}
+
+// TakeToken implements Store with a compare-and-set of the bucket's TAT, kept under
+// rate.<key> in the status bucket with a TTL until the bucket is full again.
+func (s *KV) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	k := "rate." + rateKey(key)
+	for range maxUpdateAttempts {
+		e, err := s.last(ctx, s.statusRaw, s.statuses, k)
+		if err != nil {
+			return 0, fmt.Errorf("rate limit: %w", err)
+		}
+		var tat int64
+		if e.live {
+			tat, _ = strconv.ParseInt(string(e.value), 10, 64)
+		}
+		next, wait := gcra(tat, now.UnixMilli(), every, burst)
+		if wait > 0 {
+			return wait, nil
+		}
+		ttl := time.Duration(next-now.UnixMilli()) * time.Millisecond
+		err = s.put(ctx, s.statuses, k, []byte(strconv.FormatInt(next, 10)), e.rev, ttl)
+		switch {
+		case err == nil:
+			return 0, nil
+		case !errors.Is(err, errConflict):
+			return 0, fmt.Errorf("rate limit: %w", err)
+		}
+	}
+	return 0, fmt.Errorf("rate limit: still conflicting after %d attempts", maxUpdateAttempts)
+}
+
+// Locked implements Store.
+func (s *KV) Locked(ctx context.Context, source string) (bool, error) {
+	key, err := keyFor(source)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	e, err := s.last(ctx, s.lockRaw, s.locks, key)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	return e.live, nil
 }

@@ -134,3 +134,15 @@ func (s *lazyKV) RequestCancel(ctx context.Context, source, taskID string) error
 func (s *lazyKV) CancelRequested(ctx context.Context, source, taskID string) (bool, error) {
 	return with(ctx, s, func(kv *KV) (bool, error) { return kv.CancelRequested(ctx, source, taskID) })
 }
+
+func (s *lazyKV) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	return with(ctx, s, func(kv *KV) (time.Duration, error) { return kv.TakeToken(ctx, key, now, every, burst) })
+}
+
+func (s *lazyKV) Locked(ctx context.Context, source string) (bool, error) {
+	return with(ctx, s, func(kv *KV) (bool, error) { return kv.Locked(ctx, source) })
+}
+
+func (s *lazyKV) List(ctx context.Context, q ListQuery) (*ListPage, error) {
+	return with(ctx, s, func(kv *KV) (*ListPage, error) { return kv.List(ctx, q) })
+}

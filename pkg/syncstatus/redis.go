@@ -3,6 +3,7 @@ package syncstatus
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -35,14 +36,19 @@ type RedisOptions struct {
 //	{prefix}{k}:status   the status, binary protobuf (PX retention once terminal)
 //	{prefix}{k}:cancel   the task id whose cancel was requested (PX retention)
 //	{prefix}{k}:changed  the pub/sub channel notified after each status write
+//	{prefix}index        a hash, k → the JSON of what List filters on (indexEntry),
+//	                     written by the same script as the status
 //
-// The {k} hash tag keeps an address's keys in one cluster slot for the Lua scripts.
+// The {k} hash tag keeps an address's keys in one slot. The index is one key outside
+// those slots, written atomically with the status: the store runs on one Redis (a
+// primary, possibly with replicas), not on Redis Cluster.
 type Redis struct {
 	c         redis.UniversalClient
 	prefix    string
 	retention time.Duration
 	resync    time.Duration
 	now       func() time.Time
+	notes     *notifier
 }
 
 // NewRedis returns a Store on the Redis behind c. It does not own c.
@@ -53,6 +59,7 @@ func NewRedis(c redis.UniversalClient, opts RedisOptions) *Redis {
 		retention: orRetention(opts.Retention),
 		resync:    opts.Resync,
 		now:       orNow(opts.Now),
+		notes:     &notifier{c: c},
 	}
 	if r.prefix == "" {
 		r.prefix = "imapcopy:"
@@ -65,7 +72,9 @@ func NewRedis(c redis.UniversalClient, opts RedisOptions) *Redis {
 
 var _ Store = (*Redis)(nil)
 
-type redisKeys struct{ lock, status, cancel, changed string }
+type redisKeys struct{ lock, status, cancel, changed, field string }
+
+func (r *Redis) index() string { return r.prefix + "index" }
 
 func (r *Redis) keys(source string) (redisKeys, error) {
 	k, err := keyFor(source)
@@ -73,7 +82,7 @@ func (r *Redis) keys(source string) (redisKeys, error) {
 		return redisKeys{}, err
 	}
 	base := r.prefix + "{" + k + "}:"
-	return redisKeys{lock: base + "lock", status: base + "status", cancel: base + "cancel", changed: base + "changed"}, nil
+	return redisKeys{lock: base + "lock", status: base + "status", cancel: base + "cancel", changed: base + "changed", field: k}, nil
 }
 
 var (
@@ -97,9 +106,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0`)
-	// The fenced status write. KEYS: lock, status. ARGV: token, mode ("put" or
-	// "cas"), the old status (cas), the new status, expiry in ms (0: none), channel.
-	// -1 = not the holder, 0 = the status changed since it was read (cas), 1 = written.
+	// The fenced status write. KEYS: lock, status, index. ARGV: token, mode ("put"
+	// or "cas"), the old status (cas), the new status, expiry in ms (0: none),
+	// channel, index field, index entry. -1 = not the holder, 0 = the status changed
+	// since it was read (cas), 1 = written.
 	writeScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
@@ -112,8 +122,16 @@ if ARGV[5] == '0' then
 else
   redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
 end
+redis.call('HSET', KEYS[3], ARGV[7], ARGV[8])
 redis.call('PUBLISH', ARGV[6], '1')
 return 1`)
+	// Removes an index entry that has not changed since it was read. KEYS: index.
+	// ARGV: field, entry.
+	pruneScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0`)
 )
 
 func ms(d time.Duration) int64 {
@@ -199,15 +217,21 @@ func (r *Redis) write(ctx context.Context, k redisKeys, token string, old []byte
 		return false, err
 	}
 	var expire int64
+	var expires time.Time
 	if Terminal(st.GetState()) {
 		expire = ms(r.retention)
+		expires = st.GetUpdatedAt().AsTime().Add(time.Duration(expire) * time.Millisecond)
+	}
+	entry, err := json.Marshal(entryOf(k.field, st, expires))
+	if err != nil {
+		return false, err
 	}
 	mode := "put"
 	if old != nil {
 		mode = "cas"
 	}
-	n, err := writeScript.Run(ctx, r.c, []string{k.lock, k.status},
-		token, mode, old, b, strconv.FormatInt(expire, 10), k.changed).Int()
+	n, err := writeScript.Run(ctx, r.c, []string{k.lock, k.status, r.index()},
+		token, mode, old, b, strconv.FormatInt(expire, 10), k.changed, k.field, entry).Int()
 	if err != nil {
 		return false, err
 	}
@@ -299,7 +323,8 @@ func (r *Redis) Get(ctx context.Context, source string) (*imapcopyv1.SyncStatus,
 }
 
 // Watch implements Store: it subscribes to the address's channel, then reads the
-// status, and reads it again at each notification and every Resync.
+// status, and reads it again at each notification and every Resync. Every Watch of
+// the store shares one pub/sub connection.
 func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error] {
 	return func(yield func(*imapcopyv1.SyncStatus, error) bool) {
 		k, err := r.keys(source)
@@ -307,18 +332,17 @@ func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.
 			yield(nil, fmt.Errorf("watch status: %w", err))
 			return
 		}
-		ps := r.c.Subscribe(ctx, k.changed)
-		defer ps.Close()
-		// Wait for the subscription to be in place before the first read, so that
-		// no change falls between the two.
-		if _, err := ps.Receive(ctx); err != nil {
+		// listen returns once the subscription is in place, before the first read,
+		// so that no change falls between the two.
+		notes, stop, err := r.notes.listen(ctx, k.changed)
+		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
 			yield(nil, fmt.Errorf("watch status: %w", err))
 			return
 		}
-		notes := ps.Channel()
+		defer stop()
 		var last []byte
 		// next reads the status and yields it when it changed; false ends the watch.
 		next := func() bool {
@@ -354,11 +378,7 @@ func (r *Redis) Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.
 			case <-ctx.Done():
 				yield(nil, ctx.Err())
 				return
-			case _, ok := <-notes:
-				if !ok {
-					yield(nil, errors.New("watch status: subscription closed"))
-					return
-				}
+			case <-notes:
 			case <-tick.C:
 			}
 			if !next() {
@@ -394,4 +414,99 @@ func (r *Redis) CancelRequested(ctx context.Context, source, taskID string) (boo
 		return false, fmt.Errorf("check cancel: %w", err)
 	}
 	return v == taskID, nil
+}
+
+// List implements Store: it reads the index, selects the page, and reads the page's
+// statuses. It removes the index entries of statuses that expired.
+func (r *Redis) List(ctx context.Context, q ListQuery) (*ListPage, error) {
+	raw, err := r.c.HGetAll(ctx, r.index()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list syncs: %w", err)
+	}
+	now := r.now()
+	entries := make([]indexEntry, 0, len(raw))
+	for field, v := range raw {
+		var e indexEntry
+		if err := json.Unmarshal([]byte(v), &e); err != nil {
+			return nil, fmt.Errorf("list syncs: decode index entry: %w", err)
+		}
+		e.Key = field
+		if e.Expires != 0 && e.Expires <= now.UnixMilli() {
+			r.prune(ctx, field, v)
+			continue
+		}
+		entries = append(entries, e)
+	}
+	page, next, totals, err := selectPage(entries, q, now)
+	if err != nil {
+		return nil, err
+	}
+	cmds, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range page {
+			p.Get(ctx, r.prefix+"{"+e.Key+"}:status")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list syncs: %w", err)
+	}
+	out := &ListPage{NextPageToken: next, Totals: totals, Statuses: make([]*imapcopyv1.SyncStatus, 0, len(page))}
+	for i, c := range cmds {
+		b, err := c.(*redis.StringCmd).Bytes()
+		if errors.Is(err, redis.Nil) {
+			// Expired between the index read and now (its retention ended).
+			r.prune(ctx, page[i].Key, raw[page[i].Key])
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list syncs: %w", err)
+		}
+		st := new(imapcopyv1.SyncStatus)
+		if err := proto.Unmarshal(b, st); err != nil {
+			return nil, fmt.Errorf("list syncs: decode: %w", err)
+		}
+		out.Statuses = append(out.Statuses, st)
+	}
+	return out, nil
+}
+
+// prune removes the index entry field if it still is v; a failure only leaves the
+// entry for the next List to remove.
+func (r *Redis) prune(ctx context.Context, field, v string) {
+	_ = pruneScript.Run(ctx, r.c, []string{r.index()}, field, v).Err()
+}
+
+// KEYS: the bucket. ARGV: now ms, every ms, burst. Returns the wait in ms (0: taken).
+// The same arithmetic as gcra.
+var takeTokenScript = redis.NewScript(`
+local now, t, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local allow = tat - t * (burst - 1)
+if now < allow then return allow - now end
+tat = tat + t
+redis.call('SET', KEYS[1], tat, 'PX', tat - now + 1)
+return 0`)
+
+// TakeToken implements Store.
+func (r *Redis) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
+	wait, err := takeTokenScript.Run(ctx, r.c, []string{r.prefix + "rate:" + rateKey(key)},
+		now.UnixMilli(), every.Milliseconds(), max(burst, 1)).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: %w", err)
+	}
+	return time.Duration(wait) * time.Millisecond, nil
+}
+
+// Locked implements Store.
+func (r *Redis) Locked(ctx context.Context, source string) (bool, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	n, err := r.c.Exists(ctx, k.lock).Result()
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	return n > 0, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"imapcopy.dev/pkg/redistest"
 	"imapcopy.dev/pkg/syncstatus"
 	"imapcopy.dev/pkg/syncstatus/storetest"
+	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
 func TestRedisContract(t *testing.T) {
@@ -69,5 +72,85 @@ func TestKeyOf(t *testing.T) {
 			t.Errorf("KeyOf(%q) = KeyOf(%q) = %q", a, prev, k)
 		}
 		seen[k] = a
+	}
+}
+
+// TestRedisWatchesShareOneConnection: a hundred watches hold one pub/sub connection
+// (one each used to be a connection each: 3,000 streams, 3,000 connections), each sees
+// the changes of its own address, and their channels are unsubscribed when they end.
+func TestRedisWatchesShareOneConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	s := syncstatus.NewRedis(client, syncstatus.RedisOptions{Prefix: "shared:"})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	const n = 100
+	type watch struct {
+		src, token string
+		states     chan imapcopyv1.SyncState
+	}
+	watches := make([]watch, n)
+	wctx, stopWatches := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range watches {
+		w := watch{src: fmt.Sprintf("w%d@example.com", i), states: make(chan imapcopyv1.SyncState, 8)}
+		tok, err := s.Acquire(ctx, w.src, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.token = tok
+		if err := s.Put(ctx, w.src, tok, &imapcopyv1.SyncStatus{SourceEmail: w.src, State: imapcopyv1.SyncState_SYNC_STATE_QUEUED}); err != nil {
+			t.Fatal(err)
+		}
+		watches[i] = w
+		wg.Go(func() {
+			defer close(w.states)
+			for st, err := range s.Watch(wctx, w.src) {
+				if err != nil {
+					return
+				}
+				w.states <- st.GetState()
+			}
+		})
+		if got := <-w.states; got != imapcopyv1.SyncState_SYNC_STATE_QUEUED {
+			t.Fatalf("watch %d: first state %v", i, got)
+		}
+	}
+	pubsub := func() int {
+		list, err := client.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(list, "\n")
+	}
+	if got := pubsub(); got != 1 {
+		t.Errorf("%d watches hold %d pub/sub connections, want 1", n, got)
+	}
+	for i, w := range watches {
+		if _, err := s.Update(ctx, w.src, w.token, func(st *imapcopyv1.SyncStatus) error {
+			st.State = imapcopyv1.SyncState_SYNC_STATE_RUNNING
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-w.states; got != imapcopyv1.SyncState_SYNC_STATE_RUNNING {
+			t.Errorf("watch %d: state after the update %v, want RUNNING", i, got)
+		}
+	}
+	stopWatches()
+	wg.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		channels, err := client.PubSubChannels(ctx, "*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(channels) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d channels still subscribed after every watch ended", len(channels))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

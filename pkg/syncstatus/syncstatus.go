@@ -26,6 +26,11 @@
 //     reads (each wake-up reads the latest status); it never skips the terminal one.
 //   - Privacy: keys and subjects never hold a raw address (KeyOf encodes it), and the
 //     status holds no secret by design. The store stamps updated_at on every write.
+//   - List: every status not expired, newest first (created_at, then key), a page at
+//     a time; a page token is a position, so a sync started between two pages does
+//     not shift the following ones. Totals count by state.
+//   - Rate limits: TakeToken keeps one token bucket per key in the store, so that
+//     every api replica draws on one budget; the key expires once the bucket is full.
 //   - Cancel: RequestCancel records a cancel request for one task id; the copier polls
 //     CancelRequested, a single small read, at each step. A request for an old task
 //     never cancels a newer one.
@@ -69,6 +74,8 @@ type Store interface {
 	Refresh(ctx context.Context, source, token string, ttl time.Duration) error
 	// Release frees the lock held with token.
 	Release(ctx context.Context, source, token string) error
+	// Locked reports whether the lock of source is held.
+	Locked(ctx context.Context, source string) (bool, error)
 
 	// Put writes st as the status of source, replacing any earlier one (the first
 	// status of a new task).
@@ -82,6 +89,18 @@ type Store interface {
 	// a terminal state. It yields ErrNotFound when there is no status (or it goes
 	// away), ctx.Err() when ctx ends, or a store error; each error ends it.
 	Watch(ctx context.Context, source string) iter.Seq2[*imapcopyv1.SyncStatus, error]
+
+	// List returns a page of the syncs q selects, newest first, with the totals by
+	// state of those matching every filter but the states. Redis reads an index
+	// written with each status; JetStream KV reads the statuses. ErrBadPageToken
+	// when q.PageToken was not made by List.
+	List(ctx context.Context, q ListQuery) (*ListPage, error)
+
+	// TakeToken takes one request of key's rate limit at now: every store user (every
+	// api replica) shares the budget of a key. It answers 0 when allowed, else how
+	// long until the next request is (nothing is taken then). Every is the time one
+	// request earns, burst the requests allowed at once.
+	TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error)
 
 	// RequestCancel records that the task taskID of source should stop.
 	RequestCancel(ctx context.Context, source, taskID string) error

@@ -2,6 +2,7 @@ package syncworker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"imapcopy.dev/pkg/imapconn"
@@ -10,9 +11,40 @@ import (
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
-// maxFailedInStatus bounds the failed messages listed in the status (the report
-// lists them all), so that a status stays well under the stores' value limits.
-const maxFailedInStatus = 500
+// maxFailedInStatus, maxFoldersInStatus and maxRenamesInStatus bound the lists of the
+// status (the report lists everything), so that a status stays well under the stores'
+// value limits and a client's default message size (4 MiB) even for a source with
+// 100,000 folders (mailcopy.MaxFolders).
+const (
+	maxFailedInStatus  = 500
+	maxFoldersInStatus = 1000
+	maxRenamesInStatus = 500
+)
+
+// folderRank orders the folders kept in a long status: the ones a person looks for
+// (failed, being copied) before the others.
+var folderRank = map[imapcopyv1.FolderState]int{
+	imapcopyv1.FolderState_FOLDER_STATE_FAILED:  0,
+	imapcopyv1.FolderState_FOLDER_STATE_COPYING: 1,
+	imapcopyv1.FolderState_FOLDER_STATE_SKIPPED: 2,
+	imapcopyv1.FolderState_FOLDER_STATE_PENDING: 3,
+	imapcopyv1.FolderState_FOLDER_STATE_DONE:    4,
+}
+
+// capFolders keeps at most maxFoldersInStatus entries, the most wanted first (else
+// in their order), the last saying how many more the report lists.
+func capFolders(fs []*imapcopyv1.FolderProgress) []*imapcopyv1.FolderProgress {
+	if len(fs) <= maxFoldersInStatus {
+		return fs
+	}
+	slices.SortStableFunc(fs, func(a, b *imapcopyv1.FolderProgress) int {
+		return folderRank[a.GetState()] - folderRank[b.GetState()]
+	})
+	kept := fs[:maxFoldersInStatus-1]
+	return append(kept, &imapcopyv1.FolderProgress{
+		Reason: fmt.Sprintf("and %d more folders, listed in the report in the destination INBOX", len(fs)-len(kept)),
+	})
+}
 
 // checkEndpoints reports an invalid task (FAILED: a person must start it again).
 func checkEndpoints(t *imapcopyv1.SyncTask, allowPlaintext bool) error {
@@ -149,6 +181,7 @@ func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
 			Progress:        countsProto(f.Counts),
 		})
 	}
+	st.Folders = capFolders(st.Folders)
 }
 
 // applyResult writes a copy's result into st: totals, folders, the messages the
@@ -175,6 +208,7 @@ func applyResult(st *imapcopyv1.SyncStatus, r *mailcopy.Result) {
 			Reason:     s.Reason,
 		})
 	}
+	st.Folders = capFolders(st.Folders)
 	st.FailedMessages = nil
 	for i, m := range r.Failures {
 		if i == maxFailedInStatus {
@@ -195,6 +229,11 @@ func applyResult(st *imapcopyv1.SyncStatus, r *mailcopy.Result) {
 		st.Renames = append(st.Renames, &imapcopyv1.FolderRename{
 			SourceName: c.Source, DestinationName: c.Destination,
 			Reason: fmt.Sprintf("%q is taken by %s", c.Wanted, strings.TrimSpace(c.Holder)),
+		})
+	}
+	if n := len(st.Renames); n > maxRenamesInStatus {
+		st.Renames = append(st.Renames[:maxRenamesInStatus-1], &imapcopyv1.FolderRename{
+			Reason: fmt.Sprintf("and %d more renamed folders, listed in the report in the destination INBOX", n-maxRenamesInStatus+1),
 		})
 	}
 	st.DryRun = r.DryRun

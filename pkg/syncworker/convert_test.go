@@ -2,6 +2,7 @@ package syncworker
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,39 @@ func TestApplyResult(t *testing.T) {
 	}
 	if len(st.GetRenames()) != 1 {
 		t.Errorf("renames = %v, want 1", st.GetRenames())
+	}
+}
+
+// A source with a hundred thousand folders (a hostile server, or a real archive) made
+// a status too large to read: the lists are capped, failed folders kept first, and
+// the status of 100,000 folders stays under 1 MB.
+func TestApplyResultManyFolders(t *testing.T) {
+	const n = 100_000
+	res := &mailcopy.Result{}
+	for i := range n {
+		f := mailcopy.FolderResult{Source: fmt.Sprintf("Archive/%06d", i), Destination: fmt.Sprintf("Archive/%06d", i)}
+		if i%10_000 == 9_999 {
+			f.Error = "cannot open"
+		}
+		res.Folders = append(res.Folders, f)
+		res.Renames = append(res.Renames, mailcopy.Rename{Source: f.Source + "/x", Destination: f.Source + "_x", Reason: "separator"})
+	}
+	st := &imapcopyv1.SyncStatus{}
+	applyResult(st, res)
+	if len(st.GetFolders()) != maxFoldersInStatus || len(st.GetRenames()) != maxRenamesInStatus {
+		t.Fatalf("%d folders and %d renames in the status, want %d and %d", len(st.GetFolders()), len(st.GetRenames()), maxFoldersInStatus, maxRenamesInStatus)
+	}
+	for i, f := range st.GetFolders()[:10] {
+		if f.GetState() != imapcopyv1.FolderState_FOLDER_STATE_FAILED {
+			t.Errorf("folder %d of the status is %v, want the 10 failed ones first", i, f.GetState())
+		}
+	}
+	last := st.GetFolders()[maxFoldersInStatus-1].GetReason()
+	if want := fmt.Sprintf("and %d more folders", n-maxFoldersInStatus+1); !strings.Contains(last, want) {
+		t.Errorf("last folder entry %q, want %q", last, want)
+	}
+	if size := proto.Size(st); size > 1<<20 {
+		t.Errorf("status of %d folders is %d bytes, want under 1 MiB", n, size)
 	}
 }
 

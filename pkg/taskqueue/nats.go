@@ -16,12 +16,13 @@ import (
 
 // NATSConfig is a binary's piece of configuration for reaching the task queue, read
 // from flags and the environment. The api and the copiers read the same variables
-// (see their READMEs): IMAPCOPY_NATS_URL, IMAPCOPY_NATS_CREDS_FILE and
-// IMAPCOPY_QUEUE_REPLICAS.
+// (see their READMEs): IMAPCOPY_NATS_URL, IMAPCOPY_NATS_CREDS_FILE,
+// IMAPCOPY_QUEUE_REPLICAS and IMAPCOPY_ACK_WAIT.
 type NATSConfig struct {
-	URL       string // IMAPCOPY_NATS_URL: server URLs, comma-separated
-	CredsFile string // IMAPCOPY_NATS_CREDS_FILE: JWT and NKey
-	Replicas  int    // IMAPCOPY_QUEUE_REPLICAS: of the stream (and of the KV buckets)
+	URL       string        // IMAPCOPY_NATS_URL: server URLs, comma-separated
+	CredsFile string        // IMAPCOPY_NATS_CREDS_FILE: JWT and NKey
+	Replicas  int           // IMAPCOPY_QUEUE_REPLICAS: of the stream (and of the KV buckets)
+	AckWait   time.Duration // IMAPCOPY_ACK_WAIT: the consumer's ack deadline
 
 	errs error // environment values that did not parse
 }
@@ -33,6 +34,7 @@ func (c *NATSConfig) RegisterFlags(fs *flag.FlagSet, getenv func(string) string)
 	e.String(&c.URL, "nats-url", "IMAPCOPY_NATS_URL", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
 	e.String(&c.CredsFile, "nats-creds-file", "IMAPCOPY_NATS_CREDS_FILE", "", "NATS credentials file (JWT and NKey)")
 	e.Int(&c.Replicas, "queue-replicas", "IMAPCOPY_QUEUE_REPLICAS", 1, "replicas of the task stream (and of the KV buckets of the nats store); the copiers create or update the stream at start, the api creates it when missing")
+	e.Duration(&c.AckWait, "ack-wait", "IMAPCOPY_ACK_WAIT", DefaultConfig().AckWait, "how long a running task may go without a keep-alive before the queue gives it to another copier (keep-alives go every quarter of it); the same for every copier")
 	c.errs = e.Err()
 }
 
@@ -45,12 +47,15 @@ func (c *NATSConfig) Check() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_QUEUE_REPLICAS=%d: expected 1 to 5", c.Replicas))
 	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_ACK_WAIT=%v: expected at least 1s", c.AckWait))
+	}
 	return errors.Join(errs...)
 }
 
-// Stream returns the stream settings with the configured replicas, the other
-// settings at their defaults.
-func (c *NATSConfig) Stream() Config { return Config{Replicas: c.Replicas} }
+// Stream returns the stream settings with the configured replicas and ack wait, the
+// other settings at their defaults.
+func (c *NATSConfig) Stream() Config { return Config{Replicas: c.Replicas, AckWait: c.AckWait} }
 
 // Connect connects to NATS as name. It returns even when NATS is not up yet: the
 // connection keeps retrying in the background (a binary starts, and its readiness

@@ -20,6 +20,9 @@ import (
 var slash, dot *imaptest.Dovecot
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childWorkerEnv) != "" {
+		os.Exit(childWorker()) // a copier worker of TestFrozenCopierAppendsNothing
+	}
 	var err error
 	if slash, err = imaptest.Start(imaptest.FlavourSlash); err != nil {
 		fmt.Fprintln(os.Stderr, "copier tests need Dovecot:", err)

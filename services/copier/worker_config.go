@@ -25,6 +25,7 @@ type workerConfig struct {
 	Connections     int           // IMAPCOPY_COPIER_CONNECTIONS
 	ShutdownTimeout time.Duration // IMAPCOPY_SHUTDOWN_TIMEOUT
 	QueuedLockTTL   time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
+	LockTTL         time.Duration // IMAPCOPY_LOCK_TTL
 
 	IMAP netpolicy.Settings // the api's: the copiers reach the servers it tested
 }
@@ -55,6 +56,7 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 	e.Int(&c.Connections, "connections", "IMAPCOPY_COPIER_CONNECTIONS", syncworker.DefaultConnections, "connections per account when neither the task nor its provider preset says")
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", syncworker.DefaultShutdownTimeout, "after SIGTERM, how long running tasks have to stop and hand back to the queue")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", syncworker.DefaultQueuedLockTTL, "lifetime of a source's lock while its task waits in the queue (retry, hand-back); the same as the api's")
+	e.Duration(&c.LockTTL, "lock-ttl", "IMAPCOPY_LOCK_TTL", syncworker.DefaultLockTTL, "lifetime of a source's lock while a copier works on it, refreshed every sixth of it: how soon another copier may take over the task of a copier that died")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, &exitError{code: exitOK, err: err, quiet: true}
@@ -81,6 +83,7 @@ func (c *workerConfig) check() error {
 	for name, d := range map[string]time.Duration{
 		"IMAPCOPY_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
 		"IMAPCOPY_QUEUED_LOCK_TTL":  c.QueuedLockTTL,
+		"IMAPCOPY_LOCK_TTL":         c.LockTTL,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s=%v: expected a positive duration", name, d))
@@ -96,6 +99,8 @@ func (c *workerConfig) worker(queue syncworker.Queue, store syncworker.Store, ke
 		Connections:     c.Connections,
 		KeepAlive:       c.NATS.Stream().KeepAliveInterval(),
 		QueuedLockTTL:   c.QueuedLockTTL,
+		LockTTL:         c.LockTTL,
+		LockRefresh:     c.LockTTL / 6,
 		ShutdownTimeout: c.ShutdownTimeout,
 	}
 	if err := cfg.SetIMAP(&c.IMAP); err != nil {

@@ -307,7 +307,16 @@ func TestPage(t *testing.T) {
 // address and returns its base URL once the gRPC health says SERVING.
 func startHTTP(t *testing.T) string {
 	t.Helper()
-	httpAddr, grpcAddr := servicetest.FreeAddr(t), servicetest.FreeAddr(t)
+	base, _ := startStandalone(t)
+	return base
+}
+
+// startStandalone runs the standalone in-process on free loopback addresses and
+// returns its HTTP base URL and its gRPC address once the gRPC health says SERVING.
+func startStandalone(t *testing.T) (httpBase, grpcAddr string) {
+	t.Helper()
+	httpAddr := servicetest.FreeAddr(t)
+	grpcAddr = servicetest.FreeAddr(t)
 	env := testEnv()
 	env["IMAPCOPY_HTTP_ADDR"] = httpAddr
 	logs := &servicetest.LogBuffer{}
@@ -329,7 +338,7 @@ func startHTTP(t *testing.T) string {
 		}
 	})
 	dial(t, grpcAddr).waitServing(t, exited)
-	return "http://" + httpAddr
+	return "http://" + httpAddr, grpcAddr
 }
 
 // startBrowser starts Debian's chromium, headless, for the test's cases.

@@ -58,7 +58,7 @@ func TestREADMECalls(t *testing.T) {
 // (-d '...') if any.
 var curlCall = regexp.MustCompile(`curl -sN? (?:-X POST )?(?:-H '[^']*' )?'?http://127\.0\.0\.1:8080(/v1/[^ '\n]*)'?(?: -d '([^']*)')?`)
 
-// The README's curl calls use the gateway's paths, together all seven, with bodies
+// The README's curl calls use the gateway's paths, together all of them, with bodies
 // that the calls they reach accept, field for field.
 func TestREADMECurlCalls(t *testing.T) {
 	routes := []struct {
@@ -72,6 +72,8 @@ func TestREADMECurlCalls(t *testing.T) {
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+$`), "GetSyncStatus"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:watch$`), "WatchSyncStatus"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:cancel$`), "CancelSync"},
+		{regexp.MustCompile(`^/v1/syncs\?[^ ]+$`), "ListSyncs"},
+		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:retry$`), "RetrySync"},
 	}
 	service := imapcopyv1.File_imapcopy_v1_sync_proto.Services().ByName("SyncService")
 	text, err := os.ReadFile("../../README.md")

@@ -62,7 +62,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("status store: %w", err)
 	}
 	reg := adminhttp.NewRegistry(taskqueue.NewCollector(js))
-	server, err := cfg.API.Build(syncapi.Parts{Store: store, Queue: taskqueue.NewPublisher(js), Sealer: keyring, Logger: logger.With("component", "api"), Registry: reg})
+	server, err := cfg.API.Build(syncapi.Parts{
+		Store: store, Queue: taskqueue.NewPublisher(js), Kept: taskqueue.NewKept(js, cfg.API.RetryWindow, 1),
+		Sealer: keyring, Logger: logger.With("component", "api"), Registry: reg,
+	})
 	if err != nil {
 		return err
 	}

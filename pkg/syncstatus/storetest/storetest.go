@@ -7,12 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"imapcopy.dev/pkg/syncstatus"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -49,6 +52,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Cancel", testCancel},
 		{"Addresses", testAddresses},
 		{"EmptyAddress", testEmptyAddress},
+		{"List", testList},
+		{"TakeToken", testTakeToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +120,13 @@ func testLockExpires(t *testing.T, s syncstatus.Store) {
 	if err := s.Put(ctx, src, old, status("t1", src, imapcopyv1.SyncState_SYNC_STATE_RUNNING)); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
+	eventually(t, "lock seen free after its TTL", func() bool {
+		locked, err := s.Locked(ctx, src)
+		if err != nil {
+			t.Fatalf("Locked: %v", err)
+		}
+		return !locked
+	})
 	var tok string
 	eventually(t, "lock acquirable after its TTL", func() bool {
 		var err error
@@ -162,7 +174,15 @@ func testRefreshByHolderOnly(t *testing.T, s syncstatus.Store) {
 func testReleaseByHolderOnly(t *testing.T, s syncstatus.Store) {
 	ctx := ctxFor(t)
 	const src = "release@example.com"
+	locked := func(want bool, when string) {
+		t.Helper()
+		if got, err := s.Locked(ctx, src); err != nil || got != want {
+			t.Errorf("Locked %s = %v, %v; want %v", when, got, err, want)
+		}
+	}
+	locked(false, "before any Acquire")
 	tok := acquire(t, s, src, time.Hour)
+	locked(true, "after Acquire")
 	if err := s.Release(ctx, src, "not-the-token"); !errors.Is(err, syncstatus.ErrNotHolder) {
 		t.Fatalf("Release with a wrong token = %v, want ErrNotHolder", err)
 	}
@@ -172,6 +192,7 @@ func testReleaseByHolderOnly(t *testing.T, s syncstatus.Store) {
 	if err := s.Release(ctx, src, tok); err != nil {
 		t.Fatalf("Release by the holder: %v", err)
 	}
+	locked(false, "after Release")
 	if err := s.Release(ctx, src, tok); !errors.Is(err, syncstatus.ErrNotHolder) {
 		t.Errorf("second Release = %v, want ErrNotHolder", err)
 	}
@@ -530,6 +551,9 @@ func testRetention(t *testing.T, s syncstatus.Store) {
 	if _, err := s.Get(ctx, src); err != nil {
 		t.Fatalf("Get right after the end: %v", err)
 	}
+	if got := listAll(t, s, syncstatus.ListQuery{}); len(got) != 1 {
+		t.Fatalf("List right after the end: %d syncs, want 1", len(got))
+	}
 	eventually(t, "finished status removed after the retention", func() bool {
 		_, err := s.Get(ctx, src)
 		if err != nil && !errors.Is(err, syncstatus.ErrNotFound) {
@@ -537,6 +561,13 @@ func testRetention(t *testing.T, s syncstatus.Store) {
 		}
 		return errors.Is(err, syncstatus.ErrNotFound)
 	})
+	page, err := s.List(ctx, syncstatus.ListQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Statuses) != 0 || len(page.Totals) != 0 {
+		t.Fatalf("List after the retention: %d syncs, totals %v; want none", len(page.Statuses), page.Totals)
+	}
 }
 
 func testCancel(t *testing.T, s syncstatus.Store) {
@@ -620,5 +651,162 @@ func testEmptyAddress(t *testing.T, s syncstatus.Store) {
 	}
 	if _, err := s.Get(ctx, ""); err == nil || errors.Is(err, syncstatus.ErrNotFound) {
 		t.Errorf("Get of an empty address = %v, want an input error", err)
+	}
+}
+
+// listAll pages through q and returns the source addresses in the order listed.
+func listAll(t *testing.T, s syncstatus.Store, q syncstatus.ListQuery) []string {
+	t.Helper()
+	var out []string
+	for range 100 {
+		page, err := s.List(ctxFor(t), q)
+		if err != nil {
+			t.Fatalf("List(%+v): %v", q, err)
+		}
+		for _, st := range page.Statuses {
+			out = append(out, st.GetSourceEmail())
+		}
+		if page.NextPageToken == "" {
+			return out
+		}
+		q.PageToken = page.NextPageToken
+	}
+	t.Fatal("List: more than 100 pages")
+	return nil
+}
+
+func testList(t *testing.T, s syncstatus.Store) {
+	ctx := ctxFor(t)
+	states := []imapcopyv1.SyncState{
+		imapcopyv1.SyncState_SYNC_STATE_QUEUED,
+		imapcopyv1.SyncState_SYNC_STATE_RUNNING,
+		imapcopyv1.SyncState_SYNC_STATE_COMPLETED,
+	}
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	src := func(i int) string { return fmt.Sprintf("list%02d@example.com", i) }
+	// want lists the sources i of 11 down to 0 (newest first) for which keep is true.
+	want := func(keep func(i int) bool) []string {
+		var out []string
+		for i := 11; i >= 0; i-- {
+			if keep(i) {
+				out = append(out, src(i))
+			}
+		}
+		return out
+	}
+	tokens := map[int]string{}
+	for i := range 12 {
+		st := status(fmt.Sprintf("t%d", i), src(i), states[i%3])
+		st.DestinationEmail = fmt.Sprintf("user%d@%s.example", i, []string{"a", "B"}[i%2])
+		st.Caller = []string{"x", "y"}[i/6]
+		st.CreatedAt = timestamppb.New(base.Add(time.Duration(i) * time.Minute))
+		tokens[i] = acquire(t, s, src(i), time.Hour)
+		if err := s.Put(ctx, src(i), tokens[i], st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(name string, q syncstatus.ListQuery, want []string) {
+		t.Helper()
+		if got := listAll(t, s, q); !slices.Equal(got, want) {
+			t.Errorf("%s: listed %q, want %q", name, got, want)
+		}
+	}
+	all := func(int) bool { return true }
+	check("every sync, pages of 5", syncstatus.ListQuery{PageSize: 5}, want(all))
+	check("every sync, one page", syncstatus.ListQuery{}, want(all))
+	check("completed", syncstatus.ListQuery{States: states[2:], PageSize: 3},
+		want(func(i int) bool { return i%3 == 2 }))
+	check("queued or running", syncstatus.ListQuery{States: states[:2], PageSize: 3},
+		want(func(i int) bool { return i%3 != 2 }))
+	check("domain b.example", syncstatus.ListQuery{DestinationDomain: "b.EXAMPLE"},
+		want(func(i int) bool { return i%2 == 1 }))
+	check("caller x", syncstatus.ListQuery{OnlyCaller: true, Caller: "x", PageSize: 2},
+		want(func(i int) bool { return i < 6 }))
+	check("created in [3m, 7m)", syncstatus.ListQuery{CreatedAfter: base.Add(3 * time.Minute), CreatedBefore: base.Add(7 * time.Minute)},
+		want(func(i int) bool { return i >= 3 && i < 7 }))
+
+	// Totals count every state on every page, whatever States selects.
+	page, err := s.List(ctx, syncstatus.ListQuery{States: states[:1], PageSize: 1, DestinationDomain: "a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTotals := map[imapcopyv1.SyncState]int{states[0]: 2, states[1]: 2, states[2]: 2}
+	if !maps.Equal(page.Totals, wantTotals) {
+		t.Errorf("totals of domain a.example = %v, want %v", page.Totals, wantTotals)
+	}
+
+	// A page token is a position: a sync started after the first page does not shift
+	// the second one.
+	first, err := s.List(ctx, syncstatus.ListQuery{PageSize: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := status("t-late", "late@example.com", states[0])
+	late.CreatedAt = timestamppb.New(base.Add(time.Hour))
+	if err := s.Put(ctx, "late@example.com", acquire(t, s, "late@example.com", time.Hour), late); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.List(ctx, syncstatus.ListQuery{PageSize: 5, PageToken: first.NextPageToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range second.Statuses {
+		got = append(got, st.GetSourceEmail())
+	}
+	if w := want(all)[5:10]; !slices.Equal(got, w) {
+		t.Errorf("second page after a new sync: %q, want %q", got, w)
+	}
+
+	// A state change moves the sync in the listing.
+	if _, err := s.Update(ctx, src(0), tokens[0], func(st *imapcopyv1.SyncStatus) error {
+		st.State = imapcopyv1.SyncState_SYNC_STATE_FAILED
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("failed", syncstatus.ListQuery{States: []imapcopyv1.SyncState{imapcopyv1.SyncState_SYNC_STATE_FAILED}}, []string{src(0)})
+
+	for _, tok := range []string{"x", "!!!", "MTIz"} {
+		if _, err := s.List(ctx, syncstatus.ListQuery{PageToken: tok}); !errors.Is(err, syncstatus.ErrBadPageToken) {
+			t.Errorf("List with page token %q: %v, want ErrBadPageToken", tok, err)
+		}
+	}
+	if _, err := s.List(ctx, syncstatus.ListQuery{PageSize: syncstatus.MaxPageSize + 1}); err == nil {
+		t.Errorf("List with page size %d: no error", syncstatus.MaxPageSize+1)
+	}
+}
+
+func testTakeToken(t *testing.T, s syncstatus.Store) {
+	ctx := ctxFor(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	take := func(key string, at time.Time) time.Duration {
+		t.Helper()
+		wait, err := s.TakeToken(ctx, key, at, time.Minute, 2)
+		if err != nil {
+			t.Fatalf("TakeToken(%q): %v", key, err)
+		}
+		return wait
+	}
+	const key = "guess:alice@imap.example.com"
+	for i := range 2 {
+		if wait := take(key, now); wait != 0 {
+			t.Fatalf("request %d of a burst of 2: wait %v, want none", i+1, wait)
+		}
+	}
+	if wait := take(key, now); wait != time.Minute {
+		t.Errorf("third request at once: wait %v, want 1m", wait)
+	}
+	if wait := take(key, now.Add(20*time.Second)); wait != 40*time.Second {
+		t.Errorf("20s later: wait %v, want 40s (a refused request takes nothing)", wait)
+	}
+	if wait := take("guess:bob@imap.example.com", now); wait != 0 {
+		t.Errorf("another key: wait %v, want none", wait)
+	}
+	if wait := take(key, now.Add(time.Minute)); wait != 0 {
+		t.Errorf("a minute later: wait %v, want none", wait)
+	}
+	if wait := take(key, now.Add(time.Minute)); wait != time.Minute {
+		t.Errorf("a minute later, twice: wait %v, want 1m", wait)
 	}
 }

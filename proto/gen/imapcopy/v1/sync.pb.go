@@ -2142,6 +2142,320 @@ func (x *CancelSyncResponse) GetStatus() *SyncStatus {
 	return nil
 }
 
+type ListSyncsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only syncs in these states (none: every state).
+	States []SyncState `protobuf:"varint,1,rep,packed,name=states,proto3,enum=imapcopy.v1.SyncState" json:"states,omitempty"`
+	// Only syncs whose destination address is in this domain ("example.com",
+	// case-insensitive).
+	DestinationDomain string `protobuf:"bytes,2,opt,name=destination_domain,json=destinationDomain,proto3" json:"destination_domain,omitempty"`
+	// Only syncs started (created_at) at or after, and before, these moments.
+	CreatedAfter  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
+	// At most this many syncs per page: 50 when 0, at most 500.
+	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page, with the same filters; empty for
+	// the first page.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncsRequest) Reset() {
+	*x = ListSyncsRequest{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncsRequest) ProtoMessage() {}
+
+func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncsRequest.ProtoReflect.Descriptor instead.
+func (*ListSyncsRequest) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListSyncsRequest) GetStates() []SyncState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListSyncsRequest) GetDestinationDomain() string {
+	if x != nil {
+		return x.DestinationDomain
+	}
+	return ""
+}
+
+func (x *ListSyncsRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListSyncsRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
+func (x *ListSyncsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSyncsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// StateCount is how many syncs are in one state.
+type StateCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         SyncState              `protobuf:"varint,1,opt,name=state,proto3,enum=imapcopy.v1.SyncState" json:"state,omitempty"`
+	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateCount) Reset() {
+	*x = StateCount{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateCount) ProtoMessage() {}
+
+func (x *StateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
+func (*StateCount) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StateCount) GetState() SyncState {
+	if x != nil {
+		return x.State
+	}
+	return SyncState_SYNC_STATE_UNSPECIFIED
+}
+
+func (x *StateCount) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type ListSyncsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first (by created_at, then by source address).
+	Syncs []*SyncStatus `protobuf:"bytes,1,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	// Empty on the last page. Pages are stable: a sync started between two pages
+	// does not shift the following ones.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The syncs matching every filter but states, counted by state (the states
+	// with none are left out); the same on every page.
+	Totals        []*StateCount `protobuf:"bytes,3,rep,name=totals,proto3" json:"totals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncsResponse) Reset() {
+	*x = ListSyncsResponse{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncsResponse) ProtoMessage() {}
+
+func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncsResponse.ProtoReflect.Descriptor instead.
+func (*ListSyncsResponse) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListSyncsResponse) GetSyncs() []*SyncStatus {
+	if x != nil {
+		return x.Syncs
+	}
+	return nil
+}
+
+func (x *ListSyncsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListSyncsResponse) GetTotals() []*StateCount {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+type RetrySyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SourceEmail   string                 `protobuf:"bytes,1,opt,name=source_email,json=sourceEmail,proto3" json:"source_email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetrySyncRequest) Reset() {
+	*x = RetrySyncRequest{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetrySyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetrySyncRequest) ProtoMessage() {}
+
+func (x *RetrySyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetrySyncRequest.ProtoReflect.Descriptor instead.
+func (*RetrySyncRequest) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RetrySyncRequest) GetSourceEmail() string {
+	if x != nil {
+		return x.SourceEmail
+	}
+	return ""
+}
+
+type RetrySyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As StartSyncResponse: the new task, its status and its cancel secret.
+	TaskId        string      `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status        *SyncStatus `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	CancelSecret  string      `protobuf:"bytes,3,opt,name=cancel_secret,json=cancelSecret,proto3" json:"cancel_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetrySyncResponse) Reset() {
+	*x = RetrySyncResponse{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetrySyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetrySyncResponse) ProtoMessage() {}
+
+func (x *RetrySyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetrySyncResponse.ProtoReflect.Descriptor instead.
+func (*RetrySyncResponse) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RetrySyncResponse) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *RetrySyncResponse) GetStatus() *SyncStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *RetrySyncResponse) GetCancelSecret() string {
+	if x != nil {
+		return x.CancelSecret
+	}
+	return ""
+}
+
 // PlanFinding is one thing a person should know before starting the copy.
 type PlanFinding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2159,7 +2473,7 @@ type PlanFinding struct {
 
 func (x *PlanFinding) Reset() {
 	*x = PlanFinding{}
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[23]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2485,7 @@ func (x *PlanFinding) String() string {
 func (*PlanFinding) ProtoMessage() {}
 
 func (x *PlanFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[23]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2498,7 @@ func (x *PlanFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanFinding.ProtoReflect.Descriptor instead.
 func (*PlanFinding) Descriptor() ([]byte, []int) {
-	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PlanFinding) GetKind() PlanFindingKind {
@@ -2232,7 +2546,7 @@ type PlanMessage struct {
 
 func (x *PlanMessage) Reset() {
 	*x = PlanMessage{}
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[24]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2558,7 @@ func (x *PlanMessage) String() string {
 func (*PlanMessage) ProtoMessage() {}
 
 func (x *PlanMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[24]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2571,7 @@ func (x *PlanMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanMessage.ProtoReflect.Descriptor instead.
 func (*PlanMessage) Descriptor() ([]byte, []int) {
-	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PlanMessage) GetFolder() string {
@@ -2327,7 +2641,7 @@ type PlanFolder struct {
 
 func (x *PlanFolder) Reset() {
 	*x = PlanFolder{}
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[25]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2653,7 @@ func (x *PlanFolder) String() string {
 func (*PlanFolder) ProtoMessage() {}
 
 func (x *PlanFolder) ProtoReflect() protoreflect.Message {
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[25]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2666,7 @@ func (x *PlanFolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanFolder.ProtoReflect.Descriptor instead.
 func (*PlanFolder) Descriptor() ([]byte, []int) {
-	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{25}
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PlanFolder) GetSourceName() string {
@@ -2478,7 +2792,7 @@ type PlanGmail struct {
 
 func (x *PlanGmail) Reset() {
 	*x = PlanGmail{}
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[26]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2804,7 @@ func (x *PlanGmail) String() string {
 func (*PlanGmail) ProtoMessage() {}
 
 func (x *PlanGmail) ProtoReflect() protoreflect.Message {
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[26]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2817,7 @@ func (x *PlanGmail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanGmail.ProtoReflect.Descriptor instead.
 func (*PlanGmail) Descriptor() ([]byte, []int) {
-	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{26}
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PlanGmail) GetLabels() []string {
@@ -2552,7 +2866,7 @@ type PlanEstimate struct {
 
 func (x *PlanEstimate) Reset() {
 	*x = PlanEstimate{}
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[27]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2564,7 +2878,7 @@ func (x *PlanEstimate) String() string {
 func (*PlanEstimate) ProtoMessage() {}
 
 func (x *PlanEstimate) ProtoReflect() protoreflect.Message {
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[27]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2577,7 +2891,7 @@ func (x *PlanEstimate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanEstimate.ProtoReflect.Descriptor instead.
 func (*PlanEstimate) Descriptor() ([]byte, []int) {
-	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{27}
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PlanEstimate) GetSeconds() uint64 {
@@ -2651,7 +2965,7 @@ type PlanSyncResponse struct {
 
 func (x *PlanSyncResponse) Reset() {
 	*x = PlanSyncResponse{}
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[28]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2977,7 @@ func (x *PlanSyncResponse) String() string {
 func (*PlanSyncResponse) ProtoMessage() {}
 
 func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imapcopy_v1_sync_proto_msgTypes[28]
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2990,7 @@ func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncResponse.ProtoReflect.Descriptor instead.
 func (*PlanSyncResponse) Descriptor() ([]byte, []int) {
-	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{28}
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PlanSyncResponse) GetBlocking() bool {
@@ -2950,7 +3264,29 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\x12#\n" +
 	"\rcancel_secret\x18\x02 \x01(\tR\fcancelSecret\"E\n" +
 	"\x12CancelSyncResponse\x12/\n" +
-	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\"\x8d\x01\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\"\xb1\x02\n" +
+	"\x10ListSyncsRequest\x12.\n" +
+	"\x06states\x18\x01 \x03(\x0e2\x16.imapcopy.v1.SyncStateR\x06states\x12-\n" +
+	"\x12destination_domain\x18\x02 \x01(\tR\x11destinationDomain\x12?\n" +
+	"\rcreated_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"P\n" +
+	"\n" +
+	"StateCount\x12,\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x16.imapcopy.v1.SyncStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\x9b\x01\n" +
+	"\x11ListSyncsResponse\x12-\n" +
+	"\x05syncs\x18\x01 \x03(\v2\x17.imapcopy.v1.SyncStatusR\x05syncs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12/\n" +
+	"\x06totals\x18\x03 \x03(\v2\x17.imapcopy.v1.StateCountR\x06totals\"5\n" +
+	"\x10RetrySyncRequest\x12!\n" +
+	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"\x82\x01\n" +
+	"\x11RetrySyncResponse\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12/\n" +
+	"\x06status\x18\x02 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\x12#\n" +
+	"\rcancel_secret\x18\x03 \x01(\tR\fcancelSecret\"\x8d\x01\n" +
 	"\vPlanFinding\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.imapcopy.v1.PlanFindingKindR\x04kind\x12\x1a\n" +
 	"\bblocking\x18\x02 \x01(\bR\bblocking\x12\x18\n" +
@@ -3056,7 +3392,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x19PLAN_FINDING_KIND_SKIPPED\x10\b\x12$\n" +
 	" PLAN_FINDING_KIND_FOLDER_SKIPPED\x10\t\x12\x1d\n" +
 	"\x19PLAN_FINDING_KIND_ACCOUNT\x10\n" +
-	"2\xb1\x06\n" +
+	"2\x87\b\n" +
 	"\vSyncService\x12m\n" +
 	"\rListProviders\x12!.imapcopy.v1.ListProvidersRequest\x1a\".imapcopy.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12n\n" +
 	"\vTestAccount\x12\x1f.imapcopy.v1.TestAccountRequest\x1a .imapcopy.v1.TestAccountResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/accounts:test\x12`\n" +
@@ -3065,7 +3401,9 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\rGetSyncStatus\x12!.imapcopy.v1.GetSyncStatusRequest\x1a\".imapcopy.v1.GetSyncStatusResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/syncs/{source_email}\x12\x86\x01\n" +
 	"\x0fWatchSyncStatus\x12#.imapcopy.v1.WatchSyncStatusRequest\x1a$.imapcopy.v1.WatchSyncStatusResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/syncs/{source_email}:watch0\x01\x12y\n" +
 	"\n" +
-	"CancelSync\x12\x1e.imapcopy.v1.CancelSyncRequest\x1a\x1f.imapcopy.v1.CancelSyncResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/syncs/{source_email}:cancelB/Z-imapcopy.dev/proto/gen/imapcopy/v1;imapcopyv1b\x06proto3"
+	"CancelSync\x12\x1e.imapcopy.v1.CancelSyncRequest\x1a\x1f.imapcopy.v1.CancelSyncResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/syncs/{source_email}:cancel\x12]\n" +
+	"\tListSyncs\x12\x1d.imapcopy.v1.ListSyncsRequest\x1a\x1e.imapcopy.v1.ListSyncsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/syncs\x12u\n" +
+	"\tRetrySync\x12\x1d.imapcopy.v1.RetrySyncRequest\x1a\x1e.imapcopy.v1.RetrySyncResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/syncs/{source_email}:retryB/Z-imapcopy.dev/proto/gen/imapcopy/v1;imapcopyv1b\x06proto3"
 
 var (
 	file_imapcopy_v1_sync_proto_rawDescOnce sync.Once
@@ -3080,7 +3418,7 @@ func file_imapcopy_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_imapcopy_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_imapcopy_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_imapcopy_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_imapcopy_v1_sync_proto_goTypes = []any{
 	(Security)(0),                   // 0: imapcopy.v1.Security
 	(AccountRole)(0),                // 1: imapcopy.v1.AccountRole
@@ -3111,14 +3449,19 @@ var file_imapcopy_v1_sync_proto_goTypes = []any{
 	(*WatchSyncStatusResponse)(nil), // 26: imapcopy.v1.WatchSyncStatusResponse
 	(*CancelSyncRequest)(nil),       // 27: imapcopy.v1.CancelSyncRequest
 	(*CancelSyncResponse)(nil),      // 28: imapcopy.v1.CancelSyncResponse
-	(*PlanFinding)(nil),             // 29: imapcopy.v1.PlanFinding
-	(*PlanMessage)(nil),             // 30: imapcopy.v1.PlanMessage
-	(*PlanFolder)(nil),              // 31: imapcopy.v1.PlanFolder
-	(*PlanGmail)(nil),               // 32: imapcopy.v1.PlanGmail
-	(*PlanEstimate)(nil),            // 33: imapcopy.v1.PlanEstimate
-	(*PlanSyncResponse)(nil),        // 34: imapcopy.v1.PlanSyncResponse
-	nil,                             // 35: imapcopy.v1.TestAccountResponse.ServerIdEntry
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(*ListSyncsRequest)(nil),        // 29: imapcopy.v1.ListSyncsRequest
+	(*StateCount)(nil),              // 30: imapcopy.v1.StateCount
+	(*ListSyncsResponse)(nil),       // 31: imapcopy.v1.ListSyncsResponse
+	(*RetrySyncRequest)(nil),        // 32: imapcopy.v1.RetrySyncRequest
+	(*RetrySyncResponse)(nil),       // 33: imapcopy.v1.RetrySyncResponse
+	(*PlanFinding)(nil),             // 34: imapcopy.v1.PlanFinding
+	(*PlanMessage)(nil),             // 35: imapcopy.v1.PlanMessage
+	(*PlanFolder)(nil),              // 36: imapcopy.v1.PlanFolder
+	(*PlanGmail)(nil),               // 37: imapcopy.v1.PlanGmail
+	(*PlanEstimate)(nil),            // 38: imapcopy.v1.PlanEstimate
+	(*PlanSyncResponse)(nil),        // 39: imapcopy.v1.PlanSyncResponse
+	nil,                             // 40: imapcopy.v1.TestAccountResponse.ServerIdEntry
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
 }
 var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	0,  // 0: imapcopy.v1.Account.security:type_name -> imapcopy.v1.Security
@@ -3129,10 +3472,10 @@ var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	6,  // 5: imapcopy.v1.TestAccountRequest.account:type_name -> imapcopy.v1.Account
 	1,  // 6: imapcopy.v1.TestAccountRequest.role:type_name -> imapcopy.v1.AccountRole
 	2,  // 7: imapcopy.v1.TestAccountResponse.failure:type_name -> imapcopy.v1.TestFailure
-	35, // 8: imapcopy.v1.TestAccountResponse.server_id:type_name -> imapcopy.v1.TestAccountResponse.ServerIdEntry
+	40, // 8: imapcopy.v1.TestAccountResponse.server_id:type_name -> imapcopy.v1.TestAccountResponse.ServerIdEntry
 	11, // 9: imapcopy.v1.TestAccountResponse.quota:type_name -> imapcopy.v1.Quota
 	12, // 10: imapcopy.v1.TestAccountResponse.special_use_folders:type_name -> imapcopy.v1.SpecialUseFolder
-	36, // 11: imapcopy.v1.SyncOptions.since:type_name -> google.protobuf.Timestamp
+	41, // 11: imapcopy.v1.SyncOptions.since:type_name -> google.protobuf.Timestamp
 	6,  // 12: imapcopy.v1.StartSyncRequest.source:type_name -> imapcopy.v1.Account
 	6,  // 13: imapcopy.v1.StartSyncRequest.destination:type_name -> imapcopy.v1.Account
 	15, // 14: imapcopy.v1.StartSyncRequest.options:type_name -> imapcopy.v1.SyncOptions
@@ -3144,40 +3487,51 @@ var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	19, // 20: imapcopy.v1.SyncStatus.folders:type_name -> imapcopy.v1.FolderProgress
 	20, // 21: imapcopy.v1.SyncStatus.failed_messages:type_name -> imapcopy.v1.FailedMessage
 	21, // 22: imapcopy.v1.SyncStatus.renames:type_name -> imapcopy.v1.FolderRename
-	36, // 23: imapcopy.v1.SyncStatus.created_at:type_name -> google.protobuf.Timestamp
-	36, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
-	36, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
+	41, // 23: imapcopy.v1.SyncStatus.created_at:type_name -> google.protobuf.Timestamp
+	41, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
+	41, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
 	22, // 27: imapcopy.v1.GetSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
 	22, // 28: imapcopy.v1.WatchSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
 	22, // 29: imapcopy.v1.CancelSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
-	5,  // 30: imapcopy.v1.PlanFinding.kind:type_name -> imapcopy.v1.PlanFindingKind
-	30, // 31: imapcopy.v1.PlanFolder.too_large:type_name -> imapcopy.v1.PlanMessage
-	29, // 32: imapcopy.v1.PlanSyncResponse.findings:type_name -> imapcopy.v1.PlanFinding
-	11, // 33: imapcopy.v1.PlanSyncResponse.destination_quota:type_name -> imapcopy.v1.Quota
-	31, // 34: imapcopy.v1.PlanSyncResponse.folders:type_name -> imapcopy.v1.PlanFolder
-	30, // 35: imapcopy.v1.PlanSyncResponse.largest_messages:type_name -> imapcopy.v1.PlanMessage
-	32, // 36: imapcopy.v1.PlanSyncResponse.gmail:type_name -> imapcopy.v1.PlanGmail
-	33, // 37: imapcopy.v1.PlanSyncResponse.estimate:type_name -> imapcopy.v1.PlanEstimate
-	9,  // 38: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
-	13, // 39: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
-	16, // 40: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
-	16, // 41: imapcopy.v1.SyncService.PlanSync:input_type -> imapcopy.v1.StartSyncRequest
-	23, // 42: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
-	25, // 43: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
-	27, // 44: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
-	10, // 45: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
-	14, // 46: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
-	17, // 47: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
-	34, // 48: imapcopy.v1.SyncService.PlanSync:output_type -> imapcopy.v1.PlanSyncResponse
-	24, // 49: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
-	26, // 50: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
-	28, // 51: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
-	45, // [45:52] is the sub-list for method output_type
-	38, // [38:45] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	3,  // 30: imapcopy.v1.ListSyncsRequest.states:type_name -> imapcopy.v1.SyncState
+	41, // 31: imapcopy.v1.ListSyncsRequest.created_after:type_name -> google.protobuf.Timestamp
+	41, // 32: imapcopy.v1.ListSyncsRequest.created_before:type_name -> google.protobuf.Timestamp
+	3,  // 33: imapcopy.v1.StateCount.state:type_name -> imapcopy.v1.SyncState
+	22, // 34: imapcopy.v1.ListSyncsResponse.syncs:type_name -> imapcopy.v1.SyncStatus
+	30, // 35: imapcopy.v1.ListSyncsResponse.totals:type_name -> imapcopy.v1.StateCount
+	22, // 36: imapcopy.v1.RetrySyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	5,  // 37: imapcopy.v1.PlanFinding.kind:type_name -> imapcopy.v1.PlanFindingKind
+	35, // 38: imapcopy.v1.PlanFolder.too_large:type_name -> imapcopy.v1.PlanMessage
+	34, // 39: imapcopy.v1.PlanSyncResponse.findings:type_name -> imapcopy.v1.PlanFinding
+	11, // 40: imapcopy.v1.PlanSyncResponse.destination_quota:type_name -> imapcopy.v1.Quota
+	36, // 41: imapcopy.v1.PlanSyncResponse.folders:type_name -> imapcopy.v1.PlanFolder
+	35, // 42: imapcopy.v1.PlanSyncResponse.largest_messages:type_name -> imapcopy.v1.PlanMessage
+	37, // 43: imapcopy.v1.PlanSyncResponse.gmail:type_name -> imapcopy.v1.PlanGmail
+	38, // 44: imapcopy.v1.PlanSyncResponse.estimate:type_name -> imapcopy.v1.PlanEstimate
+	9,  // 45: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
+	13, // 46: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
+	16, // 47: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
+	16, // 48: imapcopy.v1.SyncService.PlanSync:input_type -> imapcopy.v1.StartSyncRequest
+	23, // 49: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
+	25, // 50: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
+	27, // 51: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
+	29, // 52: imapcopy.v1.SyncService.ListSyncs:input_type -> imapcopy.v1.ListSyncsRequest
+	32, // 53: imapcopy.v1.SyncService.RetrySync:input_type -> imapcopy.v1.RetrySyncRequest
+	10, // 54: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
+	14, // 55: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
+	17, // 56: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
+	39, // 57: imapcopy.v1.SyncService.PlanSync:output_type -> imapcopy.v1.PlanSyncResponse
+	24, // 58: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
+	26, // 59: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
+	28, // 60: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
+	31, // 61: imapcopy.v1.SyncService.ListSyncs:output_type -> imapcopy.v1.ListSyncsResponse
+	33, // 62: imapcopy.v1.SyncService.RetrySync:output_type -> imapcopy.v1.RetrySyncResponse
+	54, // [54:63] is the sub-list for method output_type
+	45, // [45:54] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_imapcopy_v1_sync_proto_init() }
@@ -3191,7 +3545,7 @@ func file_imapcopy_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imapcopy_v1_sync_proto_rawDesc), len(file_imapcopy_v1_sync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

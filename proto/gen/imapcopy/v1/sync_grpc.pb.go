@@ -30,6 +30,8 @@ const (
 	SyncService_GetSyncStatus_FullMethodName   = "/imapcopy.v1.SyncService/GetSyncStatus"
 	SyncService_WatchSyncStatus_FullMethodName = "/imapcopy.v1.SyncService/WatchSyncStatus"
 	SyncService_CancelSync_FullMethodName      = "/imapcopy.v1.SyncService/CancelSync"
+	SyncService_ListSyncs_FullMethodName       = "/imapcopy.v1.SyncService/ListSyncs"
+	SyncService_RetrySync_FullMethodName       = "/imapcopy.v1.SyncService/RetrySync"
 )
 
 // SyncServiceClient is the client API for SyncService service.
@@ -80,6 +82,18 @@ type SyncServiceClient interface {
 	// CancelSync stops a queued or running sync: a queued one never starts, a
 	// running one stops at its next step.
 	CancelSync(ctx context.Context, in *CancelSyncRequest, opts ...grpc.CallOption) (*CancelSyncResponse, error)
+	// ListSyncs lists the syncs the caller may see, newest first, a page at a time,
+	// with the number of syncs in each state. An admin token (or open access) sees
+	// every sync; another token or certificate sees the syncs it started; the
+	// anonymous callers of the public page may not list.
+	ListSyncs(ctx context.Context, in *ListSyncsRequest, opts ...grpc.CallOption) (*ListSyncsResponse, error)
+	// RetrySync starts again a FAILED or COMPLETED_WITH_ERRORS sync with the request
+	// that started it, credentials included: the api keeps each started task, its
+	// secrets sealed, for the operator's retry window (IMAPCOPY_RETRY_WINDOW, 7 days
+	// by default). Both accounts are tested again and every rule of StartSync applies;
+	// FAILED_PRECONDITION when the sync is in another state or its credentials are no
+	// longer kept (then start it again with StartSync and the passwords).
+	RetrySync(ctx context.Context, in *RetrySyncRequest, opts ...grpc.CallOption) (*RetrySyncResponse, error)
 }
 
 type syncServiceClient struct {
@@ -169,6 +183,26 @@ func (c *syncServiceClient) CancelSync(ctx context.Context, in *CancelSyncReques
 	return out, nil
 }
 
+func (c *syncServiceClient) ListSyncs(ctx context.Context, in *ListSyncsRequest, opts ...grpc.CallOption) (*ListSyncsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSyncsResponse)
+	err := c.cc.Invoke(ctx, SyncService_ListSyncs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *syncServiceClient) RetrySync(ctx context.Context, in *RetrySyncRequest, opts ...grpc.CallOption) (*RetrySyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetrySyncResponse)
+	err := c.cc.Invoke(ctx, SyncService_RetrySync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SyncServiceServer is the server API for SyncService service.
 // All implementations must embed UnimplementedSyncServiceServer
 // for forward compatibility.
@@ -217,6 +251,18 @@ type SyncServiceServer interface {
 	// CancelSync stops a queued or running sync: a queued one never starts, a
 	// running one stops at its next step.
 	CancelSync(context.Context, *CancelSyncRequest) (*CancelSyncResponse, error)
+	// ListSyncs lists the syncs the caller may see, newest first, a page at a time,
+	// with the number of syncs in each state. An admin token (or open access) sees
+	// every sync; another token or certificate sees the syncs it started; the
+	// anonymous callers of the public page may not list.
+	ListSyncs(context.Context, *ListSyncsRequest) (*ListSyncsResponse, error)
+	// RetrySync starts again a FAILED or COMPLETED_WITH_ERRORS sync with the request
+	// that started it, credentials included: the api keeps each started task, its
+	// secrets sealed, for the operator's retry window (IMAPCOPY_RETRY_WINDOW, 7 days
+	// by default). Both accounts are tested again and every rule of StartSync applies;
+	// FAILED_PRECONDITION when the sync is in another state or its credentials are no
+	// longer kept (then start it again with StartSync and the passwords).
+	RetrySync(context.Context, *RetrySyncRequest) (*RetrySyncResponse, error)
 	mustEmbedUnimplementedSyncServiceServer()
 }
 
@@ -247,6 +293,12 @@ func (UnimplementedSyncServiceServer) WatchSyncStatus(*WatchSyncStatusRequest, g
 }
 func (UnimplementedSyncServiceServer) CancelSync(context.Context, *CancelSyncRequest) (*CancelSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelSync not implemented")
+}
+func (UnimplementedSyncServiceServer) ListSyncs(context.Context, *ListSyncsRequest) (*ListSyncsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSyncs not implemented")
+}
+func (UnimplementedSyncServiceServer) RetrySync(context.Context, *RetrySyncRequest) (*RetrySyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetrySync not implemented")
 }
 func (UnimplementedSyncServiceServer) mustEmbedUnimplementedSyncServiceServer() {}
 func (UnimplementedSyncServiceServer) testEmbeddedByValue()                     {}
@@ -388,6 +440,42 @@ func _SyncService_CancelSync_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SyncService_ListSyncs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSyncsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).ListSyncs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_ListSyncs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).ListSyncs(ctx, req.(*ListSyncsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SyncService_RetrySync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetrySyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).RetrySync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_RetrySync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).RetrySync(ctx, req.(*RetrySyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SyncService_ServiceDesc is the grpc.ServiceDesc for SyncService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -418,6 +506,14 @@ var SyncService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelSync",
 			Handler:    _SyncService_CancelSync_Handler,
+		},
+		{
+			MethodName: "ListSyncs",
+			Handler:    _SyncService_ListSyncs_Handler,
+		},
+		{
+			MethodName: "RetrySync",
+			Handler:    _SyncService_RetrySync_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

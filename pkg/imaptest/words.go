@@ -1,4 +1,4 @@
-package copybench
+package imaptest
 
 // Vocabulary of the generated messages: English, French, German, Polish and Russian
 // words, so that bodies and subjects carry non-ASCII UTF-8.

@@ -1,4 +1,4 @@
-package copybench
+package imaptest
 
 import (
 	"bytes"
@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// digest renders every message of mb and hashes them all, with their metadata.
-func digest(t *testing.T, mb *Mailbox) [32]byte {
+// digest renders every message of the plan and hashes them all, with their metadata.
+func digest(t *testing.T, mb *Plan) [32]byte {
 	t.Helper()
 	h := sha256.New()
 	var buf []byte
@@ -22,18 +22,22 @@ func digest(t *testing.T, mb *Mailbox) [32]byte {
 	return sum
 }
 
-func TestGenerateDeterministic(t *testing.T) {
-	spec := Spec{Seed: 42, Count: 300, Bytes: 12 << 20}
-	a, err := Generate(spec)
+func TestPlanSizedDeterministic(t *testing.T) {
+	spec := struct {
+		Seed  uint64
+		Count int
+		Bytes int64
+	}{Seed: 42, Count: 300, Bytes: 12 << 20}
+	a, err := PlanSized(spec.Seed, spec.Count, spec.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Generate(spec)
+	b, err := PlanSized(spec.Seed, spec.Count, spec.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if da, db := digest(t, a), digest(t, b); da != db {
-		t.Errorf("Generate(%+v) twice: digests %x and %x, want equal", spec, da[:8], db[:8])
+		t.Errorf("PlanSized(%+v) twice: digests %x and %x, want equal", spec, da[:8], db[:8])
 	}
 	// Rendering out of order gives the same bytes.
 	first := b.Render(nil, 0)
@@ -43,7 +47,7 @@ func TestGenerateDeterministic(t *testing.T) {
 	}
 	other := spec
 	other.Seed++
-	c, err := Generate(other)
+	c, err := PlanSized(other.Seed, other.Count, other.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +56,15 @@ func TestGenerateDeterministic(t *testing.T) {
 	}
 }
 
-// TestGenerateMix checks the shape of the default-sized mix on a smaller count: sizes,
-// classes, duplicates, messages without Message-ID, CRLF-only text, flags and keywords.
-func TestGenerateMix(t *testing.T) {
-	spec := Spec{Seed: 1, Count: 1000, Bytes: 60 << 20}
-	mb, err := Generate(spec)
+// TestPlanSizedMix checks the shape of the benchmark's default-sized mix on a smaller
+// count: sizes, classes, duplicates, messages without Message-ID, CRLF-only text, flags
+// and keywords.
+func TestPlanSizedMix(t *testing.T) {
+	spec := struct {
+		Count int
+		Bytes int64
+	}{Count: 1000, Bytes: 60 << 20}
+	mb, err := PlanSized(1, spec.Count, spec.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
