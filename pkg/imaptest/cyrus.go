@@ -202,7 +202,7 @@ func startCyrus(root string, f Flavour) (_ *Cyrus, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start cyrus: %w", err)
 	}
-	plainPort, err := freePort()
+	plainPort, err := freePortBut(tlsPort)
 	if err != nil {
 		return nil, fmt.Errorf("start cyrus: %w", err)
 	}

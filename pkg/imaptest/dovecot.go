@@ -315,7 +315,7 @@ func start(bin string, f Flavour, cfg serverConfig) (_ *Dovecot, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start dovecot: %w", err)
 	}
-	plainPort, err := freePort()
+	plainPort, err := freePortBut(tlsPort)
 	if err != nil {
 		return nil, fmt.Errorf("start dovecot: %w", err)
 	}
@@ -372,6 +372,18 @@ func start(bin string, f Flavour, cfg serverConfig) (_ *Dovecot, err error) {
 		return nil, fmt.Errorf("start dovecot (%s): %w\n%s", f, err, msg)
 	}
 	return d, nil
+}
+
+// freePortBut is a free port other than taken: two ports picked one after the other
+// can be the same, the first listener being closed before the second is opened
+// (Dovecot then refuses its configuration: "duplicate listener").
+func freePortBut(taken int) (int, error) {
+	for {
+		p, err := freePort()
+		if err != nil || p != taken {
+			return p, err
+		}
+	}
 }
 
 func freePort() (int, error) {

@@ -67,8 +67,11 @@ func TestFrozenCopierAppendsNothing(t *testing.T) {
 		"IMAPCOPY_IMAP_CA_FILE=" + caBundle(t),
 		"IMAPCOPY_COPIER_CONCURRENCY=1",
 		"IMAPCOPY_COPIER_CONNECTIONS=1",
-		"IMAPCOPY_ACK_WAIT=2s",
-		"IMAPCOPY_LOCK_TTL=3s",
+		// Short leases, for a short test, but not so short that a copier slowed down
+		// by a loaded machine (a late keep-alive) loses its lease while it runs: the
+		// fence allows a quarter of each as margin.
+		"IMAPCOPY_ACK_WAIT=10s",
+		"IMAPCOPY_LOCK_TTL=10s",
 		"IMAPCOPY_LOG_LEVEL=info",
 	}
 	first := servicetest.StartChild(t, "copier-a", append(env, "IMAPCOPY_ADMIN_ADDR="+servicetest.FreeAddr(t))...)

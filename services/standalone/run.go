@@ -62,10 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("status store: %w", err)
 	}
 	reg := adminhttp.NewRegistry(taskqueue.NewCollector(js))
-	server, err := cfg.API.Build(syncapi.Parts{
-		Store: store, Queue: taskqueue.NewPublisher(js), Kept: taskqueue.NewKept(js, cfg.API.RetryWindow, 1),
-		Sealer: keyring, Logger: logger.With("component", "api"), Registry: reg,
-	})
+	server, err := cfg.api(js, store, keyring, logger.With("component", "api"), reg)
 	if err != nil {
 		return err
 	}
@@ -138,6 +135,14 @@ func loadKeyring(cfg *config, logger *slog.Logger) (*taskseal.Keyring, error) {
 // worker composes the copier workers on the embedded queue and the KV store, with
 // the api's network policy, CAs and plaintext rule, so that the copiers reach
 // exactly the servers the api tested.
+// api builds the api's server on the embedded NATS (queue, kept tasks) and the store.
+func (cfg *config) api(js jetstream.JetStream, store *syncstatus.KV, keyring *taskseal.Keyring, logger *slog.Logger, reg prometheus.Registerer) (*syncapi.Server, error) {
+	return cfg.API.Build(syncapi.Parts{
+		Store: store, Queue: taskqueue.NewPublisher(js), Kept: taskqueue.NewKept(js, cfg.API.RetryWindow, 1),
+		Sealer: keyring, Logger: logger, Registry: reg,
+	})
+}
+
 func (cfg *config) worker(cons jetstream.Consumer, store *syncstatus.KV, keyring *taskseal.Keyring, logger *slog.Logger, reg prometheus.Registerer) (*syncworker.Worker, error) {
 	wcfg := syncworker.Config{
 		Concurrency:     cfg.Concurrency,
