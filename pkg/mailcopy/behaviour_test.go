@@ -233,12 +233,32 @@ func TestDryRun(t *testing.T) {
 	if created == 0 {
 		t.Errorf("dry run: no folder would be created")
 	}
+	// The dry run lists the largest source messages, biggest first.
+	var sizes []int64
+	for _, f := range mb.Folders {
+		for _, m := range f.Messages {
+			sizes = append(sizes, int64(len(m.Raw)))
+		}
+	}
+	slices.Sort(sizes)
+	slices.Reverse(sizes)
+	if len(res.Largest) != mailcopy.LargestKept {
+		t.Errorf("dry run: %d largest messages listed, want %d", len(res.Largest), mailcopy.LargestKept)
+	}
+	for i, m := range res.Largest {
+		if m.Size != sizes[i] || m.Folder == "" || m.UID == 0 {
+			t.Errorf("dry run: largest[%d] = %+v, want size %d with its folder and uid", i, m, sizes[i])
+		}
+	}
 
 	// The real copy does what the dry run said.
 	cfg.DryRun = false
 	real := mustCopy(t, cfg)
 	if real.Totals != res.Totals {
 		t.Errorf("real copy totals = %+v, dry run said %+v", real.Totals, res.Totals)
+	}
+	if len(real.Largest) != 0 {
+		t.Errorf("a copy lists the largest messages: %+v (only a dry run does)", real.Largest)
 	}
 }
 

@@ -47,6 +47,7 @@ type engine struct {
 	failures []MessageIssue
 	skipped  []MessageIssue
 	altered  []MessageIssue
+	largest  []MessageIssue // dry run only: see recordLargest
 	// unsettled: per destination folder, when a connection appending to it
 	// was lost with commands unanswered (see awaitCommits).
 	unsettled map[string]time.Time
@@ -179,6 +180,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	res.Failures = slices.Clone(e.failures)
 	res.Skipped = slices.Clone(e.skipped)
 	res.Altered = slices.Clone(e.altered)
+	res.Largest = slices.Clone(e.largest)
 	e.mu.Unlock()
 	e.tracker.flush()
 
@@ -515,6 +517,31 @@ func (e *engine) recordAltered(m MessageIssue) {
 	e.altered = append(e.altered, m)
 	e.mu.Unlock()
 	e.log.Warn("message_altered", "folder", m.Folder, "uid", m.UID, "size", m.Size, "reason", m.Reason)
+}
+
+// LargestKept is how many of the largest source messages a dry run lists
+// (Result.Largest).
+const LargestKept = 10
+
+// recordLargest keeps the largest of a folder's source messages among
+// e.largest (a dry run's only: a copy does not pay for it). A folder's
+// attempt that runs again offers the same messages again: they are kept once.
+func (e *engine) recordLargest(folder string, msgs []srcMessage) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range msgs {
+		if len(e.largest) == LargestKept && m.size <= e.largest[LargestKept-1].Size {
+			continue
+		}
+		if slices.ContainsFunc(e.largest, func(l MessageIssue) bool { return l.Folder == folder && l.UID == m.uid }) {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(e.largest, m.size, func(l MessageIssue, size int64) int { return cmp.Compare(size, l.Size) })
+		e.largest = slices.Insert(e.largest, i, MessageIssue{Folder: folder, UID: m.uid, Size: m.size})
+		if len(e.largest) > LargestKept {
+			e.largest = e.largest[:LargestKept]
+		}
+	}
 }
 
 func (e *engine) recordSkip(m MessageIssue) {

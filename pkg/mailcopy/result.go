@@ -36,6 +36,10 @@ type FolderResult struct {
 	ArchiveOnly bool `json:"archive_only,omitempty"`
 	Counts
 	Error string `json:"error,omitempty"` // the folder could not be copied (whole-folder failure)
+	// Scanned, in a dry run of an ArchiveOnly folder: All Mail's messages in
+	// scope before the archived ones are kept (each message of the account
+	// once), so that a plan can tell how many copies the labels add.
+	Scanned int `json:"scanned,omitempty"`
 }
 
 // MessageIssue names one message that was not copied, and why.
@@ -84,6 +88,9 @@ type Result struct {
 	// Altered are messages copied with a difference the destination imposed
 	// (Reason says which): keywords it could not take.
 	Altered []MessageIssue `json:"altered,omitempty"`
+	// Largest, in a dry run only: the largest source messages in scope,
+	// biggest first (at most LargestKept; Reason empty).
+	Largest []MessageIssue `json:"largest,omitempty"`
 
 	Renames     []Rename     `json:"renames,omitempty"`
 	Collisions  []Collision  `json:"collisions,omitempty"`

@@ -133,6 +133,7 @@ type folderRun struct {
 	counts   Counts
 
 	elsewhere map[key]int // ArchiveOnly: the identities of the other source folders' messages
+	scanned   int         // ArchiveOnly: its messages in scope before the archived ones are kept
 
 	// oneByOne: the destination dropped the connection in the middle of an
 	// append batch, and the retry made no progress: the next attempt appends
@@ -214,6 +215,9 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	}
 
 	j.result.Counts = fr.counts
+	if e.cfg.DryRun {
+		j.result.Scanned = fr.scanned
+	}
 	state := FolderDone
 	var refused *refusedError
 	switch {
@@ -263,6 +267,9 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	}
 	if dstErr != nil {
 		return dstErr
+	}
+	if e.cfg.DryRun {
+		e.recordLargest(j.m.Source, msgs)
 	}
 	missing, present, altered := diffAltered(msgs, dst, dst8)
 	for _, a := range altered {
@@ -399,6 +406,7 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	}
 	msgs = inScope(msgs, e.cfg.Since)
 	if j.m.ArchiveOnly {
+		fr.scanned = len(msgs)
 		// Archived mail: the messages in no other folder, count-aware (two
 		// identical messages of which one has a label: one is archived).
 		msgs, _ = diff(msgs, fr.elsewhere)

@@ -54,6 +54,7 @@ type Config struct {
 	MaxAccountTests    int           // IMAPCOPY_MAX_ACCOUNT_TESTS
 	MaxWatches         int           // IMAPCOPY_MAX_WATCHES_PER_CALLER
 	AccountTestTimeout time.Duration // IMAPCOPY_ACCOUNT_TEST_TIMEOUT
+	PlanTimeout        time.Duration // IMAPCOPY_PLAN_TIMEOUT
 	QueuedLockTTL      time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
 	RetryWindow        time.Duration // IMAPCOPY_RETRY_WINDOW: how long a started task is kept for RetrySync; 0: none
 	ShutdownTimeout    time.Duration // IMAPCOPY_SHUTDOWN_TIMEOUT
@@ -90,6 +91,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	e.Int(&c.MaxAccountTests, "max-account-tests", "IMAPCOPY_MAX_ACCOUNT_TESTS", 32, "account tests running at once (a start runs two)")
 	e.Int(&c.MaxWatches, "max-watches-per-caller", "IMAPCOPY_MAX_WATCHES_PER_CALLER", 100, "WatchSyncStatus streams one caller may hold open at once")
 	e.Duration(&c.AccountTestTimeout, "account-test-timeout", "IMAPCOPY_ACCOUNT_TEST_TIMEOUT", 60*time.Second, "bound of one account test")
+	e.Duration(&c.PlanTimeout, "plan-timeout", "IMAPCOPY_PLAN_TIMEOUT", 2*time.Minute, "bound of the dry run of a PlanSync (the pre-flight verdict)")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", 24*time.Hour, "lifetime of a source's lock while its task waits in the queue")
 	e.Duration(&c.RetryWindow, "retry-window", "IMAPCOPY_RETRY_WINDOW", retryWindowDefault, "how long the api keeps each started task, its credentials sealed, so that RetrySync can start a failed sync again (0: keep none)")
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", 20*time.Second, "how long running calls may finish at shutdown")
@@ -264,6 +266,7 @@ func (c *Config) Options() (Options, error) {
 		MaxConcurrentTests:  c.MaxAccountTests,
 		MaxWatchesPerCaller: c.MaxWatches,
 		TestTimeout:         c.AccountTestTimeout,
+		PlanTimeout:         c.PlanTimeout,
 	}, nil
 }
 

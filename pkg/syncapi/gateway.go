@@ -41,6 +41,7 @@ const maxHTTPBody = 1 << 20
 //	GET  /v1/providers                       ListProviders (?role=ACCOUNT_ROLE_SOURCE)
 //	POST /v1/accounts:test                   TestAccount
 //	POST /v1/syncs                           StartSync
+//	POST /v1/syncs:plan                      PlanSync (the body of StartSync)
 //	GET  /v1/syncs/{source_email}            GetSyncStatus
 //	GET  /v1/syncs/{source_email}:watch      WatchSyncStatus (newline-delimited JSON)
 //	POST /v1/syncs/{source_email}:cancel     CancelSync

@@ -107,7 +107,7 @@ func TestHTTPAPI(t *testing.T) {
 		a := anon.do("GET", "/v1/openapi.json", nil)
 		anon.want(a, 200, "openapi")
 		paths, _ := a.body["paths"].(map[string]any)
-		for _, p := range []string{"/v1/providers", "/v1/accounts:test", "/v1/syncs", "/v1/syncs/{source_email}",
+		for _, p := range []string{"/v1/providers", "/v1/accounts:test", "/v1/syncs", "/v1/syncs:plan", "/v1/syncs/{source_email}",
 			"/v1/syncs/{source_email}:watch", "/v1/syncs/{source_email}:cancel", "/v1/syncs/{source_email}:retry"} {
 			if _, ok := paths[strings.ReplaceAll(p, "{source_email}", "{sourceEmail}")]; !ok {
 				t.Errorf("the OpenAPI description lacks %s (it has %v)", p, keys(paths))

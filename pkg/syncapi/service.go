@@ -101,9 +101,12 @@ type Deps struct {
 	Prober    AccountProber
 	Policy    PolicyChecker
 	Providers Catalogue
-	Clock     Clock        // nil: the system clock
-	Logger    *slog.Logger // nil: discard
-	Metrics   *Metrics     // nil: no metrics
+	// Planner runs PlanSync's dry runs; nil: Prober when it is a Planner (*Prober
+	// is), else PlanSync answers Unimplemented.
+	Planner Planner
+	Clock   Clock        // nil: the system clock
+	Logger  *slog.Logger // nil: discard
+	Metrics *Metrics     // nil: no metrics
 }
 
 // Options are the operator's choices; the zero value takes the defaults.
@@ -135,6 +138,9 @@ type Options struct {
 	// MaxWatchesPerCaller bounds the WatchSyncStatus streams one caller holds open
 	// at once (default 100); the next is RESOURCE_EXHAUSTED.
 	MaxWatchesPerCaller int
+	// PlanTimeout bounds the dry run of a PlanSync (default 2 minutes): past it the
+	// verdict covers the folders compared so far and says it is incomplete.
+	PlanTimeout time.Duration
 }
 
 // Service implements imapcopy.v1.SyncService.
@@ -148,6 +154,7 @@ type Service struct {
 	prober    AccountProber
 	policy    PolicyChecker
 	providers Catalogue
+	planner   Planner
 	clock     Clock
 	log       *slog.Logger
 	metrics   *Metrics
@@ -202,6 +209,12 @@ func New(deps Deps, opts Options) (*Service, error) {
 	if opts.MaxWatchesPerCaller <= 0 {
 		opts.MaxWatchesPerCaller = 100
 	}
+	if opts.PlanTimeout <= 0 {
+		opts.PlanTimeout = 2 * time.Minute
+	}
+	if deps.Planner == nil {
+		deps.Planner, _ = deps.Prober.(Planner)
+	}
 	// Server.Serve calls stop at shutdown, so that GracefulStop does not wait for
 	// watch streams that may never end.
 	stopping, stop := context.WithCancel(context.Background())
@@ -213,6 +226,7 @@ func New(deps Deps, opts Options) (*Service, error) {
 		prober:    deps.Prober,
 		policy:    deps.Policy,
 		providers: deps.Providers,
+		planner:   deps.Planner,
 		clock:     deps.Clock,
 		log:       deps.Logger,
 		metrics:   deps.Metrics,
@@ -388,6 +402,17 @@ func (s *Service) TestAccount(ctx context.Context, req *imapcopyv1.TestAccountRe
 	return s.test(ctx, a, true), nil
 }
 
+// testBoth tests the source (with its folder counts and sizes when sourceDetails)
+// and the destination at once; the answers are in that order.
+func (s *Service) testBoth(ctx context.Context, src, dst *account, sourceDetails bool) []*imapcopyv1.TestAccountResponse {
+	results := make([]*imapcopyv1.TestAccountResponse, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() { results[0] = s.test(ctx, src, sourceDetails) })
+	wg.Go(func() { results[1] = s.test(ctx, dst, false) })
+	wg.Wait()
+	return results
+}
+
 // testFailed is the FailedPrecondition answer of a start whose account failed its
 // test, with the reason as an ErrorInfo detail for programs.
 func testFailed(a *account, resp *imapcopyv1.TestAccountResponse) error {
@@ -436,11 +461,17 @@ func (s *Service) acquire(ctx context.Context, source string) (string, error) {
 	}
 }
 
-// StartSync implements SyncService: validate, resolve the presets, apply the limits
-// and the network policy, take the lock, test both logins, record QUEUED, seal the
-// secrets and publish. Every failure after the lock releases it. The lock is taken
-// before the logins so that a second start is refused without logging in anywhere.
-func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncRequest) (*imapcopyv1.StartSyncResponse, error) {
+// startRequest is a StartSync (or PlanSync) request once validated: both accounts
+// resolved with their presets, the options checked and normalized.
+type startRequest struct {
+	src, dst *account
+	options  *imapcopyv1.SyncOptions // a copy; the language reduced to its tag
+	source   string                  // the normalized source address: the lock's and status's key
+}
+
+// prepare is the front half of StartSync, which PlanSync shares: validate, resolve
+// the presets, apply the rate limits and the network policy. It connects nowhere.
+func (s *Service) prepare(ctx context.Context, req *imapcopyv1.StartSyncRequest) (*startRequest, error) {
 	src, err := s.resolve("source", req.GetSource(), imapcopyv1.AccountRole_ACCOUNT_ROLE_SOURCE)
 	if err != nil {
 		return nil, err
@@ -459,7 +490,6 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	if sameAccount(src.imap, dst.imap) {
 		return nil, invalidf("destination", "the same account as the source", "choose another destination account")
 	}
-	source := NormalizeAddress(src.imap.Login)
 	if err := s.limit(ctx, src.imap, dst.imap); err != nil {
 		return nil, err
 	}
@@ -469,6 +499,20 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 			return nil, testFailed(a, resp)
 		}
 	}
+	return &startRequest{src: src, dst: dst, options: options, source: NormalizeAddress(src.imap.Login)}, nil
+}
+
+// StartSync implements SyncService: validate, resolve the presets, apply the limits
+// and the network policy (prepare), take the lock, test both logins, run the quick
+// pre-flight check (quickPlan), record QUEUED, seal the secrets and publish. Every
+// failure after the lock releases it. The lock is taken before the logins so that a
+// second start is refused without logging in anywhere.
+func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncRequest) (*imapcopyv1.StartSyncResponse, error) {
+	r, err := s.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	src, dst, options, source := r.src, r.dst, r.options, r.source
 
 	token, err := s.acquire(ctx, source)
 	if err != nil {
@@ -498,16 +542,18 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	if err != nil {
 		return nil, err
 	}
-	results := make([]*imapcopyv1.TestAccountResponse, 2)
-	var wg sync.WaitGroup
-	for i, a := range []*account{src, dst} {
-		wg.Go(func() { results[i] = s.test(ctx, a, false) })
-	}
-	wg.Wait()
+	quick := quickPlanApplies(src, options)
+	results := s.testBoth(ctx, src, dst, quick)
 	release()
 	for i, a := range []*account{src, dst} {
 		if !results[i].GetOk() {
 			return nil, testFailed(a, results[i])
+		}
+	}
+	if quick {
+		if f := quickPlan(results[0], results[1]); f != nil {
+			s.log.InfoContext(ctx, "start_refused_by_plan", "source", source, "kind", f.GetKind().String())
+			return nil, planBlocked(f)
 		}
 	}
 

@@ -31,6 +31,7 @@ const (
 	enFinished      = "The synchronization is finished."
 	enTesting       = "Testing the connection…"
 	enSucceeded     = "Connection succeeded"
+	enPlanOK        = "Everything fits: the synchronization can start."
 	enAuthFailed    = "the server refused the login or password: check them"
 	plSourceHeading = "1. Twoja stara skrzynka"
 	plNotFound      = "Brak synchronizacji dla tego adresu."
@@ -79,9 +80,21 @@ func TestPage(t *testing.T) {
 		if !hidden(t, ctx, "#sync-button") {
 			t.Errorf("the Synchronize button still shows after the source's password changed")
 		}
+		// "Check first" shows the pre-flight verdict and starts nothing.
 		do(t, ctx,
 			chromedp.Click(chromedp.CSS("#source button[type=submit]")),
 			chromedp.WaitVisible(chromedp.CSS("#source-result.ok")),
+			chromedp.Click(chromedp.CSS("#check-button")),
+			chromedp.WaitVisible(chromedp.CSS("#plan-view p.plan-verdict")),
+		)
+		screenshot(t, ctx, "check")
+		if got := text(t, ctx, "#plan-view p.plan-verdict"); got != enPlanOK {
+			t.Errorf("the check says %q, want %q", got, enPlanOK)
+		}
+		if got := text(t, ctx, "#plan-view"); !strings.Contains(got, "30 messages") || !strings.Contains(got, "INBOX → INBOX") {
+			t.Errorf("the check shows %q, want the 30 messages to copy and the folders", got)
+		}
+		do(t, ctx,
 			chromedp.Click(chromedp.CSS("#sync-button")),
 			chromedp.WaitVisible(chromedp.CSS("#sync-result.ok")),
 		)
@@ -275,6 +288,9 @@ func TestPage(t *testing.T) {
 			key(t, ctx, kb.Enter)
 			do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#"+acct.name+"-result.ok")))
 		}
+		tab(t, ctx, "check-button") // the check comes before Synchronize
+		key(t, ctx, kb.Enter)
+		do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#plan-view p.plan-verdict")))
 		tab(t, ctx, "sync-button")
 		key(t, ctx, " ")
 		do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#sync-result.ok")))

@@ -68,6 +68,7 @@ func TestREADMECurlCalls(t *testing.T) {
 		{regexp.MustCompile(`^/v1/providers(\?role=ACCOUNT_ROLE_\w+)?$`), "ListProviders"},
 		{regexp.MustCompile(`^/v1/accounts:test$`), "TestAccount"},
 		{regexp.MustCompile(`^/v1/syncs$`), "StartSync"},
+		{regexp.MustCompile(`^/v1/syncs:plan$`), "PlanSync"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+$`), "GetSyncStatus"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:watch$`), "WatchSyncStatus"},
 		{regexp.MustCompile(`^/v1/syncs/[^/:]+@[^/:]+:cancel$`), "CancelSync"},

@@ -167,7 +167,92 @@
   function updateSyncButton() {
     const ready = accounts.source.ok && accounts.destination.ok;
     $("sync-button").hidden = !ready;
+    $("check-button").hidden = !ready;
     $("sync-hint").hidden = ready;
+    if (!ready) $("plan-view").replaceChildren();
+  }
+
+  function syncRequest() {
+    return {
+      source: accountBody(accounts.source),
+      destination: accountBody(accounts.destination),
+      options: { language: lang },
+    };
+  }
+
+  // duration says a number of seconds in the unit a person plans with.
+  function duration(secs) {
+    secs = Number(secs || 0);
+    if (secs >= 2 * 86400) return t("duration_days", { n: (secs / 86400).toFixed(1) });
+    if (secs >= 2 * 3600) return t("duration_hours", { n: Math.round(secs / 3600) });
+    if (secs < 90) return t("duration_short");
+    return t("duration_minutes", { n: Math.round(secs / 60) });
+  }
+
+  // checkSync asks for the pre-flight verdict (PlanSync) of the request Synchronize
+  // would send, and shows it: nothing is started.
+  // The button is not disabled while the check runs: a disabled button loses the
+  // keyboard's focus. A second press while one runs is ignored.
+  let checking = false;
+  async function checkSync() {
+    if (checking) return;
+    checking = true;
+    const view = $("plan-view");
+    view.replaceChildren(paragraph(t("checking"), "busy"));
+    $("check-button").setAttribute("aria-busy", "true");
+    try {
+      renderPlan(await call("POST", "/v1/syncs:plan", syncRequest()));
+    } catch (err) {
+      view.replaceChildren(paragraph(explain(err), "error"));
+    } finally {
+      checking = false;
+      $("check-button").removeAttribute("aria-busy");
+    }
+  }
+
+  function renderPlan(plan) {
+    const parts = [];
+    const head = paragraph(t(plan.blocking ? "plan_blocking" : "plan_ok"), plan.blocking ? "error" : "ok");
+    head.classList.add("plan-verdict");
+    head.dataset.blocking = String(Boolean(plan.blocking));
+    parts.push(head);
+    const findings = plan.findings || [];
+    if (findings.length) {
+      const ul = document.createElement("ul");
+      ul.className = "findings";
+      for (const f of findings) {
+        const li = document.createElement("li");
+        li.textContent = f.message;
+        li.dataset.kind = f.kind;
+        if (f.blocking) li.className = "blocking";
+        ul.append(li);
+      }
+      parts.push(ul);
+    }
+    parts.push(paragraph(t("plan_figures", {
+      messages: number(plan.messagesToCopy), bytes: bytes(plan.bytesToCopy),
+      present: number(plan.messagesPresent), duration: duration(plan.estimate && plan.estimate.seconds),
+    })));
+    const q = plan.destinationQuota;
+    if (q && Number(q.limitBytes) > 0) {
+      parts.push(paragraph(t("plan_quota", { free: bytes(plan.destinationFreeBytes), limit: bytes(q.limitBytes), required: bytes(plan.requiredBytes) })));
+    }
+    if (plan.folders && plan.folders.length) {
+      const h = document.createElement("h3");
+      h.textContent = t("plan_folders_heading");
+      const ul = document.createElement("ul");
+      ul.className = "folders plan-folders";
+      for (const f of plan.folders) {
+        const li = document.createElement("li");
+        li.textContent = t("plan_folder_item", {
+          source: f.sourceName, destination: f.destinationName,
+          copy: number(f.messagesToCopy), present: number(f.messagesPresent),
+        }) + (f.renameReason ? " (" + f.renameReason + ")" : "");
+        ul.append(li);
+      }
+      parts.push(h, ul);
+    }
+    $("plan-view").replaceChildren(...parts);
   }
 
   async function startSync() {
@@ -175,11 +260,7 @@
     say(result, t("starting"), "busy");
     $("sync-button").disabled = true;
     try {
-      const r = await call("POST", "/v1/syncs", {
-        source: accountBody(accounts.source),
-        destination: accountBody(accounts.destination),
-        options: { language: lang },
-      });
+      const r = await call("POST", "/v1/syncs", syncRequest());
       const address = r.status.sourceEmail;
       cancelSecrets[address] = r.cancelSecret;
       say(result, t("sync_started"), "ok");
@@ -342,6 +423,7 @@
   setupAccount("source");
   setupAccount("destination");
   $("sync-button").addEventListener("click", startSync);
+  $("check-button").addEventListener("click", checkSync);
   $("status").querySelector("form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const address = $("status-address").value.trim();

@@ -338,6 +338,96 @@ func (FolderState) EnumDescriptor() ([]byte, []int) {
 	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{4}
 }
 
+// PlanFindingKind is what a finding of PlanSync is about.
+type PlanFindingKind int32
+
+const (
+	PlanFindingKind_PLAN_FINDING_KIND_UNSPECIFIED PlanFindingKind = 0
+	// The messages to copy, with the margin, do not fit in the destination's free
+	// quota (blocking).
+	PlanFindingKind_PLAN_FINDING_KIND_QUOTA PlanFindingKind = 1
+	// Some source messages are larger than the destination accepts (APPENDLIMIT or
+	// the destination preset's max_message_size): they would be refused, the rest
+	// copied (a warning).
+	PlanFindingKind_PLAN_FINDING_KIND_TOO_LARGE PlanFindingKind = 2
+	// A source folder gets another name on the destination (a warning).
+	PlanFindingKind_PLAN_FINDING_KIND_RENAME PlanFindingKind = 3
+	// Two source folders want the same destination name; one goes elsewhere,
+	// nothing is merged (a warning).
+	PlanFindingKind_PLAN_FINDING_KIND_COLLISION PlanFindingKind = 4
+	// Gmail: messages with several labels are copied once per label (information).
+	PlanFindingKind_PLAN_FINDING_KIND_GMAIL_GROWTH PlanFindingKind = 5
+	// The copy will take long: more than a day by the estimate (information).
+	PlanFindingKind_PLAN_FINDING_KIND_DURATION PlanFindingKind = 6
+	// The plan is incomplete: the dry run did not finish in time or a side could not
+	// be read to the end; the figures are what was learnt until then (a warning).
+	PlanFindingKind_PLAN_FINDING_KIND_INCOMPLETE PlanFindingKind = 7
+	// Messages over options.max_message_size are left out on purpose (information).
+	PlanFindingKind_PLAN_FINDING_KIND_SKIPPED PlanFindingKind = 8
+	// A folder the copy leaves out (a Gmail view, a pattern of the options;
+	// information).
+	PlanFindingKind_PLAN_FINDING_KIND_FOLDER_SKIPPED PlanFindingKind = 9
+	// An account failed its test (blocking): the message says why.
+	PlanFindingKind_PLAN_FINDING_KIND_ACCOUNT PlanFindingKind = 10
+)
+
+// Enum value maps for PlanFindingKind.
+var (
+	PlanFindingKind_name = map[int32]string{
+		0:  "PLAN_FINDING_KIND_UNSPECIFIED",
+		1:  "PLAN_FINDING_KIND_QUOTA",
+		2:  "PLAN_FINDING_KIND_TOO_LARGE",
+		3:  "PLAN_FINDING_KIND_RENAME",
+		4:  "PLAN_FINDING_KIND_COLLISION",
+		5:  "PLAN_FINDING_KIND_GMAIL_GROWTH",
+		6:  "PLAN_FINDING_KIND_DURATION",
+		7:  "PLAN_FINDING_KIND_INCOMPLETE",
+		8:  "PLAN_FINDING_KIND_SKIPPED",
+		9:  "PLAN_FINDING_KIND_FOLDER_SKIPPED",
+		10: "PLAN_FINDING_KIND_ACCOUNT",
+	}
+	PlanFindingKind_value = map[string]int32{
+		"PLAN_FINDING_KIND_UNSPECIFIED":    0,
+		"PLAN_FINDING_KIND_QUOTA":          1,
+		"PLAN_FINDING_KIND_TOO_LARGE":      2,
+		"PLAN_FINDING_KIND_RENAME":         3,
+		"PLAN_FINDING_KIND_COLLISION":      4,
+		"PLAN_FINDING_KIND_GMAIL_GROWTH":   5,
+		"PLAN_FINDING_KIND_DURATION":       6,
+		"PLAN_FINDING_KIND_INCOMPLETE":     7,
+		"PLAN_FINDING_KIND_SKIPPED":        8,
+		"PLAN_FINDING_KIND_FOLDER_SKIPPED": 9,
+		"PLAN_FINDING_KIND_ACCOUNT":        10,
+	}
+)
+
+func (x PlanFindingKind) Enum() *PlanFindingKind {
+	p := new(PlanFindingKind)
+	*p = x
+	return p
+}
+
+func (x PlanFindingKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PlanFindingKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_imapcopy_v1_sync_proto_enumTypes[5].Descriptor()
+}
+
+func (PlanFindingKind) Type() protoreflect.EnumType {
+	return &file_imapcopy_v1_sync_proto_enumTypes[5]
+}
+
+func (x PlanFindingKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PlanFindingKind.Descriptor instead.
+func (PlanFindingKind) EnumDescriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{5}
+}
+
 // Account mirrors the form a customer fills in.
 type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1058,7 +1148,11 @@ type SyncOptions struct {
 	// The language of the report appended to the destination: "en", "fr" or "pl"
 	// (a BCP 47 tag such as "fr-FR" is reduced to its language). English when unset;
 	// another language is refused.
-	Language      string `protobuf:"bytes,9,opt,name=language,proto3" json:"language,omitempty"`
+	Language string `protobuf:"bytes,9,opt,name=language,proto3" json:"language,omitempty"`
+	// Start even when the pre-flight check blocks (StartSync answers
+	// FAILED_PRECONDITION otherwise): for an operator who knows better, such as one
+	// who raises the destination's quota while the copy runs. PlanSync ignores it.
+	IgnorePlan    bool `protobuf:"varint,10,opt,name=ignore_plan,json=ignorePlan,proto3" json:"ignore_plan,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1154,6 +1248,13 @@ func (x *SyncOptions) GetLanguage() string {
 		return x.Language
 	}
 	return ""
+}
+
+func (x *SyncOptions) GetIgnorePlan() bool {
+	if x != nil {
+		return x.IgnorePlan
+	}
+	return false
 }
 
 type StartSyncRequest struct {
@@ -2355,6 +2456,662 @@ func (x *RetrySyncResponse) GetCancelSecret() string {
 	return ""
 }
 
+// PlanFinding is one thing a person should know before starting the copy.
+type PlanFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  PlanFindingKind        `protobuf:"varint,1,opt,name=kind,proto3,enum=imapcopy.v1.PlanFindingKind" json:"kind,omitempty"`
+	// The copy should not start while this holds (StartSync refuses when the check is
+	// one it runs; see StartSync).
+	Blocking bool `protobuf:"varint,2,opt,name=blocking,proto3" json:"blocking,omitempty"`
+	// A sentence a person can act on; never contains a secret.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The source folder it concerns, when it concerns one.
+	Folder        string `protobuf:"bytes,4,opt,name=folder,proto3" json:"folder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanFinding) Reset() {
+	*x = PlanFinding{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanFinding) ProtoMessage() {}
+
+func (x *PlanFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanFinding.ProtoReflect.Descriptor instead.
+func (*PlanFinding) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PlanFinding) GetKind() PlanFindingKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanFindingKind_PLAN_FINDING_KIND_UNSPECIFIED
+}
+
+func (x *PlanFinding) GetBlocking() bool {
+	if x != nil {
+		return x.Blocking
+	}
+	return false
+}
+
+func (x *PlanFinding) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PlanFinding) GetFolder() string {
+	if x != nil {
+		return x.Folder
+	}
+	return ""
+}
+
+// PlanMessage is one source message named by a finding.
+type PlanMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source folder and the message's UID in it.
+	Folder string `protobuf:"bytes,1,opt,name=folder,proto3" json:"folder,omitempty"`
+	Uid    uint32 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	// RFC822.SIZE in bytes.
+	Size uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Why it would not be copied ("larger than the destination accepts (APPENDLIMIT
+	// 10 MiB)").
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanMessage) Reset() {
+	*x = PlanMessage{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanMessage) ProtoMessage() {}
+
+func (x *PlanMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanMessage.ProtoReflect.Descriptor instead.
+func (*PlanMessage) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PlanMessage) GetFolder() string {
+	if x != nil {
+		return x.Folder
+	}
+	return ""
+}
+
+func (x *PlanMessage) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *PlanMessage) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PlanMessage) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PlanFolder is the plan of one source folder.
+type PlanFolder struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	SourceName string                 `protobuf:"bytes,1,opt,name=source_name,json=sourceName,proto3" json:"source_name,omitempty"`
+	// The folder it is copied into on the destination.
+	DestinationName string `protobuf:"bytes,2,opt,name=destination_name,json=destinationName,proto3" json:"destination_name,omitempty"`
+	// Why the destination name differs from the source's (empty when it does not).
+	RenameReason string `protobuf:"bytes,3,opt,name=rename_reason,json=renameReason,proto3" json:"rename_reason,omitempty"`
+	// Another source folder holds the destination name this folder wanted
+	// (compared case-insensitively): collision_with names that folder.
+	Collision     bool   `protobuf:"varint,4,opt,name=collision,proto3" json:"collision,omitempty"`
+	CollisionWith string `protobuf:"bytes,5,opt,name=collision_with,json=collisionWith,proto3" json:"collision_with,omitempty"`
+	// The destination folder exists already (otherwise the copy creates it).
+	ExistsOnDestination bool `protobuf:"varint,6,opt,name=exists_on_destination,json=existsOnDestination,proto3" json:"exists_on_destination,omitempty"`
+	// Source messages in scope (after since) and their bytes.
+	Messages uint64 `protobuf:"varint,7,opt,name=messages,proto3" json:"messages,omitempty"`
+	Bytes    uint64 `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Messages already on the destination (the rerun estimate: a rerun appends none
+	// of them).
+	MessagesPresent uint64 `protobuf:"varint,9,opt,name=messages_present,json=messagesPresent,proto3" json:"messages_present,omitempty"`
+	// Messages the copy would append, and their bytes.
+	MessagesToCopy uint64 `protobuf:"varint,10,opt,name=messages_to_copy,json=messagesToCopy,proto3" json:"messages_to_copy,omitempty"`
+	BytesToCopy    uint64 `protobuf:"varint,11,opt,name=bytes_to_copy,json=bytesToCopy,proto3" json:"bytes_to_copy,omitempty"`
+	// Messages left out: over options.max_message_size, or larger than the
+	// destination accepts (too_large lists those).
+	MessagesSkipped uint64         `protobuf:"varint,12,opt,name=messages_skipped,json=messagesSkipped,proto3" json:"messages_skipped,omitempty"`
+	TooLarge        []*PlanMessage `protobuf:"bytes,13,rep,name=too_large,json=tooLarge,proto3" json:"too_large,omitempty"`
+	// Gmail's All Mail copied into the archive folder: the counts are those of its
+	// archived messages only (in no other folder).
+	ArchiveOnly bool `protobuf:"varint,14,opt,name=archive_only,json=archiveOnly,proto3" json:"archive_only,omitempty"`
+	// The folder could not be planned (the destination refuses its name, the source
+	// refuses to open it).
+	Error         string `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanFolder) Reset() {
+	*x = PlanFolder{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanFolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanFolder) ProtoMessage() {}
+
+func (x *PlanFolder) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanFolder.ProtoReflect.Descriptor instead.
+func (*PlanFolder) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PlanFolder) GetSourceName() string {
+	if x != nil {
+		return x.SourceName
+	}
+	return ""
+}
+
+func (x *PlanFolder) GetDestinationName() string {
+	if x != nil {
+		return x.DestinationName
+	}
+	return ""
+}
+
+func (x *PlanFolder) GetRenameReason() string {
+	if x != nil {
+		return x.RenameReason
+	}
+	return ""
+}
+
+func (x *PlanFolder) GetCollision() bool {
+	if x != nil {
+		return x.Collision
+	}
+	return false
+}
+
+func (x *PlanFolder) GetCollisionWith() string {
+	if x != nil {
+		return x.CollisionWith
+	}
+	return ""
+}
+
+func (x *PlanFolder) GetExistsOnDestination() bool {
+	if x != nil {
+		return x.ExistsOnDestination
+	}
+	return false
+}
+
+func (x *PlanFolder) GetMessages() uint64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *PlanFolder) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *PlanFolder) GetMessagesPresent() uint64 {
+	if x != nil {
+		return x.MessagesPresent
+	}
+	return 0
+}
+
+func (x *PlanFolder) GetMessagesToCopy() uint64 {
+	if x != nil {
+		return x.MessagesToCopy
+	}
+	return 0
+}
+
+func (x *PlanFolder) GetBytesToCopy() uint64 {
+	if x != nil {
+		return x.BytesToCopy
+	}
+	return 0
+}
+
+func (x *PlanFolder) GetMessagesSkipped() uint64 {
+	if x != nil {
+		return x.MessagesSkipped
+	}
+	return 0
+}
+
+func (x *PlanFolder) GetTooLarge() []*PlanMessage {
+	if x != nil {
+		return x.TooLarge
+	}
+	return nil
+}
+
+func (x *PlanFolder) GetArchiveOnly() bool {
+	if x != nil {
+		return x.ArchiveOnly
+	}
+	return false
+}
+
+func (x *PlanFolder) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// PlanGmail is what the copy of a Gmail source does to its labels.
+type PlanGmail struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The labels (source folders other than Gmail's views) copied as folders.
+	Labels []string `protobuf:"bytes,1,rep,name=labels,proto3" json:"labels,omitempty"`
+	// Messages in All Mail (each message once), when the server tells.
+	DistinctMessages uint64 `protobuf:"varint,2,opt,name=distinct_messages,json=distinctMessages,proto3" json:"distinct_messages,omitempty"`
+	// Copies the folders hold together: a message with three labels counts three.
+	FolderMessages uint64 `protobuf:"varint,3,opt,name=folder_messages,json=folderMessages,proto3" json:"folder_messages,omitempty"`
+	// folder_messages minus distinct_messages: the copies the destination gains
+	// because a message has several labels (0 when unknown).
+	MessagesInSeveralFolders uint64 `protobuf:"varint,4,opt,name=messages_in_several_folders,json=messagesInSeveralFolders,proto3" json:"messages_in_several_folders,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *PlanGmail) Reset() {
+	*x = PlanGmail{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanGmail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanGmail) ProtoMessage() {}
+
+func (x *PlanGmail) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanGmail.ProtoReflect.Descriptor instead.
+func (*PlanGmail) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PlanGmail) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *PlanGmail) GetDistinctMessages() uint64 {
+	if x != nil {
+		return x.DistinctMessages
+	}
+	return 0
+}
+
+func (x *PlanGmail) GetFolderMessages() uint64 {
+	if x != nil {
+		return x.FolderMessages
+	}
+	return 0
+}
+
+func (x *PlanGmail) GetMessagesInSeveralFolders() uint64 {
+	if x != nil {
+		return x.MessagesInSeveralFolders
+	}
+	return 0
+}
+
+// PlanEstimate is how long the copy should take, and how that was worked out.
+type PlanEstimate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The estimated duration in seconds (0: nothing to copy).
+	Seconds uint64 `protobuf:"varint,1,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	// How it was computed, in a sentence ("1.2 GB at 8 MB/s with 4 connections;
+	// Gmail allows 2.5 GB a day of download: 1 day").
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// The connections per account the copy would use.
+	Connections uint32 `protobuf:"varint,3,opt,name=connections,proto3" json:"connections,omitempty"`
+	// The throughput assumed, in bytes per second.
+	BytesPerSecond uint64 `protobuf:"varint,4,opt,name=bytes_per_second,json=bytesPerSecond,proto3" json:"bytes_per_second,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PlanEstimate) Reset() {
+	*x = PlanEstimate{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanEstimate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanEstimate) ProtoMessage() {}
+
+func (x *PlanEstimate) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanEstimate.ProtoReflect.Descriptor instead.
+func (*PlanEstimate) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PlanEstimate) GetSeconds() uint64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+func (x *PlanEstimate) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *PlanEstimate) GetConnections() uint32 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
+}
+
+func (x *PlanEstimate) GetBytesPerSecond() uint64 {
+	if x != nil {
+		return x.BytesPerSecond
+	}
+	return 0
+}
+
+type PlanSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The copy should not start: at least one blocking finding. StartSync refuses the
+	// same request when the blocking check is one it runs (see StartSync).
+	Blocking bool `protobuf:"varint,1,opt,name=blocking,proto3" json:"blocking,omitempty"`
+	// Everything worth knowing, blocking first.
+	Findings []*PlanFinding `protobuf:"bytes,2,rep,name=findings,proto3" json:"findings,omitempty"`
+	// The source's messages and bytes in scope (after the folder patterns and since).
+	SourceMessages uint64 `protobuf:"varint,3,opt,name=source_messages,json=sourceMessages,proto3" json:"source_messages,omitempty"`
+	SourceBytes    uint64 `protobuf:"varint,4,opt,name=source_bytes,json=sourceBytes,proto3" json:"source_bytes,omitempty"`
+	// What the copy would append: messages not on the destination yet, and not left
+	// out.
+	MessagesToCopy uint64 `protobuf:"varint,5,opt,name=messages_to_copy,json=messagesToCopy,proto3" json:"messages_to_copy,omitempty"`
+	BytesToCopy    uint64 `protobuf:"varint,6,opt,name=bytes_to_copy,json=bytesToCopy,proto3" json:"bytes_to_copy,omitempty"`
+	// Messages already on the destination (the rerun estimate).
+	MessagesPresent uint64 `protobuf:"varint,7,opt,name=messages_present,json=messagesPresent,proto3" json:"messages_present,omitempty"`
+	// The destination's quota, when its server has QUOTA; free_bytes is limit minus
+	// used (0 when full; unset quota: no limit known).
+	DestinationQuota     *Quota `protobuf:"bytes,8,opt,name=destination_quota,json=destinationQuota,proto3" json:"destination_quota,omitempty"`
+	DestinationFreeBytes uint64 `protobuf:"varint,9,opt,name=destination_free_bytes,json=destinationFreeBytes,proto3" json:"destination_free_bytes,omitempty"`
+	// The space the copy needs: bytes_to_copy times the margin (see margin).
+	RequiredBytes uint64 `protobuf:"varint,10,opt,name=required_bytes,json=requiredBytes,proto3" json:"required_bytes,omitempty"`
+	// The factor applied to bytes_to_copy for the quota check (1.1: servers count
+	// a message's stored size, which grows with their index and cache files).
+	Margin float64 `protobuf:"fixed64,11,opt,name=margin,proto3" json:"margin,omitempty"`
+	// The largest message the destination accepts (the smallest of APPENDLIMIT and
+	// the destination preset's max_message_size; 0: no limit known).
+	DestinationMaxMessageSize uint64 `protobuf:"varint,12,opt,name=destination_max_message_size,json=destinationMaxMessageSize,proto3" json:"destination_max_message_size,omitempty"`
+	// Every source folder in scope with its plan.
+	Folders []*PlanFolder `protobuf:"bytes,13,rep,name=folders,proto3" json:"folders,omitempty"`
+	// The source's largest messages, biggest first (at most 10).
+	LargestMessages []*PlanMessage `protobuf:"bytes,14,rep,name=largest_messages,json=largestMessages,proto3" json:"largest_messages,omitempty"`
+	// Set for a Gmail source.
+	Gmail    *PlanGmail    `protobuf:"bytes,15,opt,name=gmail,proto3" json:"gmail,omitempty"`
+	Estimate *PlanEstimate `protobuf:"bytes,16,opt,name=estimate,proto3" json:"estimate,omitempty"`
+	// The plan covers every folder (the dry run finished within its time bound).
+	Complete      bool `protobuf:"varint,17,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanSyncResponse) Reset() {
+	*x = PlanSyncResponse{}
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanSyncResponse) ProtoMessage() {}
+
+func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imapcopy_v1_sync_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanSyncResponse.ProtoReflect.Descriptor instead.
+func (*PlanSyncResponse) Descriptor() ([]byte, []int) {
+	return file_imapcopy_v1_sync_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PlanSyncResponse) GetBlocking() bool {
+	if x != nil {
+		return x.Blocking
+	}
+	return false
+}
+
+func (x *PlanSyncResponse) GetFindings() []*PlanFinding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetSourceMessages() uint64 {
+	if x != nil {
+		return x.SourceMessages
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetSourceBytes() uint64 {
+	if x != nil {
+		return x.SourceBytes
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetMessagesToCopy() uint64 {
+	if x != nil {
+		return x.MessagesToCopy
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetBytesToCopy() uint64 {
+	if x != nil {
+		return x.BytesToCopy
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetMessagesPresent() uint64 {
+	if x != nil {
+		return x.MessagesPresent
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetDestinationQuota() *Quota {
+	if x != nil {
+		return x.DestinationQuota
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetDestinationFreeBytes() uint64 {
+	if x != nil {
+		return x.DestinationFreeBytes
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetRequiredBytes() uint64 {
+	if x != nil {
+		return x.RequiredBytes
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetMargin() float64 {
+	if x != nil {
+		return x.Margin
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetDestinationMaxMessageSize() uint64 {
+	if x != nil {
+		return x.DestinationMaxMessageSize
+	}
+	return 0
+}
+
+func (x *PlanSyncResponse) GetFolders() []*PlanFolder {
+	if x != nil {
+		return x.Folders
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetLargestMessages() []*PlanMessage {
+	if x != nil {
+		return x.LargestMessages
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetGmail() *PlanGmail {
+	if x != nil {
+		return x.Gmail
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetEstimate() *PlanEstimate {
+	if x != nil {
+		return x.Estimate
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
 var File_imapcopy_v1_sync_proto protoreflect.FileDescriptor
 
 const file_imapcopy_v1_sync_proto_rawDesc = "" +
@@ -2421,7 +3178,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x10namespace_prefix\x18\r \x01(\tR\x0fnamespacePrefix\x1a;\n" +
 	"\rServerIdEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x03\n" +
 	"\vSyncOptions\x12'\n" +
 	"\x0finclude_folders\x18\x01 \x03(\tR\x0eincludeFolders\x12'\n" +
 	"\x0fexclude_folders\x18\x02 \x03(\tR\x0eexcludeFolders\x12(\n" +
@@ -2431,7 +3188,10 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\tno_report\x18\x06 \x01(\bR\bnoReport\x12'\n" +
 	"\x0fmax_connections\x18\a \x01(\rR\x0emaxConnections\x12.\n" +
 	"\x13include_gmail_views\x18\b \x01(\bR\x11includeGmailViews\x12\x1a\n" +
-	"\blanguage\x18\t \x01(\tR\blanguage\"\xac\x01\n" +
+	"\blanguage\x18\t \x01(\tR\blanguage\x12\x1f\n" +
+	"\vignore_plan\x18\n" +
+	" \x01(\bR\n" +
+	"ignorePlan\"\xac\x01\n" +
 	"\x10StartSyncRequest\x12,\n" +
 	"\x06source\x18\x01 \x01(\v2\x14.imapcopy.v1.AccountR\x06source\x126\n" +
 	"\vdestination\x18\x02 \x01(\v2\x14.imapcopy.v1.AccountR\vdestination\x122\n" +
@@ -2526,7 +3286,65 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x11RetrySyncResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12/\n" +
 	"\x06status\x18\x02 \x01(\v2\x17.imapcopy.v1.SyncStatusR\x06status\x12#\n" +
-	"\rcancel_secret\x18\x03 \x01(\tR\fcancelSecret*e\n" +
+	"\rcancel_secret\x18\x03 \x01(\tR\fcancelSecret\"\x8d\x01\n" +
+	"\vPlanFinding\x120\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1c.imapcopy.v1.PlanFindingKindR\x04kind\x12\x1a\n" +
+	"\bblocking\x18\x02 \x01(\bR\bblocking\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
+	"\x06folder\x18\x04 \x01(\tR\x06folder\"c\n" +
+	"\vPlanMessage\x12\x16\n" +
+	"\x06folder\x18\x01 \x01(\tR\x06folder\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xbc\x04\n" +
+	"\n" +
+	"PlanFolder\x12\x1f\n" +
+	"\vsource_name\x18\x01 \x01(\tR\n" +
+	"sourceName\x12)\n" +
+	"\x10destination_name\x18\x02 \x01(\tR\x0fdestinationName\x12#\n" +
+	"\rrename_reason\x18\x03 \x01(\tR\frenameReason\x12\x1c\n" +
+	"\tcollision\x18\x04 \x01(\bR\tcollision\x12%\n" +
+	"\x0ecollision_with\x18\x05 \x01(\tR\rcollisionWith\x122\n" +
+	"\x15exists_on_destination\x18\x06 \x01(\bR\x13existsOnDestination\x12\x1a\n" +
+	"\bmessages\x18\a \x01(\x04R\bmessages\x12\x14\n" +
+	"\x05bytes\x18\b \x01(\x04R\x05bytes\x12)\n" +
+	"\x10messages_present\x18\t \x01(\x04R\x0fmessagesPresent\x12(\n" +
+	"\x10messages_to_copy\x18\n" +
+	" \x01(\x04R\x0emessagesToCopy\x12\"\n" +
+	"\rbytes_to_copy\x18\v \x01(\x04R\vbytesToCopy\x12)\n" +
+	"\x10messages_skipped\x18\f \x01(\x04R\x0fmessagesSkipped\x125\n" +
+	"\ttoo_large\x18\r \x03(\v2\x18.imapcopy.v1.PlanMessageR\btooLarge\x12!\n" +
+	"\farchive_only\x18\x0e \x01(\bR\varchiveOnly\x12\x14\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error\"\xb8\x01\n" +
+	"\tPlanGmail\x12\x16\n" +
+	"\x06labels\x18\x01 \x03(\tR\x06labels\x12+\n" +
+	"\x11distinct_messages\x18\x02 \x01(\x04R\x10distinctMessages\x12'\n" +
+	"\x0ffolder_messages\x18\x03 \x01(\x04R\x0efolderMessages\x12=\n" +
+	"\x1bmessages_in_several_folders\x18\x04 \x01(\x04R\x18messagesInSeveralFolders\"\x8c\x01\n" +
+	"\fPlanEstimate\x12\x18\n" +
+	"\aseconds\x18\x01 \x01(\x04R\aseconds\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12 \n" +
+	"\vconnections\x18\x03 \x01(\rR\vconnections\x12(\n" +
+	"\x10bytes_per_second\x18\x04 \x01(\x04R\x0ebytesPerSecond\"\x99\x06\n" +
+	"\x10PlanSyncResponse\x12\x1a\n" +
+	"\bblocking\x18\x01 \x01(\bR\bblocking\x124\n" +
+	"\bfindings\x18\x02 \x03(\v2\x18.imapcopy.v1.PlanFindingR\bfindings\x12'\n" +
+	"\x0fsource_messages\x18\x03 \x01(\x04R\x0esourceMessages\x12!\n" +
+	"\fsource_bytes\x18\x04 \x01(\x04R\vsourceBytes\x12(\n" +
+	"\x10messages_to_copy\x18\x05 \x01(\x04R\x0emessagesToCopy\x12\"\n" +
+	"\rbytes_to_copy\x18\x06 \x01(\x04R\vbytesToCopy\x12)\n" +
+	"\x10messages_present\x18\a \x01(\x04R\x0fmessagesPresent\x12?\n" +
+	"\x11destination_quota\x18\b \x01(\v2\x12.imapcopy.v1.QuotaR\x10destinationQuota\x124\n" +
+	"\x16destination_free_bytes\x18\t \x01(\x04R\x14destinationFreeBytes\x12%\n" +
+	"\x0erequired_bytes\x18\n" +
+	" \x01(\x04R\rrequiredBytes\x12\x16\n" +
+	"\x06margin\x18\v \x01(\x01R\x06margin\x12?\n" +
+	"\x1cdestination_max_message_size\x18\f \x01(\x04R\x19destinationMaxMessageSize\x121\n" +
+	"\afolders\x18\r \x03(\v2\x17.imapcopy.v1.PlanFolderR\afolders\x12C\n" +
+	"\x10largest_messages\x18\x0e \x03(\v2\x18.imapcopy.v1.PlanMessageR\x0flargestMessages\x12,\n" +
+	"\x05gmail\x18\x0f \x01(\v2\x16.imapcopy.v1.PlanGmailR\x05gmail\x125\n" +
+	"\bestimate\x18\x10 \x01(\v2\x19.imapcopy.v1.PlanEstimateR\bestimate\x12\x1a\n" +
+	"\bcomplete\x18\x11 \x01(\bR\bcomplete*e\n" +
 	"\bSecurity\x12\x18\n" +
 	"\x14SECURITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSECURITY_TLS\x10\x01\x12\x15\n" +
@@ -2561,11 +3379,25 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\x14FOLDER_STATE_COPYING\x10\x02\x12\x15\n" +
 	"\x11FOLDER_STATE_DONE\x10\x03\x12\x17\n" +
 	"\x13FOLDER_STATE_FAILED\x10\x04\x12\x18\n" +
-	"\x14FOLDER_STATE_SKIPPED\x10\x052\xa2\a\n" +
+	"\x14FOLDER_STATE_SKIPPED\x10\x05*\xfb\x02\n" +
+	"\x0fPlanFindingKind\x12!\n" +
+	"\x1dPLAN_FINDING_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PLAN_FINDING_KIND_QUOTA\x10\x01\x12\x1f\n" +
+	"\x1bPLAN_FINDING_KIND_TOO_LARGE\x10\x02\x12\x1c\n" +
+	"\x18PLAN_FINDING_KIND_RENAME\x10\x03\x12\x1f\n" +
+	"\x1bPLAN_FINDING_KIND_COLLISION\x10\x04\x12\"\n" +
+	"\x1ePLAN_FINDING_KIND_GMAIL_GROWTH\x10\x05\x12\x1e\n" +
+	"\x1aPLAN_FINDING_KIND_DURATION\x10\x06\x12 \n" +
+	"\x1cPLAN_FINDING_KIND_INCOMPLETE\x10\a\x12\x1d\n" +
+	"\x19PLAN_FINDING_KIND_SKIPPED\x10\b\x12$\n" +
+	" PLAN_FINDING_KIND_FOLDER_SKIPPED\x10\t\x12\x1d\n" +
+	"\x19PLAN_FINDING_KIND_ACCOUNT\x10\n" +
+	"2\x87\b\n" +
 	"\vSyncService\x12m\n" +
 	"\rListProviders\x12!.imapcopy.v1.ListProvidersRequest\x1a\".imapcopy.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12n\n" +
 	"\vTestAccount\x12\x1f.imapcopy.v1.TestAccountRequest\x1a .imapcopy.v1.TestAccountResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/accounts:test\x12`\n" +
-	"\tStartSync\x12\x1d.imapcopy.v1.StartSyncRequest\x1a\x1e.imapcopy.v1.StartSyncResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/syncs\x12x\n" +
+	"\tStartSync\x12\x1d.imapcopy.v1.StartSyncRequest\x1a\x1e.imapcopy.v1.StartSyncResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/syncs\x12c\n" +
+	"\bPlanSync\x12\x1d.imapcopy.v1.StartSyncRequest\x1a\x1d.imapcopy.v1.PlanSyncResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/syncs:plan\x12x\n" +
 	"\rGetSyncStatus\x12!.imapcopy.v1.GetSyncStatusRequest\x1a\".imapcopy.v1.GetSyncStatusResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/syncs/{source_email}\x12\x86\x01\n" +
 	"\x0fWatchSyncStatus\x12#.imapcopy.v1.WatchSyncStatusRequest\x1a$.imapcopy.v1.WatchSyncStatusResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/syncs/{source_email}:watch0\x01\x12y\n" +
 	"\n" +
@@ -2585,104 +3417,121 @@ func file_imapcopy_v1_sync_proto_rawDescGZIP() []byte {
 	return file_imapcopy_v1_sync_proto_rawDescData
 }
 
-var file_imapcopy_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_imapcopy_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_imapcopy_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_imapcopy_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_imapcopy_v1_sync_proto_goTypes = []any{
 	(Security)(0),                   // 0: imapcopy.v1.Security
 	(AccountRole)(0),                // 1: imapcopy.v1.AccountRole
 	(TestFailure)(0),                // 2: imapcopy.v1.TestFailure
 	(SyncState)(0),                  // 3: imapcopy.v1.SyncState
 	(FolderState)(0),                // 4: imapcopy.v1.FolderState
-	(*Account)(nil),                 // 5: imapcopy.v1.Account
-	(*ProviderLimits)(nil),          // 6: imapcopy.v1.ProviderLimits
-	(*Provider)(nil),                // 7: imapcopy.v1.Provider
-	(*ListProvidersRequest)(nil),    // 8: imapcopy.v1.ListProvidersRequest
-	(*ListProvidersResponse)(nil),   // 9: imapcopy.v1.ListProvidersResponse
-	(*Quota)(nil),                   // 10: imapcopy.v1.Quota
-	(*SpecialUseFolder)(nil),        // 11: imapcopy.v1.SpecialUseFolder
-	(*TestAccountRequest)(nil),      // 12: imapcopy.v1.TestAccountRequest
-	(*TestAccountResponse)(nil),     // 13: imapcopy.v1.TestAccountResponse
-	(*SyncOptions)(nil),             // 14: imapcopy.v1.SyncOptions
-	(*StartSyncRequest)(nil),        // 15: imapcopy.v1.StartSyncRequest
-	(*StartSyncResponse)(nil),       // 16: imapcopy.v1.StartSyncResponse
-	(*Progress)(nil),                // 17: imapcopy.v1.Progress
-	(*FolderProgress)(nil),          // 18: imapcopy.v1.FolderProgress
-	(*FailedMessage)(nil),           // 19: imapcopy.v1.FailedMessage
-	(*FolderRename)(nil),            // 20: imapcopy.v1.FolderRename
-	(*SyncStatus)(nil),              // 21: imapcopy.v1.SyncStatus
-	(*GetSyncStatusRequest)(nil),    // 22: imapcopy.v1.GetSyncStatusRequest
-	(*GetSyncStatusResponse)(nil),   // 23: imapcopy.v1.GetSyncStatusResponse
-	(*WatchSyncStatusRequest)(nil),  // 24: imapcopy.v1.WatchSyncStatusRequest
-	(*WatchSyncStatusResponse)(nil), // 25: imapcopy.v1.WatchSyncStatusResponse
-	(*CancelSyncRequest)(nil),       // 26: imapcopy.v1.CancelSyncRequest
-	(*CancelSyncResponse)(nil),      // 27: imapcopy.v1.CancelSyncResponse
-	(*ListSyncsRequest)(nil),        // 28: imapcopy.v1.ListSyncsRequest
-	(*StateCount)(nil),              // 29: imapcopy.v1.StateCount
-	(*ListSyncsResponse)(nil),       // 30: imapcopy.v1.ListSyncsResponse
-	(*RetrySyncRequest)(nil),        // 31: imapcopy.v1.RetrySyncRequest
-	(*RetrySyncResponse)(nil),       // 32: imapcopy.v1.RetrySyncResponse
-	nil,                             // 33: imapcopy.v1.TestAccountResponse.ServerIdEntry
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(PlanFindingKind)(0),            // 5: imapcopy.v1.PlanFindingKind
+	(*Account)(nil),                 // 6: imapcopy.v1.Account
+	(*ProviderLimits)(nil),          // 7: imapcopy.v1.ProviderLimits
+	(*Provider)(nil),                // 8: imapcopy.v1.Provider
+	(*ListProvidersRequest)(nil),    // 9: imapcopy.v1.ListProvidersRequest
+	(*ListProvidersResponse)(nil),   // 10: imapcopy.v1.ListProvidersResponse
+	(*Quota)(nil),                   // 11: imapcopy.v1.Quota
+	(*SpecialUseFolder)(nil),        // 12: imapcopy.v1.SpecialUseFolder
+	(*TestAccountRequest)(nil),      // 13: imapcopy.v1.TestAccountRequest
+	(*TestAccountResponse)(nil),     // 14: imapcopy.v1.TestAccountResponse
+	(*SyncOptions)(nil),             // 15: imapcopy.v1.SyncOptions
+	(*StartSyncRequest)(nil),        // 16: imapcopy.v1.StartSyncRequest
+	(*StartSyncResponse)(nil),       // 17: imapcopy.v1.StartSyncResponse
+	(*Progress)(nil),                // 18: imapcopy.v1.Progress
+	(*FolderProgress)(nil),          // 19: imapcopy.v1.FolderProgress
+	(*FailedMessage)(nil),           // 20: imapcopy.v1.FailedMessage
+	(*FolderRename)(nil),            // 21: imapcopy.v1.FolderRename
+	(*SyncStatus)(nil),              // 22: imapcopy.v1.SyncStatus
+	(*GetSyncStatusRequest)(nil),    // 23: imapcopy.v1.GetSyncStatusRequest
+	(*GetSyncStatusResponse)(nil),   // 24: imapcopy.v1.GetSyncStatusResponse
+	(*WatchSyncStatusRequest)(nil),  // 25: imapcopy.v1.WatchSyncStatusRequest
+	(*WatchSyncStatusResponse)(nil), // 26: imapcopy.v1.WatchSyncStatusResponse
+	(*CancelSyncRequest)(nil),       // 27: imapcopy.v1.CancelSyncRequest
+	(*CancelSyncResponse)(nil),      // 28: imapcopy.v1.CancelSyncResponse
+	(*ListSyncsRequest)(nil),        // 29: imapcopy.v1.ListSyncsRequest
+	(*StateCount)(nil),              // 30: imapcopy.v1.StateCount
+	(*ListSyncsResponse)(nil),       // 31: imapcopy.v1.ListSyncsResponse
+	(*RetrySyncRequest)(nil),        // 32: imapcopy.v1.RetrySyncRequest
+	(*RetrySyncResponse)(nil),       // 33: imapcopy.v1.RetrySyncResponse
+	(*PlanFinding)(nil),             // 34: imapcopy.v1.PlanFinding
+	(*PlanMessage)(nil),             // 35: imapcopy.v1.PlanMessage
+	(*PlanFolder)(nil),              // 36: imapcopy.v1.PlanFolder
+	(*PlanGmail)(nil),               // 37: imapcopy.v1.PlanGmail
+	(*PlanEstimate)(nil),            // 38: imapcopy.v1.PlanEstimate
+	(*PlanSyncResponse)(nil),        // 39: imapcopy.v1.PlanSyncResponse
+	nil,                             // 40: imapcopy.v1.TestAccountResponse.ServerIdEntry
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
 }
 var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	0,  // 0: imapcopy.v1.Account.security:type_name -> imapcopy.v1.Security
 	0,  // 1: imapcopy.v1.Provider.security:type_name -> imapcopy.v1.Security
-	6,  // 2: imapcopy.v1.Provider.limits:type_name -> imapcopy.v1.ProviderLimits
+	7,  // 2: imapcopy.v1.Provider.limits:type_name -> imapcopy.v1.ProviderLimits
 	1,  // 3: imapcopy.v1.ListProvidersRequest.role:type_name -> imapcopy.v1.AccountRole
-	7,  // 4: imapcopy.v1.ListProvidersResponse.providers:type_name -> imapcopy.v1.Provider
-	5,  // 5: imapcopy.v1.TestAccountRequest.account:type_name -> imapcopy.v1.Account
+	8,  // 4: imapcopy.v1.ListProvidersResponse.providers:type_name -> imapcopy.v1.Provider
+	6,  // 5: imapcopy.v1.TestAccountRequest.account:type_name -> imapcopy.v1.Account
 	1,  // 6: imapcopy.v1.TestAccountRequest.role:type_name -> imapcopy.v1.AccountRole
 	2,  // 7: imapcopy.v1.TestAccountResponse.failure:type_name -> imapcopy.v1.TestFailure
-	33, // 8: imapcopy.v1.TestAccountResponse.server_id:type_name -> imapcopy.v1.TestAccountResponse.ServerIdEntry
-	10, // 9: imapcopy.v1.TestAccountResponse.quota:type_name -> imapcopy.v1.Quota
-	11, // 10: imapcopy.v1.TestAccountResponse.special_use_folders:type_name -> imapcopy.v1.SpecialUseFolder
-	34, // 11: imapcopy.v1.SyncOptions.since:type_name -> google.protobuf.Timestamp
-	5,  // 12: imapcopy.v1.StartSyncRequest.source:type_name -> imapcopy.v1.Account
-	5,  // 13: imapcopy.v1.StartSyncRequest.destination:type_name -> imapcopy.v1.Account
-	14, // 14: imapcopy.v1.StartSyncRequest.options:type_name -> imapcopy.v1.SyncOptions
-	21, // 15: imapcopy.v1.StartSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	40, // 8: imapcopy.v1.TestAccountResponse.server_id:type_name -> imapcopy.v1.TestAccountResponse.ServerIdEntry
+	11, // 9: imapcopy.v1.TestAccountResponse.quota:type_name -> imapcopy.v1.Quota
+	12, // 10: imapcopy.v1.TestAccountResponse.special_use_folders:type_name -> imapcopy.v1.SpecialUseFolder
+	41, // 11: imapcopy.v1.SyncOptions.since:type_name -> google.protobuf.Timestamp
+	6,  // 12: imapcopy.v1.StartSyncRequest.source:type_name -> imapcopy.v1.Account
+	6,  // 13: imapcopy.v1.StartSyncRequest.destination:type_name -> imapcopy.v1.Account
+	15, // 14: imapcopy.v1.StartSyncRequest.options:type_name -> imapcopy.v1.SyncOptions
+	22, // 15: imapcopy.v1.StartSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
 	4,  // 16: imapcopy.v1.FolderProgress.state:type_name -> imapcopy.v1.FolderState
-	17, // 17: imapcopy.v1.FolderProgress.progress:type_name -> imapcopy.v1.Progress
+	18, // 17: imapcopy.v1.FolderProgress.progress:type_name -> imapcopy.v1.Progress
 	3,  // 18: imapcopy.v1.SyncStatus.state:type_name -> imapcopy.v1.SyncState
-	17, // 19: imapcopy.v1.SyncStatus.total:type_name -> imapcopy.v1.Progress
-	18, // 20: imapcopy.v1.SyncStatus.folders:type_name -> imapcopy.v1.FolderProgress
-	19, // 21: imapcopy.v1.SyncStatus.failed_messages:type_name -> imapcopy.v1.FailedMessage
-	20, // 22: imapcopy.v1.SyncStatus.renames:type_name -> imapcopy.v1.FolderRename
-	34, // 23: imapcopy.v1.SyncStatus.created_at:type_name -> google.protobuf.Timestamp
-	34, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
-	34, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
-	34, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 27: imapcopy.v1.GetSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
-	21, // 28: imapcopy.v1.WatchSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
-	21, // 29: imapcopy.v1.CancelSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	18, // 19: imapcopy.v1.SyncStatus.total:type_name -> imapcopy.v1.Progress
+	19, // 20: imapcopy.v1.SyncStatus.folders:type_name -> imapcopy.v1.FolderProgress
+	20, // 21: imapcopy.v1.SyncStatus.failed_messages:type_name -> imapcopy.v1.FailedMessage
+	21, // 22: imapcopy.v1.SyncStatus.renames:type_name -> imapcopy.v1.FolderRename
+	41, // 23: imapcopy.v1.SyncStatus.created_at:type_name -> google.protobuf.Timestamp
+	41, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
+	41, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 27: imapcopy.v1.GetSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
+	22, // 28: imapcopy.v1.WatchSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
+	22, // 29: imapcopy.v1.CancelSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
 	3,  // 30: imapcopy.v1.ListSyncsRequest.states:type_name -> imapcopy.v1.SyncState
-	34, // 31: imapcopy.v1.ListSyncsRequest.created_after:type_name -> google.protobuf.Timestamp
-	34, // 32: imapcopy.v1.ListSyncsRequest.created_before:type_name -> google.protobuf.Timestamp
+	41, // 31: imapcopy.v1.ListSyncsRequest.created_after:type_name -> google.protobuf.Timestamp
+	41, // 32: imapcopy.v1.ListSyncsRequest.created_before:type_name -> google.protobuf.Timestamp
 	3,  // 33: imapcopy.v1.StateCount.state:type_name -> imapcopy.v1.SyncState
-	21, // 34: imapcopy.v1.ListSyncsResponse.syncs:type_name -> imapcopy.v1.SyncStatus
-	29, // 35: imapcopy.v1.ListSyncsResponse.totals:type_name -> imapcopy.v1.StateCount
-	21, // 36: imapcopy.v1.RetrySyncResponse.status:type_name -> imapcopy.v1.SyncStatus
-	8,  // 37: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
-	12, // 38: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
-	15, // 39: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
-	22, // 40: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
-	24, // 41: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
-	26, // 42: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
-	28, // 43: imapcopy.v1.SyncService.ListSyncs:input_type -> imapcopy.v1.ListSyncsRequest
-	31, // 44: imapcopy.v1.SyncService.RetrySync:input_type -> imapcopy.v1.RetrySyncRequest
-	9,  // 45: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
-	13, // 46: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
-	16, // 47: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
-	23, // 48: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
-	25, // 49: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
-	27, // 50: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
-	30, // 51: imapcopy.v1.SyncService.ListSyncs:output_type -> imapcopy.v1.ListSyncsResponse
-	32, // 52: imapcopy.v1.SyncService.RetrySync:output_type -> imapcopy.v1.RetrySyncResponse
-	45, // [45:53] is the sub-list for method output_type
-	37, // [37:45] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	22, // 34: imapcopy.v1.ListSyncsResponse.syncs:type_name -> imapcopy.v1.SyncStatus
+	30, // 35: imapcopy.v1.ListSyncsResponse.totals:type_name -> imapcopy.v1.StateCount
+	22, // 36: imapcopy.v1.RetrySyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	5,  // 37: imapcopy.v1.PlanFinding.kind:type_name -> imapcopy.v1.PlanFindingKind
+	35, // 38: imapcopy.v1.PlanFolder.too_large:type_name -> imapcopy.v1.PlanMessage
+	34, // 39: imapcopy.v1.PlanSyncResponse.findings:type_name -> imapcopy.v1.PlanFinding
+	11, // 40: imapcopy.v1.PlanSyncResponse.destination_quota:type_name -> imapcopy.v1.Quota
+	36, // 41: imapcopy.v1.PlanSyncResponse.folders:type_name -> imapcopy.v1.PlanFolder
+	35, // 42: imapcopy.v1.PlanSyncResponse.largest_messages:type_name -> imapcopy.v1.PlanMessage
+	37, // 43: imapcopy.v1.PlanSyncResponse.gmail:type_name -> imapcopy.v1.PlanGmail
+	38, // 44: imapcopy.v1.PlanSyncResponse.estimate:type_name -> imapcopy.v1.PlanEstimate
+	9,  // 45: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
+	13, // 46: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
+	16, // 47: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
+	16, // 48: imapcopy.v1.SyncService.PlanSync:input_type -> imapcopy.v1.StartSyncRequest
+	23, // 49: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
+	25, // 50: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
+	27, // 51: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
+	29, // 52: imapcopy.v1.SyncService.ListSyncs:input_type -> imapcopy.v1.ListSyncsRequest
+	32, // 53: imapcopy.v1.SyncService.RetrySync:input_type -> imapcopy.v1.RetrySyncRequest
+	10, // 54: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
+	14, // 55: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
+	17, // 56: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
+	39, // 57: imapcopy.v1.SyncService.PlanSync:output_type -> imapcopy.v1.PlanSyncResponse
+	24, // 58: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
+	26, // 59: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
+	28, // 60: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
+	31, // 61: imapcopy.v1.SyncService.ListSyncs:output_type -> imapcopy.v1.ListSyncsResponse
+	33, // 62: imapcopy.v1.SyncService.RetrySync:output_type -> imapcopy.v1.RetrySyncResponse
+	54, // [54:63] is the sub-list for method output_type
+	45, // [45:54] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_imapcopy_v1_sync_proto_init() }
@@ -2695,8 +3544,8 @@ func file_imapcopy_v1_sync_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imapcopy_v1_sync_proto_rawDesc), len(file_imapcopy_v1_sync_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   29,
+			NumEnums:      6,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

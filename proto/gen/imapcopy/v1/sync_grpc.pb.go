@@ -26,6 +26,7 @@ const (
 	SyncService_ListProviders_FullMethodName   = "/imapcopy.v1.SyncService/ListProviders"
 	SyncService_TestAccount_FullMethodName     = "/imapcopy.v1.SyncService/TestAccount"
 	SyncService_StartSync_FullMethodName       = "/imapcopy.v1.SyncService/StartSync"
+	SyncService_PlanSync_FullMethodName        = "/imapcopy.v1.SyncService/PlanSync"
 	SyncService_GetSyncStatus_FullMethodName   = "/imapcopy.v1.SyncService/GetSyncStatus"
 	SyncService_WatchSyncStatus_FullMethodName = "/imapcopy.v1.SyncService/WatchSyncStatus"
 	SyncService_CancelSync_FullMethodName      = "/imapcopy.v1.SyncService/CancelSync"
@@ -53,8 +54,27 @@ type SyncServiceClient interface {
 	// answer (ok = false) carrying a reason and a message a person can act on.
 	TestAccount(ctx context.Context, in *TestAccountRequest, opts ...grpc.CallOption) (*TestAccountResponse, error)
 	// StartSync tests both accounts, takes the per-source lock and queues the copy.
-	// A second start while one is queued or running gets ALREADY_EXISTS.
+	// A second start while one is queued or running gets ALREADY_EXISTS. A start
+	// whose source plainly cannot fit in the destination's free quota gets
+	// FAILED_PRECONDITION (ErrorInfo reason PLAN_FINDING_KIND_QUOTA), unless
+	// options.ignore_plan: the source's folder sizes (STATUS SIZE), less what the
+	// destination already holds (a rerun finds its messages there), times the
+	// margin of PlanSyncResponse, against the free quota. It is PlanSync's
+	// blocking check that costs no more than the account tests; it is skipped when
+	// the sizes do not bound the copy (folder patterns, since, max_message_size, a
+	// Gmail source) and for a dry run. PlanSync gives the whole verdict.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	StartSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*StartSyncResponse, error)
+	// PlanSync is the pre-flight verdict of a StartSync request: it validates the
+	// request exactly as StartSync does, then logs in to both accounts, maps the
+	// folders and compares both sides (a dry run of the copy, bounded in time) and
+	// answers whether the copy can go ahead, with the figures and the findings a
+	// person can act on. It writes nothing anywhere, takes no lock and queues
+	// nothing: call it as often as needed. Its request is StartSync's, so that a
+	// control panel asks for the verdict of exactly what it is about to start.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	PlanSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*PlanSyncResponse, error)
 	// GetSyncStatus returns the latest status of the sync of a source address.
 	GetSyncStatus(ctx context.Context, in *GetSyncStatusRequest, opts ...grpc.CallOption) (*GetSyncStatusResponse, error)
 	// WatchSyncStatus streams the status at each change until a terminal state.
@@ -108,6 +128,16 @@ func (c *syncServiceClient) StartSync(ctx context.Context, in *StartSyncRequest,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StartSyncResponse)
 	err := c.cc.Invoke(ctx, SyncService_StartSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *syncServiceClient) PlanSync(ctx context.Context, in *StartSyncRequest, opts ...grpc.CallOption) (*PlanSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanSyncResponse)
+	err := c.cc.Invoke(ctx, SyncService_PlanSync_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -193,8 +223,27 @@ type SyncServiceServer interface {
 	// answer (ok = false) carrying a reason and a message a person can act on.
 	TestAccount(context.Context, *TestAccountRequest) (*TestAccountResponse, error)
 	// StartSync tests both accounts, takes the per-source lock and queues the copy.
-	// A second start while one is queued or running gets ALREADY_EXISTS.
+	// A second start while one is queued or running gets ALREADY_EXISTS. A start
+	// whose source plainly cannot fit in the destination's free quota gets
+	// FAILED_PRECONDITION (ErrorInfo reason PLAN_FINDING_KIND_QUOTA), unless
+	// options.ignore_plan: the source's folder sizes (STATUS SIZE), less what the
+	// destination already holds (a rerun finds its messages there), times the
+	// margin of PlanSyncResponse, against the free quota. It is PlanSync's
+	// blocking check that costs no more than the account tests; it is skipped when
+	// the sizes do not bound the copy (folder patterns, since, max_message_size, a
+	// Gmail source) and for a dry run. PlanSync gives the whole verdict.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	StartSync(context.Context, *StartSyncRequest) (*StartSyncResponse, error)
+	// PlanSync is the pre-flight verdict of a StartSync request: it validates the
+	// request exactly as StartSync does, then logs in to both accounts, maps the
+	// folders and compares both sides (a dry run of the copy, bounded in time) and
+	// answers whether the copy can go ahead, with the figures and the findings a
+	// person can act on. It writes nothing anywhere, takes no lock and queues
+	// nothing: call it as often as needed. Its request is StartSync's, so that a
+	// control panel asks for the verdict of exactly what it is about to start.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	PlanSync(context.Context, *StartSyncRequest) (*PlanSyncResponse, error)
 	// GetSyncStatus returns the latest status of the sync of a source address.
 	GetSyncStatus(context.Context, *GetSyncStatusRequest) (*GetSyncStatusResponse, error)
 	// WatchSyncStatus streams the status at each change until a terminal state.
@@ -232,6 +281,9 @@ func (UnimplementedSyncServiceServer) TestAccount(context.Context, *TestAccountR
 }
 func (UnimplementedSyncServiceServer) StartSync(context.Context, *StartSyncRequest) (*StartSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartSync not implemented")
+}
+func (UnimplementedSyncServiceServer) PlanSync(context.Context, *StartSyncRequest) (*PlanSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanSync not implemented")
 }
 func (UnimplementedSyncServiceServer) GetSyncStatus(context.Context, *GetSyncStatusRequest) (*GetSyncStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSyncStatus not implemented")
@@ -319,6 +371,24 @@ func _SyncService_StartSync_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SyncServiceServer).StartSync(ctx, req.(*StartSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SyncService_PlanSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).PlanSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_PlanSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).PlanSync(ctx, req.(*StartSyncRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -424,6 +494,10 @@ var SyncService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartSync",
 			Handler:    _SyncService_StartSync_Handler,
+		},
+		{
+			MethodName: "PlanSync",
+			Handler:    _SyncService_PlanSync_Handler,
 		},
 		{
 			MethodName: "GetSyncStatus",
