@@ -305,7 +305,7 @@ func TestInterruptedStartSettles(t *testing.T) {
 			clock.Advance(10 * time.Minute)
 			waitFor(t, "the start's lock runs out", func() error {
 				if locked, err := e.store.Locked(e.ctx(), src.email); err != nil || locked {
-					return fmt.Errorf("locked %v, %v", locked, err)
+					return fmt.Errorf("locked %v: %w", locked, err)
 				}
 				return nil
 			})

@@ -701,27 +701,28 @@ func (s *Service) WatchSyncStatus(req *imapcopyv1.WatchSyncStatusRequest, stream
 	if err != nil {
 		return err
 	}
-	done, ok := s.watches.open(Caller(stream.Context()), s.opts.MaxWatchesPerCaller)
+	sctx := stream.Context() // the caller's: errors are mapped against it, not against ctx below
+	done, ok := s.watches.open(Caller(sctx), s.opts.MaxWatchesPerCaller)
 	if !ok {
 		s.metrics.rateLimited("watches")
 		return status.Errorf(codes.ResourceExhausted, "this caller already has %d open watch streams: close one, or ask for the status with GetSyncStatus", s.opts.MaxWatchesPerCaller)
 	}
 	defer done()
-	ctx, cancel := context.WithCancel(stream.Context())
+	ctx, cancel := context.WithCancel(sctx)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
 	for st, err := range s.store.Watch(ctx, source) {
-		if err == nil && !mayAccess(stream.Context(), st) {
+		if err == nil && !mayAccess(sctx, st) {
 			err = syncstatus.ErrNotFound // another caller's sync: as if there were none
 		}
 		if err != nil {
 			if s.stopping.Err() != nil {
 				return status.Error(codes.Unavailable, "the server is shutting down: watch again")
 			}
-			return s.storeError(stream.Context(), "watch status", err)
+			return s.storeError(sctx, "watch status", err)
 		}
 		st = s.unstick(ctx, source, st)
-		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: view(stream.Context(), st)}); err != nil {
+		if err := stream.Send(&imapcopyv1.WatchSyncStatusResponse{Status: view(sctx, st)}); err != nil {
 			return err
 		}
 		if syncstatus.Terminal(st.GetState()) {

@@ -3,6 +3,7 @@ package syncstatus
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -46,13 +47,18 @@ func (n *notifier) listen(ctx context.Context, channel string) (<-chan struct{},
 	ps := n.ps
 	n.mu.Unlock()
 
+	// stop runs when the watch ends, its context often done already: the unsubscribe
+	// gets a context of its own.
+	unsubscribeCtx := context.WithoutCancel(ctx)
 	stop := func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		delete(st.listeners, ch)
 		if len(st.listeners) == 0 && n.channels[channel] == st {
 			delete(n.channels, channel)
-			_ = ps.Unsubscribe(context.Background(), channel) // a failure only leaves a subscription that delivers to no one
+			uctx, cancel := context.WithTimeout(unsubscribeCtx, 5*time.Second)
+			defer cancel()
+			_ = ps.Unsubscribe(uctx, channel) // a failure only leaves a subscription that delivers to no one
 		}
 	}
 	if subscribe {
