@@ -2,7 +2,8 @@
 // api, as a hosting company moving a whole domain needs:
 //
 //   - Every rule stays in the api: each row is one StartSync (or one PlanSync in a dry
-//     run), validated, limited, locked and tested there. The file's passwords go
+//     run: the pre-flight verdict, nothing started), validated, limited, locked and
+//     tested there. The file's passwords go
 //     nowhere else, and results carry the source login and the api's message only.
 //   - Resumable: a row whose source already has a sync (in any state) is skipped, so
 //     running the same file again starts only the rows not started yet, and a row
@@ -18,6 +19,7 @@ package batchstart
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -36,10 +38,13 @@ import (
 type Client interface {
 	StartSync(ctx context.Context, in *imapcopyv1.StartSyncRequest, opts ...grpc.CallOption) (*imapcopyv1.StartSyncResponse, error)
 	GetSyncStatus(ctx context.Context, in *imapcopyv1.GetSyncStatusRequest, opts ...grpc.CallOption) (*imapcopyv1.GetSyncStatusResponse, error)
+	PlanSync(ctx context.Context, in *imapcopyv1.StartSyncRequest, opts ...grpc.CallOption) (*imapcopyv1.PlanSyncResponse, error)
 }
 
 // Options tune a run; the zero value takes the defaults.
 type Options struct {
+	// DryRun asks the pre-flight verdict (PlanSync) of each row instead of starting it.
+	DryRun bool
 	// PerHost is the least time between two starts on one source server (default 2s).
 	PerHost time.Duration
 	// Concurrency bounds the calls in flight (default 4).
@@ -75,6 +80,8 @@ const (
 	Skipped Outcome = "skipped" // the source already has a sync (any state): nothing done
 	Refused Outcome = "refused" // the api refused the row (the detail says why and what to fix)
 	Failed  Outcome = "error"   // the api could not be reached or answered an error
+	Planned Outcome = "planned" // dry run: the verdict lets the copy start (the detail sums it up)
+	Blocked Outcome = "blocked" // dry run: the verdict blocks the copy (the detail says why)
 )
 
 // Result is the outcome of one row.
@@ -195,6 +202,9 @@ func (b *batch) row(ctx context.Context, r Row, limiter *rate.Limiter) Result {
 	if err := limiter.Wait(ctx); err != nil {
 		return failed(res, err)
 	}
+	if b.opts.DryRun {
+		return b.plan(ctx, r, res)
+	}
 	var started *imapcopyv1.StartSyncResponse
 	err = b.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -233,3 +243,43 @@ func failed(res Result, err error) Result {
 func stateName(s imapcopyv1.SyncState) string {
 	return strings.TrimPrefix(s.String(), "SYNC_STATE_")
 }
+
+// plan asks the verdict of one row.
+func (b *batch) plan(ctx context.Context, r Row, res Result) Result {
+	var v *imapcopyv1.PlanSyncResponse
+	err := b.call(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = b.c.PlanSync(ctx, r.Request)
+		return err
+	})
+	if err != nil {
+		return failed(res, err)
+	}
+	if v.GetBlocking() {
+		var why []string
+		for _, f := range v.GetFindings() {
+			if f.GetBlocking() {
+				why = append(why, f.GetMessage())
+			}
+		}
+		res.Outcome, res.Detail = Blocked, strings.Join(why, "; ")
+		return res
+	}
+	res.Outcome = Planned
+	res.Detail = fmt.Sprintf("%d messages (%s) to copy, %d already there", v.GetMessagesToCopy(), megabytes(v.GetBytesToCopy()), v.GetMessagesPresent())
+	if e := v.GetEstimate(); e.GetSeconds() > 0 {
+		res.Detail += ", about " + (time.Duration(e.GetSeconds()) * time.Second).String()
+	}
+	var warnings int
+	for _, f := range v.GetFindings() {
+		if f.GetKind() != imapcopyv1.PlanFindingKind_PLAN_FINDING_KIND_DURATION && f.GetKind() != imapcopyv1.PlanFindingKind_PLAN_FINDING_KIND_FOLDER_SKIPPED {
+			warnings++
+		}
+	}
+	if warnings > 0 {
+		res.Detail += fmt.Sprintf("; %d findings to read (PlanSync)", warnings)
+	}
+	return res
+}
+
+func megabytes(n uint64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

@@ -28,7 +28,8 @@ import (
 
 const usage = `usage: imapcopy-admin start [flags] FILE
 
-Starts the syncs of FILE, a CSV file whose first line names its columns:
+Starts the syncs of FILE (with -dry-run: asks the pre-flight verdict of each, starting
+nothing), a CSV file whose first line names its columns:
   %s
 one sync per line (source_login, destination_login, and a password or token for each
 account are required; the provider is a preset id of ListProviders, or leave it empty
@@ -50,6 +51,7 @@ type config struct {
 	Token       string // IMAPCOPY_API_TOKEN (environment only: a flag would show in ps)
 	PerHost     time.Duration
 	Concurrency int
+	DryRun      bool
 	File        string
 }
 
@@ -72,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	e.String(&c.TokenFile, "token-file", "IMAPCOPY_API_TOKEN_FILE", "", "file holding the API token to send (or IMAPCOPY_API_TOKEN in the environment)")
 	e.Duration(&c.PerHost, "per-host", "IMAPCOPY_BATCH_PER_HOST", 2*time.Second, "least time between two starts on one source server")
 	e.Int(&c.Concurrency, "concurrency", "IMAPCOPY_BATCH_CONCURRENCY", 4, "calls to the api in flight")
+	fs.BoolVar(&c.DryRun, "dry-run", false, "start nothing: ask the pre-flight verdict (PlanSync) of every row instead")
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
@@ -142,7 +145,7 @@ func (c *config) dial() (*grpc.ClientConn, error) {
 type errRows struct{ refused, failed int }
 
 func (e errRows) Error() string {
-	return fmt.Sprintf("%d rows refused and %d in error: see their results", e.refused, e.failed)
+	return fmt.Sprintf("%d rows refused or blocked and %d in error: see their results", e.refused, e.failed)
 }
 
 func (e errRows) ExitCode() int { return 2 }
@@ -172,20 +175,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	_ = out.Write([]string{"line", "source", "outcome", "task_id", "detail"})
 	counts := map[batchstart.Outcome]int{}
 	batchstart.Run(ctx, imapcopyv1.NewSyncServiceClient(conn), rows,
-		batchstart.Options{PerHost: cfg.PerHost, Concurrency: cfg.Concurrency},
+		batchstart.Options{PerHost: cfg.PerHost, Concurrency: cfg.Concurrency, DryRun: cfg.DryRun},
 		func(r batchstart.Result) {
 			counts[r.Outcome]++
 			_ = out.Write([]string{strconv.Itoa(r.Line), r.Source, string(r.Outcome), r.TaskID, r.Detail})
 			out.Flush()
 		})
 	out.Flush()
-	fmt.Fprintf(stderr, "%d rows: %d started, %d skipped, %d refused, %d errors\n", len(rows),
-		counts[batchstart.Started], counts[batchstart.Skipped], counts[batchstart.Refused], counts[batchstart.Failed])
+	if cfg.DryRun {
+		fmt.Fprintf(stderr, "%d rows (dry run): %d would start, %d blocked, %d skipped, %d refused, %d errors\n", len(rows),
+			counts[batchstart.Planned], counts[batchstart.Blocked], counts[batchstart.Skipped], counts[batchstart.Refused], counts[batchstart.Failed])
+	} else {
+		fmt.Fprintf(stderr, "%d rows: %d started, %d skipped, %d refused, %d errors\n", len(rows),
+			counts[batchstart.Started], counts[batchstart.Skipped], counts[batchstart.Refused], counts[batchstart.Failed])
+	}
 	if err := out.Error(); err != nil {
 		return err
 	}
-	if counts[batchstart.Refused]+counts[batchstart.Failed] > 0 {
-		return errRows{counts[batchstart.Refused], counts[batchstart.Failed]}
+	if counts[batchstart.Refused]+counts[batchstart.Blocked]+counts[batchstart.Failed] > 0 {
+		return errRows{counts[batchstart.Refused] + counts[batchstart.Blocked], counts[batchstart.Failed]}
 	}
 	return ctx.Err()
 }

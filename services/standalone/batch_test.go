@@ -11,7 +11,8 @@ import (
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
-// TestBatchStart: a batch file of 50 accounts starts 50 syncs that all complete, and a
+// TestBatchStart: a dry run of a batch file of 50 accounts gives 50 verdicts and starts
+// nothing; the file then starts 50 syncs that all complete, and a
 // row with a wrong password is refused with the reason and without the password;
 // ListSyncs pages through the completed syncs; running the same file again starts
 // none of the 50 and tries the refused row again.
@@ -41,9 +42,9 @@ func TestBatchStart(t *testing.T) {
 		t.Fatalf("ReadRows: %v", err)
 	}
 
-	start := func() map[batchstart.Outcome][]batchstart.Result {
+	start := func(dryRun bool) map[batchstart.Outcome][]batchstart.Result {
 		got := map[batchstart.Outcome][]batchstart.Result{}
-		batchstart.Run(t.Context(), c, rows, batchstart.Options{PerHost: 10 * time.Millisecond}, func(r batchstart.Result) {
+		batchstart.Run(t.Context(), c, rows, batchstart.Options{PerHost: 10 * time.Millisecond, DryRun: dryRun}, func(r batchstart.Result) {
 			got[r.Outcome] = append(got[r.Outcome], r)
 			if strings.Contains(fmt.Sprint(r), wrong) {
 				t.Errorf("a result shows the password: %+v", r)
@@ -51,7 +52,19 @@ func TestBatchStart(t *testing.T) {
 		})
 		return got
 	}
-	first := start()
+	// A dry run: the verdict of every row, nothing started.
+	plan := start(true)
+	if len(plan[batchstart.Planned]) != n || len(plan[batchstart.Blocked]) != 1 {
+		t.Fatalf("dry run: %d planned, %d blocked (%v), want %d and 1", len(plan[batchstart.Planned]), len(plan[batchstart.Blocked]), plan, n)
+	}
+	if r := plan[batchstart.Planned][0]; !strings.Contains(r.Detail, "3 messages") {
+		t.Errorf("dry run: a planned row says %q, want its 3 messages to copy", r.Detail)
+	}
+	if list, err := c.ListSyncs(t.Context(), &imapcopyv1.ListSyncsRequest{}); err != nil || len(list.GetSyncs()) != 0 {
+		t.Fatalf("after the dry run: %d syncs (%v), want none", len(list.GetSyncs()), err)
+	}
+
+	first := start(false)
 	if len(first[batchstart.Started]) != n || len(first[batchstart.Refused]) != 1 {
 		t.Fatalf("first run: %d started, %d refused (%v), want %d and 1", len(first[batchstart.Started]), len(first[batchstart.Refused]), first, n)
 	}
@@ -99,7 +112,7 @@ func TestBatchStart(t *testing.T) {
 		req.PageToken = resp.GetNextPageToken()
 	}
 
-	second := start()
+	second := start(false)
 	if len(second[batchstart.Started]) != 0 || len(second[batchstart.Skipped]) != n || len(second[batchstart.Refused]) != 1 {
 		t.Errorf("second run: %d started, %d skipped, %d refused; want 0, %d, 1", len(second[batchstart.Started]), len(second[batchstart.Skipped]), len(second[batchstart.Refused]), n)
 	}
