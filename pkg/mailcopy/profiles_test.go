@@ -1,0 +1,107 @@
+package mailcopy_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
+)
+
+// profileCases are the providers' profiles (pkg/imaptest ProfileProxy in front of a
+// Dovecot), each on the source side and on the destination side of a copy with a
+// plain Dovecot on the other.
+var profileCases = []struct {
+	name    string
+	profile imaptest.Profile
+	// connections: the engine's cap per account for this provider (its preset's).
+	connections int
+}{
+	{"gmail", imaptest.ProfileGmail, 15},
+	{"m365", imaptest.ProfileM365, 8},
+	{"yahoo", imaptest.ProfileYahoo, 5},
+	{"old-server", imaptest.ProfileOldServer, 4},
+}
+
+// TestProfiles copies a generated mailbox from and to each provider profile: the copy
+// completes (throttling refusals are waited out, BYEs mid-session resumed), the
+// checker finds every message once and intact, a rerun appends nothing, and the
+// proxy never saw more connections at once than the profile's cap (none refused).
+func TestProfiles(t *testing.T) {
+	for i, pc := range profileCases {
+		for _, side := range []string{"source", "destination"} {
+			t.Run(pc.name+" as "+side, func(t *testing.T) {
+				t.Parallel()
+				d := servers[imaptest.FlavourSlash]
+				src, dst := d.AddUser(t), d.AddUser(t)
+				mb := imaptest.Generate(int64(700+i), imaptest.Spec{Count: 150})
+				mustLoad(t, src, mb)
+				px := d.ProfileProxy(t, pc.profile)
+				copySrc, copyDst := src, dst
+				if side == "source" {
+					copySrc = px.Account(src)
+				} else {
+					copyDst = px.Account(dst)
+				}
+				cfg := testConfig(t, copySrc, copyDst)
+				cfg.Connections = pc.connections
+				cfg.ThrottleBackoff = 300 * time.Millisecond
+				// A clock that stands still: a throttled folder's ThrottledUntil
+				// is exactly now plus the wait chosen.
+				base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+				cfg.Now = func() time.Time { return base }
+				var mu sync.Mutex
+				waits := map[time.Duration]bool{}
+				cfg.Progress = func(p mailcopy.Progress) {
+					if !p.ThrottledUntil.IsZero() {
+						mu.Lock()
+						waits[p.ThrottledUntil.Sub(base)] = true
+						mu.Unlock()
+					}
+				}
+				res := mustCopy(t, cfg)
+				if !res.Complete() || res.Totals.Copied != mb.Count() {
+					t.Errorf("copy: totals %+v, failures %+v, failed folders %+v; want %d copied",
+						res.Totals, res.Failures, res.FailedFolders(), mb.Count())
+				}
+				mustCheck(t, src, dst, imaptest.CheckOptions{})
+
+				cfg.NoReport = true
+				again := mustCopy(t, cfg)
+				if again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
+					t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
+				}
+				checkProfileStats(t, pc.profile, px.Stats())
+				mu.Lock()
+				defer mu.Unlock()
+				t.Logf("throttled waits: %v", waits)
+				if px.Stats().Throttled > 0 {
+					// The first wait is the server's suggestion (M365: 2 s), or
+					// the configured back-off when it suggests none (Gmail).
+					want := cfg.ThrottleBackoff
+					if pc.profile.ThrottleReply == imaptest.M365Throttled {
+						want = 2 * time.Second
+					}
+					if !waits[want] {
+						t.Errorf("throttled waits %v, want one of %v", waits, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+func checkProfileStats(t *testing.T, p imaptest.Profile, s imaptest.ProfileStats) {
+	t.Helper()
+	t.Logf("proxy: %+v", s)
+	if s.Refused > 0 || p.MaxConnections > 0 && s.Peak > p.MaxConnections {
+		t.Errorf("connections: peak %d, %d refused; the cap is %d", s.Peak, s.Refused, p.MaxConnections)
+	}
+	if p.ThrottleEvery > 0 && s.Throttled == 0 {
+		t.Errorf("no command was throttled: the test did not test it")
+	}
+	if p.ByeAfter > 0 && s.Byes == 0 {
+		t.Errorf("no session was cut: the test did not test it")
+	}
+}
