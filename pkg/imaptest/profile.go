@@ -62,7 +62,7 @@ var (
 	// ProfileM365: no MULTIAPPEND, throttling with a suggested back-off, "server
 	// unavailable" BYE mid-session.
 	ProfileM365 = Profile{Name: "m365", MaxConnections: 16, DropCaps: []string{"MULTIAPPEND"},
-		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 8, MaxByes: 2}
+		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 4, MaxByes: 2}
 	// ProfileYahoo: 5 connections, no UIDPLUS, responses split at odd places.
 	ProfileYahoo = Profile{Name: "yahoo", MaxConnections: 5, DropCaps: []string{"UIDPLUS"}, SplitWrites: true}
 	// ProfileOldServer: IMAP4rev1 only, no LITERAL+, no CONDSTORE, no SPECIAL-USE,

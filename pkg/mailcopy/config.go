@@ -68,11 +68,14 @@ type Config struct {
 	Now    func() time.Time // the clock of the result, the progress and the report; nil: time.Now
 
 	// Tuning; zero picks the default.
-	Batching      imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
-	ChunkMessages int                 // messages per source FETCH and Append call, default 500
-	ChunkBytes    int64               // bytes per source FETCH and Append call, default 128 MiB
-	MaxRetries    int                 // reconnects in a row without progress, per folder; default 6
-	RetryBackoff  time.Duration       // first reconnect delay, doubled each time up to 1 minute; default 1s
+	Batching imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
+	// NoMultiappend sends one APPEND per message even when the destination
+	// offers MULTIAPPEND (a preset's handling says it cannot be relied on).
+	NoMultiappend bool
+	ChunkMessages int           // messages per source FETCH and Append call, default 500
+	ChunkBytes    int64         // bytes per source FETCH and Append call, default 128 MiB
+	MaxRetries    int           // reconnects in a row without progress, per folder; default 6
+	RetryBackoff  time.Duration // first reconnect delay, doubled each time up to 1 minute; default 1s
 	// ThrottleBackoff is the wait after a throttling refusal (imapconn.Throttled:
 	// Exchange's THROTTLED, Gmail's bandwidth limit) that suggests no time of its
 	// own, doubled for each refusal in a row without progress up to

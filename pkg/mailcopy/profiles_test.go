@@ -7,6 +7,7 @@ import (
 
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/providers"
 )
 
 // profileCases are the providers' profiles (pkg/imaptest ProfileProxy in front of a
@@ -15,13 +16,34 @@ import (
 var profileCases = []struct {
 	name    string
 	profile imaptest.Profile
-	// connections: the engine's cap per account for this provider (its preset's).
-	connections int
+	// preset is the built-in provider preset whose handling says it is this
+	// profile ("other": none); its limits and handling configure the copy.
+	preset string
 }{
-	{"gmail", imaptest.ProfileGmail, 15},
-	{"m365", imaptest.ProfileM365, 8},
-	{"yahoo", imaptest.ProfileYahoo, 5},
-	{"old-server", imaptest.ProfileOldServer, 4},
+	{"gmail", imaptest.ProfileGmail, "gmail"},
+	{"m365", imaptest.ProfileM365, "microsoft365"},
+	{"yahoo", imaptest.ProfileYahoo, "yahoo"},
+	{"old-server", imaptest.ProfileOldServer, "other"},
+}
+
+// TestProfilePresets: the presets describe what the profiles reproduce: the
+// connection cap and the throttling answer.
+func TestProfilePresets(t *testing.T) {
+	for _, pc := range profileCases {
+		p, ok := providers.Builtin().Get(pc.preset)
+		if !ok {
+			t.Fatalf("no preset %q", pc.preset)
+		}
+		if pc.preset != "other" && p.Handling.Profile != pc.name {
+			t.Errorf("%s: handling profile %q, want %q", pc.preset, p.Handling.Profile, pc.name)
+		}
+		if p.Limits.MaxConnections != pc.profile.MaxConnections {
+			t.Errorf("%s: %d connections, the profile %d", pc.preset, p.Limits.MaxConnections, pc.profile.MaxConnections)
+		}
+		if p.Handling.ThrottleAnswer != pc.profile.ThrottleReply {
+			t.Errorf("%s: throttle answer %q, the profile %q", pc.preset, p.Handling.ThrottleAnswer, pc.profile.ThrottleReply)
+		}
+	}
 }
 
 // TestProfiles copies a generated mailbox from and to each provider profile: the copy
@@ -45,7 +67,13 @@ func TestProfiles(t *testing.T) {
 					copyDst = px.Account(dst)
 				}
 				cfg := testConfig(t, copySrc, copyDst)
-				cfg.Connections = pc.connections
+				preset, _ := providers.Builtin().Get(pc.preset)
+				cfg.Connections = preset.Limits.MaxConnections // 0: the default
+				if side == "destination" {
+					cfg.NoMultiappend = preset.Handling.NoMultiappend
+				} else {
+					cfg.Provider = pc.preset
+				}
 				cfg.ThrottleBackoff = 300 * time.Millisecond
 				// A clock that stands still: a throttled folder's ThrottledUntil
 				// is exactly now plus the wait chosen.

@@ -103,6 +103,11 @@ func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (
 		// handshake now is the network's, and retried.
 		Reached: true,
 	}
+	// The presets' handling, as data: the longer throttling back-off of the two
+	// sides, and no MULTIAPPEND to a destination whose preset says so.
+	srcH, dstH := handling(cfg.Providers, t.GetSource()), handling(cfg.Providers, t.GetDestination())
+	mc.ThrottleBackoff = max(srcH.ThrottleBackoff, dstH.ThrottleBackoff)
+	mc.NoMultiappend = dstH.NoMultiappend
 	if m := o.GetMaxMessageSize(); m > 0 {
 		if m > 1<<62 {
 			return mailcopy.Config{}, invalidf(true, "max_message_size %d is too large", m)
@@ -116,6 +121,16 @@ func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (
 		mc.Since = o.GetSince().AsTime()
 	}
 	return mc, nil
+}
+
+// handling is the handling of the endpoint's provider preset; none for an unknown
+// preset (a catalogue without it) or without a catalogue.
+func handling(c *providers.Catalog, ep *imapcopyv1.Endpoint) providers.Handling {
+	if c == nil {
+		return providers.Handling{}
+	}
+	p, _ := c.Get(ep.GetProvider())
+	return p.Handling
 }
 
 func countsProto(c mailcopy.Counts) *imapcopyv1.Progress {

@@ -11,6 +11,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/providers"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -91,6 +92,28 @@ func TestCopyConfig(t *testing.T) {
 		got.Provider != want.Provider || got.DryRun != want.DryRun || got.NoReport != want.NoReport ||
 		got.IncludeGmailViews != want.IncludeGmailViews || got.Reached != want.Reached || strings.Join(got.Include, ",") != "INBOX*" || strings.Join(got.Exclude, ",") != "Junk" {
 		t.Errorf("copyConfig() = %+v, want %+v", got, want)
+	}
+
+	// The presets' handling: Gmail's back-off for a Gmail source; from a built-in
+	// catalogue, Microsoft 365's back-off and no MULTIAPPEND to it.
+	if got.ThrottleBackoff != 0 || got.NoMultiappend {
+		t.Errorf("without a catalogue: back-off %v, no MULTIAPPEND %v; want none", got.ThrottleBackoff, got.NoMultiappend)
+	}
+	got, err = copyConfig(task, secrets, Config{Providers: providers.Builtin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ThrottleBackoff != 5*time.Minute || got.NoMultiappend {
+		t.Errorf("gmail to other: back-off %v, no MULTIAPPEND %v; want 5m0s, false", got.ThrottleBackoff, got.NoMultiappend)
+	}
+	m365 := proto.Clone(task).(*imapcopyv1.SyncTask)
+	m365.Destination.Provider = "microsoft365"
+	got, err = copyConfig(m365, secrets, Config{Providers: providers.Builtin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ThrottleBackoff != 5*time.Minute || !got.NoMultiappend {
+		t.Errorf("gmail to microsoft365: back-off %v, no MULTIAPPEND %v; want 5m0s, true", got.ThrottleBackoff, got.NoMultiappend)
 	}
 
 	noSecret := proto.Clone(secrets).(*imapcopyv1.TaskSecrets)
