@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/providers"
@@ -19,11 +20,15 @@ var profileCases = []struct {
 	// preset is the built-in provider preset whose handling says it is this
 	// profile ("other": none); its limits and handling configure the copy.
 	preset string
+	// flavour of the Dovecot behind the proxy; the other side is FlavourSlash.
+	flavour imaptest.Flavour
 }{
-	{"gmail", imaptest.ProfileGmail, "gmail"},
-	{"m365", imaptest.ProfileM365, "microsoft365"},
-	{"yahoo", imaptest.ProfileYahoo, "yahoo"},
-	{"old-server", imaptest.ProfileOldServer, "other"},
+	{"gmail", imaptest.ProfileGmail, "gmail", imaptest.FlavourSlash},
+	{"m365", imaptest.ProfileM365, "microsoft365", imaptest.FlavourSlash},
+	{"yahoo", imaptest.ProfileYahoo, "yahoo", imaptest.FlavourSlash},
+	// Courier-like: "." and "INBOX.", special folders known by their names only
+	// ("INBOX.Sent Messages", "INBOX.Deleted Messages", "INBOX.Spam").
+	{"old-server", imaptest.ProfileOldServer, "other", imaptest.FlavourDot},
 }
 
 // TestProfilePresets: the presets describe what the profiles reproduce: the
@@ -55,8 +60,14 @@ func TestProfiles(t *testing.T) {
 		for _, side := range []string{"source", "destination"} {
 			t.Run(pc.name+" as "+side, func(t *testing.T) {
 				t.Parallel()
-				d := servers[imaptest.FlavourSlash]
-				src, dst := d.AddUser(t), d.AddUser(t)
+				d := servers[pc.flavour]
+				other := servers[imaptest.FlavourSlash]
+				var src, dst imapconn.Account
+				if side == "source" {
+					src, dst = d.AddUser(t), other.AddUser(t)
+				} else {
+					src, dst = other.AddUser(t), d.AddUser(t)
+				}
 				mb := imaptest.Generate(int64(700+i), imaptest.Spec{Count: 150})
 				mustLoad(t, src, mb)
 				px := d.ProfileProxy(t, pc.profile)
