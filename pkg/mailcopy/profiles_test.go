@@ -144,3 +144,30 @@ func checkProfileStats(t *testing.T, p imaptest.Profile, s imaptest.ProfileStats
 		t.Errorf("no session was cut: the test did not test it")
 	}
 }
+
+// TestThrottledForever: a server that throttles every command is waited out
+// MaxThrottles times in a row, then the copy stops with a temporary failure (the
+// caller retries later), no message listed as refused.
+func TestThrottledForever(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	mustLoad(t, src, imaptest.Generate(790, imaptest.Spec{Count: 10, Folders: -1}))
+	p := imaptest.ProfileM365
+	p.ThrottleEvery, p.MaxThrottles, p.ByeAfter = 1, 0, 0
+	p.ThrottleReply = imaptest.GmailBandwidth
+	px := d.ProfileProxy(t, p)
+	cfg := testConfig(t, src, px.Account(dst))
+	cfg.ThrottleBackoff = 10 * time.Millisecond
+	cfg.MaxThrottles = 2
+	res, err := mailcopy.Copy(testContext(t), cfg)
+	if err == nil || mailcopy.KindOf(err) != mailcopy.KindTemporary {
+		t.Fatalf("Copy: %v (kind %v), want a temporary failure", err, mailcopy.KindOf(err))
+	}
+	if res != nil && len(res.Failures) > 0 {
+		t.Errorf("messages listed as refused: %+v", res.Failures)
+	}
+	if s := px.Stats(); s.Throttled < 3 {
+		t.Errorf("stats %+v, want at least 3 throttled", s)
+	}
+}
