@@ -3,6 +3,7 @@ package syncworker
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
@@ -154,6 +155,14 @@ var folderStates = map[mailcopy.FolderState]imapcopyv1.FolderState{
 
 // applyProgress writes a running copy's snapshot into st.
 func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
+	// "throttled until T" while a server makes the copy wait (the status has no
+	// field of its own for it: the message says it).
+	if i := strings.Index(st.Message, throttledNote); i >= 0 {
+		st.Message = st.Message[:i]
+	}
+	if !p.ThrottledUntil.IsZero() {
+		st.Message += throttledNote + p.ThrottledUntil.UTC().Format(time.RFC3339)
+	}
 	st.Total = countsProto(p.Totals)
 	st.Folders = make([]*imapcopyv1.FolderProgress, 0, len(p.Folders))
 	for _, f := range p.Folders {
@@ -165,6 +174,9 @@ func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
 		})
 	}
 }
+
+// throttledNote ends a running status's message while a server throttles the copy.
+const throttledNote = "; the server throttles the copy: waiting until "
 
 // applyResult writes a copy's result into st: totals, folders, the messages the
 // destination refused and the renamed folders.

@@ -189,3 +189,23 @@ func TestTaskErrorUnwrap(t *testing.T) {
 		t.Errorf("temporary() = %q, want it to wrap %q", err, inner)
 	}
 }
+
+// TestApplyProgressThrottled: the status says until when a server throttles the
+// copy, and stops saying it once the copy goes on.
+func TestApplyProgressThrottled(t *testing.T) {
+	st := &imapcopyv1.SyncStatus{Message: "copying (attempt 2): resuming where the last attempt stopped"}
+	base := st.Message
+	until := time.Date(2026, 12, 5, 17, 30, 5, 0, time.UTC)
+	applyProgress(st, &mailcopy.Progress{ThrottledUntil: until})
+	if want := base + "; the server throttles the copy: waiting until 2026-12-05T17:30:05Z"; st.Message != want {
+		t.Errorf("throttled: message %q, want %q", st.Message, want)
+	}
+	applyProgress(st, &mailcopy.Progress{ThrottledUntil: until.Add(time.Minute)})
+	if want := base + "; the server throttles the copy: waiting until 2026-12-05T17:31:05Z"; st.Message != want {
+		t.Errorf("throttled again: message %q, want %q", st.Message, want)
+	}
+	applyProgress(st, &mailcopy.Progress{})
+	if st.Message != base {
+		t.Errorf("after the wait: message %q, want %q", st.Message, base)
+	}
+}
