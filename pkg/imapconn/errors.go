@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unicode"
 
 	"github.com/emersion/go-imap/v2"
@@ -163,6 +166,9 @@ func IsOverQuota(err error) bool {
 	if !errors.As(err, &imapErr) {
 		return false
 	}
+	if _, throttled := Throttled(err); throttled {
+		return false
+	}
 	if strings.EqualFold(string(imapErr.Code), string(imap.ResponseCodeOverQuota)) {
 		return true
 	}
@@ -173,6 +179,42 @@ func IsOverQuota(err error) bool {
 	return strings.Contains(text, "quota") || strings.Contains(text, "mailbox is full") ||
 		strings.Contains(text, "mailbox full")
 }
+
+// Throttled reports whether err carries a server's refusal because the client sends
+// too much too fast, not because of the account's state: the THROTTLED code (Microsoft
+// 365, Exchange), Gmail's "Account exceeded command or bandwidth limits" (under
+// OVERQUOTA, though the account is not full), or a NO whose text speaks of
+// throttling. wait is the back-off the server suggests ("Suggested Backoff Time: 2000
+// milliseconds"), 0 when it suggests none.
+func Throttled(err error) (wait time.Duration, ok bool) {
+	var imapErr *imap.Error
+	if !errors.As(err, &imapErr) || imapErr.Type == imap.StatusResponseTypeBad {
+		return 0, false
+	}
+	text := strings.ToLower(imapErr.Text)
+	ok = strings.EqualFold(string(imapErr.Code), "THROTTLED") ||
+		strings.Contains(text, "throttl") ||
+		strings.Contains(text, "bandwidth limit") || strings.Contains(text, "exceeded command")
+	if !ok {
+		return 0, false
+	}
+	if m := suggestedBackoffRE.FindStringSubmatch(text); m != nil {
+		if n, err := strconv.ParseInt(m[1], 10, 64); err == nil && n > 0 {
+			unit := time.Millisecond
+			if strings.HasPrefix(m[2], "s") {
+				unit = time.Second
+			}
+			wait = min(time.Duration(n)*unit, maxSuggestedBackoff)
+		}
+	}
+	return wait, true
+}
+
+// suggestedBackoffRE finds Exchange's "Suggested Backoff Time: 2000 milliseconds".
+var suggestedBackoffRE = regexp.MustCompile(`backoff time:\s*(\d+)\s*(milliseconds|ms|seconds|s)\b`)
+
+// maxSuggestedBackoff bounds the wait a server may ask for.
+const maxSuggestedBackoff = time.Hour
 
 // IsTooBig reports whether err carries a server's refusal of a message for its size
 // (TOOBIG from RFC 7889, or LIMIT from RFC 5530).

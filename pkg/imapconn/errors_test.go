@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -18,12 +19,41 @@ func TestIsOverQuota(t *testing.T) {
 		{fmt.Errorf("append: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Quota exceeded"}), true},
 		{&imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox is full"}, true},
 		{&imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "Mailbox doesn't exist"}, false},
+		// Gmail's bandwidth limit comes under OVERQUOTA: the account is not full.
+		{&imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota, Text: "Account exceeded command or bandwidth limits. (Failure)"}, false},
 		{&imap.Error{Type: imap.StatusResponseTypeBad, Text: "quota syntax"}, false},
 		{errors.New("quota"), false},
 		{nil, false},
 	} {
 		if got := IsOverQuota(tc.err); got != tc.want {
 			t.Errorf("IsOverQuota(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestThrottled(t *testing.T) {
+	no := func(code, text string) error {
+		return fmt.Errorf("append: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCode(code), Text: text})
+	}
+	for _, tc := range []struct {
+		err  error
+		ok   bool
+		wait time.Duration
+	}{
+		{no("THROTTLED", "Request is throttled. Suggested Backoff Time: 2000 milliseconds"), true, 2 * time.Second},
+		{no("", "Request is throttled. Suggested Backoff Time: 45 seconds"), true, 45 * time.Second},
+		{no("THROTTLED", "Request is throttled. Suggested Backoff Time: 99999999999 milliseconds"), true, time.Hour},
+		{no("THROTTLED", "slow down"), true, 0},
+		{no("OVERQUOTA", "Account exceeded command or bandwidth limits. (Failure)"), true, 0},
+		{no("ALERT", "Account exceeded bandwidth limits"), true, 0},
+		{no("OVERQUOTA", "Quota exceeded"), false, 0},
+		{&imap.Error{Type: imap.StatusResponseTypeBad, Text: "throttled"}, false, 0},
+		{errors.New("throttled"), false, 0},
+		{nil, false, 0},
+	} {
+		wait, ok := Throttled(tc.err)
+		if ok != tc.ok || wait != tc.wait {
+			t.Errorf("Throttled(%v) = %v, %v; want %v, %v", tc.err, wait, ok, tc.wait, tc.ok)
 		}
 	}
 }

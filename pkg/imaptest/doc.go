@@ -61,6 +61,22 @@
 //
 // and give each test its own user with dc.AddUser(t).
 //
+// # Provider profiles
+//
+// Dovecot.ProfileProxy puts an IMAP-aware proxy on 127.0.0.1 in front of a Dovecot
+// (TLS to the client with the Dovecot's certificate, TLS to Dovecot), behaving as a
+// Profile says: a connection cap answered with `* BYE [UNAVAILABLE] Too many
+// simultaneous connections`, capabilities removed from the greeting and CAPABILITY
+// answers (and the special-use attributes from LIST when SPECIAL-USE goes), each
+// response written in 2 or 3 pieces (a literal's `{n}` cut in its middle), every
+// K-th APPEND or FETCH answered with a throttling refusal instead of being forwarded
+// (its literals swallowed), a session cut with `* BYE [UNAVAILABLE] Server
+// Unavailable. 15` after K commands. Literals pass through untouched. ProfileGmail,
+// ProfileM365, ProfileYahoo and ProfileOldServer are the providers' reported traits;
+// Stats counts the peak of connections, refusals, throttles and BYEs. A connection
+// over the cap waits up to a second for another to end before it is refused: a
+// client that closes one and dials the next at once is not over the cap.
+//
 // # Content and checks
 //
 // The one mailbox generator is here: a Plan says which folders and messages a mailbox

@@ -68,11 +68,24 @@ type Config struct {
 	Now    func() time.Time // the clock of the result, the progress and the report; nil: time.Now
 
 	// Tuning; zero picks the default.
-	Batching      imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
-	ChunkMessages int                 // messages per source FETCH and Append call, default 500
-	ChunkBytes    int64               // bytes per source FETCH and Append call, default 128 MiB
-	MaxRetries    int                 // reconnects in a row without progress, per folder; default 6
-	RetryBackoff  time.Duration       // first reconnect delay, doubled each time up to 1 minute; default 1s
+	Batching imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
+	// NoMultiappend sends one APPEND per message even when the destination
+	// offers MULTIAPPEND (a preset's handling says it cannot be relied on).
+	NoMultiappend bool
+	ChunkMessages int           // messages per source FETCH and Append call, default 500
+	ChunkBytes    int64         // bytes per source FETCH and Append call, default 128 MiB
+	MaxRetries    int           // reconnects in a row without progress, per folder; default 6
+	RetryBackoff  time.Duration // first reconnect delay, doubled each time up to 1 minute; default 1s
+	// ThrottleBackoff is the wait after a throttling refusal (imapconn.Throttled:
+	// Exchange's THROTTLED, Gmail's bandwidth limit) that suggests no time of its
+	// own, doubled for each refusal in a row without progress up to
+	// maxThrottleBackoff; a suggested time longer than that is honoured as is.
+	// Default 30s; the provider preset's ThrottleBackoff when it has one.
+	ThrottleBackoff time.Duration
+	// MaxThrottles is how many throttling refusals in a row without progress a
+	// folder waits out before the copy stops with a temporary failure (the
+	// caller retries later). Default 20.
+	MaxThrottles int
 	// CommitSettle is how long a destination folder is left unread after a
 	// connection appending to it was lost with commands unanswered: the
 	// server may still commit them (see "Delivery semantics"). Default 2s.
@@ -90,6 +103,9 @@ const (
 	defaultRetryBackoff     = time.Second
 	maxRetryBackoff         = time.Minute
 	defaultCommitSettle     = 2 * time.Second
+	defaultThrottleBackoff  = 30 * time.Second
+	maxThrottleBackoff      = 15 * time.Minute
+	defaultMaxThrottles     = 20
 )
 
 func (c Config) withDefaults() Config {
@@ -123,6 +139,12 @@ func (c Config) withDefaults() Config {
 	if c.CommitSettle <= 0 {
 		c.CommitSettle = defaultCommitSettle
 	}
+	if c.ThrottleBackoff <= 0 {
+		c.ThrottleBackoff = defaultThrottleBackoff
+	}
+	if c.MaxThrottles <= 0 {
+		c.MaxThrottles = defaultMaxThrottles
+	}
 	return c
 }
 
@@ -155,4 +177,20 @@ func (c Config) backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, maxRetryBackoff)
+}
+
+// throttleWait is the wait after the n-th throttling refusal in a row (1-based)
+// whose server suggested the given time (0: none).
+func (c Config) throttleWait(n int, suggested time.Duration) time.Duration {
+	d := c.ThrottleBackoff
+	for i := 1; i < n && d < maxThrottleBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxThrottleBackoff)
+	if suggested > 0 {
+		// The server knows best: its suggestion, the first time, grown if it
+		// keeps refusing.
+		d = suggested << min(n-1, 4)
+	}
+	return d
 }

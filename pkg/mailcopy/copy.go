@@ -335,7 +335,7 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
 	dctx, opts, bd := e.dialing(ctx)
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
-		imapappend.Config{Batching: e.cfg.Batching, NoResend: true})
+		imapappend.Config{Batching: e.cfg.Batching, NoMultiappend: e.cfg.NoMultiappend, NoResend: true})
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}

@@ -122,6 +122,18 @@
 // configured (TLS, STARTTLS, not IMAP), or when the destination is full: three
 // quota refusals in a row, or a quota refusal of a message of 64 KiB or less.
 //
+// # Throttling
+//
+// A refusal that says the client goes too fast (imapconn.Throttled: Exchange's
+// `NO [THROTTLED] ... Suggested Backoff Time: 2000 milliseconds`, Gmail's `NO
+// [OVERQUOTA] Account exceeded command or bandwidth limits`, which is not a full
+// account) refuses no message and stops nothing: the folder waits — the server's
+// suggested time, else Config.ThrottleBackoff (30 s, the preset's when the caller
+// passes it), doubled for each refusal in a row without progress — and resumes from
+// its metadata pass. Progress.ThrottledUntil says until when. After
+// Config.MaxThrottles refusals in a row without progress the copy stops with a
+// temporary failure, for the caller to retry later.
+//
 // # Options
 //
 // Config.Since keeps the messages whose INTERNALDATE (from the metadata pass, not a

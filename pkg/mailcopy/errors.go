@@ -6,6 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
 )
 
 // Kind classifies why a copy stopped. Only KindTemporary is worth retrying
@@ -110,3 +113,26 @@ type refusedError struct{ err error }
 
 func (e *refusedError) Error() string { return e.err.Error() }
 func (e *refusedError) Unwrap() error { return e.err }
+
+// throttledError is a server's throttling refusal (imapconn.Throttled): the
+// folder waits and resumes, the messages are not refused.
+type throttledError struct {
+	side Side
+	wait time.Duration // suggested by the server, 0: none
+	err  error
+}
+
+func (e *throttledError) Error() string { return string(e.side) + ": throttled: " + e.err.Error() }
+func (e *throttledError) Unwrap() error { return e.err }
+
+// asThrottled finds a throttling refusal in err's chain.
+func asThrottled(err error) (*throttledError, bool) {
+	var t *throttledError
+	if errors.As(err, &t) {
+		return t, true
+	}
+	if wait, ok := imapconn.Throttled(err); ok {
+		return &throttledError{wait: wait, err: err}, true
+	}
+	return nil, false
+}

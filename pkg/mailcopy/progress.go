@@ -23,6 +23,9 @@ type FolderProgress struct {
 	Source      string      `json:"source"`
 	Destination string      `json:"destination"`
 	State       FolderState `json:"state"`
+	// ThrottledUntil: the folder waits until then, the server having
+	// throttled the copy (zero when it does not wait).
+	ThrottledUntil time.Time `json:"throttled_until,omitzero"`
 	Counts
 }
 
@@ -32,6 +35,9 @@ type Progress struct {
 	Elapsed time.Duration    `json:"elapsed"`
 	Totals  Counts           `json:"totals"`
 	Folders []FolderProgress `json:"folders"`
+	// ThrottledUntil is the latest ThrottledUntil of the folders: the copy is
+	// "throttled until" then (zero when no folder waits for a server).
+	ThrottledUntil time.Time `json:"throttled_until,omitzero"`
 }
 
 // tracker aggregates the workers' counters and hands snapshots to the
@@ -94,6 +100,9 @@ func (t *tracker) snapshot() Progress {
 	p := Progress{Elapsed: t.now().Sub(t.start), Folders: slices.Clone(t.folders)}
 	for _, f := range p.Folders {
 		p.Totals.add(f.Counts)
+		if f.ThrottledUntil.After(p.ThrottledUntil) {
+			p.ThrottledUntil = f.ThrottledUntil
+		}
 	}
 	return p
 }

@@ -178,7 +178,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	}
 	e.tracker.update(j.idx, func(f *FolderProgress) { f.State = FolderRunning })
 	start := time.Now()
-	failures := 0
+	failures, throttles := 0, 0
 	var err error
 	for {
 		before := fr.progress
@@ -188,6 +188,31 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		}
 		w.dropSource()
 		w.dropDest()
+		if fr.progress > before {
+			throttles = 0
+		}
+		if t, ok := asThrottled(err); ok && ctx.Err() == nil {
+			// Not the messages' fault nor the connection's: wait as the
+			// server asks, then resume. Bounded, so that a server that never
+			// lets go ends the copy with a temporary failure.
+			throttles++
+			if throttles > e.cfg.MaxThrottles {
+				break
+			}
+			d := e.cfg.throttleWait(throttles, t.wait)
+			until := e.cfg.Now().Add(d)
+			log.Warn("folder_throttled", "attempt", throttles, "until", until, "in", d, "error", err)
+			e.tracker.update(j.idx, func(f *FolderProgress) { f.ThrottledUntil = until })
+			e.tracker.flush()
+			serr := sleep(ctx, d)
+			e.tracker.update(j.idx, func(f *FolderProgress) { f.ThrottledUntil = time.Time{} })
+			if serr != nil {
+				err = serr
+				break
+			}
+			failures = 0
+			continue
+		}
 		var refused *refusedError
 		if IsPermanent(err) || errors.As(err, &refused) || ctx.Err() != nil {
 			break
@@ -661,6 +686,9 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 		fr.progress++
 		e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = fr.counts })
 		return nil
+	}
+	if wait, ok := imapconn.Throttled(err); ok {
+		return &throttledError{side: SideDestination, wait: wait, err: err}
 	}
 	var reason string
 	switch {

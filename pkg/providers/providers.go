@@ -24,8 +24,12 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"imapcopy.dev/pkg/imapconn"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -54,8 +58,36 @@ type Provider struct {
 	// OAuth2Only: the provider refuses passwords for IMAP (Microsoft 365).
 	OAuth2Only bool
 	Limits     Limits
-	Help       string
+	// Handling is what to expect from the provider's servers and how the copy
+	// adapts: data next to the preset, not branches in the engine.
+	Handling Handling
+	Help     string
 }
+
+// Handling says which provider profile's handling applies to a preset (issue 15):
+// the traits reproduced by pkg/imaptest's profile of that name and tested against the
+// engine (pkg/mailcopy TestProfiles). The connection cap is Limits.MaxConnections.
+type Handling struct {
+	// Profile names the profile: "gmail", "m365", "yahoo", "old-server", or ""
+	// (a plain server, nothing known).
+	Profile string
+	// ThrottleAnswer is the refusal the provider sends when it throttles a client,
+	// as reported ("NO [THROTTLED] Request is throttled. Suggested Backoff Time: ...");
+	// Parse checks that imapconn.Throttled recognises it, so that the copy waits
+	// instead of refusing messages or stopping. "" when none is known.
+	ThrottleAnswer string
+	// ThrottleBackoff is the wait after a throttling refusal that suggests no time
+	// of its own (mailcopy.Config.ThrottleBackoff); 0: the engine's default.
+	ThrottleBackoff time.Duration
+	// NoMultiappend, NoUIDPlus, NoSpecialUse: the servers do not offer (or cannot
+	// be relied on for) MULTIAPPEND, UIDPLUS, SPECIAL-USE. The engine reads the
+	// capabilities anyway; a destination preset with NoMultiappend makes it send
+	// one APPEND per message even if MULTIAPPEND is announced.
+	NoMultiappend, NoUIDPlus, NoSpecialUse bool
+}
+
+// Profiles are the known Handling.Profile names.
+var Profiles = []string{"gmail", "m365", "yahoo", "old-server"}
 
 // Limits are a provider's per-account limits; 0 means unknown.
 type Limits struct {
@@ -121,18 +153,28 @@ type fileCatalog struct {
 }
 
 type fileProvider struct {
-	ID           string     `json:"id"`
-	DisplayName  string     `json:"display_name"`
-	Host         string     `json:"host"`
-	HostRequired bool       `json:"host_required"`
-	HostSuffixes []string   `json:"host_suffixes"`
-	Port         int        `json:"port"`
-	Security     string     `json:"security"`
-	Source       bool       `json:"source"`
-	Destination  bool       `json:"destination"`
-	OAuth2Only   bool       `json:"oauth2_only"`
-	Limits       fileLimits `json:"limits"`
-	Help         string     `json:"help"`
+	ID           string       `json:"id"`
+	DisplayName  string       `json:"display_name"`
+	Host         string       `json:"host"`
+	HostRequired bool         `json:"host_required"`
+	HostSuffixes []string     `json:"host_suffixes"`
+	Port         int          `json:"port"`
+	Security     string       `json:"security"`
+	Source       bool         `json:"source"`
+	Destination  bool         `json:"destination"`
+	OAuth2Only   bool         `json:"oauth2_only"`
+	Limits       fileLimits   `json:"limits"`
+	Handling     fileHandling `json:"handling"`
+	Help         string       `json:"help"`
+}
+
+type fileHandling struct {
+	Profile                string `json:"profile"`
+	ThrottleAnswer         string `json:"throttle_answer"`
+	ThrottleBackoffSeconds int    `json:"throttle_backoff_seconds"`
+	NoMultiappend          bool   `json:"no_multiappend"`
+	NoUIDPlus              bool   `json:"no_uidplus"`
+	NoSpecialUse           bool   `json:"no_special_use"`
 }
 
 type fileLimits struct {
@@ -203,7 +245,15 @@ func convert(fp fileProvider) (Provider, []string) {
 		Destination: fp.Destination,
 		OAuth2Only:  fp.OAuth2Only,
 		Limits:      Limits(fp.Limits),
-		Help:        strings.TrimSpace(fp.Help),
+		Handling: Handling{
+			Profile:         fp.Handling.Profile,
+			ThrottleAnswer:  strings.TrimSpace(fp.Handling.ThrottleAnswer),
+			ThrottleBackoff: time.Duration(fp.Handling.ThrottleBackoffSeconds) * time.Second,
+			NoMultiappend:   fp.Handling.NoMultiappend,
+			NoUIDPlus:       fp.Handling.NoUIDPlus,
+			NoSpecialUse:    fp.Handling.NoSpecialUse,
+		},
+		Help: strings.TrimSpace(fp.Help),
 	}
 	if !validID(fp.ID) {
 		bad("id must be 1 to 64 lowercase letters, digits and hyphens")
@@ -255,7 +305,32 @@ func convert(fp fileProvider) (Provider, []string) {
 	if l.MaxConnections < 0 || l.MaxMessageSize < 0 || l.DailyDownloadBytes < 0 || l.DailyUploadBytes < 0 {
 		bad("limits cannot be negative (0 means unknown)")
 	}
+	h := fp.Handling
+	if h.Profile != "" && !slices.Contains(Profiles, h.Profile) {
+		bad("handling.profile %q unknown: use one of %s, or leave it out", h.Profile, strings.Join(Profiles, ", "))
+	}
+	if h.ThrottleBackoffSeconds < 0 {
+		bad("handling.throttle_backoff_seconds cannot be negative")
+	}
+	if h.ThrottleAnswer != "" && !recognisedThrottle(h.ThrottleAnswer) {
+		bad("handling.throttle_answer %q is not recognised as throttling by the engine (imapconn.Throttled): it would refuse messages or stop the copy instead of waiting", h.ThrottleAnswer)
+	}
 	return p, problems
+}
+
+// throttleRE splits a status response as written in a preset: "NO [CODE] text".
+var throttleRE = regexp.MustCompile(`^(?i)(NO|BAD)\s+(?:\[([A-Za-z0-9-]+)[^\]]*\]\s*)?(.*)$`)
+
+// recognisedThrottle reports whether the engine takes answer for a throttling refusal.
+func recognisedThrottle(answer string) bool {
+	m := throttleRE.FindStringSubmatch(strings.TrimSpace(answer))
+	if m == nil {
+		return false
+	}
+	_, ok := imapconn.Throttled(&imap.Error{
+		Type: imap.StatusResponseType(strings.ToUpper(m[1])), Code: imap.ResponseCode(strings.ToUpper(m[2])), Text: m[3],
+	})
+	return ok
 }
 
 func validID(id string) bool {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -96,6 +97,36 @@ func TestBuiltin(t *testing.T) {
 	}
 }
 
+// TestHandling: the built-in presets say which profile's handling applies, as data.
+func TestHandling(t *testing.T) {
+	c := Builtin()
+	for _, tc := range []struct {
+		id       string
+		want     Handling
+		maxConns int
+	}{
+		{"gmail", Handling{Profile: "gmail", ThrottleAnswer: "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)", ThrottleBackoff: 5 * time.Minute}, 15},
+		{"microsoft365", Handling{Profile: "m365", ThrottleAnswer: "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 2000 milliseconds", ThrottleBackoff: time.Minute, NoMultiappend: true}, 16},
+		{"exchange-private", Handling{Profile: "m365", ThrottleAnswer: "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 2000 milliseconds", ThrottleBackoff: time.Minute, NoMultiappend: true}, 16},
+		{"yahoo", Handling{Profile: "yahoo", NoUIDPlus: true}, 5},
+		{"aol", Handling{Profile: "yahoo", NoUIDPlus: true}, 5},
+		{"other", Handling{}, 0},
+	} {
+		p, ok := c.Get(tc.id)
+		if !ok {
+			t.Fatalf("no preset %q", tc.id)
+		}
+		if p.Handling != tc.want || p.Limits.MaxConnections != tc.maxConns {
+			t.Errorf("%s: handling %+v, %d connections; want %+v, %d", tc.id, p.Handling, p.Limits.MaxConnections, tc.want, tc.maxConns)
+		}
+	}
+	for _, p := range c.List(roleAny) {
+		if p.Handling.ThrottleAnswer != "" && !recognisedThrottle(p.Handling.ThrottleAnswer) {
+			t.Errorf("%s: throttle answer %q not recognised", p.ID, p.Handling.ThrottleAnswer)
+		}
+	}
+}
+
 func TestGetReturnsCopies(t *testing.T) {
 	c := Builtin()
 	p, _ := c.Get("ovh-exchange-hosted")
@@ -153,6 +184,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{"host_suffixes only apply"}},
 		{"negative limit", `{"providers":[{"id":"a","display_name":"A","host":"imap.a.example","port":993,"security":"tls","source":true,"limits":{"max_connections":-1}}]}`,
 			[]string{"limits cannot be negative"}},
+		{"unknown profile", `{"providers":[{"id":"a","display_name":"A","host":"imap.a.example","port":993,"security":"tls","source":true,"handling":{"profile":"hotmail"}}]}`,
+			[]string{`handling.profile "hotmail" unknown`}},
+		{"unrecognised throttle answer", `{"providers":[{"id":"a","display_name":"A","host":"imap.a.example","port":993,"security":"tls","source":true,"handling":{"throttle_answer":"NO [OVERQUOTA] Mailbox full"}}]}`,
+			[]string{"is not recognised as throttling"}},
+		{"negative back-off", `{"providers":[{"id":"a","display_name":"A","host":"imap.a.example","port":993,"security":"tls","source":true,"handling":{"throttle_backoff_seconds":-5}}]}`,
+			[]string{"throttle_backoff_seconds cannot be negative"}},
 		{"every problem reported", `{"providers":[{"id":"a","display_name":"A","port":70000,"source":true},{"id":"b","display_name":"B","host":"imap.b.example","port":993,"security":"tls"}]}`,
 			[]string{`preset 1 ("a"): host missing`, "port 70000 out of range", `preset 2 ("b"): usable neither`}},
 	}

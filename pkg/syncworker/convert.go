@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
@@ -135,6 +136,11 @@ func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (
 		// handshake now is the network's, and retried.
 		Reached: true,
 	}
+	// The presets' handling, as data: the longer throttling back-off of the two
+	// sides, and no MULTIAPPEND to a destination whose preset says so.
+	srcH, dstH := handling(cfg.Providers, t.GetSource()), handling(cfg.Providers, t.GetDestination())
+	mc.ThrottleBackoff = max(srcH.ThrottleBackoff, dstH.ThrottleBackoff)
+	mc.NoMultiappend = dstH.NoMultiappend
 	if m := o.GetMaxMessageSize(); m > 0 {
 		if m > 1<<62 {
 			return mailcopy.Config{}, invalidf(true, "max_message_size %d is too large", m)
@@ -148,6 +154,16 @@ func copyConfig(t *imapcopyv1.SyncTask, s *imapcopyv1.TaskSecrets, cfg Config) (
 		mc.Since = o.GetSince().AsTime()
 	}
 	return mc, nil
+}
+
+// handling is the handling of the endpoint's provider preset; none for an unknown
+// preset (a catalogue without it) or without a catalogue.
+func handling(c *providers.Catalog, ep *imapcopyv1.Endpoint) providers.Handling {
+	if c == nil {
+		return providers.Handling{}
+	}
+	p, _ := c.Get(ep.GetProvider())
+	return p.Handling
 }
 
 func countsProto(c mailcopy.Counts) *imapcopyv1.Progress {
@@ -171,6 +187,14 @@ var folderStates = map[mailcopy.FolderState]imapcopyv1.FolderState{
 
 // applyProgress writes a running copy's snapshot into st.
 func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
+	// "throttled until T" while a server makes the copy wait (the status has no
+	// field of its own for it: the message says it).
+	if i := strings.Index(st.Message, throttledNote); i >= 0 {
+		st.Message = st.Message[:i]
+	}
+	if !p.ThrottledUntil.IsZero() {
+		st.Message += throttledNote + p.ThrottledUntil.UTC().Format(time.RFC3339)
+	}
 	st.Total = countsProto(p.Totals)
 	st.Folders = make([]*imapcopyv1.FolderProgress, 0, len(p.Folders))
 	for _, f := range p.Folders {
@@ -183,6 +207,9 @@ func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
 	}
 	st.Folders = capFolders(st.Folders)
 }
+
+// throttledNote ends a running status's message while a server throttles the copy.
+const throttledNote = "; the server throttles the copy: waiting until "
 
 // applyResult writes a copy's result into st: totals, folders, the messages the
 // destination refused and the renamed folders.

@@ -12,6 +12,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/providers"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -92,6 +93,28 @@ func TestCopyConfig(t *testing.T) {
 		got.Provider != want.Provider || got.DryRun != want.DryRun || got.NoReport != want.NoReport ||
 		got.IncludeGmailViews != want.IncludeGmailViews || got.Reached != want.Reached || strings.Join(got.Include, ",") != "INBOX*" || strings.Join(got.Exclude, ",") != "Junk" {
 		t.Errorf("copyConfig() = %+v, want %+v", got, want)
+	}
+
+	// The presets' handling: Gmail's back-off for a Gmail source; from a built-in
+	// catalogue, Microsoft 365's back-off and no MULTIAPPEND to it.
+	if got.ThrottleBackoff != 0 || got.NoMultiappend {
+		t.Errorf("without a catalogue: back-off %v, no MULTIAPPEND %v; want none", got.ThrottleBackoff, got.NoMultiappend)
+	}
+	got, err = copyConfig(task, secrets, Config{Providers: providers.Builtin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ThrottleBackoff != 5*time.Minute || got.NoMultiappend {
+		t.Errorf("gmail to other: back-off %v, no MULTIAPPEND %v; want 5m0s, false", got.ThrottleBackoff, got.NoMultiappend)
+	}
+	m365 := proto.Clone(task).(*imapcopyv1.SyncTask)
+	m365.Destination.Provider = "microsoft365"
+	got, err = copyConfig(m365, secrets, Config{Providers: providers.Builtin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ThrottleBackoff != 5*time.Minute || !got.NoMultiappend {
+		t.Errorf("gmail to microsoft365: back-off %v, no MULTIAPPEND %v; want 5m0s, true", got.ThrottleBackoff, got.NoMultiappend)
 	}
 
 	noSecret := proto.Clone(secrets).(*imapcopyv1.TaskSecrets)
@@ -198,5 +221,25 @@ func TestTaskErrorUnwrap(t *testing.T) {
 	err := temporary("store down", inner)
 	if !errors.Is(err, inner) || err.Error() != "store down: inner" {
 		t.Errorf("temporary() = %q, want it to wrap %q", err, inner)
+	}
+}
+
+// TestApplyProgressThrottled: the status says until when a server throttles the
+// copy, and stops saying it once the copy goes on.
+func TestApplyProgressThrottled(t *testing.T) {
+	st := &imapcopyv1.SyncStatus{Message: "copying (attempt 2): resuming where the last attempt stopped"}
+	base := st.Message
+	until := time.Date(2026, 12, 5, 17, 30, 5, 0, time.UTC)
+	applyProgress(st, &mailcopy.Progress{ThrottledUntil: until})
+	if want := base + "; the server throttles the copy: waiting until 2026-12-05T17:30:05Z"; st.Message != want {
+		t.Errorf("throttled: message %q, want %q", st.Message, want)
+	}
+	applyProgress(st, &mailcopy.Progress{ThrottledUntil: until.Add(time.Minute)})
+	if want := base + "; the server throttles the copy: waiting until 2026-12-05T17:31:05Z"; st.Message != want {
+		t.Errorf("throttled again: message %q, want %q", st.Message, want)
+	}
+	applyProgress(st, &mailcopy.Progress{})
+	if st.Message != base {
+		t.Errorf("after the wait: message %q, want %q", st.Message, base)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/netpolicy"
+	"imapcopy.dev/pkg/providers"
 	"imapcopy.dev/pkg/taskqueue"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -89,6 +90,10 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// AllowPlaintext lets tasks use SECURITY_PLAINTEXT; otherwise such a task fails.
 	AllowPlaintext bool
+	// Providers are the presets whose handling (throttling back-off, MULTIAPPEND)
+	// applies to a task's endpoint, found by its provider id; nil: the built-in
+	// catalogue. Give the api's catalogue when it loads an operator's file.
+	Providers *providers.Catalog
 }
 
 // Defaults.
@@ -128,6 +133,9 @@ func (c Config) withDefaults() Config {
 	set(&c.RetryBackoff, DefaultRetryBackoff)
 	set(&c.MaxRetryDelay, DefaultMaxRetryDelay)
 	set(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.Providers == nil {
+		c.Providers = providers.Builtin()
+	}
 	return c
 }
 

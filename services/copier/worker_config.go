@@ -10,6 +10,7 @@ import (
 
 	"imapcopy.dev/pkg/envflag"
 	"imapcopy.dev/pkg/netpolicy"
+	"imapcopy.dev/pkg/providers"
 	"imapcopy.dev/pkg/svcconfig"
 	"imapcopy.dev/pkg/syncworker"
 	"imapcopy.dev/pkg/taskseal"
@@ -26,6 +27,7 @@ type workerConfig struct {
 	ShutdownTimeout time.Duration // IMAPCOPY_SHUTDOWN_TIMEOUT
 	QueuedLockTTL   time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
 	LockTTL         time.Duration // IMAPCOPY_LOCK_TTL
+	ProvidersFile   string        // IMAPCOPY_PROVIDERS_FILE, the api's
 
 	IMAP netpolicy.Settings // the api's: the copiers reach the servers it tested
 }
@@ -57,6 +59,7 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", syncworker.DefaultShutdownTimeout, "after SIGTERM, how long running tasks have to stop and hand back to the queue")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", syncworker.DefaultQueuedLockTTL, "lifetime of a source's lock while its task waits in the queue (retry, hand-back); the same as the api's")
 	e.Duration(&c.LockTTL, "lock-ttl", "IMAPCOPY_LOCK_TTL", syncworker.DefaultLockTTL, "lifetime of a source's lock while a copier works on it, refreshed every sixth of it: how soon another copier may take over the task of a copier that died")
+	e.String(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "the api's JSON provider catalogue, if it replaces the built-in one: the presets' handling (throttling back-off, MULTIAPPEND) applies to the tasks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, &exitError{code: exitOK, err: err, quiet: true}
@@ -105,6 +108,13 @@ func (c *workerConfig) worker(queue syncworker.Queue, store syncworker.Store, ke
 	}
 	if err := cfg.SetIMAP(&c.IMAP); err != nil {
 		return nil, err
+	}
+	if c.ProvidersFile != "" {
+		cat, err := providers.Load(c.ProvidersFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Providers = cat
 	}
 	return syncworker.New(syncworker.Deps{Queue: queue, Store: store, Opener: keyring, Logger: logger, Metrics: metrics}, cfg)
 }

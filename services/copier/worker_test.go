@@ -50,6 +50,7 @@ func TestWorkerConfig(t *testing.T) {
 		{"env", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "2"), "", func(c *workerConfig) bool { return c.Concurrency == 2 }},
 		{"flag wins", []string{"-concurrency", "3"}, with("IMAPCOPY_COPIER_CONCURRENCY", "2"), "", func(c *workerConfig) bool { return c.Concurrency == 3 }},
 		{"shutdown timeout", nil, with("IMAPCOPY_SHUTDOWN_TIMEOUT", "30s"), "", func(c *workerConfig) bool { return c.ShutdownTimeout == 30*time.Second }},
+		{"providers file", nil, with("IMAPCOPY_PROVIDERS_FILE", "/etc/imapcopy/providers.json"), "", func(c *workerConfig) bool { return c.ProvidersFile == "/etc/imapcopy/providers.json" }},
 		{"nats store", nil, with("IMAPCOPY_STORE", "nats"), "", func(c *workerConfig) bool { return c.Status.Store == "nats" }},
 		{"no key file", nil, map[string]string{}, "IMAPCOPY_TASK_KEY_FILE is required", nil},
 		{"bad concurrency", nil, with("IMAPCOPY_COPIER_CONCURRENCY", "many"), "IMAPCOPY_COPIER_CONCURRENCY", nil},

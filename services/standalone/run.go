@@ -153,6 +153,12 @@ func (cfg *config) worker(cons jetstream.Consumer, store *syncstatus.KV, keyring
 	if err := wcfg.SetIMAP(&cfg.API.IMAP); err != nil {
 		return nil, err
 	}
+	// The api's presets: their handling (throttling back-off, MULTIAPPEND) applies.
+	cat, err := cfg.API.Catalogue()
+	if err != nil {
+		return nil, err
+	}
+	wcfg.Providers = cat
 	return syncworker.New(syncworker.Deps{
 		Queue:   taskqueue.NewPuller(cons, taskqueue.PullerOptions{Logger: logger}),
 		Store:   store,

@@ -1,0 +1,479 @@
+package imaptest
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imapconn"
+)
+
+// Profile is what a provider is known to do differently from a plain Dovecot, as a
+// ProfileProxy reproduces it in front of one. The zero Profile changes nothing.
+type Profile struct {
+	Name string
+	// MaxConnections: a connection beyond this many open at once is greeted with
+	// `* BYE [UNAVAILABLE] Too many simultaneous connections` and closed; 0: no cap.
+	MaxConnections int
+	// DropCaps are capabilities removed from the greeting and every CAPABILITY
+	// answer. Dropping LITERAL+ drops LITERAL- too, CONDSTORE drops QRESYNC, and
+	// SPECIAL-USE also removes the special-use attributes from LIST answers.
+	DropCaps []string
+	// SplitWrites writes each server line (and each literal) in 2 or 3 writes with a
+	// short pause in between; a literal's announcement `{123}` is cut in its middle.
+	SplitWrites bool
+	// ThrottleEvery: every ThrottleEvery-th APPEND, FETCH or UID FETCH through the
+	// proxy (all connections counted together) is not forwarded but answered with
+	// its tag and ThrottleReply; at most MaxThrottles times (0: no limit).
+	ThrottleEvery int
+	ThrottleReply string
+	MaxThrottles  int
+	// ByeAfter: a connection's ByeAfter-th command is not forwarded; the client gets
+	// `* BYE [UNAVAILABLE] Server Unavailable. 15` and the connection is closed; at
+	// most MaxByes times in all (0: no limit).
+	ByeAfter int
+	MaxByes  int
+}
+
+// Replies of the providers, as they are reported.
+const (
+	M365Throttled  = "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 2000 milliseconds"
+	GmailBandwidth = "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)"
+	M365Bye        = "* BYE [UNAVAILABLE] Server Unavailable. 15"
+	TooManyBye     = "* BYE [UNAVAILABLE] Too many simultaneous connections. (Failure)"
+)
+
+// The profiles of the providers whose published or widely reported traits the tests
+// reproduce. Tests copy and adjust them (a throttle every few commands, so that a
+// small mailbox meets it).
+var (
+	// ProfileGmail: 15 connections at most, bandwidth-limit refusals.
+	ProfileGmail = Profile{Name: "gmail", MaxConnections: 15, ThrottleEvery: 10, ThrottleReply: GmailBandwidth, MaxThrottles: 3}
+	// ProfileM365: no MULTIAPPEND, throttling with a suggested back-off, "server
+	// unavailable" BYE mid-session.
+	ProfileM365 = Profile{Name: "m365", MaxConnections: 16, DropCaps: []string{"MULTIAPPEND"},
+		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 4, MaxByes: 2}
+	// ProfileYahoo: 5 connections, no UIDPLUS, responses split at odd places.
+	ProfileYahoo = Profile{Name: "yahoo", MaxConnections: 5, DropCaps: []string{"UIDPLUS"}, SplitWrites: true}
+	// ProfileOldServer: IMAP4rev1 only, no LITERAL+, no CONDSTORE, no SPECIAL-USE,
+	// no MULTIAPPEND, no UIDPLUS.
+	ProfileOldServer = Profile{Name: "old-server", DropCaps: []string{"IMAP4rev2", "LITERAL+", "CONDSTORE", "SPECIAL-USE", "MULTIAPPEND", "UIDPLUS"}}
+)
+
+// ProfileStats counts what a ProfileProxy did.
+type ProfileStats struct {
+	Connections int // connections served
+	Peak        int // most connections served at once
+	Refused     int // connections refused for the cap
+	Throttled   int // commands answered with ThrottleReply
+	Byes        int // sessions cut with the BYE
+}
+
+// ProfileProxy is an IMAP-aware proxy on 127.0.0.1 in front of a Dovecot of the
+// harness, behaving as a Profile says. Clients reach it with implicit TLS and the
+// Dovecot's certificate (CAPool verifies it); it reaches Dovecot's TLS port.
+// IMAP is lines and `{n}` literals: literals pass through untouched.
+type ProfileProxy struct {
+	Addr    string
+	profile Profile
+	drop    map[string]bool
+	ln      net.Listener
+	tlsConf *tls.Config
+	backend string
+	backTLS *tls.Config
+
+	commands atomic.Int64 // APPEND/FETCH commands seen, for ThrottleEvery
+
+	mu    sync.Mutex
+	cond  *sync.Cond
+	open  int
+	stats ProfileStats
+	wg    sync.WaitGroup
+	conns map[net.Conn]bool
+}
+
+// ProfileProxy starts a proxy with profile p in front of d, stopped by tb.Cleanup.
+func (d *Dovecot) ProfileProxy(tb testing.TB, p Profile) *ProfileProxy {
+	tb.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(d.Dir, "cert.pem"), filepath.Join(d.Dir, "key.pem"))
+	if err != nil {
+		tb.Fatalf("imaptest: profile proxy: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("imaptest: profile proxy: %v", err)
+	}
+	px := &ProfileProxy{
+		Addr: ln.Addr().String(), profile: p, drop: map[string]bool{}, ln: ln,
+		tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}},
+		backend: d.TLSAddr,
+		backTLS: &tls.Config{RootCAs: d.CAPool, ServerName: "127.0.0.1"},
+		conns:   map[net.Conn]bool{},
+	}
+	px.cond = sync.NewCond(&px.mu)
+	for _, c := range p.DropCaps {
+		c = strings.ToUpper(c)
+		px.drop[c] = true
+		switch c {
+		case "LITERAL+":
+			px.drop["LITERAL-"] = true
+		case "CONDSTORE":
+			px.drop["QRESYNC"] = true
+		}
+	}
+	px.wg.Add(1)
+	go px.serve()
+	tb.Cleanup(px.close)
+	return px
+}
+
+// Account returns acct changed to reach the server through the proxy.
+func (px *ProfileProxy) Account(acct imapconn.Account) imapconn.Account {
+	host, port := splitAddr(px.Addr)
+	acct.Host, acct.Port, acct.Security = host, port, imapconn.SecurityTLS
+	return acct
+}
+
+// Stats returns what the proxy did so far.
+func (px *ProfileProxy) Stats() ProfileStats {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	return px.stats
+}
+
+func (px *ProfileProxy) close() {
+	px.ln.Close()
+	px.mu.Lock()
+	for c := range px.conns {
+		c.Close()
+	}
+	px.mu.Unlock()
+	px.wg.Wait()
+}
+
+func (px *ProfileProxy) serve() {
+	defer px.wg.Done()
+	for {
+		c, err := px.ln.Accept()
+		if err != nil {
+			return
+		}
+		px.mu.Lock()
+		px.conns[c] = true
+		px.mu.Unlock()
+		px.wg.Add(1)
+		go func() {
+			defer px.wg.Done()
+			defer func() {
+				c.Close()
+				px.mu.Lock()
+				delete(px.conns, c)
+				px.mu.Unlock()
+			}()
+			px.handle(c)
+		}()
+	}
+}
+
+// connGrace is how long a connection over the cap waits for another to end before it
+// is refused: a client that closed a connection and dialed the next at once is not
+// over the cap, though the proxy may see the new one before the end of the old one.
+const connGrace = time.Second
+
+// admit counts a new connection in, or reports that it is over the cap.
+func (px *ProfileProxy) admit() bool {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if cap := px.profile.MaxConnections; cap > 0 && px.open >= cap {
+		deadline := time.Now().Add(connGrace)
+		t := time.AfterFunc(connGrace, func() { px.mu.Lock(); px.cond.Broadcast(); px.mu.Unlock() })
+		defer t.Stop()
+		for px.open >= cap && time.Now().Before(deadline) {
+			px.cond.Wait()
+		}
+		if px.open >= cap {
+			px.stats.Refused++
+			return false
+		}
+	}
+	px.open++
+	px.stats.Connections++
+	px.stats.Peak = max(px.stats.Peak, px.open)
+	return true
+}
+
+func (px *ProfileProxy) release() {
+	px.mu.Lock()
+	px.open--
+	px.cond.Broadcast()
+	px.mu.Unlock()
+}
+
+func (px *ProfileProxy) handle(raw net.Conn) {
+	client := tls.Server(raw, px.tlsConf)
+	if err := client.Handshake(); err != nil {
+		return
+	}
+	if !px.admit() {
+		io.WriteString(client, TooManyBye+"\r\n")
+		return
+	}
+	defer px.release()
+	back, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", px.backend, px.backTLS)
+	if err != nil {
+		return
+	}
+	defer back.Close()
+	px.mu.Lock()
+	px.conns[back] = true
+	px.mu.Unlock()
+	defer func() { px.mu.Lock(); delete(px.conns, back); px.mu.Unlock() }()
+
+	s := &session{px: px, client: client, back: back}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.downstream()
+		client.Close()
+	}()
+	s.upstream()
+	back.Close()
+	client.Close()
+	<-done
+}
+
+// session is one client connection and its connection to Dovecot. wmu serializes
+// writes to the client: the server's responses (each whole, literals included) and
+// the proxy's own answers.
+type session struct {
+	px           *ProfileProxy
+	client, back net.Conn
+	wmu          sync.Mutex
+}
+
+var literalRE = regexp.MustCompile(`~?\{(\d+)(\+|-)?\}\r?\n$`)
+
+// literalAt returns the size of the literal announced at the end of line, and whether
+// it is synchronizing, or -1.
+func literalAt(line []byte) (int64, bool) {
+	m := literalRE.FindSubmatch(line)
+	if m == nil {
+		return -1, false
+	}
+	n, err := strconv.ParseInt(string(m[1]), 10, 64)
+	if err != nil {
+		return -1, false
+	}
+	return n, len(m[2]) == 0
+}
+
+// upstream forwards the client's commands to Dovecot, except those the profile
+// answers itself.
+func (s *session) upstream() {
+	r := bufio.NewReaderSize(s.client, 64<<10)
+	p := s.px.profile
+	count := 0
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		count++
+		tag, cmd := commandOf(line)
+		if p.ByeAfter > 0 && count == p.ByeAfter && s.px.take(&s.px.stats.Byes, p.MaxByes) {
+			s.wmu.Lock()
+			io.WriteString(s.client, M365Bye+"\r\n")
+			s.wmu.Unlock()
+			return
+		}
+		if p.ThrottleEvery > 0 && (cmd == "APPEND" || cmd == "FETCH" || cmd == "UID FETCH") &&
+			s.px.commands.Add(1)%int64(p.ThrottleEvery) == 0 && s.px.take(&s.px.stats.Throttled, p.MaxThrottles) {
+			if err := s.swallow(r, line); err != nil {
+				return
+			}
+			s.wmu.Lock()
+			_, err := io.WriteString(s.client, tag+" "+p.ThrottleReply+"\r\n")
+			s.wmu.Unlock()
+			if err != nil {
+				return
+			}
+			continue
+		}
+		// Forward the command, its literals and the lines after them.
+		for {
+			if _, err := s.back.Write(line); err != nil {
+				return
+			}
+			n, _ := literalAt(line)
+			if n < 0 {
+				break
+			}
+			if _, err := io.CopyN(s.back, r, n); err != nil {
+				return
+			}
+			if line, err = r.ReadBytes('\n'); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// take counts one more of what *counter counts, unless limit (when not 0) is reached.
+func (px *ProfileProxy) take(counter *int, limit int) bool {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if limit > 0 && *counter >= limit {
+		return false
+	}
+	*counter++
+	return true
+}
+
+// swallow reads the rest of a command that is not forwarded: its literals (asking for
+// the synchronizing ones as a server would) and the lines after them.
+func (s *session) swallow(r *bufio.Reader, line []byte) error {
+	for {
+		n, sync := literalAt(line)
+		if n < 0 {
+			return nil
+		}
+		if sync {
+			s.wmu.Lock()
+			_, err := io.WriteString(s.client, "+ OK\r\n")
+			s.wmu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		if _, err := io.CopyN(io.Discard, r, n); err != nil {
+			return err
+		}
+		var err error
+		if line, err = r.ReadBytes('\n'); err != nil {
+			return err
+		}
+	}
+}
+
+// commandOf returns a command line's tag and its command name in upper case ("UID
+// FETCH" for a UID command).
+func commandOf(line []byte) (tag, cmd string) {
+	f := strings.Fields(string(line[:min(len(line), 64)]))
+	if len(f) < 2 {
+		return "", ""
+	}
+	tag, cmd = f[0], strings.ToUpper(f[1])
+	if cmd == "UID" && len(f) > 2 {
+		cmd += " " + strings.ToUpper(f[2])
+	}
+	return tag, cmd
+}
+
+// downstream forwards Dovecot's responses to the client, rewritten as the profile
+// says, each response written whole under wmu.
+func (s *session) downstream() {
+	r := bufio.NewReaderSize(s.back, 64<<10)
+	buf := make([]byte, 32<<10)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		s.wmu.Lock()
+		err = func() error {
+			for {
+				line = s.px.rewrite(line)
+				if err := s.write(line); err != nil {
+					return err
+				}
+				n, _ := literalAt(line)
+				if n < 0 {
+					return nil
+				}
+				for n > 0 {
+					k, err := io.ReadFull(r, buf[:min(int64(len(buf)), n)])
+					if err != nil {
+						return err
+					}
+					if err := s.write(buf[:k]); err != nil {
+						return err
+					}
+					n -= int64(k)
+				}
+				if line, err = r.ReadBytes('\n'); err != nil {
+					return err
+				}
+			}
+		}()
+		s.wmu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// write sends b to the client, in pieces when the profile splits writes: a literal's
+// announcement is cut inside its braces.
+func (s *session) write(b []byte) error {
+	if !s.px.profile.SplitWrites || len(b) < 3 {
+		_, err := s.client.Write(b)
+		return err
+	}
+	cuts := []int{len(b) / 3, 2 * len(b) / 3}
+	if m := literalRE.FindIndex(b); m != nil {
+		cuts = []int{m[0] + 1, m[1] - 3}
+	}
+	prev := 0
+	for _, c := range append(cuts, len(b)) {
+		if c <= prev || c > len(b) {
+			continue
+		}
+		if _, err := s.client.Write(b[prev:c]); err != nil {
+			return err
+		}
+		prev = c
+		if c < len(b) {
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	return nil
+}
+
+var capRE = regexp.MustCompile(`(?i)(\[CAPABILITY |^\* CAPABILITY )([^\]\r\n]*)`)
+
+// specialUseAttrs are the attributes of RFC 6154 and Gmail's views.
+var specialUseAttrs = []string{`\Sent`, `\Drafts`, `\Trash`, `\Junk`, `\Archive`, `\All`, `\Flagged`, `\Important`}
+
+// rewrite changes one server line as the profile says.
+func (px *ProfileProxy) rewrite(line []byte) []byte {
+	if len(px.drop) == 0 {
+		return line
+	}
+	s := string(line)
+	if loc := capRE.FindStringSubmatchIndex(s); loc != nil {
+		caps := strings.Fields(s[loc[4]:loc[5]])
+		caps = slices.DeleteFunc(caps, func(c string) bool { return px.drop[strings.ToUpper(c)] })
+		return []byte(s[:loc[4]] + strings.Join(caps, " ") + s[loc[5]:])
+	}
+	if px.drop["SPECIAL-USE"] && strings.HasPrefix(s, "* LIST (") {
+		end := strings.IndexByte(s, ')')
+		if end > 0 {
+			attrs := strings.Fields(s[len("* LIST ("):end])
+			attrs = slices.DeleteFunc(attrs, func(a string) bool {
+				return slices.ContainsFunc(specialUseAttrs, func(u string) bool { return strings.EqualFold(u, a) })
+			})
+			return []byte("* LIST (" + strings.Join(attrs, " ") + s[end:])
+		}
+	}
+	return line
+}
