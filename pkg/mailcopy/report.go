@@ -109,7 +109,7 @@ func writeReportBody(w *bytes.Buffer, r *Result, info reportInfo) {
 	line("%s", tx.totals)
 	t := r.Totals
 	totals := []string{tx.total, tx.copied, tx.present, tx.failed, tx.skipped, tx.dataTotal, tx.dataCopied}
-	for i, v := range []string{num(t.Total), num(t.Copied), num(t.Present), num(t.Failed), num(t.Skipped), byteSize(t.TotalBytes), byteSize(t.Bytes)} {
+	for i, v := range []string{num(t.Total), num(t.Copied), num(t.Present), num(t.Failed), num(t.Skipped), ByteSize(t.TotalBytes), ByteSize(t.Bytes)} {
 		w.WriteString("  ")
 		field(totals, totals[i], v)
 	}
@@ -170,7 +170,7 @@ func writeIssues(w *bytes.Buffer, tx *reportText, title string, issues []Message
 		if i == reportListLimit {
 			break
 		}
-		rows = append(rows, []string{m.Folder, fmt.Sprint(m.UID), byteSize(m.Size), m.Reason})
+		rows = append(rows, []string{m.Folder, fmt.Sprint(m.UID), ByteSize(m.Size), m.Reason})
 	}
 	writeTable(w, rows, 2)
 	if len(issues) > reportListLimit {
@@ -218,8 +218,9 @@ func num(n int) string {
 	return s
 }
 
-// byteSize formats n bytes in decimal units (as providers state their limits).
-func byteSize(n int64) string {
+// ByteSize formats n bytes in decimal units (as providers state their limits), as the
+// report and the api's messages show sizes.
+func ByteSize(n int64) string {
 	switch {
 	case n >= 1e9:
 		return fmt.Sprintf("%.1f GB", float64(n)/1e9)

@@ -335,9 +335,9 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 			fr.counts.Skipped++
 			fr.progress++
 			e.recordSkip(MessageIssue{Folder: j.m.Source, UID: m.uid, Size: m.size,
-				Reason: fmt.Sprintf("larger than the maximum message size (%s)", byteSize(e.cfg.MaxMessageSize))})
+				Reason: fmt.Sprintf("larger than the maximum message size (%s)", ByteSize(e.cfg.MaxMessageSize))})
 		case e.appendLimit > 0 && m.size > e.appendLimit:
-			w.fail(fr, m, fmt.Sprintf("larger than the destination accepts (APPENDLIMIT %s)", byteSize(e.appendLimit)))
+			w.fail(fr, m, fmt.Sprintf("larger than the destination accepts (APPENDLIMIT %s)", ByteSize(e.appendLimit)))
 		default:
 			if answer, ok := fr.noKeywords[m.uid]; ok {
 				m.flags = w.withoutNewKeywords(fr, m, answer)

@@ -434,17 +434,8 @@ func roughDuration(secs uint64) string {
 	return fmt.Sprintf("%d seconds", secs)
 }
 
-func byteSize(n uint64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// byteSize is mailcopy.ByteSize of a proto's unsigned size.
+func byteSize(n uint64) string { return mailcopy.ByteSize(int64(min(n, math.MaxInt64))) }
 
 // quickPlanApplies says whether StartSync runs the quick quota check: only when the
 // source's folder sizes bound the copy from below. Patterns, since and
