@@ -54,8 +54,9 @@ const (
 	syncs       = 30
 	concurrency = 4 // tasks per copier
 	// messagesPerSync: enough for a sync to be running when the kills come, small
-	// enough for 30 syncs to fit in a few minutes on a shared machine.
-	messagesPerSync = 100
+	// enough for 30 syncs to fit in a few minutes on a shared machine (200 generated
+	// messages are about 7 MB).
+	messagesPerSync = 200
 )
 
 // repoRoot is the repository, seen from this package's folder.
