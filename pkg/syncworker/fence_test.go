@@ -34,17 +34,42 @@ func TestFence(t *testing.T) {
 		}
 	}
 
+	// Renewals on time keep the lease for as long as the copy runs.
+	fresh := func() *task {
+		clock = start
+		tk := &task{w: w}
+		tk.ackAt.Store(&start)
+		tk.lockAt.Store(&start)
+		return tk
+	}
+	tk = fresh()
+	for range 40 { // ten minutes of keep-alives and refreshes every 15 s
+		clock = clock.Add(15 * time.Second)
+		tk.renew(&tk.ackAt, clock, w.cfg.AckWait)
+		tk.renew(&tk.lockAt, clock, w.cfg.LockTTL)
+		if err := tk.fence(); err != nil {
+			t.Fatalf("renewed every 15 s, after %v: fence() = %v, want nil", clock.Sub(start), err)
+		}
+	}
+
 	// Keep-alives keep the delivery, but the lock must be refreshed too.
-	clock = start.Add(150 * time.Second)
-	ack := clock
-	tk.ackAt.Store(&ack)
+	tk = fresh()
+	for range 10 { // 150 s of keep-alives, no refresh (LockTTL 3m)
+		clock = clock.Add(15 * time.Second)
+		tk.renew(&tk.ackAt, clock, w.cfg.AckWait)
+	}
 	if err := tk.fence(); !errors.Is(err, errFenced) {
 		t.Errorf("lock refreshed 150s ago (LockTTL 3m): fence() = %v, want errFenced", err)
 	}
-	lock := clock
-	tk.lockAt.Store(&lock)
-	if err := tk.fence(); err != nil {
-		t.Errorf("both fresh: fence() = %v, want nil", err)
+
+	// A copier thawed after a pause past its lease renews both at once, and both
+	// succeed: the lease stays lapsed, since another delivery may own the task.
+	tk = fresh()
+	clock = start.Add(2 * time.Minute)
+	tk.renew(&tk.ackAt, clock, w.cfg.AckWait)
+	tk.renew(&tk.lockAt, clock, w.cfg.LockTTL)
+	if err := tk.fence(); !errors.Is(err, errFenced) {
+		t.Errorf("renewed after a 2 min pause: fence() = %v, want errFenced (the lease lapsed)", err)
 	}
 	if got := classify(errFenced); got != classStale {
 		t.Errorf("classify(errFenced) = %v, want classStale: no status write, no ack (another delivery owns the task)", got)

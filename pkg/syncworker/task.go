@@ -31,6 +31,7 @@ type task struct {
 	// The task's lease: when the last keep-alive and the last lock refresh that
 	// succeeded were sent (see fence).
 	ackAt, lockAt atomic.Pointer[time.Time]
+	lapsed        atomic.Bool // the lease ran out once: see renew and fence
 
 	latest   atomic.Pointer[mailcopy.Progress] // the engine's last snapshot
 	reported mailcopy.Counts                   // totals already counted in the metrics
@@ -340,7 +341,7 @@ func (t *task) keepAlive(ctx context.Context) {
 			if err := t.d.InProgress(); err != nil {
 				t.log.Warn("keepalive_failed", "error", err.Error())
 			} else {
-				t.ackAt.Store(&sent)
+				t.renew(&t.ackAt, sent, t.w.cfg.AckWait)
 			}
 		}
 	}
@@ -427,7 +428,7 @@ func (t *task) refreshLock(ctx context.Context) error {
 		}
 	}
 	if err == nil {
-		t.lockAt.Store(&sent)
+		t.renew(&t.lockAt, sent, cfg.LockTTL)
 	} else if ctx.Err() == nil {
 		// Transient: the next refresh tries again; the TTL leaves room for a few.
 		t.log.Warn("lock_refresh_failed", "error", err.Error())
@@ -448,16 +449,39 @@ var errFenced = &taskError{class: classStale,
 // and before it sends one more byte of a message, that another delivery may own the
 // task: it stops instead of appending what the other delivery appends too. The
 // monotonic clock counts the pause.
+//
+// A lease that ran out stays out (lapsed): a copier thawed after a SIGSTOP sends a
+// keep-alive and refreshes the lock as soon as it runs, and both succeed (the lock is
+// reclaimed with the task's own token, the queue takes a late keep-alive), yet another
+// delivery may own the task since. Without this, the thawed copier's own renewals made
+// its lease look fresh again and it appended 86 messages the other delivery had
+// appended too (TestFrozenCopierAppendsNothing under load).
 func (t *task) fence() error {
 	now := t.w.now()
 	cfg := t.w.cfg
+	if t.lapsed.Load() {
+		return errFenced
+	}
 	if at := t.ackAt.Load(); at != nil && now.Sub(*at) > cfg.AckWait*3/4 {
+		t.lapsed.Store(true)
 		return errFenced
 	}
 	if at := t.lockAt.Load(); at != nil && now.Sub(*at) > cfg.LockTTL*3/4 {
+		t.lapsed.Store(true)
 		return errFenced
 	}
 	return nil
+}
+
+// renew records a renewal of a lease (at: ackAt or lockAt, whose length is limit)
+// sent at sent, unless the lease had already run out by then: a lapsed lease is not
+// renewed (see fence).
+func (t *task) renew(at *atomic.Pointer[time.Time], sent time.Time, limit time.Duration) {
+	if prev := at.Load(); prev != nil && sent.Sub(*prev) > limit*3/4 {
+		t.lapsed.Store(true)
+		return
+	}
+	at.Store(&sent)
 }
 
 // countProgress adds what was copied since the last call to the metrics; res, when
