@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +59,7 @@ const (
 	// enough for 30 syncs to fit in a few minutes on a shared machine (200 generated
 	// messages are about 7 MB).
 	messagesPerSync = 200
+	startsAtOnce    = 6 // StartSync calls in flight
 )
 
 // repoRoot is the repository, seen from this package's folder.
@@ -67,6 +70,8 @@ func TestFleet(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir}
+	// Registered first, run last: the reasons come after every process's log.
+	t.Cleanup(h.repeatFailures)
 	began := time.Now()
 
 	bins := buildBinaries(t, dir)
@@ -79,12 +84,12 @@ func TestFleet(t *testing.T) {
 
 	keyFile := filepath.Join(dir, "task-keys")
 	if _, _, err := taskseal.EnsureKeyFile(keyFile); err != nil {
-		t.Fatal(err)
+		h.fatalf("%v", err)
 	}
 	caFile := filepath.Join(dir, "imap-ca.pem")
 	ca := append(mustRead(t, src.CAFile), mustRead(t, dst.CAFile)...)
 	if err := os.WriteFile(caFile, ca, 0o600); err != nil {
-		t.Fatal(err)
+		h.fatalf("%v", err)
 	}
 	common := map[string]string{
 		"IMAPCOPY_NATS_URL":       cluster.clientURLs(),
@@ -120,7 +125,7 @@ func TestFleet(t *testing.T) {
 		apiProcs = append(apiProcs, p)
 		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			t.Fatal(err)
+			h.fatalf("%v", err)
 		}
 		t.Cleanup(func() { conn.Close() })
 		clients = append(clients, imapcopyv1.NewSyncServiceClient(conn))
@@ -146,64 +151,46 @@ func TestFleet(t *testing.T) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		t.Fatalf("load sources: %v", err)
+		h.fatalf("load sources: %v", err)
 	}
 	t.Logf("loaded %d sources in %v", syncs, time.Since(loadStart).Round(time.Second))
 
-	// Start every sync, alternating between the two apis, while a watcher waits for
-	// the moment to break things: copies running and most syncs not ended. It then
-	// kills the NATS node that leads the task stream and the copier with the most
-	// tasks in flight. A start that meets the NATS failover gets UNAVAILABLE (nothing
-	// queued, nothing locked) and is retried, as a control panel would.
+	// Start every sync, alternating between the two apis, several at once (as a
+	// control panel moving a domain does; one at a time, a fast machine ends the
+	// first syncs before six run), while a watcher waits for the moment to break
+	// things: copies running and most syncs not ended. It then kills the NATS node
+	// that leads the task stream and the copier with the most tasks in flight. A
+	// start that meets the NATS failover gets UNAVAILABLE (nothing queued, nothing
+	// locked) and is retried, as a control panel would.
 	runStart := time.Now()
 	killed := make(chan killReport, 1)
 	go func() { killed <- breakFleet(ctx, clients, pairs, cluster, cops, runStart) }()
-	startRetries := 0
+	var startRetries atomic.Int64
+	sg, sctx := errgroup.WithContext(ctx)
+	sg.SetLimit(startsAtOnce)
 	for i := range pairs {
-		p := &pairs[i]
-		api := clients[i%apis]
-		for {
-			resp, err := api.StartSync(ctx, &imapcopyv1.StartSyncRequest{
-				Source:      account(p.src, p.srcEmail),
-				Destination: account(p.dst, p.dstEmail),
-			})
-			if err == nil {
-				p.taskID = resp.GetTaskId()
-				break
+		sg.Go(func() error {
+			id, retries, err := startOne(sctx, clients[i%apis], &pairs[i])
+			startRetries.Add(int64(retries))
+			if err != nil {
+				return fmt.Errorf("StartSync %d through api-%d: %w", i, i%apis, err)
 			}
-			switch status.Code(err) {
-			case codes.Unavailable:
-				startRetries++
-				select {
-				case <-ctx.Done():
-					t.Fatalf("StartSync %d: %v", i, err)
-				case <-time.After(500 * time.Millisecond):
-				}
-				continue
-			case codes.AlreadyExists:
-				if startRetries > 0 { // an earlier try was queued after all
-					st, gerr := api.GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.srcEmail})
-					if gerr == nil {
-						p.taskID = st.GetStatus().GetTaskId()
-						break
-					}
-				}
-			}
-			if p.taskID == "" {
-				t.Fatalf("StartSync %d through api-%d: %v", i, i%apis, err)
-			}
-			break
-		}
+			pairs[i].taskID = id
+			return nil
+		})
 	}
-	t.Logf("started %d syncs through %d apis in %v (%d starts retried after UNAVAILABLE)", syncs, apis, time.Since(runStart).Round(time.Millisecond), startRetries)
+	if err := sg.Wait(); err != nil {
+		h.fatalf("%v", err)
+	}
+	t.Logf("started %d syncs through %d apis in %v (%d starts retried after UNAVAILABLE)", syncs, apis, time.Since(runStart).Round(time.Millisecond), startRetries.Load())
 	var k killReport
 	select {
 	case k = <-killed:
 	case <-ctx.Done():
-		t.Fatal("the watcher did not break the fleet before the deadline")
+		h.fatalf("the watcher did not break the fleet before the deadline")
 	}
 	if k.err != nil {
-		t.Fatal(k.err)
+		h.fatalf("%v", k.err)
 	}
 	t.Logf("at %v, %d running and %d ended: killed NATS node %s (stream leader) and %s (%d tasks in flight)",
 		k.at.Round(time.Millisecond), k.running, k.ended, k.nats, k.copier, k.inFlight)
@@ -236,7 +223,7 @@ func TestFleet(t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("not every sync ended before the deadline: %v\n%s", statusSummary(statuses), h.logs())
+			h.fatalf("not every sync ended before the deadline: %v\n%s", statusSummary(statuses), h.logs())
 		case <-tick.C:
 		}
 	}
@@ -247,10 +234,10 @@ func TestFleet(t *testing.T) {
 	maxAttempt := uint32(0)
 	for i, s := range statuses {
 		if s.GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED {
-			t.Errorf("sync %d (%s): %v %q %q, want COMPLETED", i, pairs[i].srcEmail, s.GetState(), s.GetFailureReason(), s.GetMessage())
+			h.errorf("sync %d (%s): %v %q %q, want COMPLETED", i, pairs[i].srcEmail, s.GetState(), s.GetFailureReason(), s.GetMessage())
 		}
 		if s.GetTaskId() != pairs[i].taskID {
-			t.Errorf("sync %d: status of task %s, want %s", i, s.GetTaskId(), pairs[i].taskID)
+			h.errorf("sync %d: status of task %s, want %s", i, s.GetTaskId(), pairs[i].taskID)
 		}
 		msgs += int64(s.GetTotal().GetMessagesCopied())
 		bytesCopied += int64(s.GetTotal().GetBytesCopied())
@@ -279,17 +266,17 @@ func TestFleet(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !res.OK() {
-				t.Errorf("sync %d (%s -> %s): %v", i, pairs[i].srcEmail, pairs[i].dstEmail, res)
+				h.errorf("sync %d (%s -> %s): %v", i, pairs[i].srcEmail, pairs[i].dstEmail, res)
 			}
 			if n < 1 {
-				t.Errorf("sync %d: no report in the destination INBOX", i)
+				h.errorf("sync %d: no report in the destination INBOX", i)
 			}
 			pairs[i].reports = n
 			return nil
 		})
 	}
 	if err := cg.Wait(); err != nil {
-		t.Fatal(err)
+		h.fatalf("%v", err)
 	}
 	extraReports := 0
 	var wantMsgs int
@@ -308,6 +295,38 @@ func TestFleet(t *testing.T) {
 		redelivered, maxAttempt, extraReports, syncs, time.Since(checkStart).Round(time.Second))
 	if t.Failed() {
 		t.Log(h.logs())
+	}
+}
+
+// startOne starts p's sync, retrying while the api answers UNAVAILABLE (a NATS
+// failover: nothing was queued or locked). A start that was queued although its
+// answer said otherwise shows as ALREADY_EXISTS on the retry: its task id is then
+// the status's.
+func startOne(ctx context.Context, api imapcopyv1.SyncServiceClient, p *pair) (taskID string, retries int, err error) {
+	for {
+		resp, err := api.StartSync(ctx, &imapcopyv1.StartSyncRequest{
+			Source:      account(p.src, p.srcEmail),
+			Destination: account(p.dst, p.dstEmail),
+		})
+		switch code := status.Code(err); {
+		case err == nil:
+			return resp.GetTaskId(), retries, nil
+		case code == codes.Unavailable:
+			retries++
+			select {
+			case <-ctx.Done():
+				return "", retries, err
+			case <-time.After(500 * time.Millisecond):
+			}
+		case code == codes.AlreadyExists && retries > 0:
+			st, gerr := api.GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.srcEmail})
+			if gerr != nil {
+				return "", retries, errors.Join(err, gerr)
+			}
+			return st.GetStatus().GetTaskId(), retries, nil
+		default:
+			return "", retries, err
+		}
 	}
 }
 
@@ -467,8 +486,39 @@ type harness struct {
 	t   *testing.T
 	dir string
 
-	mu    sync.Mutex
-	procs []*proc
+	mu       sync.Mutex
+	procs    []*proc
+	failures []string
+}
+
+// fatalf and errorf fail the test as t's do, and keep the reason for repeatFailures.
+func (h *harness) fatalf(format string, args ...any) {
+	h.t.Helper()
+	h.record(format, args...)
+	h.t.Fatalf(format, args...)
+}
+
+func (h *harness) errorf(format string, args ...any) {
+	h.t.Helper()
+	h.record(format, args...)
+	h.t.Errorf(format, args...)
+}
+
+func (h *harness) record(format string, args ...any) {
+	msg, _, _ := strings.Cut(fmt.Sprintf(format, args...), "\n") // the first line: no logs
+	h.mu.Lock()
+	h.failures = append(h.failures, msg)
+	h.mu.Unlock()
+}
+
+// repeatFailures logs the reasons again at the very end, after the logs of every
+// process, where a CI log's tail shows them.
+func (h *harness) repeatFailures() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range h.failures {
+		h.t.Log("failed: " + f)
+	}
 }
 
 // start starts bin with env (and nothing else of the test's environment but
