@@ -1,6 +1,7 @@
 // Package proxytest is an in-process TCP proxy for tests and benchmarks. It owns the
 // faults a network can cause between a client and a server on loopback: added latency
-// per direction (a delay line that keeps the throughput), a bandwidth limit, and
+// per direction (a delay line that keeps the throughput), a bandwidth limit per
+// connection or for the whole link (every connection through the proxy), and
 // connections cut abruptly after a given number of bytes in a given direction.
 //
 // It listens on 127.0.0.1 and forwards only to a loopback target: it refuses any other.
@@ -44,7 +45,8 @@ type Option func(*config)
 
 type config struct {
 	latency   [3]time.Duration // by Direction
-	bandwidth [3]int64         // bytes per second, 0: unlimited
+	bandwidth [3]int64         // bytes per second and connection, 0: unlimited
+	link      [3]int64         // bytes per second shared by every connection, 0: unlimited
 }
 
 // WithLatency delays every byte by d in both directions (a round trip gains 2*d).
@@ -67,6 +69,13 @@ func WithDirBandwidth(dir Direction, bytesPerSecond int64) Option {
 	return func(c *config) { c.bandwidth[dir] = bytesPerSecond }
 }
 
+// WithLinkBandwidth limits the proxy as a whole to bytesPerSecond in each direction,
+// shared by every connection through it, as one network link between a client's
+// site and a server's is: more connections do not make it wider.
+func WithLinkBandwidth(bytesPerSecond int64) Option {
+	return func(c *config) { c.link[Upstream], c.link[Downstream] = bytesPerSecond, bytesPerSecond }
+}
+
 // Stats are the proxy's counters.
 type Stats struct {
 	Accepted   int64 // connections accepted
@@ -81,6 +90,7 @@ type Proxy struct {
 	target string
 	cfg    config
 	ln     net.Listener
+	link   [3]*rate.Limiter // by Direction; nil: unlimited
 
 	accepted, cuts atomic.Int64
 	bytes          [3]atomic.Int64 // by Direction
@@ -120,6 +130,11 @@ func Listen(target string, opts ...Option) (*Proxy, error) {
 	p := &Proxy{target: target, conns: map[*link]struct{}{}, closeCh: make(chan struct{})}
 	for _, o := range opts {
 		o(&p.cfg)
+	}
+	for _, dir := range []Direction{Upstream, Downstream} {
+		if bw := p.cfg.link[dir]; bw > 0 {
+			p.link[dir] = rate.NewLimiter(rate.Limit(bw), chunkSize)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -355,8 +370,11 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 			}
 		}
 		data := c.data
-		if limiter != nil {
-			if err := limiter.WaitN(context.Background(), len(data)); err != nil {
+		for _, lim := range []*rate.Limiter{limiter, p.link[dir]} {
+			if lim == nil {
+				continue
+			}
+			if err := lim.WaitN(context.Background(), len(data)); err != nil {
 				return
 			}
 		}

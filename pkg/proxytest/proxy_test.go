@@ -148,6 +148,35 @@ func TestBandwidth(t *testing.T) {
 	}
 }
 
+// TestLinkBandwidth: two connections share the link's bandwidth, so that together
+// they are no quicker than one alone.
+func TestLinkBandwidth(t *testing.T) {
+	const bw = 64 << 10
+	p := New(t, server(t, echo), WithLinkBandwidth(bw))
+	data := randomBytes(bw)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 2 {
+		c := dial(t, p.Addr())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			go c.Write(data)
+			if _, err := io.ReadFull(c, make([]byte, len(data))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	t.Logf("2 x %d bytes over a %d B/s link took %v", len(data), bw, took)
+	// One chunk of burst in each direction; the rest of both connections' bytes share
+	// the link.
+	if min := time.Duration(float64(2*len(data)-chunkSize) / bw * float64(time.Second)); took < min {
+		t.Errorf("took %v, want at least %v: the connections do not share the link", took, min)
+	}
+}
+
 func TestCutAfter(t *testing.T) {
 	const n = 12345
 	t.Run("downstream", func(t *testing.T) {
