@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,9 +27,40 @@ import (
 type Network string
 
 const (
-	Loopback Network = "loopback" // straight to the servers
-	WAN      Network = "wan"      // through a latency proxy in front of each server
+	Loopback  Network = "loopback"   // straight to the servers
+	WAN       Network = "wan"        // through a latency proxy in front of each server
+	WANCapped Network = "wan-capped" // a longer WAN whose link bandwidth is the bound
 )
+
+// Link is how a network's proxy treats the traffic: the latency it adds each way, and
+// the bandwidth of each server's link in each direction, per connection or shared by
+// all the connections to that server (0: unlimited).
+type Link struct {
+	Latency       time.Duration
+	ConnBandwidth int64 // bytes/s per connection and direction
+	LinkBandwidth int64 // bytes/s per server link and direction, shared by its connections
+}
+
+// String is the link in words, for the table.
+func (l Link) String() string {
+	s := fmt.Sprintf("a proxy in front of each server adding %v each way", l.Latency)
+	if l.ConnBandwidth > 0 {
+		s += fmt.Sprintf(", %.1f Mbit/s per connection and direction", float64(l.ConnBandwidth)*8/1e6)
+	}
+	if l.LinkBandwidth > 0 {
+		s += fmt.Sprintf(", a %.1f MB/s link per server and direction (shared by the connections)", mbytes(l.LinkBandwidth))
+	}
+	return s
+}
+
+// DefaultLinks are the emulated WANs: 20 ms each way, and 75 ms each way behind a
+// 5 MB/s link, where the bandwidth, not the latency, must bound the copy.
+func DefaultLinks() map[Network]Link {
+	return map[Network]Link{
+		WAN:       {Latency: 20 * time.Millisecond},
+		WANCapped: {Latency: 75 * time.Millisecond, LinkBandwidth: 5e6},
+	}
+}
 
 // Tool names a measured configuration.
 type Tool string
@@ -36,27 +68,52 @@ type Tool string
 const (
 	Imapcopy      Tool = "imapcopy"       // imapcopy-copier copy into a fresh destination
 	ImapcopyRerun Tool = "imapcopy rerun" // the same again onto the now full destination
-	Mbsync        Tool = "mbsync"         // mbsync into another fresh destination
+	// ImapcopyRerunNew is a rerun after Mailbox.NewMessages new messages reached the
+	// source (appended before the run, not measured).
+	ImapcopyRerunNew Tool = "imapcopy rerun +new"
+	Mbsync           Tool = "mbsync" // mbsync into another fresh destination
 )
 
-// ProxyFunc starts a proxy in front of target (host:port) that emulates the WAN, and
+// ProxyFunc starts a proxy in front of target (host:port) that emulates link, and
 // returns its loopback address and how to stop it.
-type ProxyFunc func(target string) (addr string, stop func() error, err error)
+type ProxyFunc func(target string, link Link) (addr string, stop func() error, err error)
+
+// Mailbox is a generated source mailbox and the runs made on it. The benchmark's main
+// mailbox is Config.Spec, copied on every network by every tool; Config.Extra adds
+// mailboxes for one question each (one huge folder, reruns of a big mailbox).
+type Mailbox struct {
+	Name     string    // in the table; "" for the main mailbox
+	Spec     Spec      // what to generate
+	Networks []Network // default: Config.Networks
+	Tools    []Tool    // default: Config.Tools
+	Reps     int       // default: Config.Reps
+	// CheckLast checks only each tool's last repetition: a big mailbox takes the
+	// checker longer than the runs (the rerun's destination is the first copy's).
+	CheckLast bool
+	// NewMessages is how many new messages reach the source before each
+	// ImapcopyRerunNew run.
+	NewMessages int
+}
 
 // Config is one benchmark invocation.
 type Config struct {
 	Spec     Spec
 	Reps     int       // repetitions of each run on loopback; default 3
-	WANReps  int       // repetitions on the WAN; default Reps
-	Networks []Network // default loopback then WAN
-	Copier   string    // path to imapcopy-copier
+	WANReps  int       // repetitions on the WANs; default Reps
+	Networks []Network // default loopback, WAN, WANCapped
+	Links    map[Network]Link
+	Copier   string // path to imapcopy-copier
 	// CopierArgs are extra flags for `imapcopy-copier copy` (say --connections 8).
 	CopierArgs []string
 	Mbsync     string // path to mbsync; default from PATH
-	Tools      []Tool // default all three
-	Proxy      ProxyFunc
-	WANNote    string    // how the WAN is emulated, for the table ("20 ms each way")
-	Log        io.Writer // progress lines for a person; nil: none
+	Tools      []Tool // default imapcopy, its rerun and mbsync
+	// MbsyncNetworks are the networks mbsync runs on (default loopback and WAN):
+	// behind the capped WAN its one connection pays 150 ms per round trip for minutes,
+	// and that profile's question is imapcopy's share of the bandwidth.
+	MbsyncNetworks []Network
+	Extra          []Mailbox
+	Proxy          ProxyFunc
+	Log            io.Writer // progress lines for a person; nil: none
 }
 
 func (c *Config) defaults() error {
@@ -67,34 +124,42 @@ func (c *Config) defaults() error {
 		c.WANReps = c.Reps
 	}
 	if len(c.Networks) == 0 {
-		c.Networks = []Network{Loopback, WAN}
+		c.Networks = []Network{Loopback, WAN, WANCapped}
+	}
+	if c.Links == nil {
+		c.Links = DefaultLinks()
 	}
 	if len(c.Tools) == 0 {
 		c.Tools = []Tool{Imapcopy, ImapcopyRerun, Mbsync}
+	}
+	if c.MbsyncNetworks == nil {
+		c.MbsyncNetworks = []Network{Loopback, WAN}
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
 	var errs []error
-	for _, n := range c.Networks {
-		if n != Loopback && n != WAN {
-			errs = append(errs, fmt.Errorf("unknown network %q", n))
+	for _, m := range c.mailboxes() {
+		for _, n := range m.Networks {
+			if _, ok := c.Links[n]; n != Loopback && !ok {
+				errs = append(errs, fmt.Errorf("unknown network %q", n))
+			}
+			if n != Loopback && c.Proxy == nil {
+				errs = append(errs, fmt.Errorf("the %s network needs a proxy", n))
+			}
 		}
-		if n == WAN && c.Proxy == nil {
-			errs = append(errs, errors.New("the WAN network needs a proxy"))
+		if (has(m.Tools, ImapcopyRerun) || has(m.Tools, ImapcopyRerunNew)) && !has(m.Tools, Imapcopy) {
+			errs = append(errs, errors.New("the rerun needs the imapcopy run before it"))
 		}
 	}
-	if c.has(Imapcopy) || c.has(ImapcopyRerun) {
+	if c.uses(Imapcopy) {
 		if c.Copier == "" {
 			errs = append(errs, errors.New("no imapcopy-copier binary (build it: go build -o bin/imapcopy-copier ./services/copier)"))
 		} else if _, err := os.Stat(c.Copier); err != nil {
 			errs = append(errs, fmt.Errorf("imapcopy-copier: %w (build it: go build -o bin/imapcopy-copier ./services/copier)", err))
 		}
 	}
-	if c.has(ImapcopyRerun) && !c.has(Imapcopy) {
-		errs = append(errs, errors.New("the rerun needs the imapcopy run before it"))
-	}
-	if c.has(Mbsync) && c.Mbsync == "" {
+	if c.uses(Mbsync) && c.Mbsync == "" {
 		p, err := findMbsync()
 		if err != nil {
 			errs = append(errs, err)
@@ -104,17 +169,38 @@ func (c *Config) defaults() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) has(t Tool) bool {
-	for _, x := range c.Tools {
-		if x == t {
+// mailboxes is the main mailbox then the extra ones, their defaults filled in.
+func (c *Config) mailboxes() []Mailbox {
+	all := append([]Mailbox{{Spec: c.Spec}}, c.Extra...)
+	for i := range all {
+		m := &all[i]
+		if len(m.Networks) == 0 {
+			m.Networks = c.Networks
+		}
+		if len(m.Tools) == 0 {
+			m.Tools = c.Tools
+		}
+		if m.Reps <= 0 {
+			m.Reps = c.Reps
+		}
+	}
+	return all
+}
+
+func (c *Config) uses(t Tool) bool {
+	for _, m := range c.mailboxes() {
+		if has(m.Tools, t) {
 			return true
 		}
 	}
 	return false
 }
 
-// Run sets the benchmark up (servers, source account: not measured), then runs every
-// configuration alternately, rep by rep, network by network, checking each result.
+func has[T comparable](xs []T, x T) bool { return slices.Contains(xs, x) }
+
+// Run sets the benchmark up (servers, source accounts: not measured), then for each
+// mailbox runs every configuration alternately, rep by rep, network by network,
+// checking each result.
 func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -131,12 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	defer os.RemoveAll(work)
 
-	logf("setup: generating %d messages (~%d MB, seed %d), starting two Dovecot servers", cfg.Spec.Count, cfg.Spec.Bytes>>20, cfg.Spec.Seed)
-	t0 := time.Now()
-	mb, err := Generate(cfg.Spec)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
+	logf("setup: starting two Dovecot servers")
 	srcD, err := imaptest.Start(imaptest.FlavourSlash)
 	if err != nil {
 		return nil, fmt.Errorf("bench: source server: %w", err)
@@ -147,37 +228,67 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, fmt.Errorf("bench: destination server: %w", err)
 	}
 	defer dstD.Close()
-	src, loaded, err := LoadSource(ctx, srcD, mb)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	res.Setup = time.Since(t0).Seconds()
-	res.Mailbox = describeMailbox(mb, loaded)
-	logf("setup: loaded and verified %d messages, %.1f MB in %d folders in %.1fs", loaded.Messages, mbytes(loaded.Bytes), len(loaded.Folders), res.Setup)
-	snap, err := imaptest.TakeSnapshot(ctx, src)
-	if err != nil {
-		return nil, fmt.Errorf("bench: source snapshot: %w", err)
-	}
-
 	caBundle := filepath.Join(work, "ca-bundle.pem")
 	if err := concatFiles(caBundle, srcD.CAFile, dstD.CAFile); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	b := &bench{cfg: cfg, res: res, work: work, src: src, srcD: srcD, dstD: dstD, loaded: loaded, caBundle: caBundle, logf: logf}
 
-	for _, network := range cfg.Networks {
-		if err := b.network(ctx, network); err != nil {
+	for _, m := range cfg.mailboxes() {
+		b := &bench{cfg: cfg, box: m, res: res, work: work, srcD: srcD, dstD: dstD, caBundle: caBundle, logf: logf}
+		if err := b.run(ctx); err != nil {
 			return res, err
 		}
-	}
-	if err := snap.Unchanged(ctx, src); err != nil {
-		res.SourceChanged = err.Error()
-		logf("the source account changed during the benchmark: %v", err)
 	}
 	res.Summarize()
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Machine.LoadEnd = loadAvg()
 	return res, nil
+}
+
+// run loads the bench's mailbox into a fresh source account and runs it on every network.
+func (b *bench) run(ctx context.Context) error {
+	spec := b.box.Spec
+	b.logf("setup%s: generating %d messages (~%d MB, seed %d)", b.label(), spec.Count, spec.Bytes>>20, spec.Seed)
+	t0 := time.Now()
+	mb, err := Generate(spec)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	src, loaded, err := LoadSource(ctx, b.srcD, mb)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	b.src, b.loaded = src, loaded
+	setup := time.Since(t0).Seconds()
+	info := describeMailbox(mb, loaded)
+	info.Name = b.box.Name
+	if b.box.Name == "" {
+		b.res.Setup, b.res.Mailbox = setup, info
+	} else {
+		info.SetupSeconds = setup
+		b.res.Extra = append(b.res.Extra, info)
+	}
+	b.logf("setup%s: loaded and verified %d messages, %.1f MB in %d folders in %.1fs", b.label(), loaded.Messages, mbytes(loaded.Bytes), len(loaded.Folders), setup)
+	if b.snap, err = imaptest.TakeSnapshot(ctx, src); err != nil {
+		return fmt.Errorf("bench: source snapshot: %w", err)
+	}
+	for _, network := range b.box.Networks {
+		if err := b.network(ctx, network); err != nil {
+			return err
+		}
+	}
+	if err := b.snap.Unchanged(ctx, src); err != nil {
+		b.res.SourceChanged = strings.TrimSpace(b.res.SourceChanged + " " + b.label() + err.Error())
+		b.logf("the source account changed during the benchmark: %v", err)
+	}
+	return nil
+}
+
+func (b *bench) label() string {
+	if b.box.Name == "" {
+		return ""
+	}
+	return " " + b.box.Name
 }
 
 // loadAvg is the 1, 5 and 15 minute load averages.
@@ -195,6 +306,7 @@ func loadAvg() string {
 
 type bench struct {
 	cfg        Config
+	box        Mailbox
 	res        *Results
 	work       string
 	src        imapconn.Account
@@ -203,6 +315,8 @@ type bench struct {
 	caBundle   string
 	logf       func(string, ...any)
 	runs       int
+	snap       *imaptest.Snapshot // the source, taken again after addNew
+	added      int                // batches of new messages appended for ImapcopyRerunNew
 	// explained holds, per network, the first mbsync run's causes: mbsync changes the
 	// same messages the same way every time, so later runs with the same problem counts
 	// reuse them instead of scanning the destination again.
@@ -212,13 +326,14 @@ type bench struct {
 // network runs every configuration, rep by rep, on one network.
 func (b *bench) network(ctx context.Context, network Network) error {
 	via := func(a imapconn.Account) imapconn.Account { return a }
-	if network == WAN {
-		srcAddr, stopSrc, err := b.cfg.Proxy(b.srcD.TLSAddr)
+	if network != Loopback {
+		link := b.cfg.Links[network]
+		srcAddr, stopSrc, err := b.cfg.Proxy(b.srcD.TLSAddr, link)
 		if err != nil {
 			return fmt.Errorf("bench: source proxy: %w", err)
 		}
 		defer stopSrc()
-		dstAddr, stopDst, err := b.cfg.Proxy(b.dstD.TLSAddr)
+		dstAddr, stopDst, err := b.cfg.Proxy(b.dstD.TLSAddr, link)
 		if err != nil {
 			return fmt.Errorf("bench: destination proxy: %w", err)
 		}
@@ -232,35 +347,42 @@ func (b *bench) network(ctx context.Context, network Network) error {
 			return a
 		}
 	}
-	reps := b.cfg.Reps
-	if network == WAN {
-		reps = b.cfg.WANReps
+	reps := b.box.Reps
+	if network != Loopback {
+		reps = min(reps, b.cfg.WANReps)
 	}
+	tools := b.box.Tools
 	for rep := 1; rep <= reps; rep++ {
 		var used []imapconn.Account
-		if b.cfg.has(Imapcopy) {
+		last := rep == reps
+		if has(tools, Imapcopy) {
 			dst, err := b.dstD.NewUser()
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}
 			used = append(used, dst)
-			for _, tool := range []Tool{Imapcopy, ImapcopyRerun} {
-				if !b.cfg.has(tool) {
+			for _, tool := range []Tool{Imapcopy, ImapcopyRerun, ImapcopyRerunNew} {
+				if !has(tools, tool) {
 					continue
 				}
+				if tool == ImapcopyRerunNew {
+					if err := b.addNew(ctx); err != nil {
+						return err
+					}
+				}
 				r := b.imapcopy(ctx, network, tool, rep, via(b.src), via(dst))
-				b.check(ctx, &r, dst)
+				b.checkUnless(ctx, &r, dst, b.box.CheckLast && !(last && b.lastOf(tools, tool)))
 				b.add(r)
 			}
 		}
-		if b.cfg.has(Mbsync) {
+		if has(tools, Mbsync) && has(b.cfg.MbsyncNetworks, network) {
 			dst, err := b.dstD.NewUser()
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}
 			used = append(used, dst)
 			r := b.mbsync(ctx, network, rep, via(b.src), via(dst))
-			b.check(ctx, &r, dst)
+			b.checkUnless(ctx, &r, dst, b.box.CheckLast && !last)
 			b.add(r)
 		}
 		if err := ctx.Err(); err != nil {
@@ -275,10 +397,43 @@ func (b *bench) network(ctx context.Context, network Network) error {
 	return nil
 }
 
+// lastOf says whether tool is the last imapcopy run of a repetition: with CheckLast,
+// the one whose destination is checked.
+func (b *bench) lastOf(tools []Tool, tool Tool) bool {
+	for _, t := range []Tool{ImapcopyRerunNew, ImapcopyRerun, Imapcopy} {
+		if has(tools, t) {
+			return t == tool
+		}
+	}
+	return false
+}
+
+// addNew appends the mailbox's NewMessages fresh messages to the source (not
+// measured) and takes the source's snapshot again.
+func (b *bench) addNew(ctx context.Context) error {
+	n := max(b.box.NewMessages, 1)
+	b.added++
+	plan, err := imaptest.PlanSized(b.box.Spec.Seed+uint64(1000+b.added), n, int64(n)*20<<10)
+	if err != nil {
+		return fmt.Errorf("bench: new messages: %w", err)
+	}
+	fresh := plan.Mailbox()
+	if err := imaptest.Load(ctx, b.src, fresh); err != nil {
+		return fmt.Errorf("bench: new messages: %w", err)
+	}
+	b.loaded.Messages += fresh.Count()
+	b.loaded.Bytes += fresh.Size()
+	if b.snap, err = imaptest.TakeSnapshot(ctx, b.src); err != nil {
+		return fmt.Errorf("bench: source snapshot: %w", err)
+	}
+	return nil
+}
+
 func (b *bench) add(r RunResult) {
+	r.Mailbox = b.box.Name
 	b.res.Runs = append(b.res.Runs, r)
-	b.logf("%-8s %-14s #%d  %6.1fs  %6.0f msg/s  %6.1f MB/s  RSS %5.0f MB  CPU %5.1fs  %s",
-		r.Network, r.Tool, r.Rep, r.WallSeconds, r.MessagesPerSecond, r.MBPerSecond, mbytes(r.MaxRSSBytes), r.UserCPUSeconds+r.SysCPUSeconds, r.Verdict())
+	b.logf("%s%-10s %-19s #%d  %6.1fs  %6.0f msg/s  %6.1f MB/s  RSS %5.0f MB  CPU %5.1fs  %s",
+		strings.TrimPrefix(b.label()+" ", " "), r.Network, r.Tool, r.Rep, r.WallSeconds, r.MessagesPerSecond, r.MBPerSecond, mbytes(r.MaxRSSBytes), r.UserCPUSeconds+r.SysCPUSeconds, r.Verdict())
 }
 
 func (b *bench) newRun(network Network, tool Tool, rep int, m Measure, err error) RunResult {
@@ -349,6 +504,15 @@ func (b *bench) mbsync(ctx context.Context, network Network, rep int, src, dst i
 	defer os.RemoveAll(dir)
 	m, err := runChild(ctx, b.cfg.Mbsync, []string{"-c", confFile, "-a", "-q"}, append(os.Environ(), "HOME="+dir))
 	return b.newRun(network, Mbsync, rep, m, err)
+}
+
+// checkUnless checks r's destination, or marks it as not checked when skip.
+func (b *bench) checkUnless(ctx context.Context, r *RunResult, dst imapconn.Account, skip bool) {
+	if skip {
+		r.CheckSkipped = true
+		return
+	}
+	b.check(ctx, r, dst)
 }
 
 // check runs the checker on a run's destination (directly, not through the proxies),
@@ -478,9 +642,15 @@ func concatFiles(dst string, srcs ...string) error {
 func mbytes(n int64) float64 { return float64(n) / 1e6 }
 
 func (c Config) params() Params {
-	p := Params{Reps: c.Reps, WANReps: c.WANReps, WAN: c.WANNote, CopierArgs: c.CopierArgs}
+	p := Params{Reps: c.Reps, WANReps: c.WANReps, CopierArgs: c.CopierArgs, Links: map[string]string{}, Bandwidth: map[string]int64{}}
 	for _, n := range c.Networks {
 		p.Networks = append(p.Networks, string(n))
+		if n != Loopback {
+			p.Links[string(n)] = c.Links[n].String()
+		}
+		if bw := c.Links[n].LinkBandwidth; bw > 0 {
+			p.Bandwidth[string(n)] = bw
+		}
 	}
 	for _, t := range c.Tools {
 		p.Tools = append(p.Tools, string(t))

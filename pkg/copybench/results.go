@@ -16,16 +16,18 @@ import (
 
 // Results is one benchmark invocation: the JSON file and the table are made of it.
 type Results struct {
-	Started       time.Time   `json:"started"`
-	Seconds       float64     `json:"seconds"` // the whole invocation
-	Machine       Machine     `json:"machine"`
-	Params        Params      `json:"params"`
-	Mailbox       MailboxInfo `json:"mailbox"`
-	Setup         float64     `json:"setup_seconds"` // generate, load, verify (not measured in runs)
-	SourceChanged string      `json:"source_changed,omitempty"`
-	Runs          []RunResult `json:"runs"`
-	Summary       []Summary   `json:"summary"`
-	Ratios        []Ratio     `json:"ratios"`
+	Started       time.Time     `json:"started"`
+	Seconds       float64       `json:"seconds"` // the whole invocation
+	Machine       Machine       `json:"machine"`
+	Params        Params        `json:"params"`
+	Mailbox       MailboxInfo   `json:"mailbox"`
+	Setup         float64       `json:"setup_seconds"` // generate, load, verify (not measured in runs)
+	Extra         []MailboxInfo `json:"extra_mailboxes,omitempty"`
+	SourceChanged string        `json:"source_changed,omitempty"`
+	Runs          []RunResult   `json:"runs"`
+	Summary       []Summary     `json:"summary"`
+	Ratios        []Ratio       `json:"ratios"`
+	Goals         []Goal        `json:"goals"`
 }
 
 // Machine describes where the benchmark ran.
@@ -43,16 +45,19 @@ type Machine struct {
 
 // Params are the invocation's settings.
 type Params struct {
-	Reps       int      `json:"reps"`
-	WANReps    int      `json:"wan_reps"`
-	Networks   []string `json:"networks"`
-	Tools      []string `json:"tools"`
-	WAN        string   `json:"wan,omitempty"`
-	CopierArgs []string `json:"copier_args,omitempty"`
+	Reps       int               `json:"reps"`
+	WANReps    int               `json:"wan_reps"`
+	Networks   []string          `json:"networks"`
+	Tools      []string          `json:"tools"`
+	Links      map[string]string `json:"links,omitempty"`          // network: how it is emulated
+	Bandwidth  map[string]int64  `json:"link_bandwidth,omitempty"` // network: its capped link, bytes/s
+	CopierArgs []string          `json:"copier_args,omitempty"`
 }
 
 // MailboxInfo describes the generated and loaded mailbox.
 type MailboxInfo struct {
+	Name         string         `json:"name,omitempty"`          // "" for the main mailbox
+	SetupSeconds float64        `json:"setup_seconds,omitempty"` // an extra mailbox's setup
 	Seed         uint64         `json:"seed"`
 	Messages     int            `json:"messages"`
 	Bytes        int64          `json:"bytes"`
@@ -66,6 +71,7 @@ type MailboxInfo struct {
 
 // RunResult is one measured run.
 type RunResult struct {
+	Mailbox           string        `json:"mailbox,omitempty"` // "" for the main mailbox
 	Network           Network       `json:"network"`
 	Tool              Tool          `json:"tool"`
 	Rep               int           `json:"rep"`
@@ -81,6 +87,9 @@ type RunResult struct {
 	Present           *int          `json:"present,omitempty"`
 	Failed            *int          `json:"failed,omitempty"`
 	Check             *CheckVerdict `json:"check"`
+	// CheckSkipped: a big mailbox's earlier repetition, whose check the last one's
+	// stands for (Mailbox.CheckLast).
+	CheckSkipped bool `json:"check_skipped,omitempty"`
 }
 
 // CheckVerdict is the checker's judgement of one run's destination.
@@ -102,6 +111,10 @@ type CheckVerdict struct {
 func (r RunResult) Verdict() string {
 	c := r.Check
 	switch {
+	case c == nil && r.CheckSkipped && r.Error == "":
+		return "not checked (the last repetition is)"
+	case c == nil && r.CheckSkipped:
+		return "not checked: " + r.Error
 	case c == nil:
 		return "not checked"
 	case c.Error != "" && !c.OK && c.Problems == 0:
@@ -145,6 +158,7 @@ func formatCauses(m map[string]int) string {
 
 // Summary is one configuration's figures over its repetitions.
 type Summary struct {
+	Mailbox           string  `json:"mailbox,omitempty"`
 	Network           Network `json:"network"`
 	Tool              Tool    `json:"tool"`
 	Runs              int     `json:"runs"`
@@ -154,6 +168,7 @@ type Summary struct {
 	MaxRSSMB          Stat    `json:"max_rss_mb"`
 	CPUSeconds        Stat    `json:"cpu_seconds"` // user + sys
 	ChecksOK          int     `json:"checks_ok"`
+	Checked           int     `json:"checked"` // runs checked (Mailbox.CheckLast skips some)
 	Verdict           string  `json:"verdict"`
 
 	causes map[string]int // of the first run that differs, for the table
@@ -188,22 +203,26 @@ type Ratio struct {
 	Median  float64   `json:"median"`
 }
 
-// Summarize computes Summary and Ratios from Runs.
+// Summarize computes Summary, Ratios and Goals from Runs.
 func (res *Results) Summarize() {
 	res.Summary, res.Ratios = nil, nil
-	var networks []Network
+	type group struct {
+		mailbox string
+		network Network
+	}
+	var groups []group
 	for _, r := range res.Runs {
-		if !slices.Contains(networks, r.Network) {
-			networks = append(networks, r.Network)
+		if g := (group{r.Mailbox, r.Network}); !slices.Contains(groups, g) {
+			groups = append(groups, g)
 		}
 	}
-	for _, n := range networks {
-		for _, t := range []Tool{Imapcopy, ImapcopyRerun, Mbsync} {
+	for _, g := range groups {
+		for _, t := range []Tool{Imapcopy, ImapcopyRerun, ImapcopyRerunNew, Mbsync} {
 			var wall, mps, mbps, rss, cpu []float64
-			s := Summary{Network: n, Tool: t}
+			s := Summary{Mailbox: g.mailbox, Network: g.network, Tool: t}
 			var verdicts []string
 			for _, r := range res.Runs {
-				if r.Network != n || r.Tool != t {
+				if r.Mailbox != g.mailbox || r.Network != g.network || r.Tool != t {
 					continue
 				}
 				s.Runs++
@@ -212,9 +231,13 @@ func (res *Results) Summarize() {
 				mbps = append(mbps, r.MBPerSecond)
 				rss = append(rss, mbytes(r.MaxRSSBytes))
 				cpu = append(cpu, r.UserCPUSeconds+r.SysCPUSeconds)
-				if r.Check != nil && r.Check.OK && r.Error == "" {
+				switch {
+				case r.CheckSkipped && r.Error == "":
+				case r.Check != nil && r.Check.OK && r.Error == "":
+					s.Checked++
 					s.ChecksOK++
-				} else {
+				default:
+					s.Checked++
 					verdicts = append(verdicts, r.Verdict())
 					if s.causes == nil && r.Check != nil {
 						s.causes = r.Check.Causes
@@ -226,22 +249,25 @@ func (res *Results) Summarize() {
 			}
 			s.WallSeconds, s.MessagesPerSecond, s.MBPerSecond = stat(wall), stat(mps), stat(mbps)
 			s.MaxRSSMB, s.CPUSeconds = stat(rss), stat(cpu)
-			s.Verdict = fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Runs)
+			s.Verdict = fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Checked)
 			if len(verdicts) > 0 {
 				s.Verdict += "; " + verdicts[0]
 			}
 			res.Summary = append(res.Summary, s)
 		}
+		if g.mailbox != "" {
+			continue // imapcopy against mbsync on the main mailbox only
+		}
 		var ic, mb []float64
 		for _, r := range res.Runs {
-			if r.Network == n && r.Tool == Imapcopy {
+			if r.Mailbox == "" && r.Network == g.network && r.Tool == Imapcopy {
 				ic = append(ic, r.WallSeconds)
 			}
-			if r.Network == n && r.Tool == Mbsync {
+			if r.Mailbox == "" && r.Network == g.network && r.Tool == Mbsync {
 				mb = append(mb, r.WallSeconds)
 			}
 		}
-		ratio := Ratio{Network: n}
+		ratio := Ratio{Network: g.network}
 		for i := 0; i < len(ic) && i < len(mb); i++ {
 			if mb[i] > 0 {
 				ratio.Pairs = append(ratio.Pairs, ic[i]/mb[i])
@@ -252,6 +278,17 @@ func (res *Results) Summarize() {
 			res.Ratios = append(res.Ratios, ratio)
 		}
 	}
+	res.Goals = res.goals()
+}
+
+// summary is the summary of one configuration, or nil.
+func (res *Results) summary(mailbox string, n Network, t Tool) *Summary {
+	for i, s := range res.Summary {
+		if s.Mailbox == mailbox && s.Network == n && s.Tool == t {
+			return &res.Summary[i]
+		}
+	}
+	return nil
 }
 
 // WriteJSON writes res, indented.
@@ -279,18 +316,25 @@ func (res *Results) WriteTable(w io.Writer) error {
 	if wan && res.Params.WANReps != res.Params.Reps {
 		reps += fmt.Sprintf(" (%d on the WAN, to keep the run short)", res.Params.WANReps)
 	}
-	fmt.Fprintf(w, "%s, alternating; both servers Dovecot over TLS on 127.0.0.1", reps)
-	if wan && res.Params.WAN != "" {
-		fmt.Fprintf(w, "; wan = %s", res.Params.WAN)
+	fmt.Fprintf(w, "%s, alternating; both servers Dovecot over TLS on 127.0.0.1\n", reps)
+	for _, n := range slices.Sorted(maps.Keys(res.Params.Links)) {
+		fmt.Fprintf(w, "%s = %s\n", n, res.Params.Links[n])
 	}
-	fmt.Fprintln(w)
+	for _, x := range res.Extra {
+		fmt.Fprintf(w, "mailbox %s: %d messages, %.1f MB, %d folders (seed %d; largest %.1f MB); setup %.1fs, not measured\n",
+			x.Name, x.Messages, mbytes(x.Bytes), x.Folders, x.Seed, mbytes(x.Largest), x.SetupSeconds)
+	}
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "network\trun\twall s (min–max)\tmsg/s\tMB/s\tpeak RSS MB\tCPU s\tcheck")
+	fmt.Fprintln(tw, "mailbox\tnetwork\trun\twall s (min–max)\tmsg/s\tMB/s\tpeak RSS MB\tCPU s\tcheck")
 	for _, s := range res.Summary {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.1f\t%s\t%.1f\t%s\n",
-			s.Network, s.Tool, rangeStr(s.WallSeconds, 1), s.MessagesPerSecond.Median, s.MBPerSecond.Median,
+		mailbox := s.Mailbox
+		if mailbox == "" {
+			mailbox = "main"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.1f\t%s\t%.1f\t%s\n",
+			mailbox, s.Network, s.Tool, rangeStr(s.WallSeconds, 1), s.MessagesPerSecond.Median, s.MBPerSecond.Median,
 			rangeStr(s.MaxRSSMB, 0), s.CPUSeconds.Median, s.verdictShort())
 	}
 	if err := tw.Flush(); err != nil {
@@ -305,6 +349,21 @@ func (res *Results) WriteTable(w io.Writer) error {
 			ps = append(ps, fmt.Sprintf("%.2f", p))
 		}
 		fmt.Fprintf(w, "wall time imapcopy/mbsync on %s, per pair: %s (median %.2f; below 1: imapcopy faster)\n", r.Network, strings.Join(ps, " "), r.Median)
+	}
+	if len(res.Goals) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "goals (issue 12):")
+		gw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, g := range res.Goals {
+			met := "met"
+			if !g.Met {
+				met = "NOT MET"
+			}
+			fmt.Fprintf(gw, "  %s\t%s\t%s\t%s\n", g.Name, g.Value, g.Target, met)
+		}
+		if err := gw.Flush(); err != nil {
+			return fmt.Errorf("write table: %w", err)
+		}
 	}
 	notes := res.notes()
 	if len(notes) > 0 {
@@ -325,8 +384,12 @@ func rangeStr(s Stat, prec int) string {
 }
 
 func (s Summary) verdictShort() string {
-	if s.ChecksOK == s.Runs {
-		return fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Runs)
+	if s.ChecksOK == s.Checked {
+		v := fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Checked)
+		if s.Checked < s.Runs {
+			v += " (the last repetition checked)"
+		}
+		return v
 	}
 	if s.Tool == Mbsync && len(s.causes) > 0 {
 		return fmt.Sprintf("differs %d/%d: %s", s.Runs-s.ChecksOK, s.Runs, formatCounts(s.causes))
@@ -343,7 +406,7 @@ func (res *Results) notes() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, r := range res.Runs {
-		if r.Check != nil && r.Check.OK && r.Error == "" {
+		if (r.Check != nil && r.Check.OK || r.CheckSkipped) && r.Error == "" {
 			continue
 		}
 		v := r.Verdict()
@@ -355,7 +418,7 @@ func (res *Results) notes() []string {
 			continue
 		}
 		seen[key] = true
-		prefix := fmt.Sprintf("%s %s", r.Network, r.Tool)
+		prefix := strings.TrimSpace(fmt.Sprintf("%s %s %s", r.Mailbox, r.Network, r.Tool))
 		if r.Tool == Mbsync {
 			prefix += " (mbsync 1.4 adds an X-TUID header to every message and does not copy keywords)"
 		}
@@ -368,7 +431,7 @@ func (res *Results) notes() []string {
 	}
 	var reruns []string
 	for _, r := range res.Runs {
-		if r.Tool == ImapcopyRerun && r.Copied != nil {
+		if r.Tool == ImapcopyRerun && r.Copied != nil && r.Mailbox == "" {
 			reruns = append(reruns, fmt.Sprint(*r.Copied))
 		}
 	}

@@ -3,6 +3,7 @@ package copybench
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -58,5 +59,53 @@ func TestSummarize(t *testing.T) {
 	}
 	if len(back.Runs) != len(res.Runs) || back.Runs[1].Check.Causes[DiffHeaderAdded] != 2 {
 		t.Errorf("JSON round trip lost runs or causes")
+	}
+}
+
+func TestGoals(t *testing.T) {
+	ok := &CheckVerdict{OK: true}
+	res := &Results{
+		Params: Params{Reps: 1, WANReps: 1, Networks: []string{"loopback", "wan", "wan-capped"},
+			Bandwidth: map[string]int64{"wan-capped": 5e6}},
+		Extra: []MailboxInfo{{Name: MailboxRerun, Messages: 100000}},
+	}
+	res.Runs = []RunResult{
+		{Network: Loopback, Tool: Imapcopy, WallSeconds: 10, MaxRSSBytes: 60e6, Check: ok},
+		{Network: Loopback, Tool: Mbsync, WallSeconds: 25, Check: ok},
+		{Network: WAN, Tool: Imapcopy, WallSeconds: 14, Check: ok},
+		{Network: WAN, Tool: Mbsync, WallSeconds: 20, Check: ok},
+		{Network: WANCapped, Tool: Imapcopy, WallSeconds: 70, MBPerSecond: 4.5, Check: ok},
+		{Mailbox: MailboxOneFolder, Network: Loopback, Tool: Imapcopy, MessagesPerSecond: 900, Check: ok},
+		{Mailbox: MailboxSpread, Network: Loopback, Tool: Imapcopy, MessagesPerSecond: 1000, Check: ok},
+		{Mailbox: MailboxRerun, Network: Loopback, Tool: Imapcopy, WallSeconds: 60, Check: ok},
+		{Mailbox: MailboxRerun, Network: Loopback, Tool: ImapcopyRerun, WallSeconds: 2.5, CheckSkipped: true},
+		{Mailbox: MailboxRerun, Network: Loopback, Tool: ImapcopyRerunNew, WallSeconds: 5, Check: &CheckVerdict{Problems: 1}},
+	}
+	res.Summarize()
+	want := map[string]bool{
+		"peak RSS of one sync (main mailbox, loopback)":  true,  // 60 MB
+		"speed over mbsync's on loopback":                true,  // 2.5×
+		"speed over mbsync's on wan":                     false, // 1.43×
+		"wan time over its own loopback time":            false, // 1.4×
+		"wan-capped: share of the link's bandwidth":      true,  // 90 %
+		"one huge folder's msg/s over the spread twin's": true,  // 90 %
+		"rerun of an unchanged 100000-message mailbox":   true,  // 2.5 s, its check skipped
+		"rerun after new messages":                       false, // 5 s, and its check failed
+	}
+	got := map[string]bool{}
+	for _, g := range res.Goals {
+		got[g.Name] = g.Met
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("goals met = %v\nwant %v\n%+v", got, want, res.Goals)
+	}
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"goals (issue 12):", "NOT MET", "90% (4.50 of 5.00 MB/s)", "(the last repetition checked)"} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, table.String())
+		}
 	}
 }

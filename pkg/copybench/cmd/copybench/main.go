@@ -12,7 +12,9 @@
 //	BENCH_WAN_REPS         repetitions on the WAN (default 2: it is the slow part)
 //	BENCH_LATENCY          added by each WAN proxy, each way (default 20ms)
 //	BENCH_BANDWIDTH        WAN bandwidth per connection and direction, Mbit/s (default none)
-//	BENCH_NETWORKS         loopback,wan    BENCH_TOOLS  imapcopy,mbsync
+//	BENCH_CAPPED_LATENCY   the capped WAN's latency each way (default 75ms)
+//	BENCH_CAPPED_LINK      the capped WAN's link per server and direction, MB/s (default 5)
+//	BENCH_NETWORKS         loopback,wan,wan-capped    BENCH_TOOLS  imapcopy,mbsync
 //	BENCH_COPIER           imapcopy-copier binary (default bin/imapcopy-copier)
 //	BENCH_COPIER_ARGS      extra flags for `imapcopy-copier copy`
 //	BENCH_OUT              where the JSON goes (default bench-results)
@@ -71,7 +73,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	wanReps := fs.String("wan-reps", env("BENCH_WAN_REPS", ""), "repetitions on the WAN (default: -reps, at most 2, to stay under 10 minutes) [BENCH_WAN_REPS]")
 	latency := fs.String("latency", env("BENCH_LATENCY", "20ms"), "latency added by each WAN proxy, each way (a duration, or milliseconds) [BENCH_LATENCY]")
 	bandwidth := fs.String("bandwidth", env("BENCH_BANDWIDTH", ""), "WAN bandwidth per connection and direction in Mbit/s; empty: unlimited [BENCH_BANDWIDTH]")
-	networks := fs.String("networks", env("BENCH_NETWORKS", "loopback,wan"), "networks to run on: loopback, wan [BENCH_NETWORKS]")
+	cappedLatency := fs.String("capped-latency", env("BENCH_CAPPED_LATENCY", "75ms"), "latency added by each capped-WAN proxy, each way [BENCH_CAPPED_LATENCY]")
+	cappedLink := fs.String("capped-link", env("BENCH_CAPPED_LINK", "5"), "the capped WAN's link bandwidth per server and direction, MB/s [BENCH_CAPPED_LINK]")
+	networks := fs.String("networks", env("BENCH_NETWORKS", "loopback,wan,wan-capped"), "networks to run on: loopback, wan, wan-capped [BENCH_NETWORKS]")
 	tools := fs.String("tools", env("BENCH_TOOLS", "imapcopy,mbsync"), "tools: imapcopy (with its rerun), mbsync [BENCH_TOOLS]")
 	copier := fs.String("copier", env("BENCH_COPIER", "bin/imapcopy-copier"), "imapcopy-copier binary [BENCH_COPIER]")
 	copierArgs := fs.String("copier-args", env("BENCH_COPIER_ARGS", ""), "extra flags for imapcopy-copier copy, space-separated [BENCH_COPIER_ARGS]")
@@ -129,6 +133,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		bw = int64(mbit * 1e6 / 8)
 	}
+	capLat, err := parseLatency(*cappedLatency)
+	if err != nil {
+		return usage("capped-latency %q: %v", *cappedLatency, err)
+	}
+	capMB, err := strconv.ParseFloat(*cappedLink, 64)
+	if err != nil || capMB <= 0 {
+		return usage("capped-link %q: want MB/s, a positive number", *cappedLink)
+	}
+	cfg.Links = map[copybench.Network]copybench.Link{
+		copybench.WAN:       {Latency: lat, ConnBandwidth: bw},
+		copybench.WANCapped: {Latency: capLat, LinkBandwidth: int64(capMB * 1e6)},
+	}
 	for _, n := range splitList(*networks) {
 		cfg.Networks = append(cfg.Networks, copybench.Network(n))
 	}
@@ -148,15 +164,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	cfg.CopierArgs = strings.Fields(*copierArgs)
-	cfg.WANNote = fmt.Sprintf("a proxy in front of each server adding %v each way", lat)
-	if bw > 0 {
-		cfg.WANNote += fmt.Sprintf(", %s Mbit/s per connection and direction", *bandwidth)
-	}
-	opts := []proxytest.Option{proxytest.WithLatency(lat)}
-	if bw > 0 {
-		opts = append(opts, proxytest.WithBandwidth(bw))
-	}
-	cfg.Proxy = func(target string) (string, func() error, error) {
+	cfg.Proxy = func(target string, link copybench.Link) (string, func() error, error) {
+		opts := []proxytest.Option{proxytest.WithLatency(link.Latency)}
+		if link.ConnBandwidth > 0 {
+			opts = append(opts, proxytest.WithBandwidth(link.ConnBandwidth))
+		}
+		if link.LinkBandwidth > 0 {
+			opts = append(opts, proxytest.WithLinkBandwidth(link.LinkBandwidth))
+		}
 		p, err := proxytest.Listen(target, opts...)
 		if err != nil {
 			return "", nil, err
