@@ -91,6 +91,7 @@ type Proxy struct {
 	cfg    config
 	ln     net.Listener
 	link   [3]*rate.Limiter // by Direction; nil: unlimited
+	delay  [3]atomic.Int64  // latency by Direction, ns: the options', then SetLatency's
 
 	accepted, cuts atomic.Int64
 	bytes          [3]atomic.Int64 // by Direction
@@ -132,6 +133,7 @@ func Listen(target string, opts ...Option) (*Proxy, error) {
 		o(&p.cfg)
 	}
 	for _, dir := range []Direction{Upstream, Downstream} {
+		p.delay[dir].Store(int64(p.cfg.latency[dir]))
 		if bw := p.cfg.link[dir]; bw > 0 {
 			p.link[dir] = rate.NewLimiter(rate.Limit(bw), chunkSize)
 		}
@@ -169,6 +171,12 @@ func (p *Proxy) Host() string { return p.ln.Addr().(*net.TCPAddr).IP.String() }
 
 // Port is the proxy's port.
 func (p *Proxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// SetLatency changes the latency of dir from now on, for every connection: bytes read
+// from now are delayed by d (bytes already in the delay line keep their time, and
+// nothing overtakes them). A long latency stalls a link without cutting it: what a
+// client sends is accepted and arrives late.
+func (p *Proxy) SetLatency(dir Direction, d time.Duration) { p.delay[dir].Store(int64(d)) }
 
 // CutAfter arms a cut: once n more bytes have been forwarded in dir (counted over all
 // connections), every open connection is closed abruptly (TCP reset on both sides),
@@ -327,7 +335,6 @@ const (
 // time it is due (read time + latency) and a writer releases it then, so that latency
 // adds delay without limiting throughput.
 func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
-	latency := p.cfg.latency[dir]
 	var limiter *rate.Limiter
 	if bw := p.cfg.bandwidth[dir]; bw > 0 {
 		limiter = rate.NewLimiter(rate.Limit(bw), chunkSize)
@@ -346,7 +353,7 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 			n, err := src.Read(buf)
 			if n > 0 {
 				select {
-				case queue <- chunk{data: buf[:n], due: time.Now().Add(latency)}:
+				case queue <- chunk{data: buf[:n], due: time.Now().Add(time.Duration(p.delay[dir].Load()))}:
 				case <-done:
 					return
 				}

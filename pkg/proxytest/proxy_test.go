@@ -130,6 +130,30 @@ func TestLatencyKeepsThroughput(t *testing.T) {
 	}
 }
 
+// TestSetLatency: a latency set on a running proxy delays what is sent from then on,
+// on a connection already open, and setting it back lets traffic through again.
+func TestSetLatency(t *testing.T) {
+	p := New(t, server(t, echo))
+	c := dial(t, p.Addr())
+	buf := make([]byte, 1)
+	roundTrip := func() time.Duration {
+		start := time.Now()
+		c.Write([]byte("x"))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	roundTrip()
+	const stall = 300 * time.Millisecond
+	p.SetLatency(Upstream, stall)
+	if took := roundTrip(); took < stall {
+		t.Errorf("round trip after SetLatency(%v) took %v, want at least that", stall, took)
+	}
+	p.SetLatency(Upstream, 0)
+	roundTrip() // no bound: it must only come back
+}
+
 func TestBandwidth(t *testing.T) {
 	const bw = 64 << 10
 	p := New(t, server(t, echo), WithDirBandwidth(Downstream, bw))

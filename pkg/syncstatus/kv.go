@@ -141,14 +141,14 @@ func wholeSeconds(d time.Duration) time.Duration {
 	return max(time.Second, (d + time.Second - 1).Truncate(time.Second))
 }
 
-// takeLock writes token at the lock of key when free, or held with token if mayHold.
-func (s *KV) takeLock(ctx context.Context, key, token string, ttl time.Duration, mayHold bool) error {
+// takeLock writes token at the lock of key when it is free.
+func (s *KV) takeLock(ctx context.Context, key, token string, ttl time.Duration) error {
 	for range 5 {
 		e, err := s.last(ctx, s.lockRaw, s.locks, key)
 		if err != nil {
 			return err
 		}
-		if e.live && !(mayHold && string(e.value) == token) {
+		if e.live {
 			return ErrLocked
 		}
 		err = s.put(ctx, s.locks, key, []byte(token), e.rev, ttl)
@@ -167,7 +167,7 @@ func (s *KV) Acquire(ctx context.Context, source string, ttl time.Duration) (str
 		return "", fmt.Errorf("acquire lock: %w", err)
 	}
 	token := newToken()
-	if err := s.takeLock(ctx, key, token, ttl, false); err != nil {
+	if err := s.takeLock(ctx, key, token, ttl); err != nil {
 		if errors.Is(err, ErrLocked) {
 			return "", err
 		}
@@ -177,19 +177,59 @@ func (s *KV) Acquire(ctx context.Context, source string, ttl time.Duration) (str
 }
 
 // Reclaim implements Store.
-func (s *KV) Reclaim(ctx context.Context, source, token string, ttl time.Duration) error {
+func (s *KV) Reclaim(ctx context.Context, source, token, holder string, ttl time.Duration) error {
 	key, err := keyFor(source)
 	if err != nil {
 		return fmt.Errorf("reclaim lock: %w", err)
 	}
-	if token == "" {
-		return fmt.Errorf("reclaim lock: %w", ErrNotHolder)
+	if err := checkHolder(token, holder); err != nil {
+		return fmt.Errorf("reclaim lock: %w", err)
 	}
-	if err := s.takeLock(ctx, key, token, ttl, true); err != nil {
-		if errors.Is(err, ErrLocked) {
+	for range 5 {
+		e, err := s.last(ctx, s.lockRaw, s.locks, key)
+		if err != nil {
+			return fmt.Errorf("reclaim lock: %w", err)
+		}
+		v := ""
+		if e.live {
+			v = string(e.value)
+		}
+		if err := claim(v, token, holder); err != nil {
 			return err
 		}
-		return fmt.Errorf("reclaim lock: %w", err)
+		err = s.put(ctx, s.locks, key, []byte(holder), e.rev, ttl)
+		if !errors.Is(err, errConflict) {
+			if err != nil {
+				return fmt.Errorf("reclaim lock: %w", err)
+			}
+			return nil
+		}
+		// Someone wrote in between (a rival, or the server's expiry marker): look again.
+	}
+	return ErrLocked
+}
+
+// HandBack implements Store.
+func (s *KV) HandBack(ctx context.Context, source, holder, token string, ttl time.Duration) error {
+	key, err := keyFor(source)
+	if err != nil {
+		return fmt.Errorf("hand back lock: %w", err)
+	}
+	if err := checkHolder(token, holder); err != nil {
+		return fmt.Errorf("hand back lock: %w", err)
+	}
+	rev, err := s.holder(ctx, key, holder)
+	if errors.Is(err, ErrNotHolder) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("hand back lock: %w", err)
+	}
+	if err := s.put(ctx, s.locks, key, []byte(token), rev, ttl); err != nil {
+		if errors.Is(err, errConflict) {
+			return ErrNotHolder
+		}
+		return fmt.Errorf("hand back lock: %w", err)
 	}
 	return nil
 }
@@ -520,6 +560,19 @@ func (s *KV) TakeToken(ctx context.Context, key string, now time.Time, every tim
 		}
 	}
 	return 0, fmt.Errorf("rate limit: still conflicting after %d attempts", maxUpdateAttempts)
+}
+
+// Locked implements Store.
+func (s *KV) HeldBy(ctx context.Context, source, token string) (bool, error) {
+	key, err := keyFor(source)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	e, err := s.last(ctx, s.lockRaw, s.locks, key)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	return e.live && ofTask(string(e.value), token), nil
 }
 
 // Locked implements Store.

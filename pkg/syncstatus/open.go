@@ -90,8 +90,13 @@ func (s *lazyKV) Acquire(ctx context.Context, source string, ttl time.Duration) 
 	return with(ctx, s, func(kv *KV) (string, error) { return kv.Acquire(ctx, source, ttl) })
 }
 
-func (s *lazyKV) Reclaim(ctx context.Context, source, token string, ttl time.Duration) error {
-	_, err := with(ctx, s, func(kv *KV) (struct{}, error) { return struct{}{}, kv.Reclaim(ctx, source, token, ttl) })
+func (s *lazyKV) Reclaim(ctx context.Context, source, token, holder string, ttl time.Duration) error {
+	_, err := with(ctx, s, func(kv *KV) (struct{}, error) { return struct{}{}, kv.Reclaim(ctx, source, token, holder, ttl) })
+	return err
+}
+
+func (s *lazyKV) HandBack(ctx context.Context, source, holder, token string, ttl time.Duration) error {
+	_, err := with(ctx, s, func(kv *KV) (struct{}, error) { return struct{}{}, kv.HandBack(ctx, source, holder, token, ttl) })
 	return err
 }
 
@@ -137,6 +142,10 @@ func (s *lazyKV) CancelRequested(ctx context.Context, source, taskID string) (bo
 
 func (s *lazyKV) TakeToken(ctx context.Context, key string, now time.Time, every time.Duration, burst int) (time.Duration, error) {
 	return with(ctx, s, func(kv *KV) (time.Duration, error) { return kv.TakeToken(ctx, key, now, every, burst) })
+}
+
+func (s *lazyKV) HeldBy(ctx context.Context, source, token string) (bool, error) {
+	return with(ctx, s, func(kv *KV) (bool, error) { return kv.HeldBy(ctx, source, token) })
 }
 
 func (s *lazyKV) Locked(ctx context.Context, source string) (bool, error) {

@@ -86,11 +86,22 @@ func (r *Redis) keys(source string) (redisKeys, error) {
 }
 
 var (
-	// KEYS: lock. ARGV: token, ttl ms. 1 = taken, 0 = held by another token.
+	// KEYS: lock. ARGV: task token, holder, ttl ms. 1 = taken, 2 = held by another
+	// delivery of the task, 0 = held by another task.
 	reclaimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v == false or v == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if v == false or v == ARGV[1] or v == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '#' then
+  return 2
+end
+return 0`)
+	// KEYS: lock. ARGV: holder, task token, ttl ms. 1 = handed back, 0 = not the holder.
+	handBackScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0`)
@@ -159,20 +170,42 @@ func (r *Redis) Acquire(ctx context.Context, source string, ttl time.Duration) (
 }
 
 // Reclaim implements Store.
-func (r *Redis) Reclaim(ctx context.Context, source, token string, ttl time.Duration) error {
+func (r *Redis) Reclaim(ctx context.Context, source, token, holder string, ttl time.Duration) error {
 	k, err := r.keys(source)
 	if err != nil {
 		return fmt.Errorf("reclaim lock: %w", err)
 	}
-	if token == "" {
-		return fmt.Errorf("reclaim lock: %w", ErrNotHolder)
+	if err := checkHolder(token, holder); err != nil {
+		return fmt.Errorf("reclaim lock: %w", err)
 	}
-	n, err := reclaimScript.Run(ctx, r.c, []string{k.lock}, token, ms(ttl)).Int()
+	n, err := reclaimScript.Run(ctx, r.c, []string{k.lock}, token, holder, ms(ttl)).Int()
 	if err != nil {
 		return fmt.Errorf("reclaim lock: %w", err)
 	}
+	switch n {
+	case 1:
+		return nil
+	case 2:
+		return ErrHeld
+	}
+	return ErrLocked
+}
+
+// HandBack implements Store.
+func (r *Redis) HandBack(ctx context.Context, source, holder, token string, ttl time.Duration) error {
+	k, err := r.keys(source)
+	if err != nil {
+		return fmt.Errorf("hand back lock: %w", err)
+	}
+	if err := checkHolder(token, holder); err != nil {
+		return fmt.Errorf("hand back lock: %w", err)
+	}
+	n, err := handBackScript.Run(ctx, r.c, []string{k.lock}, holder, token, ms(ttl)).Int()
+	if err != nil {
+		return fmt.Errorf("hand back lock: %w", err)
+	}
 	if n == 0 {
-		return ErrLocked
+		return ErrNotHolder
 	}
 	return nil
 }
@@ -496,6 +529,22 @@ func (r *Redis) TakeToken(ctx context.Context, key string, now time.Time, every 
 		return 0, fmt.Errorf("rate limit: %w", err)
 	}
 	return time.Duration(wait) * time.Millisecond, nil
+}
+
+// Locked implements Store.
+func (r *Redis) HeldBy(ctx context.Context, source, token string) (bool, error) {
+	k, err := r.keys(source)
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	v, err := r.c.Get(ctx, k.lock).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check lock: %w", err)
+	}
+	return ofTask(v, token), nil
 }
 
 // Locked implements Store.

@@ -9,8 +9,11 @@
 //   - Lock: at most one holder per source address at a time, for a TTL the holder
 //     refreshes. Acquire returns a random token; Refresh and Release act only for the
 //     token that holds the lock (ErrNotHolder otherwise); a second Acquire gets
-//     ErrLocked. Reclaim takes the lock with a known token when it is free or already
-//     held with that token: a copier resuming a redelivered task whose lock expired.
+//     ErrLocked. Reclaim takes the lock for one delivery of a task (its holder token,
+//     DeliveryToken) when it is free, held with the task's token (queued), or
+//     already held by that delivery; while another delivery of the same task holds
+//     it, ErrHeld: two deliveries of one task never hold the lock at once. HandBack
+//     returns a delivery's lock to the task's token (the task is queued again).
 //     A lease can still have two holders after a long pause or a failover;
 //     correctness comes from idempotent copying and from fencing, below.
 //   - Fencing: every status write (Put, Update, including terminal ones) is refused
@@ -43,6 +46,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"iter"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +62,8 @@ var (
 	// ErrNotHolder: the token does not hold the lock (it expired, was released, or
 	// another task holds it).
 	ErrNotHolder = errors.New("the sync lock is not held by this task")
+	// ErrHeld: another delivery of the same task holds the lock (Reclaim).
+	ErrHeld = errors.New("another delivery of this sync task holds the lock")
 	// ErrNotFound: there is no status for this source address.
 	ErrNotFound = errors.New("no sync for this account")
 )
@@ -67,13 +73,21 @@ var (
 type Store interface {
 	// Acquire takes the lock of source for ttl and returns the holder's token.
 	Acquire(ctx context.Context, source string, ttl time.Duration) (token string, err error)
-	// Reclaim takes the lock of source with token when it is free or already held with
-	// token (then it is refreshed); ErrLocked when another token holds it.
-	Reclaim(ctx context.Context, source, token string, ttl time.Duration) error
+	// Reclaim takes the lock of source with holder, DeliveryToken(token, n), when it
+	// is free, held with the task's token, or already held with holder (then it is
+	// refreshed); ErrHeld when another delivery of the task holds it, ErrLocked when
+	// another task does.
+	Reclaim(ctx context.Context, source, token, holder string, ttl time.Duration) error
+	// HandBack gives the lock held with holder back to the task's token, for ttl
+	// from now: the task is queued again and its next delivery reclaims it.
+	HandBack(ctx context.Context, source, holder, token string, ttl time.Duration) error
 	// Refresh extends the lock held with token to ttl from now.
 	Refresh(ctx context.Context, source, token string, ttl time.Duration) error
 	// Release frees the lock held with token.
 	Release(ctx context.Context, source, token string) error
+	// HeldBy reports whether the lock of source is held by the task whose token is
+	// token: with the token itself (queued) or by one of its deliveries.
+	HeldBy(ctx context.Context, source, token string) (bool, error)
 	// Locked reports whether the lock of source is held.
 	Locked(ctx context.Context, source string) (bool, error)
 
@@ -141,6 +155,43 @@ func keyFor(source string) (string, error) {
 		return "", errEmptySource
 	}
 	return KeyOf(source), nil
+}
+
+// DeliveryToken is a fresh holder token for delivery n of the task whose token is
+// token (Reclaim): the task's token, the delivery count and a random part (delivery
+// counts start again with a new consumer). The lock's value then names the
+// delivery, so that two deliveries of one task exclude each other and a status write
+// from an older delivery is refused.
+func DeliveryToken(token string, n uint64) string {
+	return token + deliverySep + strconv.FormatUint(n, 10) + "." + newToken()[:8]
+}
+
+const deliverySep = "#"
+
+// claim says how a lock whose value is v stands for a Reclaim by holder of the task
+// whose token is token: nil (take it), ErrHeld or ErrLocked.
+func claim(v, token, holder string) error {
+	switch {
+	case v == "" || v == token || v == holder:
+		return nil
+	case strings.HasPrefix(v, token+deliverySep):
+		return ErrHeld
+	}
+	return ErrLocked
+}
+
+// ofTask says whether a lock whose value is v is held by the task whose token is
+// token, or one of its deliveries.
+func ofTask(v, token string) bool {
+	return token != "" && (v == token || strings.HasPrefix(v, token+deliverySep))
+}
+
+// checkHolder refuses a holder token that is not one of token's deliveries.
+func checkHolder(token, holder string) error {
+	if token == "" || !strings.HasPrefix(holder, token+deliverySep) || strings.Contains(token, deliverySep) {
+		return ErrNotHolder
+	}
+	return nil
 }
 
 func newToken() string {

@@ -6,7 +6,8 @@
 // # One task, step by step
 //
 //  1. Decode the task (a proto imapcopy.v1.SyncTask) and check it.
-//  2. Take the per-source lock with the task's own token (Store.Reclaim, see below).
+//  2. Take the per-source lock for this delivery (Store.Reclaim), waiting while an
+//     earlier delivery of the task holds it (see below).
 //  3. Read the status: a status of another task means this one was superseded; a
 //     terminal status of this task means it already ended (only its ack was lost).
 //  4. Honour a cancel requested while the task was queued.
@@ -53,27 +54,34 @@
 // is queued or running; it is not what makes copying safe (see below).
 //
 // A copier that takes the task does not acquire a lock of its own: it reclaims the
-// api's lock with the task's token (Store.Reclaim succeeds when the lock is free or
-// already held with that token) and shortens it to Config.LockTTL (3 min), which it
-// refreshes every Config.LockRefresh (30 s). So:
+// api's lock for its delivery (Store.Reclaim with syncstatus.DeliveryToken: the
+// task's token, the delivery count and a random part, so the lock names the
+// delivery that holds it) and shortens it to Config.LockTTL (the ack wait by
+// default), which it refreshes every Config.LockRefresh (a sixth of it). So:
 //
+//   - two deliveries of one task never hold the lock at once. A delivery that finds
+//     an earlier one holding it (a copier slow to send its keep-alives, whose
+//     message was redelivered while it still copies) waits, sending keep-alives,
+//     until that lock is released or expires, then holds it for handBackDelay before
+//     it reads anything (the earlier copier may have sent an APPEND whole that the
+//     server still commits). The earlier delivery's status writes are refused from
+//     the moment the later one holds the lock, and its fence stops it when its own
+//     lease runs out; a delivery that ends as stale hands the lock back to the task
+//     if it still holds it, for the later delivery to take;
 //   - a copier that dies stops refreshing; its lock expires within LockTTL, and the
-//     message comes back after the consumer's AckWait. The next copier reclaims the
-//     lock with the same token, whether it has expired or not, and resumes: the
-//     engine's delta sync copies only what is missing, so nothing is lost or
-//     duplicated;
+//     message comes back after the consumer's AckWait. The next delivery reclaims the
+//     lock once it has expired and resumes: the engine's delta sync copies only what
+//     is missing, so nothing is lost or duplicated;
 //   - if, in the gap between the lock's expiry and the redelivery, the customer
 //     started a new sync, the new task holds the lock with its own token: the
 //     redelivered task cannot reclaim it (or finds the status naming the newer task)
 //     and is terminated as superseded — the newer task does the same work;
-//   - a task handed back to the queue (retry, shutdown) gets its lock extended to
-//     Config.QueuedLockTTL again, like a freshly queued one.
+//   - a task handed back to the queue (retry, shutdown) gives its lock back to the
+//     task's token (Store.HandBack) for Config.QueuedLockTTL, like a freshly queued
+//     one, and its next delivery reclaims it.
 //
-// Two copiers can still run one task at the same time, after a long pause (GC, a
-// partitioned network) made the message redeliver while its first copier lived. The
-// token cannot tell them apart, so every status write also checks that the status
-// still names this task and no later attempt (attempt = the message's delivery
-// count): the older copier's next write is refused and it stops.
+// Every status write also checks that the status still names this task and no later
+// attempt (attempt = the message's delivery count).
 //
 // # Fencing
 //

@@ -206,7 +206,9 @@ func decide(v verdict, cfg Config) action {
 		// frees the lock only if this token holds it (it was free and reclaimed).
 		return action{outcome: outcomeSuperseded, release: true, op: opTerm, term: "superseded by another sync task"}
 	case classStale:
-		return action{outcome: outcomeStale, op: opNone}
+		// The later delivery owns the message. The lock, if this delivery still holds
+		// it (its lease lapsed), goes back to the task: the later delivery waits for it.
+		return action{outcome: outcomeStale, extendLock: cfg.QueuedLockTTL, op: opNone}
 	case classEnded:
 		return action{outcome: outcomeDuplicate, release: true, op: opAck}
 	case classCancelled:
@@ -318,12 +320,13 @@ func (t *task) apply(parent context.Context, a action, res *mailcopy.Result) act
 		}
 	}
 	if t.locked && (a.release || a.extendLock > 0) {
-		source, token := t.source(), t.pb.GetLockToken()
+		source := t.source()
 		var err error
 		if a.release {
-			err = w.store.Release(ctx, source, token)
+			err = w.store.Release(ctx, source, t.holder)
 		} else {
-			err = w.store.Refresh(ctx, source, token, a.extendLock)
+			// Queued again: the lock goes back to the task, for its next delivery.
+			err = w.store.HandBack(ctx, source, t.holder, t.pb.GetLockToken(), a.extendLock)
 		}
 		if err != nil && !errors.Is(err, syncstatus.ErrNotHolder) {
 			// The lock expires by its TTL anyway.

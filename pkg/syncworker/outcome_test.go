@@ -61,7 +61,7 @@ func TestDecide(t *testing.T) {
 		{"shutdown on last attempt", verdict{err: errShutdown, attempt: 10, maxDeliver: 10}, outcomeFailed, failed, true, false, opTerm, 0},
 		{"superseded", verdict{err: errSuperseded, attempt: 1, maxDeliver: 10}, outcomeSuperseded, running, true, false, opTerm, 0},
 		{"lock lost", verdict{err: errLost, attempt: 1, maxDeliver: 10}, outcomeSuperseded, running, true, false, opTerm, 0},
-		{"stale delivery", verdict{err: errStale, attempt: 1, maxDeliver: 10}, outcomeStale, running, false, false, opNone, 0},
+		{"stale delivery", verdict{err: errStale, attempt: 1, maxDeliver: 10}, outcomeStale, running, false, true, opNone, 0}, // the lock goes back to the task, if still held,
 		{"already ended", verdict{err: errEnded, attempt: 2, maxDeliver: 10}, outcomeDuplicate, running, true, false, opAck, 0},
 		{"engine cancelled, wrapped cause", verdict{err: fmt.Errorf("copy: %w", errShutdown), attempt: 1, maxDeliver: 10}, outcomeHandedBack, queued, false, true, opNak, handBackDelay},
 	}

@@ -26,7 +26,11 @@ type task struct {
 	pb      *imapcopyv1.SyncTask
 	attempt uint64 // the message's delivery count, 1 on the first delivery
 	log     *slog.Logger
-	locked  bool // the lock was reclaimed with the task's token: status writes may go
+	// holder is this delivery's lock token (syncstatus.DeliveryToken): the lock names
+	// the delivery that holds it, so that two deliveries of the task never both hold
+	// it and an older delivery's status writes are refused.
+	holder string
+	locked bool // the lock was reclaimed with holder: status writes may go
 
 	// The task's lease: when the last keep-alive and the last lock refresh that
 	// succeeded were sent (see fence).
@@ -43,6 +47,7 @@ func (w *Worker) handle(ctx context.Context, d *taskqueue.Task) {
 	start := w.now()
 	w.metrics.taskStarted()
 	t := &task{w: w, d: d, pb: d.Task, attempt: uint64(max(d.Attempt, 1))}
+	t.holder = syncstatus.DeliveryToken(t.pb.GetLockToken(), t.attempt)
 	t.ackAt.Store(&start) // the delivery's AckWait runs from about now
 	t.log = w.log.With("task_id", t.pb.GetTaskId(), "source", t.source(), "attempt", t.attempt)
 	res, err := t.runSafely(ctx)
@@ -100,16 +105,10 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	}
 	t.log.Info("task_received", "max_deliver", t.d.MaxDeliver)
 
-	// The lock: the api's, reclaimed with the task's token (see the package doc).
-	reclaimAt := w.now()
-	switch err := w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), w.cfg.LockTTL); {
-	case errors.Is(err, syncstatus.ErrLocked):
-		return nil, errSuperseded
-	case err != nil:
-		return nil, temporary("the status store is unavailable", err)
+	// The lock: the api's, reclaimed for this delivery (see the package doc).
+	if err := t.reclaim(ctx); err != nil {
+		return nil, err
 	}
-	t.locked = true
-	t.lockAt.Store(&reclaimAt)
 
 	// The api records a sync's status before it publishes the task: a task whose
 	// status is missing or names another task was never queued by the api (or its
@@ -163,6 +162,61 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	stop := t.heartbeat(ctx, cancel)
 	defer stop()
 	return t.runEngine(ctx, cfg)
+}
+
+// reclaim takes the task's lock for this delivery. While an earlier delivery of the
+// task holds it (a copier that was slow to renew the message's ack deadline, and
+// still copies), it waits, keeping this delivery's message alive, until that lock is
+// released or expires: the two never copy at once. The earlier delivery may have
+// sent an APPEND whole that the server still commits, so the lock is then held for
+// handBackDelay before the copy reads anything. Another task's lock supersedes this
+// one.
+func (t *task) reclaim(ctx context.Context) error {
+	w := t.w
+	poll := max(min(w.cfg.LockRefresh, w.cfg.KeepAlive), 100*time.Millisecond)
+	var waited bool
+	var free time.Time // when the lock became this delivery's after a wait
+	for {
+		at := w.now()
+		err := w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), t.holder, w.cfg.LockTTL)
+		switch {
+		case err == nil && (!waited || !free.IsZero() && at.Sub(free) >= handBackDelay):
+			t.locked = true
+			t.lockAt.Store(&at)
+			return nil
+		case err == nil && free.IsZero():
+			free = at
+			t.log.Info("lock_free_again")
+		case err == nil:
+		case errors.Is(err, syncstatus.ErrLocked):
+			return errSuperseded
+		case !errors.Is(err, syncstatus.ErrHeld):
+			return temporary("the status store is unavailable", err)
+		case !waited:
+			waited = true
+			t.log.Info("lock_held_by_another_delivery")
+		}
+		if err := sleep(ctx, poll); err != nil {
+			return err
+		}
+		sent := w.now()
+		if err := t.d.InProgress(); err != nil {
+			t.log.Warn("keepalive_failed", "error", err.Error())
+		} else {
+			t.renew(&t.ackAt, sent, w.cfg.AckWait)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // checkUnclaimed fails a task that waited for its first copier longer than
@@ -258,7 +312,7 @@ func (t *task) checkCancel(ctx context.Context) error {
 // errStale or errEnded when the status belongs to someone else, temporary ones when
 // the store fails.
 func (t *task) update(ctx context.Context, fn func(*imapcopyv1.SyncStatus)) (*imapcopyv1.SyncStatus, error) {
-	store, source, token := t.w.store, t.source(), t.pb.GetLockToken()
+	store, source, token := t.w.store, t.source(), t.holder
 	st, err := store.Update(ctx, source, token, func(st *imapcopyv1.SyncStatus) error {
 		if err := t.owns(st); err != nil {
 			return err
@@ -275,7 +329,7 @@ func (t *task) update(ctx context.Context, fn func(*imapcopyv1.SyncStatus)) (*im
 	case err == nil:
 		return st, nil
 	case errors.Is(err, syncstatus.ErrNotHolder):
-		return nil, errLost
+		return nil, t.whoHolds(ctx)
 	}
 	var te *taskError
 	if errors.As(err, &te) {
@@ -413,13 +467,17 @@ func (t *task) refreshLock(ctx context.Context) error {
 	cfg := t.w.cfg
 	sent := t.w.now()
 	err := t.callStore(ctx, func(ctx context.Context) error {
-		return t.w.store.Refresh(ctx, t.source(), t.pb.GetLockToken(), cfg.LockTTL)
+		return t.w.store.Refresh(ctx, t.source(), t.holder, cfg.LockTTL)
 	})
 	if errors.Is(err, syncstatus.ErrNotHolder) {
 		err = t.callStore(ctx, func(ctx context.Context) error {
-			return t.w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), cfg.LockTTL)
+			return t.w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), t.holder, cfg.LockTTL)
 		})
-		if errors.Is(err, syncstatus.ErrLocked) {
+		switch {
+		case errors.Is(err, syncstatus.ErrHeld):
+			t.log.Warn("lock_taken_by_a_later_delivery")
+			return errStale
+		case errors.Is(err, syncstatus.ErrLocked):
 			t.log.Warn("lock_lost")
 			return errLost
 		}
@@ -434,6 +492,25 @@ func (t *task) refreshLock(ctx context.Context) error {
 		t.log.Warn("lock_refresh_failed", "error", err.Error())
 	}
 	return nil
+}
+
+// whoHolds says why this delivery no longer holds the lock: errStale when the task
+// still holds it (a later delivery, or the task's token after a hand-back: the
+// message is not this delivery's to ack or term), errLost when another task holds it
+// or nobody does.
+func (t *task) whoHolds(ctx context.Context) error {
+	var ours bool
+	err := t.callStore(ctx, func(ctx context.Context) (err error) {
+		ours, err = t.w.store.HeldBy(ctx, t.source(), t.pb.GetLockToken())
+		return err
+	})
+	if err != nil {
+		return temporary("the status store is unavailable", err)
+	}
+	if ours {
+		return errStale
+	}
+	return errLost
 }
 
 // errFenced: the task's lease ran out while it copied (see fence).

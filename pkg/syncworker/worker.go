@@ -20,7 +20,9 @@ import (
 // Store is the part of the status and lock store the worker uses; syncstatus.Redis
 // and syncstatus.KV implement it.
 type Store interface {
-	Reclaim(ctx context.Context, source, token string, ttl time.Duration) error
+	Reclaim(ctx context.Context, source, token, holder string, ttl time.Duration) error
+	HandBack(ctx context.Context, source, holder, token string, ttl time.Duration) error
+	HeldBy(ctx context.Context, source, token string) (bool, error)
 	Refresh(ctx context.Context, source, token string, ttl time.Duration) error
 	Release(ctx context.Context, source, token string) error
 	Put(ctx context.Context, source, token string, st *imapcopyv1.SyncStatus) error
@@ -64,9 +66,12 @@ type Config struct {
 	// every AckWait/4). The engine appends only while the task's lease holds (see
 	// the package doc, "Fencing").
 	AckWait time.Duration
-	// LockTTL is the lock's lifetime while a copier works on the task (default 3m),
-	// refreshed every LockRefresh (default 30s). QueuedLockTTL is its lifetime while a
-	// handed-back task waits in the queue (default 24h, like the api's).
+	// LockTTL is the lock's lifetime while a copier works on the task (default
+	// AckWait), refreshed every LockRefresh (default a sixth of LockTTL). A delivery
+	// waits for an earlier delivery's lock to be released or to expire (see the
+	// package doc), so a task whose copier died resumes after the later of AckWait
+	// and LockTTL. QueuedLockTTL is its lifetime while a handed-back task waits in the
+	// queue (default 24h, like the api's).
 	LockTTL, LockRefresh, QueuedLockTTL time.Duration
 	// ProgressInterval is the least time between two progress writes of one task
 	// (default 1s); CancelPoll how often a running task reads its cancel flag
@@ -100,8 +105,6 @@ type Config struct {
 const (
 	DefaultConcurrency      = 4
 	DefaultConnections      = 4
-	DefaultLockTTL          = 3 * time.Minute
-	DefaultLockRefresh      = 30 * time.Second
 	DefaultQueuedLockTTL    = 24 * time.Hour
 	DefaultProgressInterval = time.Second
 	DefaultCancelPoll       = 2 * time.Second
@@ -124,8 +127,8 @@ func (c Config) withDefaults() Config {
 	}
 	set(&c.KeepAlive, taskqueue.DefaultConfig().KeepAliveInterval())
 	set(&c.AckWait, 4*c.KeepAlive)
-	set(&c.LockTTL, DefaultLockTTL)
-	set(&c.LockRefresh, DefaultLockRefresh)
+	set(&c.LockTTL, c.AckWait)
+	set(&c.LockRefresh, c.LockTTL/6)
 	set(&c.QueuedLockTTL, DefaultQueuedLockTTL)
 	set(&c.Unclaimed, taskqueue.DefaultConfig().Unclaimed)
 	set(&c.ProgressInterval, DefaultProgressInterval)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -142,3 +143,95 @@ func waitUntil(t *testing.T, what string, cond func() (ok bool, last string)) {
 type stringer func() string
 
 func (f stringer) String() string { return f() }
+
+// TestSlowCopierIsNotOverlapped: a copier that is alive and copying but whose
+// keep-alives reach NATS too late (its link to NATS stalls: what it sends is accepted
+// and arrives seconds later) has its task redelivered to a second copier while it
+// still appends. The second delivery must not copy alongside it: it finds the lock
+// held by the first delivery and waits, and the first one finishes the copy alone:
+// COMPLETED by the first attempt, every message exactly once. Before the lock named
+// the delivery, both deliveries held it with the task's token and copied the same
+// folders at once (100 duplicates in a run from outside, with a 2 s ack wait).
+func TestSlowCopierIsNotOverlapped(t *testing.T) {
+	ns, rs := natstest.Start(t), redistest.Start(t)
+	key := taskseal.GenerateKey()
+	keyFile := filepath.Join(t.TempDir(), "task.key")
+	if err := os.WriteFile(keyFile, taskseal.FormatKeys(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, dst := slash.AddUser(t), dot.AddUser(t)
+	if err := imaptest.Load(t.Context(), src, imaptest.Generate(12, imaptest.Spec{Count: 1500, Folders: -1})); err != nil {
+		t.Fatal(err)
+	}
+	// The destination behind a 2 MB/s link: the copy (36 MB) lasts well past the
+	// redelivery.
+	slow := proxytest.New(t, fmt.Sprintf("%s:%d", dst.Host, dst.Port), proxytest.WithLatency(30*time.Millisecond), proxytest.WithLinkBandwidth(2e6))
+	natsURL, err := url.Parse(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsLink := proxytest.New(t, natsURL.Host)
+	env := func(natsAddr string) []string {
+		return []string{
+			childWorkerEnv + "=1",
+			"IMAPCOPY_NATS_URL=nats://" + natsAddr,
+			"IMAPCOPY_REDIS_URL=" + rs.URL(),
+			"IMAPCOPY_STORE=redis",
+			"IMAPCOPY_TASK_KEY_FILE=" + keyFile,
+			"IMAPCOPY_ALLOW_NETWORKS=127.0.0.1",
+			"IMAPCOPY_IMAP_CA_FILE=" + caBundle(t),
+			"IMAPCOPY_COPIER_CONCURRENCY=1",
+			"IMAPCOPY_COPIER_CONNECTIONS=1",
+			// A short ack wait, for the redelivery to come soon; a lock long enough for
+			// a loaded machine's late refreshes.
+			"IMAPCOPY_ACK_WAIT=4s",
+			"IMAPCOPY_LOCK_TTL=10s",
+			"IMAPCOPY_LOG_LEVEL=info",
+			"IMAPCOPY_ADMIN_ADDR=" + servicetest.FreeAddr(t),
+		}
+	}
+	first := servicetest.StartChild(t, "copier-a", env(natsLink.Addr())...)
+
+	store := syncstatus.NewRedis(rs.Client(t), syncstatus.RedisOptions{})
+	source := src.Login + "@source.test"
+	queueTask(t, store, ns.JetStream(t), key, &imapcopyv1.SyncTask{
+		TaskId: "slow-copier-task", SourceEmail: source,
+		Source: endpoint(src, src.Host, src.Port), Destination: endpoint(dst, slow.Host(), slow.Port()),
+		Options: &imapcopyv1.SyncOptions{NoReport: true},
+	}, &imapcopyv1.TaskSecrets{SourcePassword: src.Password, DestinationPassword: dst.Password}, stringer(first.Logs))
+
+	status := func() *imapcopyv1.SyncStatus {
+		st, err := store.Get(t.Context(), source)
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		return st
+	}
+	waitUntil(t, "the first copier copying", func() (bool, string) {
+		st := status()
+		return st.GetState() == imapcopyv1.SyncState_SYNC_STATE_RUNNING && st.GetTotal().GetMessagesCopied() >= 20, st.String()
+	})
+	// The first copier's keep-alives now reach NATS 8 s late: past the ack wait, the
+	// task is redelivered to the second copier.
+	natsLink.SetLatency(proxytest.Upstream, 8*time.Second)
+	second := servicetest.StartChild(t, "copier-b", env(natsURL.Host)...)
+	waitUntil(t, "the second copier given the task", func() (bool, string) {
+		return strings.Contains(second.Logs(), `"msg":"task_received"`), servicetest.Tail(second.Logs(), 5)
+	})
+	natsLink.SetLatency(proxytest.Upstream, 0)
+	waitUntil(t, "the copy ended", func() (bool, string) {
+		st := status()
+		return syncstatus.Terminal(st.GetState()), st.String()
+	})
+	st := status()
+	if st.GetState() != imapcopyv1.SyncState_SYNC_STATE_COMPLETED || st.GetAttempt() != 1 {
+		t.Errorf("final status %v attempt %d (%s), want COMPLETED by the first delivery", st.GetState(), st.GetAttempt(), st.GetMessage())
+	}
+	servicetest.Check(t, src, dst)
+	if !strings.Contains(second.Logs(), `"msg":"lock_held_by_another_delivery"`) {
+		t.Errorf("the second delivery did not wait for the first one's lock; its log:\n%s", servicetest.Tail(second.Logs(), 30))
+	}
+	if strings.Contains(second.Logs(), `"msg":"task_running"`) {
+		t.Errorf("the second delivery copied while the first one ran; its log:\n%s", servicetest.Tail(second.Logs(), 30))
+	}
+}

@@ -58,7 +58,7 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 	e.Int(&c.Connections, "connections", "IMAPCOPY_COPIER_CONNECTIONS", syncworker.DefaultConnections, "connections per account when neither the task nor its provider preset says")
 	e.Duration(&c.ShutdownTimeout, "shutdown-timeout", "IMAPCOPY_SHUTDOWN_TIMEOUT", syncworker.DefaultShutdownTimeout, "after SIGTERM, how long running tasks have to stop and hand back to the queue")
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", syncworker.DefaultQueuedLockTTL, "lifetime of a source's lock while its task waits in the queue (retry, hand-back); the same as the api's")
-	e.Duration(&c.LockTTL, "lock-ttl", "IMAPCOPY_LOCK_TTL", syncworker.DefaultLockTTL, "lifetime of a source's lock while a copier works on it, refreshed every sixth of it: how soon another copier may take over the task of a copier that died")
+	e.Duration(&c.LockTTL, "lock-ttl", "IMAPCOPY_LOCK_TTL", 0, "lifetime of a source's lock while a copier works on it, refreshed every sixth of it: how soon another copier may take over the task of a copier that died (default: the queue's ack wait, IMAPCOPY_ACK_WAIT)")
 	e.String(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "the api's JSON provider catalogue, if it replaces the built-in one: the presets' handling (throttling back-off, MULTIAPPEND) applies to the tasks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -83,10 +83,12 @@ func (c *workerConfig) check() error {
 	if c.Connections < 1 || c.Connections > 50 {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_CONNECTIONS=%d: expected 1 to 50", c.Connections))
 	}
+	if c.LockTTL < 0 {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_LOCK_TTL=%v: expected a positive duration, or 0 for the ack wait", c.LockTTL))
+	}
 	for name, d := range map[string]time.Duration{
 		"IMAPCOPY_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
 		"IMAPCOPY_QUEUED_LOCK_TTL":  c.QueuedLockTTL,
-		"IMAPCOPY_LOCK_TTL":         c.LockTTL,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s=%v: expected a positive duration", name, d))
@@ -102,8 +104,7 @@ func (c *workerConfig) worker(queue syncworker.Queue, store syncworker.Store, ke
 		Connections:     c.Connections,
 		KeepAlive:       c.NATS.Stream().KeepAliveInterval(),
 		QueuedLockTTL:   c.QueuedLockTTL,
-		LockTTL:         c.LockTTL,
-		LockRefresh:     c.LockTTL / 6,
+		LockTTL:         c.LockTTL, // 0: syncworker's default, the ack wait
 		ShutdownTimeout: c.ShutdownTimeout,
 	}
 	if err := cfg.SetIMAP(&c.IMAP); err != nil {

@@ -209,27 +209,64 @@ func testReclaim(t *testing.T, s syncstatus.Store) {
 	ctx := ctxFor(t)
 	const src = "reclaim@example.com"
 	tok := acquire(t, s, src, time.Hour)
-	if err := s.Reclaim(ctx, src, tok, time.Hour); err != nil {
-		t.Fatalf("Reclaim by the holder: %v", err)
+	first, second := syncstatus.DeliveryToken(tok, 1), syncstatus.DeliveryToken(tok, 2)
+	// The first delivery takes the queued task's lock, and takes it again.
+	for range 2 {
+		if err := s.Reclaim(ctx, src, tok, first, time.Hour); err != nil {
+			t.Fatalf("Reclaim by the first delivery: %v", err)
+		}
 	}
-	if err := s.Reclaim(ctx, src, "other-token", time.Hour); !errors.Is(err, syncstatus.ErrLocked) {
-		t.Fatalf("Reclaim with another token = %v, want ErrLocked", err)
+	if err := s.Put(ctx, src, first, status("t1", src, imapcopyv1.SyncState_SYNC_STATE_RUNNING)); err != nil {
+		t.Errorf("Put by the holding delivery: %v", err)
 	}
-	if err := s.Release(ctx, src, tok); err != nil {
-		t.Fatal(err)
+	// While it holds the lock, no other delivery of the task and no other task take it,
+	// and the task's own token writes nothing.
+	if err := s.Reclaim(ctx, src, tok, second, time.Hour); !errors.Is(err, syncstatus.ErrHeld) {
+		t.Fatalf("Reclaim by a second delivery = %v, want ErrHeld", err)
 	}
-	// A redelivered task takes its free lock back with its own token.
-	if err := s.Reclaim(ctx, src, tok, time.Hour); err != nil {
-		t.Fatalf("Reclaim of a free lock: %v", err)
+	other := "0123456789abcdef"
+	if err := s.Reclaim(ctx, src, other, syncstatus.DeliveryToken(other, 1), time.Hour); !errors.Is(err, syncstatus.ErrLocked) {
+		t.Fatalf("Reclaim by another task = %v, want ErrLocked", err)
 	}
-	if err := s.Put(ctx, src, tok, status("t1", src, imapcopyv1.SyncState_SYNC_STATE_RUNNING)); err != nil {
-		t.Errorf("Put after Reclaim: %v", err)
+	if err := s.Put(ctx, src, tok, status("t1", src, imapcopyv1.SyncState_SYNC_STATE_RUNNING)); !errors.Is(err, syncstatus.ErrNotHolder) {
+		t.Errorf("Put with the task's token while a delivery holds the lock = %v, want ErrNotHolder", err)
+	}
+	for token, want := range map[string]bool{tok: true, other: false, "": false} {
+		if held, err := s.HeldBy(ctx, src, token); err != nil || held != want {
+			t.Errorf("HeldBy(%q) = %v, %v; want %v", token, held, err, want)
+		}
+	}
+	// Handed back, the lock is the task's again: a later delivery takes it, the
+	// earlier one no longer holds it.
+	if err := s.HandBack(ctx, src, second, tok, time.Hour); !errors.Is(err, syncstatus.ErrNotHolder) {
+		t.Errorf("HandBack by a delivery that does not hold the lock = %v, want ErrNotHolder", err)
+	}
+	if err := s.HandBack(ctx, src, first, tok, time.Hour); err != nil {
+		t.Fatalf("HandBack: %v", err)
 	}
 	if _, err := s.Acquire(ctx, src, time.Hour); !errors.Is(err, syncstatus.ErrLocked) {
-		t.Errorf("Acquire of a reclaimed lock = %v, want ErrLocked", err)
+		t.Errorf("Acquire of a handed-back lock = %v, want ErrLocked", err)
 	}
-	if err := s.Reclaim(ctx, src, "", time.Hour); err == nil {
-		t.Error("Reclaim with an empty token succeeded")
+	if err := s.Reclaim(ctx, src, tok, second, time.Hour); err != nil {
+		t.Fatalf("Reclaim by the second delivery after the hand-back: %v", err)
+	}
+	if err := s.Refresh(ctx, src, first, time.Hour); !errors.Is(err, syncstatus.ErrNotHolder) {
+		t.Errorf("Refresh by the earlier delivery = %v, want ErrNotHolder", err)
+	}
+	// A free lock: a redelivered task takes it back.
+	if err := s.Release(ctx, src, second); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := s.HeldBy(ctx, src, tok); err != nil || held {
+		t.Errorf("HeldBy of a free lock = %v, %v; want false", held, err)
+	}
+	if err := s.Reclaim(ctx, src, tok, syncstatus.DeliveryToken(tok, 3), time.Hour); err != nil {
+		t.Fatalf("Reclaim of a free lock: %v", err)
+	}
+	for _, bad := range [][2]string{{"", ""}, {tok, tok}, {tok, other + "#1"}, {tok, ""}} {
+		if err := s.Reclaim(ctx, src, bad[0], bad[1], time.Hour); err == nil {
+			t.Errorf("Reclaim with token %q and holder %q succeeded", bad[0], bad[1])
+		}
 	}
 }
 
