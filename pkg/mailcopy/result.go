@@ -100,6 +100,11 @@ type Result struct {
 	// INBOX; ReportError why not, when it was wanted.
 	Report      bool   `json:"report"`
 	ReportError string `json:"report_error,omitempty"`
+
+	// State is what this copy proved of the folders it completed; handed to
+	// the next copy of the same accounts (Config.Previous), it spares the
+	// metadata passes of the folders unchanged since. Nil in a dry run.
+	State *State `json:"state,omitempty"`
 }
 
 func (r *Result) setDuration(now time.Time) {
