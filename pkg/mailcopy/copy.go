@@ -156,6 +156,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			j.state, j.complete = st, true
 			j.result.Counts = Counts{Total: st.Total, Present: st.Total, TotalBytes: st.TotalBytes}
 			j.unchanged = true
+			j.result.Unchanged = true
 			progress[i].State = FolderDone
 			progress[i].Counts = j.result.Counts
 			e.log.Info("folder_unchanged", "folder", m.Source, "dest", m.Dest, "total", st.Total)

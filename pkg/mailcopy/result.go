@@ -34,6 +34,9 @@ type FolderResult struct {
 	// ArchiveOnly: Source is Gmail's All Mail, and Counts are about its
 	// archived messages only (those in no other folder; see foldermap).
 	ArchiveOnly bool `json:"archive_only,omitempty"`
+	// Unchanged: both sides were proven unchanged since the previous copy
+	// completed the folder (Config.Previous): no metadata pass, nothing to copy.
+	Unchanged bool `json:"unchanged,omitempty"`
 	Counts
 	Error string `json:"error,omitempty"` // the folder could not be copied (whole-folder failure)
 	// Scanned, in a dry run of an ArchiveOnly folder: All Mail's messages in
