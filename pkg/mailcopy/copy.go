@@ -192,7 +192,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	}
 	err = e.copyFolders(ctx, runnable)
 
-	state := &State{Source: describe(e.cfg.Source), Destination: describe(e.cfg.Destination), Since: e.cfg.Since}
+	state := &State{Source: stateAccount(e.cfg.Source), Destination: stateAccount(e.cfg.Destination), Since: e.cfg.Since}
 	for _, j := range jobs {
 		res.Folders = append(res.Folders, j.result)
 		res.Totals.add(j.result.Counts)

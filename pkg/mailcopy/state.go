@@ -1,9 +1,13 @@
 package mailcopy
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"imapcopy.dev/pkg/imapconn"
 )
 
 // State is what a copy proved about the folders it completed: for each, the
@@ -30,8 +34,8 @@ import (
 // not Gmail's archive-only All Mail (whose scope depends on the other folders).
 // A copy with another Since, or of other accounts, ignores it.
 type State struct {
-	Source      string       `json:"source"`      // account, login@host
-	Destination string       `json:"destination"` // account, login@host
+	Source      string       `json:"source"`      // account: login@host:port (stateAccount)
+	Destination string       `json:"destination"` // account: login@host:port
 	Since       time.Time    `json:"since,omitzero"`
 	Folders     []Checkpoint `json:"folders"`
 }
@@ -88,7 +92,7 @@ func destinationKept(then, now MailboxState) bool {
 // is about these accounts and this scope.
 func (e *engine) previous(source, dest string) (Checkpoint, bool) {
 	p := e.cfg.Previous
-	if p == nil || p.Source != describe(e.cfg.Source) || p.Destination != describe(e.cfg.Destination) || !p.Since.Equal(e.cfg.Since) {
+	if p == nil || p.Source != stateAccount(e.cfg.Source) || p.Destination != stateAccount(e.cfg.Destination) || !p.Since.Equal(e.cfg.Since) {
 		return Checkpoint{}, false
 	}
 	for _, f := range p.Folders {
@@ -119,4 +123,9 @@ func (e *engine) unchanged(p *planned, j *job) (Checkpoint, bool) {
 	}
 	prev.Dst = dst
 	return prev, true
+}
+
+// stateAccount names an account in a State: login, host and port, no secret.
+func stateAccount(a imapconn.Account) string {
+	return a.Login + "@" + net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
 }

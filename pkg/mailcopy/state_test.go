@@ -11,6 +11,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
 )
 
 // TestRerunState reruns a copy with the State of the one before it (Config.Previous):
@@ -120,6 +121,29 @@ func TestRerunState(t *testing.T) {
 	}
 	rerun("source UIDVALIDITY changed", 1, "Rerun")
 	rerun("unchanged at the end", 0)
+
+	// A state is about one scope and one pair of accounts: with another Since, or
+	// another destination account's state, every folder gets the full pass.
+	other := *prev.State
+	other.Destination = "someone-else@" + other.Destination
+	for what, modify := range map[string]func(*mailcopy.Config){
+		"another Since":   func(c *mailcopy.Config) { c.Since = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"another account": func(c *mailcopy.Config) { c.Previous = &other },
+	} {
+		cfg := testConfig(t, src, dst)
+		cfg.Previous = prev.State
+		modify(&cfg)
+		res := mustCopy(t, cfg)
+		for _, f := range res.Folders {
+			if f.Unchanged {
+				t.Errorf("%s: folder %q taken as unchanged", what, f.Source)
+			}
+		}
+		if res.Totals.Copied != 0 {
+			t.Errorf("%s: totals %+v, want 0 copied", what, res.Totals)
+		}
+		check()
+	}
 }
 
 // ownMessage is a small message whose Message-ID is <id@rerun.test>.
