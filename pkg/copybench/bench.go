@@ -114,6 +114,9 @@ type Config struct {
 	Extra          []Mailbox
 	Proxy          ProxyFunc
 	Log            io.Writer // progress lines for a person; nil: none
+
+	// copierState: the copier keeps a --state file (see copierHasState).
+	copierState bool
 }
 
 func (c *Config) defaults() error {
@@ -157,6 +160,8 @@ func (c *Config) defaults() error {
 			errs = append(errs, errors.New("no imapcopy-copier binary (build it: go build -o bin/imapcopy-copier ./services/copier)"))
 		} else if _, err := os.Stat(c.Copier); err != nil {
 			errs = append(errs, fmt.Errorf("imapcopy-copier: %w (build it: go build -o bin/imapcopy-copier ./services/copier)", err))
+		} else {
+			c.copierState = copierHasState(c.Copier)
 		}
 	}
 	if c.uses(Mbsync) && c.Mbsync == "" {
@@ -167,6 +172,14 @@ func (c *Config) defaults() error {
 		c.Mbsync = p
 	}
 	return errors.Join(errs...)
+}
+
+// copierHasState says whether the copier binary takes --state (the file that lets a
+// rerun skip the folders unchanged since): the benchmark measures binaries older than
+// it too.
+func copierHasState(copier string) bool {
+	out, _ := exec.Command(copier, "copy", "--help").CombinedOutput()
+	return bytes.Contains(out, []byte("-state"))
 }
 
 // mailboxes is the main mailbox then the extra ones, their defaults filled in.
@@ -463,6 +476,10 @@ func (b *bench) imapcopy(ctx context.Context, network Network, tool Tool, rep in
 		"--from", accountURL(src), "--to", accountURL(dst),
 		"--ca-file", b.caBundle, "--json",
 	}, b.cfg.CopierArgs...)
+	if b.cfg.copierState {
+		// As a user who reruns would: the rerun reads what the first copy proved.
+		args = append(args, "--state", filepath.Join(b.work, "state-"+dst.Login+".json"))
+	}
 	env := append(os.Environ(),
 		"IMAPCOPY_FROM_PASSWORD="+src.Password,
 		"IMAPCOPY_TO_PASSWORD="+dst.Password,

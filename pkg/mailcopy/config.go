@@ -49,6 +49,12 @@ type Config struct {
 	// and an untrusted certificate stay permanent.
 	Reached bool
 
+	// Previous is the State of an earlier copy of the same accounts
+	// (Result.State): folders that LIST-STATUS proves unchanged since are taken
+	// as complete without their metadata passes; the others get the full pass.
+	// Nil: every folder gets the full pass.
+	Previous *State
+
 	DryRun   bool // plan and count; create nothing, append nothing
 	NoReport bool // do not append the report to the destination INBOX
 	// Language of the report: "en" (the default), "fr" or "pl"; see ReportLanguage.

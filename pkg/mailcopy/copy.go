@@ -60,6 +60,15 @@ type job struct {
 	dstEmpty bool  // the destination folder is known to be empty (just created, or LIST-STATUS said 0)
 	weight   int64 // for scheduling: bytes, or messages when the size is unknown
 	result   FolderResult
+
+	// dstStatus: the destination folder's LIST-STATUS, when known.
+	dstStatus      MailboxState
+	dstStatusKnown bool
+	// state: the folder's State, to record when complete (see State).
+	state    Checkpoint
+	complete bool
+	// unchanged: skipped, proven complete by the previous State.
+	unchanged bool
 }
 
 // Copy copies the source mailbox into the destination as Config says, and
@@ -140,7 +149,18 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		if st := p.dst.status[m.Dest]; st != nil && st.NumMessages != nil && *st.NumMessages == 0 {
 			j.dstEmpty = true
 		}
+		j.dstStatus, j.dstStatusKnown = fromStatus(p.dst.status[m.Dest])
 		progress[i] = FolderProgress{Source: m.Source, Destination: m.Dest, State: FolderPending}
+		if st, ok := e.unchanged(p, j); ok {
+			// Proven complete since the last copy: no metadata pass.
+			j.state, j.complete = st, true
+			j.result.Counts = Counts{Total: st.Total, Present: st.Total, TotalBytes: st.TotalBytes}
+			j.unchanged = true
+			j.result.Unchanged = true
+			progress[i].State = FolderDone
+			progress[i].Counts = j.result.Counts
+			e.log.Info("folder_unchanged", "folder", m.Source, "dest", m.Dest, "total", st.Total)
+		}
 		if reason, ok := p.refused[m.Dest]; ok {
 			j.result.Error = fmt.Sprintf("the destination refused to create folder %q: %s", m.Dest, reason)
 			progress[i].State = FolderFailed
@@ -166,15 +186,22 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 
 	var runnable []*job
 	for _, j := range jobs {
-		if j.result.Error == "" {
+		if j.result.Error == "" && !j.unchanged {
 			runnable = append(runnable, j)
 		}
 	}
 	err = e.copyFolders(ctx, runnable)
 
+	state := &State{Source: stateAccount(e.cfg.Source), Destination: stateAccount(e.cfg.Destination), Since: e.cfg.Since}
 	for _, j := range jobs {
 		res.Folders = append(res.Folders, j.result)
 		res.Totals.add(j.result.Counts)
+		if j.complete && j.result.Error == "" {
+			state.Folders = append(state.Folders, j.state)
+		}
+	}
+	if !e.cfg.DryRun {
+		res.State = state
 	}
 	e.mu.Lock()
 	res.Failures = slices.Clone(e.failures)

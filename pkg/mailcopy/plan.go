@@ -43,7 +43,7 @@ func list(c *imapconn.Client) (*listing, error) {
 	if caps.Has(imap.CapSpecialUse) || caps.Has(imap.CapListStatus) {
 		opts = &imap.ListOptions{ReturnSpecialUse: caps.Has(imap.CapSpecialUse)}
 		if caps.Has(imap.CapListStatus) {
-			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, Size: caps.Has(imap.CapStatusSize)}
+			opts.ReturnStatus = listStatus(caps)
 		}
 	}
 	boxes, err := collectList(cl, cl.List("", "*", opts))
@@ -64,6 +64,31 @@ func list(c *imapconn.Client) (*listing, error) {
 		}
 	}
 	return l, nil
+}
+
+// listStatus is what LIST-STATUS asks of each folder: the counts, and UIDNEXT
+// and UIDVALIDITY for the rerun shortcut (see State).
+func listStatus(caps imap.CapSet) *imap.StatusOptions {
+	return &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, Size: caps.Has(imap.CapStatusSize)}
+}
+
+// statusCreated reads, with LIST-STATUS, the status of the folders this run
+// created: the starting point of their State (see worker.attempt).
+func statusCreated(c *imapconn.Client, l *listing, created map[string]bool) error {
+	if len(created) == 0 || !c.Caps().Has(imap.CapListStatus) {
+		return nil
+	}
+	cl := c.IMAP()
+	boxes, err := collectList(cl, cl.List("", "*", &imap.ListOptions{ReturnStatus: listStatus(c.Caps())}))
+	if err != nil {
+		return fmt.Errorf("list folders: %w", err)
+	}
+	for _, b := range boxes {
+		if created[b.Mailbox] && b.Status != nil {
+			l.status[b.Mailbox] = b.Status
+		}
+	}
+	return nil
 }
 
 // MaxFolders is the most folders a LIST may return: a server that lists more (a hostile
@@ -131,7 +156,13 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 			return nil
 		}
 		p.created, p.refused = map[string]bool{}, map[string]string{}
-		return createFolders(dst.IMAP(), p.plan.Create, p.created, p.refused)
+		if err := createFolders(dst.IMAP(), p.plan.Create, p.created, p.refused); err != nil {
+			return err
+		}
+		if err := statusCreated(dst, p.dst, p.created); err != nil {
+			return fmt.Errorf("destination: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

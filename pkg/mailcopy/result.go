@@ -34,6 +34,9 @@ type FolderResult struct {
 	// ArchiveOnly: Source is Gmail's All Mail, and Counts are about its
 	// archived messages only (those in no other folder; see foldermap).
 	ArchiveOnly bool `json:"archive_only,omitempty"`
+	// Unchanged: both sides were proven unchanged since the previous copy
+	// completed the folder (Config.Previous): no metadata pass, nothing to copy.
+	Unchanged bool `json:"unchanged,omitempty"`
 	Counts
 	Error string `json:"error,omitempty"` // the folder could not be copied (whole-folder failure)
 	// Scanned, in a dry run of an ArchiveOnly folder: All Mail's messages in
@@ -100,6 +103,11 @@ type Result struct {
 	// INBOX; ReportError why not, when it was wanted.
 	Report      bool   `json:"report"`
 	ReportError string `json:"report_error,omitempty"`
+
+	// State is what this copy proved of the folders it completed; handed to
+	// the next copy of the same accounts (Config.Previous), it spares the
+	// metadata passes of the folders unchanged since. Nil in a dry run.
+	State *State `json:"state,omitempty"`
 }
 
 func (r *Result) setDuration(now time.Time) {

@@ -155,6 +155,13 @@ type folderRun struct {
 	// destFlags are the flags defined in the destination folder (its FLAGS
 	// at the last metadata pass).
 	destFlags map[string]bool
+
+	// For the folder's State: both sides as the last attempt's metadata
+	// passes found them (ok: known), and how many messages that attempt
+	// appended.
+	srcState, dstState MailboxState
+	srcKnown, dstKnown bool
+	appended           int
 }
 
 // copyFolder copies one folder, reconnecting with backoff when a connection
@@ -240,6 +247,9 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	}
 
 	j.result.Counts = fr.counts
+	if err == nil {
+		j.state, j.complete = fr.state(e)
+	}
 	if e.cfg.DryRun {
 		j.result.Scanned = fr.scanned
 	}
@@ -273,6 +283,8 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	var dstErr error
 	var dstPanic any
 	dstDone := make(chan struct{})
+	fr.appended = 0
+	fr.srcKnown, fr.dstKnown = false, false
 	if !fr.first || !j.dstEmpty {
 		go func() {
 			defer close(dstDone)
@@ -280,6 +292,7 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 			dst, dst8, dstErr = w.destKeys(ctx, fr)
 		}()
 	} else {
+		fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
 		close(dstDone)
 	}
 	src, msgs, err := w.sourceMetadata(ctx, fr)
@@ -425,6 +438,7 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	if err != nil {
 		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
 	}
+	fr.srcState, fr.srcKnown = fromSelect(sel)
 	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
 	if err != nil {
 		return nil, nil, fmt.Errorf("source %q: %w", j.m.Source, err)
@@ -497,6 +511,7 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 		}
 		return nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
 	}
+	fr.dstState, fr.dstKnown = fromSelect(sel)
 	fr.destFlags = make(map[string]bool, len(sel.Flags))
 	for _, f := range sel.Flags {
 		fr.destFlags[strings.ToLower(string(f))] = true
@@ -681,6 +696,7 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 			e.recordAltered(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
 		}
 		e.quota.ok()
+		fr.appended++
 		fr.counts.Copied++
 		fr.counts.Bytes += m.size
 		fr.progress++
@@ -727,4 +743,26 @@ func commandError(op string, err error) error {
 		return &refusedError{fmt.Errorf("%s: %w", op, err)}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// state is the folder's State after an attempt that ended without error, and
+// whether it may be recorded: every source message in scope was found on the
+// destination or appended by that attempt. The destination's UIDNEXT and
+// count are those of its metadata pass plus the messages appended since: if
+// the server numbered them otherwise, or anything else changed the folder
+// meanwhile, the next copy finds them off and runs the full pass.
+func (fr *folderRun) state(e *engine) (Checkpoint, bool) {
+	j := fr.j
+	if e.cfg.DryRun || j.m.ArchiveOnly || !fr.srcKnown || !fr.dstKnown ||
+		fr.counts.Failed > 0 || fr.counts.Skipped > 0 || len(fr.failed) > 0 || len(fr.skipped) > 0 {
+		return Checkpoint{}, false
+	}
+	dst := fr.dstState
+	dst.UIDNext += uint32(fr.appended)
+	dst.Messages += uint32(fr.appended)
+	return Checkpoint{
+		Source: j.m.Source, Destination: j.m.Dest,
+		Src: fr.srcState, Dst: dst,
+		Total: fr.counts.Total, TotalBytes: fr.counts.TotalBytes,
+	}, true
 }

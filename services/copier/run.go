@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -93,6 +95,7 @@ type copyFlags struct {
 	provider                 string
 	gmailViews               bool
 	json, verbose            bool
+	state                    string
 }
 
 func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
@@ -117,6 +120,7 @@ func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
 	fs.BoolVar(&f.noReport, "no-report", false, "do not append the report message to the destination INBOX")
 	fs.BoolVar(&f.json, "json", false, "print the final result as JSON on stdout")
 	fs.BoolVar(&f.verbose, "verbose", false, "log what the copy does on stderr")
+	fs.StringVar(&f.state, "state", "", "file keeping what each copy proved complete (read first when it exists, rewritten after): a rerun skips the folders unchanged on both sides since")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: imapcopy-copier copy --from imaps://USER@HOST:PORT --to imaps://USER@HOST:PORT [options]
 
@@ -216,8 +220,19 @@ func runCopy(ctx context.Context, args []string, getenv func(string) string, std
 	bar := newProgressPrinter(stderr, isTerminal(stderr))
 	cfg.Progress = bar.show
 
+	if f.state != "" {
+		if cfg.Previous, err = readState(f.state); err != nil {
+			return &exitError{code: exitFatal, err: err}
+		}
+	}
+
 	res, err := mailcopy.Copy(ctx, cfg)
 	bar.done()
+	if f.state != "" && res != nil && res.State != nil {
+		if serr := writeState(f.state, res.State); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	if f.json {
 		// The result's fields at the top level, with the error if the copy stopped.
 		out := struct {
@@ -268,4 +283,45 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// readState reads the --state file; a missing file is no previous state.
+func readState(path string) (*mailcopy.State, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read --state: %w", err)
+	}
+	var st mailcopy.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("read --state %s: %w", path, err)
+	}
+	return &st, nil
+}
+
+// writeState replaces the --state file at once (written aside, then renamed):
+// a copy killed while writing leaves the previous state, never half of one.
+func writeState(path string, st *mailcopy.State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write --state: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write --state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write --state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write --state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write --state: %w", err)
+	}
+	return nil
 }

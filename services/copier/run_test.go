@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,69 @@ func TestCopyCommandExitCodes(t *testing.T) {
 		"--to-password-file", passwordFile(t, dst.Password))...)
 	if code := exitCode(untrusted.err); code != exitFatal || !strings.Contains(untrusted.err.Error(), "--ca-file") {
 		t.Errorf("unknown CA: exit code %d, error %v; want %d and a hint about --ca-file", code, untrusted.err, exitFatal)
+	}
+}
+
+// TestCopyCommandState: with --state, the first copy writes the state file and a
+// rerun skips the folders unchanged since; a folder the source added a message to
+// gets the full pass again and the message is copied.
+func TestCopyCommandState(t *testing.T) {
+	t.Parallel()
+	src := slash.AddUser(t)
+	dst := slash.AddUser(t)
+	mb := imaptest.Generate(12, imaptest.Spec{Count: 40})
+	if err := imaptest.Load(t.Context(), src, mb); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	env := func(k string) string {
+		return map[string]string{"IMAPCOPY_FROM_PASSWORD": src.Password, "IMAPCOPY_TO_PASSWORD": dst.Password}[k]
+	}
+	copyOnce := func(what string) mailcopy.Result {
+		t.Helper()
+		out := runCmd(t, env, "copy", "--from", accountURL(src), "--to", accountURL(dst),
+			"--ca-file", caBundle(t), "--state", state, "--json")
+		if out.err != nil {
+			t.Fatalf("%s: %v\n%s", what, out.err, out.stderr)
+		}
+		var res mailcopy.Result
+		if err := json.Unmarshal([]byte(out.stdout), &res); err != nil {
+			t.Fatalf("%s: stdout is not the JSON result: %v\n%s", what, err, out.stdout)
+		}
+		check, err := imaptest.Check(t.Context(), src, dst, imaptest.CheckOptions{IgnoreDest: func(_ string, raw []byte) bool {
+			return bytes.Contains(raw, []byte("\r\n"+mailcopy.ReportHeader+": 1\r\n"))
+		}})
+		if err != nil || !check.OK() {
+			t.Errorf("%s: check: %v %v", what, check, err)
+		}
+		return res
+	}
+	unchanged := func(res mailcopy.Result) (names []string) {
+		for _, f := range res.Folders {
+			if f.Unchanged {
+				names = append(names, f.Source)
+			}
+		}
+		return names
+	}
+
+	first := copyOnce("first copy")
+	if first.Totals.Copied != mb.Count() || len(unchanged(first)) != 0 {
+		t.Errorf("first copy: totals %+v, unchanged %q; want %d copied, none unchanged", first.Totals, unchanged(first), mb.Count())
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after the first copy: %v", err)
+	}
+	again := copyOnce("rerun")
+	if again.Totals.Copied != 0 || len(unchanged(again)) != len(again.Folders) {
+		t.Errorf("rerun: totals %+v, unchanged %q; want 0 copied, all %d folders unchanged", again.Totals, unchanged(again), len(again.Folders))
+	}
+
+	if _, err := imaptest.AppendRaw(t.Context(), src, "INBOX", []byte("Message-ID: <new@state.test>\r\nSubject: new\r\n\r\nnew\r\n"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	third := copyOnce("rerun after a new message")
+	if third.Totals.Copied != 1 || len(unchanged(third)) != len(third.Folders)-1 || slices.Contains(unchanged(third), "INBOX") {
+		t.Errorf("rerun after a new message: totals %+v, unchanged %q; want 1 copied, every folder but INBOX unchanged", third.Totals, unchanged(third))
 	}
 }
