@@ -44,7 +44,9 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 			cmd.Close()
 		}
 	}()
-	msgs := make([]srcMessage, 0, exists)
+	// exists is the server's word: a hostile or broken one could announce
+	// 2^32-1 messages, so only a plausible count is allocated ahead.
+	msgs := make([]srcMessage, 0, min(exists, maxPrealloc))
 	interned := map[string][]string{}
 	header := make([]byte, 0, 1024)
 	for {
@@ -101,6 +103,10 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 	sortByUID(msgs)
 	return msgs, nil
 }
+
+// maxPrealloc caps the messages the metadata pass allocates room for before
+// the server sent them.
+const maxPrealloc = 1 << 16
 
 // readBounded appends at most limit bytes of r to buf; the rest of r is left
 // for the FETCH reader to discard.

@@ -96,6 +96,8 @@ type copyFlags struct {
 	gmailViews               bool
 	json, verbose            bool
 	state                    string
+	heapProfile              string
+	memoryLimit              memoryLimit
 }
 
 func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
@@ -121,6 +123,8 @@ func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
 	fs.BoolVar(&f.json, "json", false, "print the final result as JSON on stdout")
 	fs.BoolVar(&f.verbose, "verbose", false, "log what the copy does on stderr")
 	fs.StringVar(&f.state, "state", "", "file keeping what each copy proved complete (read first when it exists, rewritten after): a rerun skips the folders unchanged on both sides since")
+	fs.StringVar(&f.memoryLimit.raw, "memory-limit", "", "Go memory limit of the process (64MiB, 1GiB; off: none); default 16 MiB + 8 MiB a connection (48 MiB at 4 connections), GOMEMLIMIT if lower")
+	fs.StringVar(&f.heapProfile, "heap-profile", "", "diagnosis: write a heap profile (go tool pprof) of the copy's peak to this file, and print the heap's figures on stderr")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: imapcopy-copier copy --from imaps://USER@HOST:PORT --to imaps://USER@HOST:PORT [options]
 
@@ -146,6 +150,9 @@ Options:
 	}
 	if f.connections < 1 {
 		return nil, usageErr("--connections must be at least 1")
+	}
+	if _, err := f.memoryLimit.resolve(1, f.connections); err != nil {
+		return nil, usageErr("--memory-limit: %v", err)
 	}
 	return &f, nil
 }
@@ -211,6 +218,8 @@ func runCopy(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	limit, _ := f.memoryLimit.resolve(1, f.connections) // checked by parseCopyFlags
+	setMemoryLimit(limit)
 	level := slog.LevelWarn
 	if f.verbose {
 		level = slog.LevelInfo
@@ -225,9 +234,15 @@ func runCopy(ctx context.Context, args []string, getenv func(string) string, std
 			return &exitError{code: exitFatal, err: err}
 		}
 	}
-
+	var heap *heapWatch
+	if f.heapProfile != "" {
+		heap = watchHeap(f.heapProfile)
+	}
 	res, err := mailcopy.Copy(ctx, cfg)
 	bar.done()
+	if heap != nil {
+		heap.report(stderr)
+	}
 	if f.state != "" && res != nil && res.State != nil {
 		if serr := writeState(f.state, res.State); serr != nil {
 			err = errors.Join(err, serr)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +25,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childWorkerEnv) != "" {
 		os.Exit(childWorker()) // a copier worker of TestFrozenCopierAppendsNothing
 	}
+	// The commands run in this process: their memory limit would be the tests'.
+	setMemoryLimit = func(int64) int64 { return debug.SetMemoryLimit(-1) }
 	var err error
 	if slash, err = imaptest.Start(imaptest.FlavourSlash); err != nil {
 		fmt.Fprintln(os.Stderr, "copier tests need Dovecot:", err)
@@ -109,6 +112,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad since", append(ok, "--since", "yesterday"), noEnv, exitUsage, "--since"},
 		{"bad size", append(ok, "--max-message-size", "big"), noEnv, exitUsage, "--max-message-size"},
 		{"bad connections", append(ok, "--connections", "0"), noEnv, exitUsage, "--connections"},
+		{"bad memory limit", append(ok, "--memory-limit", "4MB"), noEnv, exitUsage, "--memory-limit"},
 		{"bad ca file", append(ok, "--ca-file", pw), noEnv, exitUsage, "no PEM certificate"},
 		{"stray argument", append(ok, "extra"), noEnv, exitUsage, `unexpected argument "extra"`},
 		{"unknown flag", append(ok, "--frobnicate"), noEnv, exitUsage, ""},

@@ -23,6 +23,8 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	logger := cfg.Logger(stderr)
+	limit, _ := cfg.MemoryLimit.resolve(cfg.Concurrency, cfg.Connections) // checked by parseWorkerConfig
+	limit = setMemoryLimit(limit)
 	deps, err := cfg.Fleet.Open("imapcopy-copier", logger)
 	if err != nil {
 		return err
@@ -48,7 +50,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		started.Store(true)
 		logger.Info("copier_started", "version", version, "concurrency", cfg.Concurrency, "store", cfg.Status.Store,
-			"task_keys", deps.Keyring.KeyIDs(), "admin_addr", cfg.AdminAddr)
+			"task_keys", deps.Keyring.KeyIDs(), "admin_addr", cfg.AdminAddr, "memory_limit", memoryLimitText(limit))
 		return worker.Run(ctx)
 	})
 	logger.Info("copier_stopped")

@@ -28,6 +28,7 @@ type workerConfig struct {
 	QueuedLockTTL   time.Duration // IMAPCOPY_QUEUED_LOCK_TTL
 	LockTTL         time.Duration // IMAPCOPY_LOCK_TTL
 	ProvidersFile   string        // IMAPCOPY_PROVIDERS_FILE, the api's
+	MemoryLimit     memoryLimit   // IMAPCOPY_COPIER_MEMORY_LIMIT
 
 	IMAP netpolicy.Settings // the api's: the copiers reach the servers it tested
 }
@@ -60,6 +61,7 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 	e.Duration(&c.QueuedLockTTL, "queued-lock-ttl", "IMAPCOPY_QUEUED_LOCK_TTL", syncworker.DefaultQueuedLockTTL, "lifetime of a source's lock while its task waits in the queue (retry, hand-back); the same as the api's")
 	e.Duration(&c.LockTTL, "lock-ttl", "IMAPCOPY_LOCK_TTL", 0, "lifetime of a source's lock while a copier works on it, refreshed every sixth of it: how soon another copier may take over the task of a copier that died (default: the queue's ack wait, IMAPCOPY_ACK_WAIT)")
 	e.String(&c.ProvidersFile, "providers-file", "IMAPCOPY_PROVIDERS_FILE", "", "the api's JSON provider catalogue, if it replaces the built-in one: the presets' handling (throttling back-off, MULTIAPPEND) applies to the tasks")
+	e.String(&c.MemoryLimit.raw, "memory-limit", "IMAPCOPY_COPIER_MEMORY_LIMIT", "", "Go memory limit of the process (512MiB, 1GiB; off: none); default 16 MiB + concurrency x connections x 8 MiB, GOMEMLIMIT if lower")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, &exitError{code: exitOK, err: err, quiet: true}
@@ -85,6 +87,9 @@ func (c *workerConfig) check() error {
 	}
 	if c.LockTTL < 0 {
 		errs = append(errs, fmt.Errorf("IMAPCOPY_LOCK_TTL=%v: expected a positive duration, or 0 for the ack wait", c.LockTTL))
+	}
+	if _, err := c.MemoryLimit.resolve(c.Concurrency, c.Connections); err != nil {
+		errs = append(errs, fmt.Errorf("IMAPCOPY_COPIER_MEMORY_LIMIT: %w", err))
 	}
 	for name, d := range map[string]time.Duration{
 		"IMAPCOPY_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,

@@ -61,6 +61,16 @@ func TestWorkerConfig(t *testing.T) {
 		{"bad port", nil, with("IMAPCOPY_ALLOW_PORTS", "993,imap"), "IMAPCOPY_ALLOW_PORTS", nil},
 		{"bad log level", nil, with("IMAPCOPY_LOG_LEVEL", "loud"), "IMAPCOPY_LOG_LEVEL", nil},
 		{"stray argument", []string{"now"}, base, "unexpected argument", nil},
+		{"memory limit", nil, with("IMAPCOPY_COPIER_MEMORY_LIMIT", "512MiB"), "", func(c *workerConfig) bool {
+			n, err := c.MemoryLimit.resolve(c.Concurrency, c.Connections)
+			return err == nil && n == 512<<20
+		}},
+		{"memory limit by default", []string{"-concurrency", "2", "-connections", "3"}, base, "", func(c *workerConfig) bool {
+			n, err := c.MemoryLimit.resolve(c.Concurrency, c.Connections)
+			return err == nil && n == 16<<20+2*3*8<<20
+		}},
+		{"bad memory limit", nil, with("IMAPCOPY_COPIER_MEMORY_LIMIT", "lots"), "IMAPCOPY_COPIER_MEMORY_LIMIT", nil},
+		{"tiny memory limit", nil, with("IMAPCOPY_COPIER_MEMORY_LIMIT", "1MiB"), "below 8 MiB", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
