@@ -568,6 +568,7 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		CreatedAt:        timestamppb.New(now),
 		DryRun:           req.GetOptions().GetDryRun(),
 		Caller:           owner(ctx),
+		CopyState:        s.copyState(ctx, source),
 	}
 	if err := s.store.Put(ctx, source, token, st); err != nil {
 		// The write may have landed all the same: leave no QUEUED without a task.
@@ -621,6 +622,18 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	s.log.InfoContext(ctx, "sync_queued", "task_id", taskID, "source", source,
 		"source_host", src.imap.Host, "destination_host", dst.imap.Host)
 	return &imapcopyv1.StartSyncResponse{TaskId: taskID, Status: view(ctx, st), CancelSecret: s.sealer.Tag(cancelPurpose, taskID)}, nil
+}
+
+// copyState is what the last copy of source proved (SyncStatus.copy_state), carried
+// into the new sync's status so that its copier skips the folders unchanged since: a
+// delta sync before a cut-over, run many times. The engine ignores the state of
+// other accounts. Best effort: without it the copy makes the full comparison.
+func (s *Service) copyState(ctx context.Context, source string) []byte {
+	prev, err := s.store.Get(ctx, source)
+	if err != nil {
+		return nil
+	}
+	return prev.GetCopyState()
 }
 
 func failedStatus(queued *imapcopyv1.SyncStatus, reason string) *imapcopyv1.SyncStatus {

@@ -2,6 +2,9 @@ package syncapi
 
 import (
 	"context"
+
+	"google.golang.org/protobuf/proto"
+
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -47,6 +50,10 @@ func view(ctx context.Context, st *imapcopyv1.SyncStatus) *imapcopyv1.SyncStatus
 			FinishedAt:    st.GetFinishedAt(),
 			DryRun:        st.GetDryRun(),
 		}
+	}
+	if len(st.GetCopyState()) > 0 { // the copiers', not the caller's
+		st = proto.CloneOf(st)
+		st.CopyState = nil
 	}
 	return st
 }

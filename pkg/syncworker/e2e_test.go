@@ -184,6 +184,27 @@ func TestSyncEndToEnd(t *testing.T) {
 		t.Errorf("reports in the destination INBOX = %d, want 2 (one per sync)", n)
 	}
 	e.lockFree(p.source)
+	// The delta sync skipped the folders the first one proved complete and nobody
+	// touched since (its copy_state, carried over by the api), not INBOX, which has new
+	// messages; the api shows no copy_state.
+	unchanged := 0
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"folder_unchanged"`) && strings.Contains(line, resp2.GetTaskId()) {
+			unchanged++
+			if strings.Contains(line, `"folder":"INBOX"`) {
+				t.Errorf("the delta sync skipped INBOX, which has new messages: %s", line)
+			}
+		}
+	}
+	if unchanged == 0 {
+		t.Errorf("the delta sync skipped no folder: the first sync's copy_state did not reach it")
+	}
+	if got, err := e.api.GetSyncStatus(t.Context(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.source}); err != nil || len(got.GetStatus().GetCopyState()) > 0 {
+		t.Errorf("GetSyncStatus = %d bytes of copy_state, %v; want none shown", len(got.GetStatus().GetCopyState()), err)
+	}
+	if raw, err := e.store.Get(t.Context(), p.source); err != nil || len(raw.GetCopyState()) == 0 {
+		t.Errorf("the stored status keeps no copy_state (%v)", err)
+	}
 
 	logs := e.logs.String()
 	for _, secret := range []string{p.src.Password, p.dst.Password} {

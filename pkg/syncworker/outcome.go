@@ -2,6 +2,7 @@ package syncworker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -386,5 +387,12 @@ func finalStatus(st *imapcopyv1.SyncStatus, a action, res *mailcopy.Result, atte
 	}
 	if res != nil {
 		applyResult(st, res)
+	}
+	if res != nil && res.State != nil {
+		// For the next attempt or the next sync of this source (the engine records no
+		// state in a dry run).
+		if b, err := json.Marshal(res.State); err == nil {
+			st.CopyState = b
+		}
 	}
 }

@@ -2,6 +2,7 @@ package syncworker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,6 +146,7 @@ func (t *task) steps(ctx context.Context, cancel context.CancelCauseFunc) (*mail
 	if err != nil {
 		return nil, err
 	}
+	cfg.Previous = t.previousState(st)
 
 	if _, err := t.update(ctx, t.running); err != nil {
 		return nil, err
@@ -217,6 +219,21 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// previousState is what the last copy of this source proved (SyncStatus.copy_state:
+// an earlier sync's, or this task's earlier attempt's), for the engine to skip the
+// folders unchanged since. A state it cannot read is no state: the full comparison.
+func (t *task) previousState(st *imapcopyv1.SyncStatus) *mailcopy.State {
+	if len(st.GetCopyState()) == 0 {
+		return nil
+	}
+	var s mailcopy.State
+	if err := json.Unmarshal(st.GetCopyState(), &s); err != nil {
+		t.log.Warn("copy_state_unreadable", "error", err.Error())
+		return nil
+	}
+	return &s
 }
 
 // checkUnclaimed fails a task that waited for its first copier longer than

@@ -1707,7 +1707,13 @@ type SyncStatus struct {
 	// The caller that started the sync: a token name or a client certificate's
 	// subject (empty when the api is open to every caller). Only that caller and
 	// the operator's admin tokens may read or cancel the sync; others get NOT_FOUND.
-	Caller        string `protobuf:"bytes,18,opt,name=caller,proto3" json:"caller,omitempty"`
+	Caller string `protobuf:"bytes,18,opt,name=caller,proto3" json:"caller,omitempty"`
+	// Internal, never returned by the api: what the last copy of this source proved
+	// of the folders it completed (the engine's State, JSON: folder names and their
+	// UIDVALIDITY, UIDNEXT and message counts on both sides). The next sync of the
+	// same accounts skips the metadata pass of a folder unchanged on both sides
+	// since; any doubt gets the full pass.
+	CopyState     []byte `protobuf:"bytes,19,opt,name=copy_state,json=copyState,proto3" json:"copy_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1866,6 +1872,13 @@ func (x *SyncStatus) GetCaller() string {
 		return x.Caller
 	}
 	return ""
+}
+
+func (x *SyncStatus) GetCopyState() []byte {
+	if x != nil {
+		return x.CopyState
+	}
+	return nil
 }
 
 type GetSyncStatusRequest struct {
@@ -3226,7 +3239,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\vsource_name\x18\x01 \x01(\tR\n" +
 	"sourceName\x12)\n" +
 	"\x10destination_name\x18\x02 \x01(\tR\x0fdestinationName\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x9e\x06\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xbd\x06\n" +
 	"\n" +
 	"SyncStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
@@ -3251,7 +3264,9 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\vfinished_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x17\n" +
 	"\adry_run\x18\x11 \x01(\bR\x06dryRun\x12\x16\n" +
-	"\x06caller\x18\x12 \x01(\tR\x06caller\"9\n" +
+	"\x06caller\x18\x12 \x01(\tR\x06caller\x12\x1d\n" +
+	"\n" +
+	"copy_state\x18\x13 \x01(\fR\tcopyState\"9\n" +
 	"\x14GetSyncStatusRequest\x12!\n" +
 	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"H\n" +
 	"\x15GetSyncStatusResponse\x12/\n" +
