@@ -2,6 +2,7 @@ package copybench
 
 import (
 	"fmt"
+	"slices"
 
 	"imapcopy.dev/pkg/imaptest"
 )
@@ -63,6 +64,7 @@ func Generate(spec Spec) (*imaptest.Plan, error) {
 	}
 	for i := range p.Messages {
 		p.Messages[i].Folder = i % spec.Folders
+		slices.Sort(p.Messages[i].Flags) // as PlanSized's: the loader's verification wants them so
 	}
 	return p, nil
 }

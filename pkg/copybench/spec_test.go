@@ -2,12 +2,13 @@ package copybench
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
 // TestGenerateFolders checks the huge presets' layout on a smaller mailbox: with
 // Folders 1 every message is in INBOX, with Folders 20 they are spread evenly over 20
-// folders, and both hold the same messages, byte for byte, small ones only.
+// folders, and both hold the same messages, byte for byte, small ones only, flags sorted.
 func TestGenerateFolders(t *testing.T) {
 	one, err := Generate(Spec{Seed: 3, Count: 400, Bytes: 400 * 4000, Folders: 1})
 	if err != nil {
@@ -26,6 +27,9 @@ func TestGenerateFolders(t *testing.T) {
 	per := make([]int, len(spread.Folders))
 	for i := range spread.Messages {
 		per[spread.Messages[i].Folder]++
+		if !slices.IsSorted(spread.Messages[i].Flags) {
+			t.Errorf("message %d: flags %v not sorted (the loader's verification wants them sorted)", i, spread.Messages[i].Flags)
+		}
 		a, b := one.Render(nil, i), spread.Render(nil, i)
 		if !bytes.Equal(a, b) {
 			t.Fatalf("message %d differs between the layouts", i)
