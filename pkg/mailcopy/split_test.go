@@ -34,7 +34,8 @@ func oneFolder(seed int64, count int) imaptest.Mailbox {
 // connections: its missing messages are cut into ranges (chunks of 100) that
 // the idle workers append too. Several destination connections append at once,
 // never more than Connections; the checker finds every message once, with its
-// flags and date; a rerun appends nothing.
+// flags and date; a rerun appends nothing. With NoSplit, one connection
+// appends the folder.
 func TestSplitFolder(t *testing.T) {
 	t.Parallel()
 	d := servers[imaptest.FlavourSlash]
@@ -78,6 +79,21 @@ func TestSplitFolder(t *testing.T) {
 	if again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
 		t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
 	}
+
+	// NoSplit: one connection appends the folder.
+	other := d.StartTLS(d.AddUser(t))
+	dialer = &countingDialer{open: map[string]int{}, max: map[string]int{}}
+	cfg = testConfig(t, src, other)
+	cfg.ChunkMessages = 100
+	cfg.NoSplit = true
+	cfg.Dial.Dialer = dialer
+	if res := mustCopy(t, cfg); res.Totals.Copied != mb.Count() {
+		t.Errorf("NoSplit: totals %+v, want %d copied", res.Totals, mb.Count())
+	}
+	if most := dialer.max[net.JoinHostPort(other.Host, strconv.Itoa(other.Port))]; most != 1 {
+		t.Errorf("NoSplit: %d destination connections at once, want 1", most)
+	}
+	mustCheck(t, src, other, imaptest.CheckOptions{})
 }
 
 // TestSplitFaults cuts single connections of a split folder's copy in the
