@@ -113,6 +113,16 @@
 // appended, so only what the destination still lacks (the failed range's rest and
 // the ranges not started) is appended. Delivery stays exactly once per copy.
 //
+// What it buys depends on the destination. Where a connection is the limit (a
+// per-connection bandwidth or command rate, as providers impose), the folder
+// goes about as many times faster as connections help: 4,000 small messages
+// through a 1 MB/s per-connection proxy, 29.6 s on one connection, 18.4 s split
+// over four. A Dovecot Maildir destination serialises the appends into one
+// folder on its locks (dovecot-uidlist.lock and the index): on loopback, 10,000
+// small messages in one folder took 16.4–16.8 s on one connection and 19.3–21.6 s
+// split over four (2 runs each, same process, shared machine). Config.NoSplit
+// appends each folder on one connection.
+//
 // # Gmail's archived mail
 //
 // Gmail keeps every message in "[Gmail]/All Mail" and shows each label as a
