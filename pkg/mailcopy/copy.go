@@ -43,6 +43,8 @@ type engine struct {
 
 	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
+	board *board // the workers' folders and ranges (copyFolders)
+
 	mu       sync.Mutex
 	failures []MessageIssue
 	skipped  []MessageIssue
@@ -231,18 +233,25 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 }
 
 // copyFolders runs the folder jobs on at most Connections workers, biggest
-// folders first. Each worker holds at most one source and one destination
-// connection at any time, so neither account ever sees more than
+// folders first; a worker with no folder left appends ranges of the folders
+// being split (see split.go). Each worker holds at most one source and one
+// destination connection at any time, so neither account ever sees more than
 // Connections connections from this copy (planning is over before the
 // workers start; the report is appended after they end).
 func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 	order := slices.Clone(jobs)
 	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.weight, a.weight) })
-	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
+	b := newBoard(order)
+	e.board = b
+	defer context.AfterFunc(gctx, b.wake)()
 	var tempMu sync.Mutex
 	var temp []error
-	for range min(e.cfg.Connections, len(order)) {
+	workers := e.cfg.Connections
+	if len(order) == 0 {
+		workers = 0
+	}
+	for range workers {
 		g.Go(func() (err error) {
 			w := &worker{e: e}
 			defer w.close()
@@ -252,18 +261,25 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 				}
 			}()
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(order) || gctx.Err() != nil {
+				t := b.take(gctx)
+				switch {
+				case t.split != nil:
+					// Its failure is the folder's: its worker returns it.
+					w.runRange(gctx, t.split, t.idx)
+					continue
+				case t.job == nil:
 					return nil
 				}
-				if err := w.copyFolder(gctx, order[i]); err != nil {
+				err := w.copyFolder(gctx, t.job)
+				b.folderDone()
+				if err != nil {
 					if IsPermanent(err) || gctx.Err() != nil {
 						return err
 					}
 					// Connections kept failing for this folder: go on with the
 					// others, the copy ends with a temporary error.
 					tempMu.Lock()
-					temp = append(temp, fmt.Errorf("folder %q: %w", order[i].m.Source, err))
+					temp = append(temp, fmt.Errorf("folder %q: %w", t.job.m.Source, err))
 					tempMu.Unlock()
 				}
 			}

@@ -13,7 +13,8 @@
 //     most one source and one destination connection at a time, so neither account
 //     sees more than Config.Connections connections from a copy (planning ends
 //     before the workers start, the report is appended after they end). Folders are
-//     scheduled biggest first.
+//     scheduled biggest first; a worker with no folder left helps append a large
+//     folder (see "Splitting a large folder").
 //  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
@@ -74,6 +75,51 @@
 // is closed before anything else, so no truncated message can be stored. The same
 // holds across runs: a Copy that stopped (crash, redelivery, cancellation) is
 // resumed by running it again.
+//
+// # Splitting a large folder
+//
+// A folder is diffed by one worker, and its body pass is shared: when the missing
+// messages make two chunks or more, the chunks (contiguous runs of the missing
+// messages in UID order, 500 messages or 128 MiB at most) are offered as ranges to
+// the workers with nothing else to do, which take them before any new folder. Each
+// range is appended by one worker on its own connections: an EXAMINE of the source
+// folder (its UIDVALIDITY must be the metadata pass's) and its own appender into the
+// same destination folder. The folder's worker appends ranges too and waits for
+// the others' before its attempt ends. When no worker is idle, the folder's worker
+// appends every range itself, as for a small folder.
+//
+// Why only the body pass: the identity is a multiset over the whole folder (two
+// identical messages may fall in different ranges), so the diff must see all of
+// it, once; the metadata pass is one FETCH per side, a small part of the time of a
+// folder of small messages, while the appends are round trips and server work per
+// message that more connections share.
+//
+// Order: each range is appended in UID order by one connection, and ranges are
+// handed out in UID order, but ranges on different connections interleave, so
+// across ranges the destination UIDs do not follow the source's order (within a
+// range they do). Every message keeps its INTERNALDATE and its flags; a client
+// sorting by date, as clients do by default, shows the folder as on the source;
+// a view "by order received" (UID order) shows runs of up to a chunk in source
+// order. A folder with fewer missing messages than two chunks is appended by one
+// connection in UID order, as mbsync and imapsync do.
+//
+// Failures: a range that fails (a connection lost, a throttling refusal, a full
+// destination) makes the folder's attempt fail: no range starts after it, the
+// ranges under way end, and the folder's worker retries as for any attempt — after
+// CommitSettle when appends were left unanswered, a metadata pass of both sides
+// and a count-aware diff of the whole folder, which sees whatever every range
+// appended, so only what the destination still lacks (the failed range's rest and
+// the ranges not started) is appended. Delivery stays exactly once per copy.
+//
+// What it buys depends on the destination. Where a connection is the limit (a
+// per-connection bandwidth or command rate, as providers impose), the folder
+// goes about as many times faster as connections help: 4,000 small messages
+// through a 1 MB/s per-connection proxy, 29.6 s on one connection, 18.4 s split
+// over four. A Dovecot Maildir destination serialises the appends into one
+// folder on its locks (dovecot-uidlist.lock and the index): on loopback, 10,000
+// small messages in one folder took 16.4–16.8 s on one connection and 19.3–21.6 s
+// split over four (2 runs each, same process, shared machine). Config.NoSplit
+// appends each folder on one connection.
 //
 // # Gmail's archived mail
 //

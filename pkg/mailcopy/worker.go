@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -24,9 +25,13 @@ type worker struct {
 	e       *engine
 	src     *imapconn.Client
 	srcConn net.Conn // the source's raw connection
-	meta    *imapconn.Client
-	app     *imapappend.Appender
-	appConn net.Conn // the appender's raw connection, for abort
+	// srcOpen is the source folder open on src for a range (see split.go),
+	// with its UIDVALIDITY; "" when src has another folder open, or none.
+	srcOpen     string
+	srcValidity uint32
+	meta        *imapconn.Client
+	app         *imapappend.Appender
+	appConn     net.Conn // the appender's raw connection, for abort
 }
 
 // errRetryNow: the attempt learnt something (a corrected size, a message to
@@ -42,6 +47,7 @@ func (w *worker) dropSource() {
 	if w.src != nil {
 		w.src.Close()
 		w.src, w.srcConn = nil, nil
+		w.srcOpen = ""
 	}
 }
 
@@ -120,6 +126,14 @@ func (w *worker) abortAppend() {
 type folderRun struct {
 	j     *job
 	first bool
+
+	// mu guards what a body pass changes (counts, progress and the per-message
+	// maps below) while ranges of the folder are appended by several workers
+	// (see split.go); the metadata pass and the diff run alone.
+	mu sync.Mutex
+	// uidValidity is the source folder's UIDVALIDITY at this attempt's
+	// metadata pass: a range appended on another connection checks it.
+	uidValidity uint32
 
 	presentBefore  int             // source messages already on the destination at the first pass
 	initialMissing map[uint32]bool // source UIDs missing at the first pass
@@ -368,7 +382,15 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	if e.cfg.DryRun || len(toCopy) == 0 {
 		return nil
 	}
-	for i, c := range chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes) {
+	cs := chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes)
+	if len(cs) >= splitMinRanges && !fr.oneByOne && !e.cfg.NoSplit && e.board != nil {
+		// Many messages: the chunks are ranges that idle workers append too.
+		if err := w.appendRanges(ctx, fr, cs); err != nil {
+			return err
+		}
+		cs = nil
+	}
+	for i, c := range cs {
 		if i == 0 && fr.oneByOne {
 			for k := range c {
 				if err := w.appendChunk(ctx, fr, src, c[k:k+1]); err != nil {
@@ -429,6 +451,7 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	if err != nil {
 		return nil, nil, err
 	}
+	w.srcOpen = ""
 	if j.m.ArchiveOnly && fr.elsewhere == nil {
 		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
 			return nil, nil, err
@@ -439,6 +462,8 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
 	}
 	fr.srcState, fr.srcKnown = fromSelect(sel)
+	fr.uidValidity = sel.UIDValidity
+	w.srcOpen, w.srcValidity = j.m.Source, sel.UIDValidity
 	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
 	if err != nil {
 		return nil, nil, fmt.Errorf("source %q: %w", j.m.Source, err)
@@ -512,6 +537,7 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 		return nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
 	}
 	fr.dstState, fr.dstKnown = fromSelect(sel)
+	fr.appended = 0 // counted from this examine (see folderRun.state)
 	fr.destFlags = make(map[string]bool, len(sel.Flags))
 	for _, f := range sel.Flags {
 		fr.destFlags[strings.ToLower(string(f))] = true
@@ -606,11 +632,16 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 			continue
 		}
 		if r.Err != nil && isTooManyKeywords(r.Err) && hasKeywords(m.flags) {
-			if _, again := fr.noKeywords[m.uid]; !again {
+			fr.mu.Lock()
+			_, again := fr.noKeywords[m.uid]
+			if !again {
 				var refused *imapappend.RefusedError
 				errors.As(r.Err, &refused)
 				fr.noKeywords[m.uid] = strings.TrimSpace(string(refused.Status.Type) + " " + refused.Status.Text)
 				fr.retryKeywords = true
+			}
+			fr.mu.Unlock()
+			if !again {
 				continue
 			}
 		}
@@ -657,12 +688,14 @@ func (e *panicError) Error() string {
 
 // sourceFailure decides what a failed body stream means for the folder.
 func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) error {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
 	var sm *sizeMismatchError
 	var nb *noBodyError
 	switch {
 	case errors.As(err, &sm):
 		if _, again := fr.sizeFix[sm.uid]; again {
-			w.fail(fr, find(batch, sm.uid), "the source reports a different size at every read")
+			w.failLocked(fr, find(batch, sm.uid), "the source reports a different size at every read")
 		}
 		fr.sizeFix[sm.uid] = sm.actual
 		return errRetryNow
@@ -670,7 +703,7 @@ func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) err
 		// Once may be an expunge under way: the next metadata pass will tell.
 		// Twice, the message is there and cannot be read.
 		if fr.suspect[nb.uid] {
-			w.fail(fr, find(batch, nb.uid), "the source could not send the message: "+nb.Error())
+			w.failLocked(fr, find(batch, nb.uid), "the source could not send the message: "+nb.Error())
 		}
 		fr.suspect[nb.uid] = true
 		return errRetryNow
@@ -692,15 +725,19 @@ func find(batch []srcMessage, uid uint32) srcMessage {
 func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 	e := w.e
 	if err == nil {
-		if reason, ok := fr.stripped[m.uid]; ok {
-			e.recordAltered(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
-		}
-		e.quota.ok()
+		fr.mu.Lock()
+		reason, stripped := fr.stripped[m.uid]
 		fr.appended++
 		fr.counts.Copied++
 		fr.counts.Bytes += m.size
 		fr.progress++
-		e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = fr.counts })
+		counts := fr.counts
+		fr.mu.Unlock()
+		if stripped {
+			e.recordAltered(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
+		}
+		e.quota.ok()
+		e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = counts })
 		return nil
 	}
 	if wait, ok := imapconn.Throttled(err); ok {
@@ -725,14 +762,22 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 }
 
 func (w *worker) fail(fr *folderRun, m srcMessage, reason string) {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	w.failLocked(fr, m, reason)
+}
+
+// failLocked is fail with fr.mu held.
+func (w *worker) failLocked(fr *folderRun, m srcMessage, reason string) {
 	if fr.failed[m.uid] {
 		return
 	}
 	fr.failed[m.uid] = true
 	fr.counts.Failed++
 	fr.progress++
+	counts := fr.counts
 	w.e.recordFailure(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
-	w.e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = fr.counts })
+	w.e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = counts })
 }
 
 // commandError marks a server's refusal (NO/BAD on a working connection) as

@@ -7,6 +7,8 @@
 // `make bench BENCH_SIZE=small` and `BENCH_REPS=5 make bench` both work:
 //
 //	BENCH_SIZE=small       500 messages, ~30 MB: the whole run in about a minute
+//	BENCH_SIZE=huge        one INBOX of 50,000 small messages (~200 MB): a folder split
+//	                       across the connections; huge-spread: the same over 20 folders
 //	BENCH_SIZE=rerun100k   100,000 messages (~1.8 GB, 5 minutes per rep), for the rerun row;
 //	                       with BENCH_NETWORKS=loopback BENCH_TOOLS=imapcopy
 //	BENCH_COUNT, BENCH_MB  the mailbox (default 5000 messages, 300 MB), BENCH_SEED
@@ -67,7 +69,7 @@ func env(name, def string) string {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("copybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	size := fs.String("size", env("BENCH_SIZE", "default"), "mailbox preset: default (5000 messages, 300 MB), small (500, 30 MB) or rerun100k (100,000) [BENCH_SIZE]")
+	size := fs.String("size", env("BENCH_SIZE", "default"), "mailbox preset: default (5000 messages, 300 MB), small (500, 30 MB), huge (50,000 small messages in INBOX), huge-spread (the same in 20 folders) or rerun100k (100,000) [BENCH_SIZE]")
 	count := fs.String("count", env("BENCH_COUNT", ""), "messages, overrides the preset [BENCH_COUNT]")
 	mb := fs.String("mb", env("BENCH_MB", ""), "approximate mailbox size in MB (MiB), overrides the preset [BENCH_MB]")
 	seed := fs.String("seed", env("BENCH_SEED", "1"), "generator seed [BENCH_SEED]")
@@ -95,10 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.Spec = copybench.DefaultSpec()
 	case "small":
 		cfg.Spec = copybench.SmallSpec()
+	case "huge":
+		cfg.Spec = copybench.HugeSpec()
+	case "huge-spread":
+		cfg.Spec = copybench.HugeSpreadSpec()
 	case "rerun100k":
 		cfg.Spec = copybench.Rerun100kSpec()
 	default:
-		return usage("size %q: want default, small or rerun100k", *size)
+		return usage("size %q: want default, small, huge, huge-spread or rerun100k", *size)
 	}
 	var err error
 	if *count != "" {

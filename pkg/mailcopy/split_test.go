@@ -1,0 +1,164 @@
+package mailcopy_test
+
+import (
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/proxytest"
+)
+
+// oneFolder is a generated mailbox of count small messages, all in INBOX, with
+// identical duplicates next to each other (Generate's) and far apart: copies of
+// its first ten messages at the end, so that a key's occurrences fall in
+// different ranges of a split folder.
+func oneFolder(seed int64, count int) imaptest.Mailbox {
+	gen := imaptest.Generate(seed, imaptest.Spec{
+		Count: count - 10, Folders: -1,
+		Sizes: []imaptest.SizeClass{{Weight: 1, Min: 600, Max: 4000}},
+	})
+	inbox := imaptest.Folder{Name: "INBOX"}
+	for _, f := range gen.Folders {
+		inbox.Messages = append(inbox.Messages, f.Messages...)
+	}
+	inbox.Messages = append(inbox.Messages, inbox.Messages[:10]...)
+	return imaptest.Mailbox{Folders: []imaptest.Folder{inbox}}
+}
+
+// TestSplitFolder copies one folder of 3,000 small messages with 4
+// connections: its missing messages are cut into ranges (chunks of 100) that
+// the idle workers append too. Several destination connections append at once,
+// never more than Connections; the checker finds every message once, with its
+// flags and date; a rerun appends nothing. With NoSplit, one connection
+// appends the folder.
+func TestSplitFolder(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src := d.AddUser(t)
+	dst := d.StartTLS(d.AddUser(t)) // another port: the sides are told apart
+	mb := oneFolder(61, 3000)
+	mustLoad(t, src, mb)
+	srcSnap := mustSnapshot(t, src)
+
+	dialer := &countingDialer{open: map[string]int{}, max: map[string]int{}}
+	cfg := testConfig(t, src, dst)
+	cfg.Connections = 4
+	cfg.ChunkMessages = 100
+	cfg.Dial.Dialer = dialer
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != mb.Count() {
+		t.Errorf("totals %+v, want %d copied", res.Totals, mb.Count())
+	}
+	dstAddr := net.JoinHostPort(dst.Host, strconv.Itoa(dst.Port))
+	dialer.mu.Lock()
+	most := dialer.max[dstAddr]
+	t.Logf("at most %v connections at once", dialer.max)
+	for addr, m := range dialer.max {
+		if m > cfg.Connections {
+			t.Errorf("%d connections at once to %s, want at most %d", m, addr, cfg.Connections)
+		}
+	}
+	dialer.mu.Unlock()
+	if most < 2 {
+		t.Errorf("at most %d destination connection at once: the folder was not split", most)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+	if err := srcSnap.Unchanged(testContext(t), src); err != nil {
+		t.Errorf("source changed: %v", err)
+	}
+
+	cfg = testConfig(t, src, dst)
+	cfg.ChunkMessages = 100
+	cfg.NoReport = true
+	again := mustCopy(t, cfg)
+	if again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
+		t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
+	}
+
+	// NoSplit: one connection appends the folder.
+	other := d.StartTLS(d.AddUser(t))
+	dialer = &countingDialer{open: map[string]int{}, max: map[string]int{}}
+	cfg = testConfig(t, src, other)
+	cfg.ChunkMessages = 100
+	cfg.NoSplit = true
+	cfg.Dial.Dialer = dialer
+	if res := mustCopy(t, cfg); res.Totals.Copied != mb.Count() {
+		t.Errorf("NoSplit: totals %+v, want %d copied", res.Totals, mb.Count())
+	}
+	if most := dialer.max[net.JoinHostPort(other.Host, strconv.Itoa(other.Port))]; most != 1 {
+		t.Errorf("NoSplit: %d destination connections at once, want 1", most)
+	}
+	mustCheck(t, src, other, imaptest.CheckOptions{})
+}
+
+// TestSplitFaults cuts single connections of a split folder's copy in the
+// middle of ranges, alternately a source connection (in the bodies it sends)
+// and a destination connection (in the APPENDs it gets), while the other
+// connections go on appending their ranges. The copy completes; the checker
+// finds nothing lost, nothing twice; a rerun appends nothing.
+func TestSplitFaults(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src := d.AddUser(t)
+	dst := d.AddUser(t)
+	mb := oneFolder(62, 2500)
+	mustLoad(t, src, mb)
+	srcSnap := mustSnapshot(t, src)
+	sp := proxytest.New(t, d.TLSAddr)
+	dp := proxytest.New(t, d.TLSAddr)
+
+	cfg := testConfig(t, via(src, sp), via(dst, dp))
+	cfg.Connections = 4
+	cfg.ChunkMessages = 100
+	cfg.MaxRetries = 10
+	rng := rand.New(rand.NewPCG(62, 4))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := range 6 {
+			p, dir := sp, proxytest.Downstream
+			if n%2 == 1 {
+				p, dir = dp, proxytest.Upstream
+			}
+			before := p.Stats().Cuts
+			p.CutConnAfter(dir, 100_000+rng.Int64N(1_500_000))
+			for p.Stats().Cuts == before {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+	})
+	res, err := mailcopy.Copy(testContext(t), cfg)
+	close(stop)
+	wg.Wait()
+	t.Logf("connections cut: source %d, destination %d", sp.Stats().Cuts, dp.Stats().Cuts)
+	if err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	if cuts := sp.Stats().Cuts + dp.Stats().Cuts; cuts < 3 {
+		t.Errorf("only %d cuts happened during the copy, want at least 3", cuts)
+	}
+	if !res.Complete() || res.Totals.Copied != mb.Count() {
+		t.Errorf("totals %+v, want %d copied", res.Totals, mb.Count())
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+	if err := srcSnap.Unchanged(testContext(t), src); err != nil {
+		t.Errorf("source changed: %v", err)
+	}
+
+	cfg = testConfig(t, src, dst)
+	cfg.ChunkMessages = 100
+	cfg.NoReport = true
+	again := mustCopy(t, cfg)
+	if again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
+		t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
+	}
+}
