@@ -384,6 +384,9 @@ func rangeStr(s Stat, prec int) string {
 }
 
 func (s Summary) verdictShort() string {
+	if s.Checked == 0 && s.Runs > 0 {
+		return "not checked: the later runs' check covers it"
+	}
 	if s.ChecksOK == s.Checked {
 		v := fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Checked)
 		if s.Checked < s.Runs {
@@ -429,16 +432,34 @@ func (res *Results) notes() []string {
 			}
 		}
 	}
-	var reruns []string
-	for _, r := range res.Runs {
-		if r.Tool == ImapcopyRerun && r.Copied != nil && r.Mailbox == "" {
-			reruns = append(reruns, fmt.Sprint(*r.Copied))
+	for _, mailbox := range res.mailboxNames() {
+		for _, t := range []Tool{ImapcopyRerun, ImapcopyRerunNew} {
+			var reruns []string
+			for _, r := range res.Runs {
+				if r.Tool == t && r.Copied != nil && r.Mailbox == mailbox {
+					reruns = append(reruns, fmt.Sprint(*r.Copied))
+				}
+			}
+			if len(reruns) == 0 {
+				continue
+			}
+			want := "0"
+			if t == ImapcopyRerunNew {
+				want = "the new ones"
+			}
+			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s appended: %s messages (want %s)", mailbox, t, strings.Join(reruns, ", "), want)))
 		}
 	}
-	if len(reruns) > 0 {
-		out = append(out, "imapcopy reruns appended: "+strings.Join(reruns, ", ")+" messages (want 0)")
-	}
 	return out
+}
+
+// mailboxNames is "" (the main mailbox) and the extra mailboxes' names, in order.
+func (res *Results) mailboxNames() []string {
+	names := []string{""}
+	for _, x := range res.Extra {
+		names = append(names, x.Name)
+	}
+	return names
 }
 
 func describeMailbox(mb *imaptest.Plan, loaded *Loaded) MailboxInfo {

@@ -72,3 +72,35 @@ func Generate(spec Spec) (*imaptest.Plan, error) {
 	}
 	return p, nil
 }
+
+// ExtraMailbox is the extra mailbox named name (MailboxOneFolder, MailboxSpread,
+// MailboxRerun) as `make bench` runs it, on loopback and with imapcopy only (their
+// questions are imapcopy's against itself); small makes it ten times smaller.
+func ExtraMailbox(name string, small bool) (Mailbox, bool) {
+	scale := func(n int) int {
+		if small {
+			return n / 10
+		}
+		return n
+	}
+	only := func(spec Spec, tools ...Tool) Mailbox {
+		return Mailbox{Name: name, Spec: spec, Networks: []Network{Loopback}, Tools: tools, CheckLast: true}
+	}
+	switch name {
+	case MailboxOneFolder, MailboxSpread:
+		spec := HugeSpec()
+		spec.Count = scale(spec.Count)
+		spec.Bytes = int64(spec.Count) * 4 << 10
+		if name == MailboxSpread {
+			spec.Folders = 20
+		}
+		return only(spec, Imapcopy), true
+	case MailboxRerun:
+		// Small messages (3 KB on average) in 15 folders: 100,000 of them are 300 MB.
+		n := scale(100_000)
+		m := only(Spec{Seed: 1, Count: n, Bytes: int64(n) * 3 << 10, Folders: 15}, Imapcopy, ImapcopyRerun, ImapcopyRerunNew)
+		m.CopyOnce, m.NewMessages = true, 100
+		return m, true
+	}
+	return Mailbox{}, false
+}
