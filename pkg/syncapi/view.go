@@ -37,18 +37,19 @@ func view(ctx context.Context, st *imapcopyv1.SyncStatus) *imapcopyv1.SyncStatus
 	}
 	if public(ctx) {
 		return &imapcopyv1.SyncStatus{
-			SourceEmail:   st.GetSourceEmail(),
-			State:         st.GetState(),
-			Message:       st.GetMessage(),
-			Total:         st.GetTotal(),
-			FailureReason: st.GetFailureReason(),
-			RetryReason:   st.GetRetryReason(),
-			Attempt:       st.GetAttempt(),
-			CreatedAt:     st.GetCreatedAt(),
-			StartedAt:     st.GetStartedAt(),
-			UpdatedAt:     st.GetUpdatedAt(),
-			FinishedAt:    st.GetFinishedAt(),
-			DryRun:        st.GetDryRun(),
+			SourceEmail:    st.GetSourceEmail(),
+			State:          st.GetState(),
+			Message:        st.GetMessage(),
+			Total:          st.GetTotal(),
+			FailureReason:  st.GetFailureReason(),
+			RetryReason:    st.GetRetryReason(),
+			Attempt:        st.GetAttempt(),
+			CreatedAt:      st.GetCreatedAt(),
+			StartedAt:      st.GetStartedAt(),
+			UpdatedAt:      st.GetUpdatedAt(),
+			FinishedAt:     st.GetFinishedAt(),
+			DryRun:         st.GetDryRun(),
+			ThrottledUntil: st.GetThrottledUntil(),
 		}
 	}
 	if len(st.GetCopyState()) > 0 { // the copiers', not the caller's

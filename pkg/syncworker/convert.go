@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/providers"
@@ -187,13 +189,15 @@ var folderStates = map[mailcopy.FolderState]imapcopyv1.FolderState{
 
 // applyProgress writes a running copy's snapshot into st.
 func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
-	// "throttled until T" while a server makes the copy wait (the status has no
-	// field of its own for it: the message says it).
+	// "throttled until T" while a server makes the copy wait: in throttled_until,
+	// and in the message for a person.
 	if i := strings.Index(st.Message, throttledNote); i >= 0 {
 		st.Message = st.Message[:i]
 	}
+	st.ThrottledUntil = nil
 	if !p.ThrottledUntil.IsZero() {
 		st.Message += throttledNote + p.ThrottledUntil.UTC().Format(time.RFC3339)
+		st.ThrottledUntil = timestamppb.New(p.ThrottledUntil)
 	}
 	st.Total = countsProto(p.Totals)
 	st.Folders = make([]*imapcopyv1.FolderProgress, 0, len(p.Folders))

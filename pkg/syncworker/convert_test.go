@@ -234,12 +234,15 @@ func TestApplyProgressThrottled(t *testing.T) {
 	if want := base + "; the server throttles the copy: waiting until 2026-12-05T17:30:05Z"; st.Message != want {
 		t.Errorf("throttled: message %q, want %q", st.Message, want)
 	}
+	if got := st.GetThrottledUntil().AsTime(); !got.Equal(until) {
+		t.Errorf("throttled_until = %v, want %v", got, until)
+	}
 	applyProgress(st, &mailcopy.Progress{ThrottledUntil: until.Add(time.Minute)})
 	if want := base + "; the server throttles the copy: waiting until 2026-12-05T17:31:05Z"; st.Message != want {
 		t.Errorf("throttled again: message %q, want %q", st.Message, want)
 	}
 	applyProgress(st, &mailcopy.Progress{})
-	if st.Message != base {
-		t.Errorf("after the wait: message %q, want %q", st.Message, base)
+	if st.Message != base || st.GetThrottledUntil() != nil {
+		t.Errorf("after the wait: message %q, throttled_until %v; want %q and none", st.Message, st.GetThrottledUntil(), base)
 	}
 }

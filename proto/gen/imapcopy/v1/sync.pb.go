@@ -1713,9 +1713,14 @@ type SyncStatus struct {
 	// UIDVALIDITY, UIDNEXT and message counts on both sides). The next sync of the
 	// same accounts skips the metadata pass of a folder unchanged on both sides
 	// since; any doubt gets the full pass.
-	CopyState     []byte `protobuf:"bytes,19,opt,name=copy_state,json=copyState,proto3" json:"copy_state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CopyState []byte `protobuf:"bytes,19,opt,name=copy_state,json=copyState,proto3" json:"copy_state,omitempty"`
+	// Set while a server makes the copy wait (its throttling answer's suggested
+	// back-off, or the copier's own when it gives none): the copy resumes then. The
+	// message says it too ("the server throttles the copy: waiting until T").
+	// Unset while the copy runs unthrottled.
+	ThrottledUntil *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=throttled_until,json=throttledUntil,proto3" json:"throttled_until,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncStatus) Reset() {
@@ -1877,6 +1882,13 @@ func (x *SyncStatus) GetCaller() string {
 func (x *SyncStatus) GetCopyState() []byte {
 	if x != nil {
 		return x.CopyState
+	}
+	return nil
+}
+
+func (x *SyncStatus) GetThrottledUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ThrottledUntil
 	}
 	return nil
 }
@@ -3239,7 +3251,7 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\vsource_name\x18\x01 \x01(\tR\n" +
 	"sourceName\x12)\n" +
 	"\x10destination_name\x18\x02 \x01(\tR\x0fdestinationName\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xbd\x06\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x82\a\n" +
 	"\n" +
 	"SyncStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
@@ -3266,7 +3278,8 @@ const file_imapcopy_v1_sync_proto_rawDesc = "" +
 	"\adry_run\x18\x11 \x01(\bR\x06dryRun\x12\x16\n" +
 	"\x06caller\x18\x12 \x01(\tR\x06caller\x12\x1d\n" +
 	"\n" +
-	"copy_state\x18\x13 \x01(\fR\tcopyState\"9\n" +
+	"copy_state\x18\x13 \x01(\fR\tcopyState\x12C\n" +
+	"\x0fthrottled_until\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x0ethrottledUntil\"9\n" +
 	"\x14GetSyncStatusRequest\x12!\n" +
 	"\fsource_email\x18\x01 \x01(\tR\vsourceEmail\"H\n" +
 	"\x15GetSyncStatusResponse\x12/\n" +
@@ -3506,47 +3519,48 @@ var file_imapcopy_v1_sync_proto_depIdxs = []int32{
 	41, // 24: imapcopy.v1.SyncStatus.started_at:type_name -> google.protobuf.Timestamp
 	41, // 25: imapcopy.v1.SyncStatus.updated_at:type_name -> google.protobuf.Timestamp
 	41, // 26: imapcopy.v1.SyncStatus.finished_at:type_name -> google.protobuf.Timestamp
-	22, // 27: imapcopy.v1.GetSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
-	22, // 28: imapcopy.v1.WatchSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
-	22, // 29: imapcopy.v1.CancelSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
-	3,  // 30: imapcopy.v1.ListSyncsRequest.states:type_name -> imapcopy.v1.SyncState
-	41, // 31: imapcopy.v1.ListSyncsRequest.created_after:type_name -> google.protobuf.Timestamp
-	41, // 32: imapcopy.v1.ListSyncsRequest.created_before:type_name -> google.protobuf.Timestamp
-	3,  // 33: imapcopy.v1.StateCount.state:type_name -> imapcopy.v1.SyncState
-	22, // 34: imapcopy.v1.ListSyncsResponse.syncs:type_name -> imapcopy.v1.SyncStatus
-	30, // 35: imapcopy.v1.ListSyncsResponse.totals:type_name -> imapcopy.v1.StateCount
-	22, // 36: imapcopy.v1.RetrySyncResponse.status:type_name -> imapcopy.v1.SyncStatus
-	5,  // 37: imapcopy.v1.PlanFinding.kind:type_name -> imapcopy.v1.PlanFindingKind
-	35, // 38: imapcopy.v1.PlanFolder.too_large:type_name -> imapcopy.v1.PlanMessage
-	34, // 39: imapcopy.v1.PlanSyncResponse.findings:type_name -> imapcopy.v1.PlanFinding
-	11, // 40: imapcopy.v1.PlanSyncResponse.destination_quota:type_name -> imapcopy.v1.Quota
-	36, // 41: imapcopy.v1.PlanSyncResponse.folders:type_name -> imapcopy.v1.PlanFolder
-	35, // 42: imapcopy.v1.PlanSyncResponse.largest_messages:type_name -> imapcopy.v1.PlanMessage
-	37, // 43: imapcopy.v1.PlanSyncResponse.gmail:type_name -> imapcopy.v1.PlanGmail
-	38, // 44: imapcopy.v1.PlanSyncResponse.estimate:type_name -> imapcopy.v1.PlanEstimate
-	9,  // 45: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
-	13, // 46: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
-	16, // 47: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
-	16, // 48: imapcopy.v1.SyncService.PlanSync:input_type -> imapcopy.v1.StartSyncRequest
-	23, // 49: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
-	25, // 50: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
-	27, // 51: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
-	29, // 52: imapcopy.v1.SyncService.ListSyncs:input_type -> imapcopy.v1.ListSyncsRequest
-	32, // 53: imapcopy.v1.SyncService.RetrySync:input_type -> imapcopy.v1.RetrySyncRequest
-	10, // 54: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
-	14, // 55: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
-	17, // 56: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
-	39, // 57: imapcopy.v1.SyncService.PlanSync:output_type -> imapcopy.v1.PlanSyncResponse
-	24, // 58: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
-	26, // 59: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
-	28, // 60: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
-	31, // 61: imapcopy.v1.SyncService.ListSyncs:output_type -> imapcopy.v1.ListSyncsResponse
-	33, // 62: imapcopy.v1.SyncService.RetrySync:output_type -> imapcopy.v1.RetrySyncResponse
-	54, // [54:63] is the sub-list for method output_type
-	45, // [45:54] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	41, // 27: imapcopy.v1.SyncStatus.throttled_until:type_name -> google.protobuf.Timestamp
+	22, // 28: imapcopy.v1.GetSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
+	22, // 29: imapcopy.v1.WatchSyncStatusResponse.status:type_name -> imapcopy.v1.SyncStatus
+	22, // 30: imapcopy.v1.CancelSyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	3,  // 31: imapcopy.v1.ListSyncsRequest.states:type_name -> imapcopy.v1.SyncState
+	41, // 32: imapcopy.v1.ListSyncsRequest.created_after:type_name -> google.protobuf.Timestamp
+	41, // 33: imapcopy.v1.ListSyncsRequest.created_before:type_name -> google.protobuf.Timestamp
+	3,  // 34: imapcopy.v1.StateCount.state:type_name -> imapcopy.v1.SyncState
+	22, // 35: imapcopy.v1.ListSyncsResponse.syncs:type_name -> imapcopy.v1.SyncStatus
+	30, // 36: imapcopy.v1.ListSyncsResponse.totals:type_name -> imapcopy.v1.StateCount
+	22, // 37: imapcopy.v1.RetrySyncResponse.status:type_name -> imapcopy.v1.SyncStatus
+	5,  // 38: imapcopy.v1.PlanFinding.kind:type_name -> imapcopy.v1.PlanFindingKind
+	35, // 39: imapcopy.v1.PlanFolder.too_large:type_name -> imapcopy.v1.PlanMessage
+	34, // 40: imapcopy.v1.PlanSyncResponse.findings:type_name -> imapcopy.v1.PlanFinding
+	11, // 41: imapcopy.v1.PlanSyncResponse.destination_quota:type_name -> imapcopy.v1.Quota
+	36, // 42: imapcopy.v1.PlanSyncResponse.folders:type_name -> imapcopy.v1.PlanFolder
+	35, // 43: imapcopy.v1.PlanSyncResponse.largest_messages:type_name -> imapcopy.v1.PlanMessage
+	37, // 44: imapcopy.v1.PlanSyncResponse.gmail:type_name -> imapcopy.v1.PlanGmail
+	38, // 45: imapcopy.v1.PlanSyncResponse.estimate:type_name -> imapcopy.v1.PlanEstimate
+	9,  // 46: imapcopy.v1.SyncService.ListProviders:input_type -> imapcopy.v1.ListProvidersRequest
+	13, // 47: imapcopy.v1.SyncService.TestAccount:input_type -> imapcopy.v1.TestAccountRequest
+	16, // 48: imapcopy.v1.SyncService.StartSync:input_type -> imapcopy.v1.StartSyncRequest
+	16, // 49: imapcopy.v1.SyncService.PlanSync:input_type -> imapcopy.v1.StartSyncRequest
+	23, // 50: imapcopy.v1.SyncService.GetSyncStatus:input_type -> imapcopy.v1.GetSyncStatusRequest
+	25, // 51: imapcopy.v1.SyncService.WatchSyncStatus:input_type -> imapcopy.v1.WatchSyncStatusRequest
+	27, // 52: imapcopy.v1.SyncService.CancelSync:input_type -> imapcopy.v1.CancelSyncRequest
+	29, // 53: imapcopy.v1.SyncService.ListSyncs:input_type -> imapcopy.v1.ListSyncsRequest
+	32, // 54: imapcopy.v1.SyncService.RetrySync:input_type -> imapcopy.v1.RetrySyncRequest
+	10, // 55: imapcopy.v1.SyncService.ListProviders:output_type -> imapcopy.v1.ListProvidersResponse
+	14, // 56: imapcopy.v1.SyncService.TestAccount:output_type -> imapcopy.v1.TestAccountResponse
+	17, // 57: imapcopy.v1.SyncService.StartSync:output_type -> imapcopy.v1.StartSyncResponse
+	39, // 58: imapcopy.v1.SyncService.PlanSync:output_type -> imapcopy.v1.PlanSyncResponse
+	24, // 59: imapcopy.v1.SyncService.GetSyncStatus:output_type -> imapcopy.v1.GetSyncStatusResponse
+	26, // 60: imapcopy.v1.SyncService.WatchSyncStatus:output_type -> imapcopy.v1.WatchSyncStatusResponse
+	28, // 61: imapcopy.v1.SyncService.CancelSync:output_type -> imapcopy.v1.CancelSyncResponse
+	31, // 62: imapcopy.v1.SyncService.ListSyncs:output_type -> imapcopy.v1.ListSyncsResponse
+	33, // 63: imapcopy.v1.SyncService.RetrySync:output_type -> imapcopy.v1.RetrySyncResponse
+	55, // [55:64] is the sub-list for method output_type
+	46, // [46:55] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_imapcopy_v1_sync_proto_init() }
