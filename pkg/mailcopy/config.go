@@ -78,12 +78,12 @@ type Config struct {
 	// NoMultiappend sends one APPEND per message even when the destination
 	// offers MULTIAPPEND (a preset's handling says it cannot be relied on).
 	NoMultiappend bool
-	// NoSplit appends each folder on one connection. By default, a folder
-	// missing two chunks or more is split: its chunks are ranges that idle
-	// connections append too (see "Splitting a large folder"). On a Dovecot
-	// Maildir destination, appends into one folder from several connections
-	// wait on its locks, and the split can be slower (measured on loopback).
-	NoSplit       bool
+	// SplitFolders splits a folder missing two chunks or more: its chunks are
+	// ranges that idle connections append too (see "Splitting a large
+	// folder"). Off by default: on a Dovecot Maildir destination, appends into
+	// one folder from several connections wait on its locks, and the split
+	// measured slower on loopback; it helps where a connection is the limit.
+	SplitFolders  bool
 	ChunkMessages int           // messages per source FETCH and Append call, default 500
 	ChunkBytes    int64         // bytes per source FETCH and Append call, default 128 MiB
 	MaxRetries    int           // reconnects in a row without progress, per folder; default 6

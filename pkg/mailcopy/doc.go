@@ -13,8 +13,8 @@
 //     most one source and one destination connection at a time, so neither account
 //     sees more than Config.Connections connections from a copy (planning ends
 //     before the workers start, the report is appended after they end). Folders are
-//     scheduled biggest first; a worker with no folder left helps append a large
-//     folder (see "Splitting a large folder").
+//     scheduled biggest first; with SplitFolders, a worker with no folder left
+//     helps append a large folder (see "Splitting a large folder").
 //  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
@@ -78,8 +78,8 @@
 //
 // # Splitting a large folder
 //
-// A folder is diffed by one worker, and its body pass is shared: when the missing
-// messages make two chunks or more, the chunks (contiguous runs of the missing
+// With Config.SplitFolders, a folder is diffed by one worker and its body pass
+// is shared: when the missing messages make two chunks or more, the chunks (contiguous runs of the missing
 // messages in UID order, 500 messages or 128 MiB at most) are offered as ranges to
 // the workers with nothing else to do, which take them before any new folder. Each
 // range is appended by one worker on its own connections: an EXAMINE of the source
@@ -118,8 +118,9 @@
 // over four. A Dovecot Maildir destination serialises the appends into one
 // folder on its locks (dovecot-uidlist.lock and the index): on loopback, 10,000
 // small messages in one folder took 16.4–16.8 s on one connection and 19.3–21.6 s
-// split over four (2 runs each, same process, shared machine). Config.NoSplit
-// appends each folder on one connection.
+// split over four (2 runs each, same process, shared machine). So the split is
+// asked for (Config.SplitFolders); by default each folder is appended on one
+// connection.
 //
 // # Gmail's archived mail
 //

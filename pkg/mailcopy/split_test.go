@@ -34,8 +34,8 @@ func oneFolder(seed int64, count int) imaptest.Mailbox {
 // connections: its missing messages are cut into ranges (chunks of 100) that
 // the idle workers append too. Several destination connections append at once,
 // never more than Connections; the checker finds every message once, with its
-// flags and date; a rerun appends nothing. With NoSplit, one connection
-// appends the folder.
+// flags and date; a rerun appends nothing. Without SplitFolders, one
+// connection appends the folder.
 func TestSplitFolder(t *testing.T) {
 	t.Parallel()
 	d := servers[imaptest.FlavourSlash]
@@ -49,6 +49,7 @@ func TestSplitFolder(t *testing.T) {
 	cfg := testConfig(t, src, dst)
 	cfg.Connections = 4
 	cfg.ChunkMessages = 100
+	cfg.SplitFolders = true
 	cfg.Dial.Dialer = dialer
 	res := mustCopy(t, cfg)
 	if !res.Complete() || res.Totals.Copied != mb.Count() {
@@ -80,18 +81,17 @@ func TestSplitFolder(t *testing.T) {
 		t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
 	}
 
-	// NoSplit: one connection appends the folder.
+	// Without SplitFolders (the default), one connection appends the folder.
 	other := d.StartTLS(d.AddUser(t))
 	dialer = &countingDialer{open: map[string]int{}, max: map[string]int{}}
 	cfg = testConfig(t, src, other)
 	cfg.ChunkMessages = 100
-	cfg.NoSplit = true
 	cfg.Dial.Dialer = dialer
 	if res := mustCopy(t, cfg); res.Totals.Copied != mb.Count() {
-		t.Errorf("NoSplit: totals %+v, want %d copied", res.Totals, mb.Count())
+		t.Errorf("no split: totals %+v, want %d copied", res.Totals, mb.Count())
 	}
 	if most := dialer.max[net.JoinHostPort(other.Host, strconv.Itoa(other.Port))]; most != 1 {
-		t.Errorf("NoSplit: %d destination connections at once, want 1", most)
+		t.Errorf("no split: %d destination connections at once, want 1", most)
 	}
 	mustCheck(t, src, other, imaptest.CheckOptions{})
 }
@@ -115,6 +115,7 @@ func TestSplitFaults(t *testing.T) {
 	cfg := testConfig(t, via(src, sp), via(dst, dp))
 	cfg.Connections = 4
 	cfg.ChunkMessages = 100
+	cfg.SplitFolders = true
 	cfg.MaxRetries = 10
 	rng := rand.New(rand.NewPCG(62, 4))
 	stop := make(chan struct{})

@@ -383,7 +383,7 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		return nil
 	}
 	cs := chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes)
-	if len(cs) >= splitMinRanges && !fr.oneByOne && !e.cfg.NoSplit && e.board != nil {
+	if len(cs) >= splitMinRanges && !fr.oneByOne && e.cfg.SplitFolders && e.board != nil {
 		// Many messages: the chunks are ranges that idle workers append too.
 		if err := w.appendRanges(ctx, fr, cs); err != nil {
 			return err
