@@ -93,6 +93,8 @@ type Mailbox struct {
 	// NewMessages is how many new messages reach the source before each
 	// ImapcopyRerunNew run.
 	NewMessages int
+	// CopierArgs are more flags for this mailbox's `imapcopy-copier copy` runs.
+	CopierArgs []string
 	// CopyOnce makes the first copy once, into one destination that every
 	// repetition's reruns then run on: a big mailbox's reruns are the question, and
 	// its first copy takes minutes.
@@ -496,7 +498,7 @@ func (b *bench) imapcopy(ctx context.Context, network Network, tool Tool, rep in
 	args := append([]string{"copy",
 		"--from", accountURL(src), "--to", accountURL(dst),
 		"--ca-file", b.caBundle, "--json",
-	}, b.cfg.CopierArgs...)
+	}, append(slices.Clone(b.cfg.CopierArgs), b.box.CopierArgs...)...)
 	if b.cfg.copierState {
 		// As a user who reruns would: the rerun reads what the first copy proved.
 		args = append(args, "--state", filepath.Join(b.work, "state-"+dst.Login+".json"))

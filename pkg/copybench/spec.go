@@ -87,14 +87,18 @@ func ExtraMailbox(name string, small bool) (Mailbox, bool) {
 		return Mailbox{Name: name, Spec: spec, Networks: []Network{Loopback}, Tools: tools, CheckLast: true}
 	}
 	switch name {
-	case MailboxOneFolder, MailboxSpread:
+	case MailboxOneFolder, MailboxOneSplit, MailboxSpread:
 		spec := HugeSpec()
 		spec.Count = scale(spec.Count)
 		spec.Bytes = int64(spec.Count) * 4 << 10
-		if name == MailboxSpread {
-			spec.Folders = 20
+		m := only(spec, Imapcopy)
+		switch name {
+		case MailboxSpread:
+			m.Spec.Folders = 20
+		case MailboxOneSplit:
+			m.CopierArgs = []string{"--split-folders"}
 		}
-		return only(spec, Imapcopy), true
+		return m, true
 	case MailboxRerun:
 		// Small messages (3 KB on average) in 15 folders: 100,000 of them are 300 MB.
 		n := scale(100_000)

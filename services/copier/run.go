@@ -89,6 +89,7 @@ type copyFlags struct {
 	insecure                 bool
 	caFile                   string
 	dryRun, noReport         bool
+	splitFolders             bool
 	include, exclude         stringList
 	maxSize, since           string
 	connections              int
@@ -120,6 +121,7 @@ func parseCopyFlags(args []string, stderr io.Writer) (*copyFlags, error) {
 	fs.StringVar(&f.provider, "provider", "", `source provider rules ("gmail": skip the All Mail, Important and Starred views)`)
 	fs.BoolVar(&f.gmailViews, "include-gmail-views", false, "copy Gmail's All Mail, Important and Starred views as folders too (without it, only All Mail's archived messages, those with no label, are copied, into the destination's Archive)")
 	fs.BoolVar(&f.noReport, "no-report", false, "do not append the report message to the destination INBOX")
+	fs.BoolVar(&f.splitFolders, "split-folders", false, "append a folder with many missing messages on every idle connection, range by range (faster when each connection is slow, e.g. capped by the provider; slower into one Dovecot Maildir folder)")
 	fs.BoolVar(&f.json, "json", false, "print the final result as JSON on stdout")
 	fs.BoolVar(&f.verbose, "verbose", false, "log what the copy does on stderr")
 	fs.StringVar(&f.state, "state", "", "file keeping what each copy proved complete (read first when it exists, rewritten after): a rerun skips the folders unchanged on both sides since")
@@ -195,6 +197,7 @@ func (f *copyFlags) config(getenv func(string) string) (mailcopy.Config, error) 
 		Include:     f.include, Exclude: f.exclude,
 		Provider: f.provider, IncludeGmailViews: f.gmailViews,
 		DryRun: f.dryRun, NoReport: f.noReport,
+		SplitFolders: f.splitFolders,
 	}
 	if f.maxSize != "" {
 		if cfg.MaxMessageSize, err = parseSize(f.maxSize); err != nil {

@@ -19,7 +19,7 @@
 //	BENCH_CAPPED_LATENCY   the capped WAN's latency each way (default 75ms)
 //	BENCH_CAPPED_LINK      the capped WAN's link per server and direction, MB/s (default 5)
 //	BENCH_NETWORKS         loopback,wan,wan-capped    BENCH_TOOLS  imapcopy,mbsync
-//	BENCH_EXTRA            one-folder,spread,rerun (or none): extra mailboxes, copied on
+//	BENCH_EXTRA            one-folder,one-folder-split,spread,rerun (or none): extra mailboxes, copied on
 //	                       loopback by imapcopy (ten times smaller with BENCH_SIZE=small)
 //	BENCH_COPIER           imapcopy-copier binary (default bin/imapcopy-copier)
 //	BENCH_COPIER_ARGS      extra flags for `imapcopy-copier copy`
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cappedLink := fs.String("capped-link", env("BENCH_CAPPED_LINK", "5"), "the capped WAN's link bandwidth per server and direction, MB/s [BENCH_CAPPED_LINK]")
 	networks := fs.String("networks", env("BENCH_NETWORKS", "loopback,wan,wan-capped"), "networks to run on: loopback, wan, wan-capped [BENCH_NETWORKS]")
 	tools := fs.String("tools", env("BENCH_TOOLS", "imapcopy,mbsync"), "tools: imapcopy (with its rerun), mbsync [BENCH_TOOLS]")
-	extra := fs.String("extra", env("BENCH_EXTRA", "one-folder,spread,rerun"), "extra mailboxes, one question each, on loopback: one-folder (one INBOX of 50,000 small messages) and spread (the same over 20 folders), rerun (100,000 small messages copied once, then rerun, and rerun after 100 new); none [BENCH_EXTRA]")
+	extra := fs.String("extra", env("BENCH_EXTRA", "one-folder,one-folder-split,spread,rerun"), "extra mailboxes, one question each, on loopback: one-folder (one INBOX of 50,000 small messages), one-folder-split (the same, copied with --split-folders) and spread (the same over 20 folders), rerun (100,000 small messages copied once, then rerun, and rerun after 100 new); none [BENCH_EXTRA]")
 	copier := fs.String("copier", env("BENCH_COPIER", "bin/imapcopy-copier"), "imapcopy-copier binary [BENCH_COPIER]")
 	copierArgs := fs.String("copier-args", env("BENCH_COPIER_ARGS", ""), "extra flags for imapcopy-copier copy, space-separated [BENCH_COPIER_ARGS]")
 	out := fs.String("out", env("BENCH_OUT", "bench-results"), "directory for the JSON results [BENCH_OUT]")
@@ -197,7 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		m, ok := copybench.ExtraMailbox(x, *size == "small")
 		if !ok {
-			return usage("extra %q: want one-folder, spread, rerun or none", x)
+			return usage("extra %q: want one-folder, one-folder-split, spread, rerun or none", x)
 		}
 		cfg.Extra = append(cfg.Extra, m)
 	}
