@@ -43,6 +43,8 @@ type engine struct {
 
 	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
+	pool *dialPool // the workers' first connections, dialed during planning
+
 	mu       sync.Mutex
 	failures []MessageIssue
 	skipped  []MessageIssue
@@ -106,6 +108,9 @@ func classifyEnd(ctx context.Context, err error) error {
 }
 
 func (e *engine) run(ctx context.Context, res *Result) error {
+	e.pool = newDialPool(e, ctx)
+	defer e.pool.closeSpare()
+	defer e.pool.close()
 	p, err := e.planFolders(ctx)
 	if err != nil {
 		return err
@@ -171,6 +176,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		}
 	}
 	err = e.copyFolders(ctx, runnable)
+	e.pool.close() // before the report's connection: Connections at most
 
 	for _, j := range jobs {
 		res.Folders = append(res.Folders, j.result)
@@ -218,7 +224,7 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 	for range min(e.cfg.Connections, len(order)) {
 		g.Go(func() (err error) {
 			w := &worker{e: e}
-			defer w.close()
+			defer func() { w.retire(err == nil) }()
 			defer func() {
 				if r := recover(); r != nil {
 					err = fmt.Errorf("copy worker panic: %v\n%s", r, debug.Stack())
@@ -266,7 +272,7 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 			defer close(dstDone)
 			dst, dstErr = e.dialDest(ctx)
 		}()
-		src, _, err := e.dialSource(ctx)
+		src, srcConn, err := e.dialSource(ctx)
 		<-dstDone
 		if dst != nil {
 			defer dst.Logout()
@@ -274,11 +280,16 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 		if err != nil {
 			return err
 		}
-		defer src.Logout()
 		if dstErr != nil {
+			src.Logout()
 			return dstErr
 		}
-		return fn(src, dst)
+		err = fn(src, dst)
+		if err != nil || !e.pool.giveSource(src, srcConn) {
+			// A worker takes it over otherwise.
+			src.Logout()
+		}
+		return err
 	})
 }
 
@@ -433,6 +444,15 @@ func (b *boundDialer) DialContext(ctx context.Context, network, addr string) (ne
 type boundConn struct {
 	net.Conn
 	unbind func() bool // set before the connection is handed out
+}
+
+// rebind binds the connection to ctx instead (a pooled connection handed to
+// a worker). Only its owner calls it, never during Close.
+func (c *boundConn) rebind(ctx context.Context) {
+	old := c.unbind
+	raw := c.Conn
+	c.unbind = context.AfterFunc(ctx, func() { raw.Close() })
+	old()
 }
 
 func (c *boundConn) Close() error {
@@ -591,9 +611,12 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 			}
 			lost = time.Time{}
 		}
-		a, _, err := e.dialAppender(ctx)
-		if err != nil {
-			return err
+		a := e.pool.takeSpare() // a worker's, when one was left in order
+		if a == nil {
+			var err error
+			if a, _, err = e.dialAppender(ctx); err != nil {
+				return err
+			}
 		}
 		defer a.Close()
 		results, err := a.Append(ctx, "INBOX", []imapappend.Message{{

@@ -36,7 +36,16 @@ func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
 	if exists == 0 {
 		return nil, nil
 	}
-	cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, metadataOptions) // UID 1:*
+	return readMetadata(c.Fetch(allUIDs, metadataOptions), exists)
+}
+
+// allUIDs is UID 1:*.
+var allUIDs = imap.UIDSet{{Start: 1, Stop: 0}}
+
+// readMetadata reads the answer of the metadata pass cmd on a mailbox that
+// holds exists messages (a capacity hint) and returns the messages in UID
+// order.
+func readMetadata(cmd *imapclient.FetchCommand, exists uint32) ([]srcMessage, error) {
 	// After a failed literal, do not drain (see bodyStream.dead).
 	dead := false
 	defer func() {
