@@ -10,7 +10,7 @@ import (
 )
 
 // examineMetadata opens folder read-only and runs its metadata pass (see
-// fetchMetadata) with the two commands pipelined: the UID FETCH 1:* is sent
+// readMetadata) with the two commands pipelined: the UID FETCH 1:* is sent
 // right behind the EXAMINE, so a distant server costs one round trip for
 // both, not two.
 //
