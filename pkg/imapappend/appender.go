@@ -19,7 +19,8 @@
 // A MULTIAPPEND is all-or-nothing. When the server refuses a batch (over quota, a message
 // too big or malformed...), the batch's messages must be sent again one APPEND each, so that
 // only the message(s) at fault are refused and the rest is stored. Refusals that concern the
-// mailbox and not a message (TRYCREATE, NONEXISTENT, NOPERM) are not retried one by one.
+// mailbox and not a message (TRYCREATE, NONEXISTENT, NOPERM), and throttling refusals
+// (imapconn.Throttled), are not retried one by one.
 //
 // By default Append resends them itself: the bodies of a batch are kept in memory until the
 // server answers, at most two batches' bytes per connection (2 × Batching.Bytes, 16 MiB by
@@ -697,7 +698,7 @@ func (r *appendRun) finish(cmd *command) []unit {
 	if status == nil {
 		status = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "unexpected answer " + resp.Type}
 	}
-	if cmd.unit.multi && len(idx) > 1 && !mailboxWide(resp.Code) {
+	if cmd.unit.multi && len(idx) > 1 && !mailboxWide(resp.Code) && !throttled(status) {
 		if !cmd.unit.keep {
 			r.a.log.Info("imap_multiappend_refused_handed_back",
 				"mailbox", r.mailbox, "messages", len(idx), "code", resp.Code, "text", resp.Text)
@@ -724,6 +725,14 @@ func (r *appendRun) finish(cmd *command) []unit {
 		r.results[i] = Result{Err: err}
 	}
 	return nil
+}
+
+// throttled reports whether a refusal says the client goes too fast (imapconn.Throttled):
+// it concerns no message of the batch, which is refused whole, not appended one by one
+// (each APPEND would only meet the same limit, and the caller would not learn of it).
+func throttled(status error) bool {
+	_, ok := imapconn.Throttled(status)
+	return ok
 }
 
 // mailboxWide reports whether a refusal concerns the mailbox rather than a message.

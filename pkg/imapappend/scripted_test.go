@@ -187,6 +187,28 @@ func TestScripted(t *testing.T) {
 		}
 	})
 
+	// A throttled MULTIAPPEND (Gmail: "NO [OVERQUOTA] Account exceeded command or
+	// bandwidth limits") refuses no message: its messages come back with the refusal,
+	// for the caller to wait, not with ErrBatchRefused (appended one by one, the throttle
+	// would go unnoticed).
+	t.Run("throttled batch", func(t *testing.T) {
+		t.Parallel()
+		s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(tag string, _ [][]byte) string {
+			return tag + " NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)\r\n"
+		}}
+		a := dial(t, s.start(t), imapappend.Config{NoResend: true})
+		msgs, _ := scriptedMessages(3)
+		results, err := a.Append(context.Background(), "INBOX", msgs)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		for i, r := range results {
+			if _, ok := imapconn.Throttled(r.Err); !ok || errors.Is(r.Err, imapappend.ErrBatchRefused) {
+				t.Errorf("results[%d].Err = %v, want the throttling refusal", i, r.Err)
+			}
+		}
+	})
+
 	t.Run("BAD", func(t *testing.T) {
 		t.Parallel()
 		s := &script{caps: "IMAP4rev1 LITERAL+", answer: func(tag string, _ [][]byte) string {

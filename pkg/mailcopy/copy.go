@@ -43,7 +43,8 @@ type engine struct {
 
 	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
-	board *board // the workers' folders and ranges (copyFolders)
+	board *board    // the workers' folders and ranges (copyFolders)
+	pool  *dialPool // the workers' first connections, dialed during planning
 
 	mu       sync.Mutex
 	failures []MessageIssue
@@ -117,6 +118,9 @@ func classifyEnd(ctx context.Context, err error) error {
 }
 
 func (e *engine) run(ctx context.Context, res *Result) error {
+	e.pool = newDialPool(e, ctx)
+	defer e.pool.closeSpare()
+	defer e.pool.close()
 	p, err := e.planFolders(ctx)
 	if err != nil {
 		return err
@@ -193,6 +197,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		}
 	}
 	err = e.copyFolders(ctx, runnable)
+	e.pool.close() // before the report's connection: Connections at most
 
 	state := &State{Source: stateAccount(e.cfg.Source), Destination: stateAccount(e.cfg.Destination), Since: e.cfg.Since}
 	for _, j := range jobs {
@@ -254,7 +259,7 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 	for range workers {
 		g.Go(func() (err error) {
 			w := &worker{e: e}
-			defer w.close()
+			defer func() { w.retire(err == nil) }()
 			defer func() {
 				if r := recover(); r != nil {
 					err = fmt.Errorf("copy worker panic: %v\n%s", r, debug.Stack())
@@ -309,7 +314,7 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 			defer close(dstDone)
 			dst, dstErr = e.dialDest(ctx)
 		}()
-		src, _, err := e.dialSource(ctx)
+		src, srcConn, err := e.dialSource(ctx)
 		<-dstDone
 		if dst != nil {
 			defer dst.Logout()
@@ -317,11 +322,16 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 		if err != nil {
 			return err
 		}
-		defer src.Logout()
 		if dstErr != nil {
+			src.Logout()
 			return dstErr
 		}
-		return fn(src, dst)
+		err = fn(src, dst)
+		if err != nil || !e.pool.giveSource(src, srcConn) {
+			// A worker takes it over otherwise.
+			src.Logout()
+		}
+		return err
 	})
 }
 
@@ -476,6 +486,15 @@ func (b *boundDialer) DialContext(ctx context.Context, network, addr string) (ne
 type boundConn struct {
 	net.Conn
 	unbind func() bool // set before the connection is handed out
+}
+
+// rebind binds the connection to ctx instead (a pooled connection handed to
+// a worker). Only its owner calls it, never during Close.
+func (c *boundConn) rebind(ctx context.Context) {
+	old := c.unbind
+	raw := c.Conn
+	c.unbind = context.AfterFunc(ctx, func() { raw.Close() })
+	old()
 }
 
 func (c *boundConn) Close() error {
@@ -634,9 +653,12 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 			}
 			lost = time.Time{}
 		}
-		a, _, err := e.dialAppender(ctx)
-		if err != nil {
-			return err
+		a := e.pool.takeSpare() // a worker's, when one was left in order
+		if a == nil {
+			var err error
+			if a, _, err = e.dialAppender(ctx); err != nil {
+				return err
+			}
 		}
 		defer a.Close()
 		results, err := a.Append(ctx, "INBOX", []imapappend.Message{{

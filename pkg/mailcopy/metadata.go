@@ -29,14 +29,15 @@ var metadataOptions = &imap.FetchOptions{
 	}},
 }
 
-// fetchMetadata runs the metadata pass on the selected mailbox, which holds
-// exists messages, and returns the messages in UID order. Flags are cleaned
-// (see imapappend.CleanFlags) and interned: a mailbox holds few distinct flag sets.
-func fetchMetadata(c *imapclient.Client, exists uint32) ([]srcMessage, error) {
-	if exists == 0 {
-		return nil, nil
-	}
-	cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, metadataOptions) // UID 1:*
+// allUIDs is UID 1:*.
+var allUIDs = imap.UIDSet{{Start: 1, Stop: 0}}
+
+// readMetadata reads the answer of the metadata pass cmd (UID FETCH 1:* of
+// metadataOptions, see examineMetadata) on a mailbox that holds exists
+// messages (a capacity hint) and returns the messages in UID order. Flags
+// are cleaned (see imapappend.CleanFlags) and interned: a mailbox holds few
+// distinct flag sets.
+func readMetadata(cmd *imapclient.FetchCommand, exists uint32) ([]srcMessage, error) {
 	// After a failed literal, do not drain (see bodyStream.dead).
 	dead := false
 	defer func() {

@@ -28,17 +28,6 @@ func list(c *imapconn.Client) (*listing, error) {
 	caps := c.Caps()
 	cl := c.IMAP()
 	l := &listing{caps: caps, status: map[string]*imap.StatusData{}}
-	haveNS := false
-	if caps.Has(imap.CapNamespace) {
-		ns, err := cl.Namespace().Wait()
-		if err != nil {
-			return nil, fmt.Errorf("namespace: %w", err)
-		}
-		if len(ns.Personal) > 0 {
-			l.side.Prefix, l.side.Delim = ns.Personal[0].Prefix, ns.Personal[0].Delim
-			haveNS = true
-		}
-	}
 	var opts *imap.ListOptions
 	if caps.Has(imap.CapSpecialUse) || caps.Has(imap.CapListStatus) {
 		opts = &imap.ListOptions{ReturnSpecialUse: caps.Has(imap.CapSpecialUse)}
@@ -46,7 +35,26 @@ func list(c *imapconn.Client) (*listing, error) {
 			opts.ReturnStatus = listStatus(caps)
 		}
 	}
-	boxes, err := collectList(cl, cl.List("", "*", opts))
+	// NAMESPACE and LIST are pipelined: one round trip for both.
+	var nsCmd *imapclient.NamespaceCommand
+	if caps.Has(imap.CapNamespace) {
+		nsCmd = cl.Namespace()
+	}
+	listCmd := cl.List("", "*", opts)
+	haveNS := false
+	if nsCmd != nil {
+		ns, err := nsCmd.Wait()
+		if err != nil {
+			// go-imap's Close waits for the LIST to be read: drain it first.
+			_, _ = collectList(cl, listCmd)
+			return nil, fmt.Errorf("namespace: %w", err)
+		}
+		if len(ns.Personal) > 0 {
+			l.side.Prefix, l.side.Delim = ns.Personal[0].Prefix, ns.Personal[0].Delim
+			haveNS = true
+		}
+	}
+	boxes, err := collectList(cl, listCmd)
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
 	}
@@ -138,12 +146,22 @@ type planned struct {
 func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 	var p planned
 	err := e.withConns(ctx, func(src, dst *imapconn.Client) error {
+		// Both accounts are listed at once: on distant servers the plan
+		// waits for the slower, not for both in turn.
+		var dstErr error
+		dstDone := make(chan struct{})
+		go func() {
+			defer close(dstDone)
+			p.dst, dstErr = list(dst)
+		}()
 		var err error
-		if p.src, err = list(src); err != nil {
+		p.src, err = list(src)
+		<-dstDone
+		if err != nil {
 			return fmt.Errorf("source: %w", err)
 		}
-		if p.dst, err = list(dst); err != nil {
-			return fmt.Errorf("destination: %w", err)
+		if dstErr != nil {
+			return fmt.Errorf("destination: %w", dstErr)
 		}
 		p.plan, err = foldermap.Map(p.src.side, p.dst.side, foldermap.Options{
 			Include: e.cfg.Include, Exclude: e.cfg.Exclude,
@@ -152,11 +170,12 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 		if err != nil {
 			return &Error{Kind: KindConnect, Err: fmt.Errorf("plan folders: %w", err)}
 		}
+		e.startPool(p.plan)
 		if e.cfg.DryRun {
 			return nil
 		}
 		p.created, p.refused = map[string]bool{}, map[string]string{}
-		if err := createFolders(dst.IMAP(), p.plan.Create, p.created, p.refused); err != nil {
+		if err := createFolders(dst.IMAP(), p.plan.Create, p.dst.side.Delim, p.created, p.refused); err != nil {
 			return err
 		}
 		if err := statusCreated(dst, p.dst, p.created); err != nil {
@@ -179,43 +198,118 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 // Cyrus for "100% done", "NO Error in IMAP command received by server." on
 // Courier for an emoji name, which it also refuses to LIST) goes into refused with the server's answer: one such
 // folder must not stop the copy of the others.
-func createFolders(c *imapclient.Client, names []string, created map[string]bool, refused map[string]string) error {
-	for _, name := range names {
-		if err := c.Create(name, nil).Wait(); err != nil {
-			var imapErr *imap.Error
-			switch {
-			case isAlreadyExists(err):
-			case errors.As(err, &imapErr):
-				exists, lerr := folderExists(c, name)
-				var listErr *imap.Error
-				if errors.As(lerr, &listErr) {
-					// The server refuses even to LIST the name (Courier: "NO Error
-					// in IMAP command received by server." for an emoji name): no
-					// such folder can exist there.
-					exists, lerr = false, nil
-				}
-				if lerr != nil {
-					return fmt.Errorf("destination: create folder %q: %w (and then: %w)", name, err, lerr)
-				}
-				if !exists {
-					refused[name] = strings.TrimSpace(string(imapErr.Type) + " " + imapErr.Text)
-					continue
-				}
-			default:
-				return fmt.Errorf("destination: create folder %q: %w", name, err)
-			}
-		} else {
-			created[name] = true
+//
+// The commands are pipelined: the folders are created in waves (see
+// createWaves), a wave's CREATEs sent together with the SUBSCRIBEs of the
+// wave before, so that a distant server costs a round trip per level of
+// nesting, not two per folder. A child is never created before its parent's
+// CREATE was answered.
+func createFolders(c *imapclient.Client, names []string, delim rune, created map[string]bool, refused map[string]string) error {
+	var subscribe []string // the previous wave's folders that exist
+	for _, wave := range append(createWaves(names, delim), nil) {
+		subs := make([]*imapclient.Command, len(subscribe))
+		for i, name := range subscribe {
+			// A client that shows only subscribed folders must see the copy.
+			subs[i] = c.Subscribe(name)
 		}
-		// A client that shows only subscribed folders must see the copy.
-		if err := c.Subscribe(name).Wait(); err != nil {
-			var imapErr *imap.Error
-			if !errors.As(err, &imapErr) {
-				return fmt.Errorf("destination: subscribe %q: %w", name, err)
+		creates := make([]*imapclient.Command, len(wave))
+		for i, name := range wave {
+			creates[i] = c.Create(name, nil)
+		}
+		var firstErr error
+		for i, cmd := range subs {
+			if err := cmd.Wait(); err != nil {
+				var imapErr *imap.Error
+				if !errors.As(err, &imapErr) && firstErr == nil {
+					firstErr = fmt.Errorf("destination: subscribe %q: %w", subscribe[i], err)
+				}
+			}
+		}
+		results := make([]error, len(wave))
+		for i, cmd := range creates {
+			results[i] = cmd.Wait()
+		}
+		if firstErr != nil {
+			return firstErr
+		}
+		subscribe = subscribe[:0]
+		for i, name := range wave {
+			ok, err := createdOrExists(c, name, results[i], created, refused)
+			if err != nil {
+				return err
+			}
+			if ok {
+				subscribe = append(subscribe, name)
 			}
 		}
 	}
 	return nil
+}
+
+// createdOrExists settles the answer err to CREATE name: ok when the folder
+// exists now (created, or there already).
+func createdOrExists(c *imapclient.Client, name string, err error, created map[string]bool, refused map[string]string) (ok bool, _ error) {
+	if err == nil {
+		created[name] = true
+		return true, nil
+	}
+	var imapErr *imap.Error
+	switch {
+	case isAlreadyExists(err):
+		return true, nil
+	case errors.As(err, &imapErr):
+		exists, lerr := folderExists(c, name)
+		var listErr *imap.Error
+		if errors.As(lerr, &listErr) {
+			// The server refuses even to LIST the name (Courier: "NO Error
+			// in IMAP command received by server." for an emoji name): no
+			// such folder can exist there.
+			exists, lerr = false, nil
+		}
+		if lerr != nil {
+			return false, fmt.Errorf("destination: create folder %q: %w (and then: %w)", name, err, lerr)
+		}
+		if !exists {
+			refused[name] = strings.TrimSpace(string(imapErr.Type) + " " + imapErr.Text)
+			return false, nil
+		}
+		return true, nil
+	default:
+		return false, fmt.Errorf("destination: create folder %q: %w", name, err)
+	}
+}
+
+// createWaves cuts names (parents before children) into waves that can be
+// created with pipelined commands: a folder is in the wave after the latest
+// of its ancestors that names holds, so no wave holds a folder and one of its
+// ancestors. Without a delimiter there is no hierarchy: one wave. The order
+// of names is kept within each wave.
+func createWaves(names []string, delim rune) [][]string {
+	level := make(map[string]int, len(names))
+	var waves [][]string
+	for _, name := range names {
+		n := 0
+		if delim != 0 {
+			for parent := name; ; {
+				i := strings.LastIndex(parent, string(delim))
+				if i <= 0 {
+					break
+				}
+				parent = parent[:i]
+				if l, ok := level[parent]; ok {
+					n = max(n, l+1)
+				}
+			}
+		}
+		if _, dup := level[name]; !dup {
+			level[name] = n
+		}
+		for len(waves) <= n {
+			waves = append(waves, nil)
+		}
+		waves[n] = append(waves[n], name)
+	}
+	return waves
 }
 
 // folderExists asks LIST whether the folder exists (and can be selected).
@@ -247,4 +341,18 @@ func isAlreadyExists(err error) bool {
 	}
 	return imapErr.Code == imap.ResponseCodeAlreadyExists ||
 		strings.Contains(strings.ToLower(imapErr.Text), "already exists")
+}
+
+// startPool has the pool dial the workers' first connections while the
+// destination folders are created: a source connection for each worker but
+// one (which gets the planning's), and a write connection for each worker
+// but one when folders are to be created (a new folder needs no metadata
+// pass on the destination: its worker starts with the appender).
+func (e *engine) startPool(plan *foldermap.Plan) {
+	workers := min(e.cfg.Connections, len(plan.Folders))
+	appenders := 0
+	if !e.cfg.DryRun {
+		appenders = min(workers-1, len(plan.Create))
+	}
+	e.pool.dial(workers-1, appenders)
 }

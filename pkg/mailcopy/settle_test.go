@@ -66,30 +66,27 @@ func TestUnconfirmedAppendSettles(t *testing.T) {
 	mustCheck(t, src, dst, imaptest.CheckOptions{})
 }
 
-// appendCutter dials the destination directly, except from the source's
-// first metadata FETCH (the first folder's copy has begun) until the cut:
-// then through the slow proxy, with a connection closed by the client right
-// after it wrote its first whole APPEND command.
+// appendCutter dials the destination directly, except its second connection
+// (the first write connection: the first is the planning's, and with one
+// connection the worker's is dialed once the planning's was closed): that one
+// goes through the slow proxy, and is closed by the client right after it
+// wrote its first whole APPEND command.
 type appendCutter struct {
 	d         net.Dialer
 	dst, slow string
 
-	state   atomic.Int32 // 0: direct; 1: armed, through the slow proxy; 2: cut, direct
-	cutAt   atomic.Pointer[time.Time]
-	written atomic.Int64 // bytes written to the slow proxy
+	dstDials atomic.Int32 // destination connections dialed
+	state    atomic.Int32 // 0: direct; 1: armed, through the slow proxy; 2: cut, direct
+	cutAt    atomic.Pointer[time.Time]
+	written  atomic.Int64 // bytes written to the slow proxy
 }
 
 func (a *appendCutter) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if addr != a.dst {
-		conn, err := a.d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &watchedConn{Conn: conn, onWrite: func(p []byte) {
-			if bytes.Contains(p, []byte("RFC822.SIZE")) {
-				a.state.CompareAndSwap(0, 1)
-			}
-		}}, nil
+		return a.d.DialContext(ctx, network, addr)
+	}
+	if a.dstDials.Add(1) == 2 {
+		a.state.CompareAndSwap(0, 1)
 	}
 	if a.state.Load() != 1 {
 		return a.d.DialContext(ctx, network, addr)

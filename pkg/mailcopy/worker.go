@@ -38,6 +38,16 @@ type worker struct {
 // leave out) and the folder should be tried again at once.
 var errRetryNow = errors.New("retry the folder")
 
+// retire closes the worker's connections, once it copied its last folder
+// (ok) handing its write connection, if still in order, to the pool for the
+// report.
+func (w *worker) retire(ok bool) {
+	if ok && w.e.pool.keepSpare(w.app, w.appConn) {
+		w.app, w.appConn = nil, nil
+	}
+	w.close()
+}
+
 func (w *worker) close() {
 	w.dropSource()
 	w.dropDest()
@@ -74,6 +84,10 @@ func (w *worker) dropDest() {
 
 func (w *worker) source(ctx context.Context) (*imapconn.Client, error) {
 	if w.src == nil {
+		if c, conn, ok := w.e.pool.takeSource(ctx); ok {
+			w.src, w.srcConn = c, conn
+			return c, nil
+		}
 		c, conn, err := w.e.dialSource(ctx)
 		if err != nil {
 			return nil, err
@@ -104,6 +118,10 @@ func (w *worker) appender(ctx context.Context) (*imapappend.Appender, error) {
 		w.meta = nil
 	}
 	if w.app == nil {
+		if a, conn, ok := w.e.pool.takeAppender(ctx); ok {
+			w.app, w.appConn = a, conn
+			return a, nil
+		}
 		a, conn, err := w.e.dialAppender(ctx)
 		if err != nil {
 			return nil, err
@@ -299,13 +317,23 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	dstDone := make(chan struct{})
 	fr.appended = 0
 	fr.srcKnown, fr.dstKnown = false, false
-	if !fr.first || !j.dstEmpty {
+	switch {
+	case !fr.first || !j.dstEmpty:
 		go func() {
 			defer close(dstDone)
 			defer func() { dstPanic = recover() }()
 			dst, dst8, dstErr = w.destKeys(ctx, fr)
 		}()
-	} else {
+	case w.app == nil && !e.cfg.DryRun:
+		// Nothing to read on the destination: its write connection is
+		// opened meanwhile, ready for the body pass.
+		fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
+		go func() {
+			defer close(dstDone)
+			defer func() { dstPanic = recover() }()
+			_, dstErr = w.appender(ctx)
+		}()
+	default:
 		fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
 		close(dstDone)
 	}
@@ -457,17 +485,16 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 			return nil, nil, err
 		}
 	}
-	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, msgs, err, ferr := examineMetadata(src.IMAP(), j.m.Source)
 	if err != nil {
 		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
+	}
+	if ferr != nil {
+		return nil, nil, fmt.Errorf("source %q: %w", j.m.Source, ferr)
 	}
 	fr.srcState, fr.srcKnown = fromSelect(sel)
 	fr.uidValidity = sel.UIDValidity
 	w.srcOpen, w.srcValidity = j.m.Source, sel.UIDValidity
-	msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
-	if err != nil {
-		return nil, nil, fmt.Errorf("source %q: %w", j.m.Source, err)
-	}
 	msgs = inScope(msgs, e.cfg.Since)
 	if j.m.ArchiveOnly {
 		fr.scanned = len(msgs)
@@ -496,7 +523,7 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		sel, err := src.IMAP().Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+		_, msgs, err, ferr := examineMetadata(src.IMAP(), name)
 		if err != nil {
 			var imapErr *imap.Error
 			if errors.As(err, &imapErr) {
@@ -506,9 +533,8 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 			}
 			return nil, fmt.Errorf("source: examine %q: %w", name, err)
 		}
-		msgs, err := fetchMetadata(src.IMAP(), sel.NumMessages)
-		if err != nil {
-			return nil, fmt.Errorf("source %q: %w", name, err)
+		if ferr != nil {
+			return nil, fmt.Errorf("source %q: %w", name, ferr)
 		}
 		for _, m := range msgs {
 			keys[m.key]++
@@ -528,7 +554,7 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 	if err != nil {
 		return nil, nil, err
 	}
-	sel, err := meta.IMAP().Select(j.m.Dest, &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, msgs, err, ferr := examineMetadata(meta.IMAP(), j.m.Dest)
 	if err != nil {
 		var imapErr *imap.Error
 		if w.e.cfg.DryRun && j.m.Create && errors.As(err, &imapErr) {
@@ -536,15 +562,14 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 		}
 		return nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
 	}
+	if ferr != nil {
+		return nil, nil, fmt.Errorf("destination %q: %w", j.m.Dest, ferr)
+	}
 	fr.dstState, fr.dstKnown = fromSelect(sel)
 	fr.appended = 0 // counted from this examine (see folderRun.state)
 	fr.destFlags = make(map[string]bool, len(sel.Flags))
 	for _, f := range sel.Flags {
 		fr.destFlags[strings.ToLower(string(f))] = true
-	}
-	msgs, err := fetchMetadata(meta.IMAP(), sel.NumMessages)
-	if err != nil {
-		return nil, nil, fmt.Errorf("destination %q: %w", j.m.Dest, err)
 	}
 	keys, eightBit = destKeys(msgs)
 	return keys, eightBit, nil
