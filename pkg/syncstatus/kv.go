@@ -211,25 +211,32 @@ func (s *KV) Reclaim(ctx context.Context, source, token, holder string, ttl time
 
 // HandBack implements Store.
 func (s *KV) HandBack(ctx context.Context, source, holder, token string, ttl time.Duration) error {
-	key, err := keyFor(source)
-	if err != nil {
-		return fmt.Errorf("hand back lock: %w", err)
-	}
 	if err := checkHolder(token, holder); err != nil {
 		return fmt.Errorf("hand back lock: %w", err)
+	}
+	return s.rewriteHeld(ctx, "hand back lock", source, holder, token, ttl)
+}
+
+// rewriteHeld writes value at the lock of source, for ttl, if holder holds it
+// (ErrNotHolder otherwise); op names the operation in errors.
+func (s *KV) rewriteHeld(ctx context.Context, op, source, holder, value string, ttl time.Duration) error {
+	key, err := keyFor(source)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	rev, err := s.holder(ctx, key, holder)
 	if errors.Is(err, ErrNotHolder) {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("hand back lock: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	if err := s.put(ctx, s.locks, key, []byte(token), rev, ttl); err != nil {
+	// A conflict means the lock changed hands (or expired) since the read.
+	if err := s.put(ctx, s.locks, key, []byte(value), rev, ttl); err != nil {
 		if errors.Is(err, errConflict) {
 			return ErrNotHolder
 		}
-		return fmt.Errorf("hand back lock: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
 }
@@ -248,25 +255,7 @@ func (s *KV) holder(ctx context.Context, key, token string) (uint64, error) {
 
 // Refresh implements Store.
 func (s *KV) Refresh(ctx context.Context, source, token string, ttl time.Duration) error {
-	key, err := keyFor(source)
-	if err != nil {
-		return fmt.Errorf("refresh lock: %w", err)
-	}
-	rev, err := s.holder(ctx, key, token)
-	if errors.Is(err, ErrNotHolder) {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("refresh lock: %w", err)
-	}
-	// A conflict means the lock changed hands (or expired) since the read.
-	if err := s.put(ctx, s.locks, key, []byte(token), rev, ttl); err != nil {
-		if errors.Is(err, errConflict) {
-			return ErrNotHolder
-		}
-		return fmt.Errorf("refresh lock: %w", err)
-	}
-	return nil
+	return s.rewriteHeld(ctx, "refresh lock", source, token, token, ttl)
 }
 
 // Release implements Store.
