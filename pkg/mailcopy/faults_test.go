@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,7 +103,12 @@ type countingDialer struct {
 	mu   sync.Mutex
 	open map[string]int
 	max  map[string]int
+	// busy counts, by address, the closed connections that wrote busyBytes or
+	// more: those that appended messages, not only commands.
+	busy map[string]int
 }
+
+const busyBytes = 64 << 10
 
 func (c *countingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := c.d.DialContext(ctx, network, addr)
@@ -113,17 +119,32 @@ func (c *countingDialer) DialContext(ctx context.Context, network, addr string) 
 	c.open[addr]++
 	c.max[addr] = max(c.max[addr], c.open[addr])
 	c.mu.Unlock()
-	return &countedConn{Conn: conn, done: func() {
+	cc := &countedConn{Conn: conn}
+	cc.done = func() {
 		c.mu.Lock()
 		c.open[addr]--
+		if cc.written.Load() >= busyBytes {
+			if c.busy == nil {
+				c.busy = map[string]int{}
+			}
+			c.busy[addr]++
+		}
 		c.mu.Unlock()
-	}}, nil
+	}
+	return cc, nil
 }
 
 type countedConn struct {
 	net.Conn
-	once sync.Once
-	done func()
+	once    sync.Once
+	done    func()
+	written atomic.Int64
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
 }
 
 func (c *countedConn) Close() error {
