@@ -413,7 +413,7 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	cs := chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes)
 	if len(cs) >= splitMinRanges && !fr.oneByOne && e.cfg.SplitFolders && e.board != nil {
 		// Many messages: the chunks are ranges that idle workers append too.
-		if err := w.appendRanges(ctx, fr, cs); err != nil {
+		if err := w.appendRanges(ctx, fr, keepTwinsTogether(cs)); err != nil {
 			return err
 		}
 		cs = nil
