@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
@@ -227,9 +228,14 @@ func runCopy(ctx context.Context, args []string, getenv func(string) string, std
 	if f.verbose {
 		level = slog.LevelInfo
 	}
+	tty := isTerminal(stderr)
+	// The log and the progress lines come from the copy's workers at once: one lock
+	// for all that goes to stderr (a caller's writer, a test's buffer, need not
+	// take concurrent writes).
+	stderr = &lockedWriter{w: stderr}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Dial.Logger = cfg.Logger
-	bar := newProgressPrinter(stderr, isTerminal(stderr))
+	bar := newProgressPrinter(stderr, tty)
 	cfg.Progress = bar.show
 
 	if f.state != "" {
@@ -342,4 +348,16 @@ func writeState(path string, st *mailcopy.State) error {
 		return fmt.Errorf("write --state: %w", err)
 	}
 	return nil
+}
+
+// lockedWriter serialises the writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
