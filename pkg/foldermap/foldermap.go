@@ -677,6 +677,16 @@ func (m *mapper) plan() *Plan {
 			}
 		}
 	}
+	// Every created name has its parents on the destination or created too: an archive
+	// folder found by name deep in the hierarchy may sit below a level the destination
+	// lists as \NonExistent (FuzzMap).
+	for _, c := range slices.Clone(p.Create) {
+		for _, parent := range ancestors(c, m.dst.side) {
+			if !m.dst.exists(parent) && !slices.Contains(p.Create, parent) {
+				p.Create = append(p.Create, parent)
+			}
+		}
+	}
 	delim := m.dst.side.Delim
 	sort.Slice(p.Create, func(i, j int) bool {
 		return comparePaths(splitName(p.Create[i], delim), splitName(p.Create[j], delim)) < 0
