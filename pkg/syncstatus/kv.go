@@ -551,28 +551,33 @@ func (s *KV) TakeToken(ctx context.Context, key string, now time.Time, every tim
 	return 0, fmt.Errorf("rate limit: still conflicting after %d attempts", maxUpdateAttempts)
 }
 
-// Locked implements Store.
+// HeldBy implements Store.
 func (s *KV) HeldBy(ctx context.Context, source, token string) (bool, error) {
-	key, err := keyFor(source)
+	e, err := s.lock(ctx, source)
 	if err != nil {
-		return false, fmt.Errorf("check lock: %w", err)
-	}
-	e, err := s.last(ctx, s.lockRaw, s.locks, key)
-	if err != nil {
-		return false, fmt.Errorf("check lock: %w", err)
+		return false, err
 	}
 	return e.live && ofTask(string(e.value), token), nil
 }
 
-// Locked implements Store.
-func (s *KV) Locked(ctx context.Context, source string) (bool, error) {
+// lock reads the latest entry of source's lock.
+func (s *KV) lock(ctx context.Context, source string) (entry, error) {
 	key, err := keyFor(source)
 	if err != nil {
-		return false, fmt.Errorf("check lock: %w", err)
+		return entry{}, fmt.Errorf("check lock: %w", err)
 	}
 	e, err := s.last(ctx, s.lockRaw, s.locks, key)
 	if err != nil {
-		return false, fmt.Errorf("check lock: %w", err)
+		return entry{}, fmt.Errorf("check lock: %w", err)
+	}
+	return e, nil
+}
+
+// Locked implements Store.
+func (s *KV) Locked(ctx context.Context, source string) (bool, error) {
+	e, err := s.lock(ctx, source)
+	if err != nil {
+		return false, err
 	}
 	return e.live, nil
 }

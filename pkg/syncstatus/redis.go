@@ -531,7 +531,7 @@ func (r *Redis) TakeToken(ctx context.Context, key string, now time.Time, every 
 	return time.Duration(wait) * time.Millisecond, nil
 }
 
-// Locked implements Store.
+// HeldBy implements Store.
 func (r *Redis) HeldBy(ctx context.Context, source, token string) (bool, error) {
 	k, err := r.keys(source)
 	if err != nil {
