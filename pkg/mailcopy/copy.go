@@ -118,6 +118,8 @@ func classifyEnd(ctx context.Context, err error) error {
 }
 
 func (e *engine) run(ctx context.Context, res *Result) error {
+	// The folders come with the plan; the planning can be throttled already.
+	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, nil)
 	e.pool = newDialPool(e, ctx)
 	defer e.pool.closeSpare()
 	defer e.pool.close()
@@ -188,7 +190,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		}
 		jobs[i] = j
 	}
-	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, progress)
+	e.tracker.setFolders(progress)
 
 	var runnable []*job
 	for _, j := range jobs {
@@ -336,10 +338,27 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 }
 
 // retry runs fn until it succeeds, fails permanently, or failed MaxRetries
-// times in a row, sleeping with exponential backoff between attempts.
+// times in a row, sleeping with exponential backoff between attempts. A
+// throttled attempt is no failure: it waits as the server asks (the progress
+// says until when) and counts against MaxThrottles, as a folder's would.
 func (e *engine) retry(ctx context.Context, what string, fn func() error) error {
+	throttles := 0
 	for attempt := 1; ; attempt++ {
 		err := fn()
+		if t, ok := asThrottled(err); ok && ctx.Err() == nil && throttles < e.cfg.MaxThrottles {
+			throttles++
+			d := e.cfg.throttleWait(throttles, t.wait)
+			until := e.cfg.Now().Add(d)
+			e.log.Warn("throttled", "what", what, "attempt", throttles, "until", until, "in", d, "error", err)
+			e.tracker.throttled(until)
+			serr := sleep(ctx, d)
+			e.tracker.throttled(time.Time{})
+			if serr != nil {
+				return serr
+			}
+			attempt--
+			continue
+		}
 		var refused *refusedError
 		if err == nil || IsPermanent(err) || errors.As(err, &refused) || ctx.Err() != nil || attempt > e.cfg.MaxRetries {
 			return err

@@ -1,6 +1,7 @@
 package mailcopy_test
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -169,5 +170,87 @@ func TestThrottledForever(t *testing.T) {
 	}
 	if s := px.Stats(); s.Throttled < 3 {
 		t.Errorf("stats %+v, want at least 3 throttled", s)
+	}
+}
+
+// TestThrottledBodyFetch: a source that throttles the FETCH of the bodies (every
+// second FETCH: the metadata pass goes through, its bodies do not, twice) makes
+// the folder wait as the server asks and says so in the progress; the messages
+// are not taken for gone, none is listed as failed, and the copy completes.
+func TestThrottledBodyFetch(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	var inbox imaptest.Folder
+	inbox.Name = "INBOX"
+	for _, f := range imaptest.Generate(791, imaptest.Spec{Count: 10, Folders: -1}).Folders {
+		inbox.Messages = append(inbox.Messages, f.Messages...)
+	}
+	mb := imaptest.Mailbox{Folders: []imaptest.Folder{inbox}}
+	mustLoad(t, src, mb)
+	px := d.ProfileProxy(t, imaptest.Profile{Name: "throttled-bodies",
+		ThrottleEvery: 2, MaxThrottles: 2,
+		ThrottleReply: "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 200 milliseconds"})
+	cfg := testConfig(t, px.Account(src), dst)
+	cfg.Include = []string{"INBOX"} // not the server's empty special-use folders
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg.Now = func() time.Time { return base }
+	var mu sync.Mutex
+	var waits []time.Duration
+	cfg.Progress = func(p mailcopy.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !p.ThrottledUntil.IsZero() {
+			waits = append(waits, p.ThrottledUntil.Sub(base))
+		}
+	}
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != mb.Count() || len(res.Failures) > 0 {
+		t.Errorf("copy: totals %+v, failures %+v; want %d copied, none failed", res.Totals, res.Failures, mb.Count())
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+	if s := px.Stats(); s.Throttled != 2 {
+		t.Errorf("proxy %+v, want 2 commands throttled", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The server's suggestion, then twice that for the second refusal in a row.
+	if !slices.Contains(waits, 200*time.Millisecond) || !slices.Contains(waits, 400*time.Millisecond) {
+		t.Errorf("throttled waits %v, want 200ms and 400ms", waits)
+	}
+}
+
+// TestThrottledReport: a throttled command outside any folder (here the report's
+// APPEND, the copy having no folder to copy) is waited out as the server asks and
+// shown in the progress, as a folder's is.
+func TestThrottledReport(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	px := d.ProfileProxy(t, imaptest.Profile{Name: "throttled-report",
+		ThrottleEvery: 1, MaxThrottles: 1,
+		ThrottleReply: "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 200 milliseconds"})
+	cfg := testConfig(t, src, px.Account(dst))
+	cfg.Include = []string{"No such folder"}
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg.Now = func() time.Time { return base }
+	var mu sync.Mutex
+	var waits []time.Duration
+	cfg.Progress = func(p mailcopy.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, p.ThrottledUntil.Sub(base))
+	}
+	res := mustCopy(t, cfg)
+	if !res.Complete() || !res.Report {
+		t.Errorf("copy: %+v, want complete with its report", res)
+	}
+	if s := px.Stats(); s.Throttled != 1 {
+		t.Errorf("proxy %+v, want the report's APPEND throttled once", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(waits, 200*time.Millisecond) {
+		t.Errorf("throttled until (from the start) %v, want 200ms among them", waits)
 	}
 }

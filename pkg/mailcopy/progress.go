@@ -54,6 +54,7 @@ type tracker struct {
 
 	mu      sync.Mutex
 	folders []FolderProgress
+	until   time.Time // the whole copy waits for a server until then (see throttled)
 	last    time.Time // last emission
 }
 
@@ -62,6 +63,23 @@ func newTracker(emit func(Progress), interval time.Duration, now func() time.Tim
 	t.start = now()
 	t.last = t.start
 	return t
+}
+
+// setFolders gives the tracker the copy's folders, once they are planned.
+func (t *tracker) setFolders(folders []FolderProgress) {
+	t.mu.Lock()
+	t.folders = folders
+	t.mu.Unlock()
+}
+
+// throttled says that the copy as a whole (not one folder: the planning, the
+// report) waits for a server until then, or no longer with the zero time, and
+// emits a snapshot that says so.
+func (t *tracker) throttled(until time.Time) {
+	t.mu.Lock()
+	t.until = until
+	t.mu.Unlock()
+	t.flush()
 }
 
 // update applies f to folder i and emits a snapshot if the interval has passed.
@@ -97,7 +115,7 @@ func (t *tracker) emitLocked() {
 func (t *tracker) snapshot() Progress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := Progress{Elapsed: t.now().Sub(t.start), Folders: slices.Clone(t.folders)}
+	p := Progress{Elapsed: t.now().Sub(t.start), Folders: slices.Clone(t.folders), ThrottledUntil: t.until}
 	for _, f := range p.Folders {
 		p.Totals.add(f.Counts)
 		if f.ThrottledUntil.After(p.ThrottledUntil) {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"imapcopy.dev/pkg/imapconn"
 )
 
 // bodyOptions is the body pass: BODY.PEEK[] never sets \Seen on the source.
@@ -158,7 +160,10 @@ func (s *bodyStream) open(i int) (io.Reader, error) {
 	if data == nil {
 		err := s.cmd.Close()
 		var imapErr *imap.Error
-		if err == nil || errors.As(err, &imapErr) {
+		// A throttling refusal is not this message's fault: the folder waits
+		// (see asThrottled), and the message is not suspected of being gone.
+		_, throttled := imapconn.Throttled(err)
+		if err == nil || errors.As(err, &imapErr) && !throttled {
 			return nil, &noBodyError{uid: m.uid, err: err}
 		}
 		return nil, fmt.Errorf("fetch body of UID %d: %w", m.uid, err)
