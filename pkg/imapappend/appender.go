@@ -311,11 +311,23 @@ func (a *Appender) BytesWritten() int64 { return a.sess.BytesWritten() }
 // requests to the command that waits for one; untagged data is skipped.
 func (a *Appender) read() {
 	defer close(a.readDone)
+	var untagged int64 // bytes of untagged data since the last answer
 	for {
 		resp, err := imapwire.ReadResponse(a.sess.Reader)
 		if err != nil {
 			a.readErr = err
 			return
+		}
+		if resp.Tag == "*" {
+			// Data flows, so the idle timeout never fires: a server that sends
+			// untagged data without end would hold the append for ever.
+			if untagged += resp.Size; untagged > imapwire.MaxResponse {
+				a.readErr = fmt.Errorf("the server sent more than %d MiB of untagged responses without answering", imapwire.MaxResponse>>20)
+				a.sess.Close()
+				return
+			}
+		} else {
+			untagged = 0
 		}
 		switch resp.Tag {
 		case "+":

@@ -20,6 +20,11 @@ import (
 // read and dropped, so a hostile server cannot make us buffer without bound.
 const MaxLine = 64 << 10
 
+// MaxResponse is the most one response may take on the wire, its literals included;
+// ReadResponse fails on a longer one. The responses read here (login, APPEND) are small:
+// a server that sends more is hostile or broken, and reading on would never end.
+const MaxResponse = 16 << 20
+
 // Response is one server response, as the raw protocol code reads it (the login here, and
 // pkg/imapappend): status responses in full, untagged data by name only. Literals inside
 // untagged data are read and dropped.
@@ -33,6 +38,9 @@ type Response struct {
 	// Line is the start of the line as received (80 bytes at most), for error
 	// messages: untrusted, show it only cleaned (imapconn's serverText).
 	Line string
+
+	// Size is how many bytes the response took on the wire, its literals included.
+	Size int64
 }
 
 // IsStatus reports whether r is a status response (OK, NO, BAD, BYE or PREAUTH).
@@ -55,18 +63,18 @@ func (r *Response) Err() *imap.Error {
 
 // ReadResponse reads one response from r.
 func ReadResponse(r *bufio.Reader) (*Response, error) {
-	line, end, err := readLine(r)
+	line, end, size, err := readLine(r, MaxResponse)
 	if err != nil {
 		return nil, err
 	}
 	if len(line) > 0 && line[0] == '+' {
-		return &Response{Tag: "+", Text: strings.TrimPrefix(string(line[1:]), " ")}, nil
+		return &Response{Tag: "+", Text: strings.TrimPrefix(string(line[1:]), " "), Size: size}, nil
 	}
 	tag, rest, ok := bytes.Cut(line, []byte(" "))
 	if !ok || len(tag) == 0 {
 		return nil, fmt.Errorf("malformed response %q", printable(line, 60))
 	}
-	resp := &Response{Tag: string(tag), Line: string(line[:min(len(line), 80)])}
+	resp := &Response{Tag: string(tag), Line: string(line[:min(len(line), 80)]), Size: size}
 	typ, rest, _ := bytes.Cut(rest, []byte(" "))
 	if resp.Tag == "*" && len(typ) > 0 && typ[0] >= '0' && typ[0] <= '9' {
 		// "* 23 EXISTS": a number, then the name.
@@ -85,21 +93,31 @@ func ReadResponse(r *bufio.Reader) (*Response, error) {
 		if !ok {
 			break
 		}
+		if n > MaxResponse-resp.Size {
+			return nil, fmt.Errorf("the server announced a literal of %d bytes in an untagged response: more than %d MiB in all", n, MaxResponse>>20)
+		}
 		if _, err := io.CopyN(io.Discard, r, n); err != nil {
 			return nil, fmt.Errorf("read a literal of %d bytes: %w", n, noEOF(err))
 		}
-		if _, end, err = readLine(r); err != nil {
+		resp.Size += n
+		if _, end, size, err = readLine(r, MaxResponse-resp.Size); err != nil {
 			return nil, err
 		}
+		resp.Size += size
 	}
 	return resp, nil
 }
 
 // readLine reads one line up to CRLF; it returns at most MaxLine bytes of it (without the
-// CRLF) and the line's last bytes (for finding a literal's announcement).
-func readLine(r *bufio.Reader) (line, end []byte, err error) {
+// CRLF), the line's last bytes (for finding a literal's announcement) and its size on the
+// wire. A line longer than limit is an error.
+func readLine(r *bufio.Reader, limit int64) (line, end []byte, size int64, err error) {
 	for {
 		frag, err := r.ReadSlice('\n')
+		size += int64(len(frag))
+		if size > limit {
+			return nil, nil, size, fmt.Errorf("the server sent a response line longer than %d MiB", MaxResponse>>20)
+		}
 		if room := MaxLine - len(line); room > 0 {
 			line = append(line, frag[:min(room, len(frag))]...)
 		}
@@ -111,12 +129,12 @@ func readLine(r *bufio.Reader) (line, end []byte, err error) {
 			break
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, nil, noEOF(err)
+			return nil, nil, size, noEOF(err)
 		}
 	}
 	line = bytes.TrimRight(line, "\r\n")
 	end = bytes.TrimRight(end, "\r\n")
-	return line, end, nil
+	return line, end, size, nil
 }
 
 // literalAtEnd finds the "{123}" that announces a literal at the end of a line.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,12 +28,19 @@ func TestReadResponse(t *testing.T) {
 		{"* 1 FETCH (BODY[] {12}\r\nA1 OK hello\r\n FLAGS (\\Seen))\r\n", Response{Tag: "*", Type: "FETCH", Text: "(BODY[] {12}"}},
 		{"* 1 FETCH (A {3}\r\nabc B {0}\r\n)\r\n", Response{Tag: "*", Type: "FETCH", Text: "(A {3}"}},
 	} {
-		got, err := ReadResponse(bufio.NewReader(strings.NewReader(tc.in + "T9 OK next\r\n")))
+		in := tc.in + "T9 OK next\r\n"
+		r := bufio.NewReader(strings.NewReader(in))
+		got, err := ReadResponse(r)
 		if err != nil {
 			t.Errorf("ReadResponse(%q) error = %v", tc.in, err)
 			continue
 		}
 		got.Line = ""
+		rest, _ := io.ReadAll(r)
+		if read := int64(len(in) - len(rest)); got.Size != read {
+			t.Errorf("ReadResponse(%q) size = %d, want the %d bytes it read", tc.in, got.Size, read)
+		}
+		got.Size = 0
 		if *got != tc.want {
 			t.Errorf("ReadResponse(%q) = %+v, want %+v", tc.in, *got, tc.want)
 		}
@@ -103,6 +111,26 @@ func TestParseCaps(t *testing.T) {
 	for _, want := range []imap.Cap{imap.CapIMAP4rev1, imap.CapLiteralPlus, "AUTH=PLAIN", imap.CapMultiAppend} {
 		if !caps.Has(want) {
 			t.Errorf("ParseCaps(...) = %v, lacks %s", caps, want)
+		}
+	}
+}
+
+// TestReadResponseBoundsResponses: a response takes at most MaxResponse on the wire, its
+// literals included (TestReadResponse checks the sizes); a longer one is an error, read
+// no further than the bound.
+func TestReadResponseBoundsResponses(t *testing.T) {
+	for name, in := range map[string]string{
+		"a line":                        "* OK " + strings.Repeat("x", MaxResponse) + "\r\n",
+		"a literal":                     "* 1 FETCH (BODY[] {" + strconv.Itoa(MaxResponse) + "}\r\n",
+		"a line after a literal":        "* 1 FETCH (BODY[] {10}\r\n0123456789" + strings.Repeat("x", MaxResponse) + ")\r\n",
+		"literals that add up too much": "* 1 FETCH (A {" + strconv.Itoa(MaxResponse/2) + "}\r\n" + strings.Repeat("x", MaxResponse/2) + " B {" + strconv.Itoa(MaxResponse/2) + "}\r\n",
+	} {
+		r := strings.NewReader(in)
+		if _, err := ReadResponse(bufio.NewReader(r)); err == nil {
+			t.Errorf("%s of more than MaxResponse: no error", name)
+		}
+		if read := int64(len(in)) - int64(r.Len()); read > MaxResponse+64<<10 {
+			t.Errorf("%s: read %d bytes, want the reading to stop near MaxResponse (%d)", name, read, MaxResponse)
 		}
 	}
 }
