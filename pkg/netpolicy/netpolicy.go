@@ -242,6 +242,9 @@ func (p *Policy) resolve(ctx context.Context, r Resolver, ipNetwork, host string
 	if addr, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{addr}, nil
 	}
+	if NonStandardIP(host) {
+		return nil, fmt.Errorf("%s is an IP address in a form other than a.b.c.d (decimal, octal or hexadecimal): write it as four decimal numbers, or give the server's name", host)
+	}
 	if r == nil {
 		r = net.DefaultResolver
 	}
@@ -253,6 +256,25 @@ func (p *Policy) resolve(ctx context.Context, r Resolver, ipNetwork, host string
 		return nil, fmt.Errorf("resolve %s: no address", host)
 	}
 	return addrs, nil
+}
+
+// NonStandardIP reports whether host is no DNS name but an IPv4 address in one of the
+// forms inet_aton reads and netip does not: one number (2130706433), fewer than four
+// parts (127.1), octal (0177.0.0.1) or hexadecimal (0x7f000001) parts. A resolver
+// built on the C library turns them into an address, another looks them up as names:
+// neither is what the person typing meant to be checked, so they are refused as
+// written. A DNS name's last label is never all digits, nor a 0x number.
+func NonStandardIP(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if last == "" {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(strings.ToLower(last), "0x"); ok {
+		last = rest
+		return strings.Trim(last, "0123456789abcdef") == ""
+	}
+	return strings.Trim(last, "0123456789") == ""
 }
 
 const reasonPort = "port" // internal marker: the address is fine, the port is not

@@ -190,6 +190,42 @@ func TestRefusedWithoutDial(t *testing.T) {
 	}
 }
 
+// TestNonStandardIP: an IPv4 address in a form the C library reads and netip does not
+// (one number, octal or hexadecimal parts, fewer than four parts) is refused as written:
+// no lookup (a resolver built on the C library would answer 127.0.0.1, as the fake one
+// does here), no dial, and a message that says how to write it. Names that merely hold
+// digits are names.
+func TestNonStandardIP(t *testing.T) {
+	forms := []string{"2130706433", "0177.0.0.1", "0x7f000001", "0X7F.1", "127.1", "127.0.1", "2130706433."}
+	answers := map[string][][]string{}
+	for _, h := range forms {
+		answers[h] = [][]string{{"127.0.0.1"}}
+	}
+	resolver := newResolver(answers)
+	p := mustNew(t, Config{})
+	for _, host := range forms {
+		dialer := newDialer(t, nil) // expects nothing
+		_, err := p.Dialer(dialer, resolver).DialContext(context.Background(), "tcp", net.JoinHostPort(host, "993"))
+		if err == nil || !strings.Contains(err.Error(), "four decimal numbers") {
+			t.Errorf("DialContext(%q) error = %v, want one that says to write the address as four decimal numbers", host, err)
+		}
+		if _, err := p.Check(context.Background(), resolver, host, 993); err == nil {
+			t.Errorf("Check(%q) accepted it", host)
+		}
+		if n := resolver.lookups(host); n != 0 {
+			t.Errorf("%q was looked up %d times, want never", host, n)
+		}
+		if got := dialer.calls(); len(got) != 0 {
+			t.Errorf("DialContext(%q) dialled %v, want no dial", host, got)
+		}
+	}
+	for _, name := range []string{"imap.example.com", "1e100.net", "123.example", "mail2.example.com", "0x.example.org"} {
+		if NonStandardIP(name) {
+			t.Errorf("NonStandardIP(%q) = true, want false: it is a name", name)
+		}
+	}
+}
+
 // The same hosts are accepted once the configuration allows them, by network or by
 // host name, on any port; the dial goes to the checked address.
 func TestAllowedDialsCheckedAddress(t *testing.T) {

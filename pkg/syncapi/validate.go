@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"imapcopy.dev/pkg/mailcopy"
+	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/syncstatus"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
@@ -146,6 +147,10 @@ func checkHost(field, host string) error {
 			return invalidf(field, "an IPv6 zone is not accepted", "give a host name or a plain IP address")
 		}
 		return nil
+	}
+	if netpolicy.NonStandardIP(host) {
+		return invalidf(field, "an IP address in a form other than a.b.c.d (decimal, octal or hexadecimal)",
+			"write it as four decimal numbers, like 192.0.2.10, or give the server name")
 	}
 	if strings.ContainsAny(host, ":/[]") {
 		return invalidf(field, "not a host name", "give only the server name, like imap.example.com, without port or scheme")

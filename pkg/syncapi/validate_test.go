@@ -72,6 +72,11 @@ func TestCheckHost(t *testing.T) {
 		{"imap example.com", false},
 		{"imap.example.com\n", false},
 		{strings.Repeat("a.", 127) + "com", false},
+		{"2130706433", false},
+		{"0177.0.0.1", false},
+		{"0x7f000001", false},
+		{"127.1", false},
+		{"1e100.net", true},
 	}
 	for _, tt := range tests {
 		err := checkHost("source.host", tt.host)
