@@ -149,8 +149,13 @@ func tlsError(ctx, phaseCtx context.Context, op string, limit time.Duration, err
 		return e
 	}
 	var rec tls.RecordHeaderError
-	if errors.As(err, &rec) {
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &rec):
 		e.Err = fmt.Errorf("the server does not speak TLS on this port (is it a STARTTLS or plaintext port?): %w", err)
+	case errors.As(err, &verify):
+		e.Err = fmt.Errorf("%w; the server's certificate cannot be trusted: ask its operator to fix it, or, only on a network you trust, "+
+			"turn off the certificate check for this account (insecure_skip_verify)", err)
 	}
 	return e
 }
