@@ -210,6 +210,21 @@ func Throttled(err error) (wait time.Duration, ok bool) {
 	return wait, true
 }
 
+// TooManyConnections reports whether err is a server's refusal of one more connection
+// (too many for the account or for our address), whichever way it says so: Gmail's
+// greeting `* BYE [UNAVAILABLE] Too many simultaneous connections`, Dovecot's
+// `Maximum number of connections from user+IP exceeded`, Courier's "Too many
+// connections from your IP address". Fewer connections get through.
+func TooManyConnections(err error) bool {
+	var imapErr *imap.Error
+	if !errors.As(err, &imapErr) {
+		return false
+	}
+	text := strings.ToLower(imapErr.Text)
+	return strings.Contains(text, "too many") && strings.Contains(text, "connection") ||
+		strings.Contains(text, "maximum number of connections") || strings.Contains(text, "connection limit")
+}
+
 // suggestedBackoffRE finds Exchange's "Suggested Backoff Time: 2000 milliseconds".
 var suggestedBackoffRE = regexp.MustCompile(`backoff time:\s*(\d+)\s*(milliseconds|ms|seconds|s)\b`)
 

@@ -58,6 +58,29 @@ func TestThrottled(t *testing.T) {
 	}
 }
 
+func TestTooManyConnections(t *testing.T) {
+	status := func(typ imap.StatusResponseType, code, text string) error {
+		return fmt.Errorf("log in: %w", &imap.Error{Type: typ, Code: imap.ResponseCode(code), Text: text})
+	}
+	for _, tc := range []struct {
+		err error
+		ok  bool
+	}{
+		{status("BYE", "UNAVAILABLE", "Too many simultaneous connections. (Failure)"), true},                                 // Gmail
+		{status("NO", "LIMIT", "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=2)"), true}, // Dovecot
+		{status("BYE", "", "Too many connections from your IP address"), true},                                               // Courier
+		{status("NO", "", "Connection limit reached"), true},
+		{status("NO", "LIMIT", "Too many flags"), false},
+		{status("NO", "UNAVAILABLE", "Server Unavailable. 15"), false},
+		{errors.New("too many connections"), false}, // not the server's words
+		{nil, false},
+	} {
+		if got := TooManyConnections(tc.err); got != tc.ok {
+			t.Errorf("TooManyConnections(%v) = %v, want %v", tc.err, got, tc.ok)
+		}
+	}
+}
+
 func TestKindString(t *testing.T) {
 	if got := KindAuth.String(); got != "auth" {
 		t.Errorf("KindAuth.String() = %q, want auth", got)

@@ -18,7 +18,9 @@ type Config struct {
 	Dial                imapconn.Options // dialer, timeouts and logger for both sides
 
 	// Connections caps the concurrent connections per account, counting every
-	// one of them (planning, metadata, appends). Default 4.
+	// one of them (planning, metadata, appends). Default 4. A server that
+	// refuses one more connection (imapconn.TooManyConnections) gets fewer: the
+	// worker turned away leaves the copy and its folder goes to another.
 	Connections int
 
 	// Include and Exclude select source folders by logical path ("/"-joined,

@@ -45,6 +45,9 @@ type engine struct {
 
 	board *board    // the workers' folders and ranges (copyFolders)
 	pool  *dialPool // the workers' first connections, dialed during planning
+	// workers copying folders; fewer when a server refuses more connections
+	// (see shrink).
+	workers atomic.Int32
 
 	mu       sync.Mutex
 	failures []MessageIssue
@@ -258,6 +261,7 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 	if len(order) == 0 {
 		workers = 0
 	}
+	e.workers.Store(int32(workers))
 	for range workers {
 		g.Go(func() (err error) {
 			w := &worker{e: e}
@@ -278,6 +282,10 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 					return nil
 				}
 				err := w.copyFolder(gctx, t.job)
+				if errors.Is(err, errLeaving) {
+					b.giveBack(t.job)
+					return nil
+				}
 				b.folderDone()
 				if err != nil {
 					if IsPermanent(err) || gctx.Err() != nil {
@@ -302,6 +310,26 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 		return &Error{Kind: KindTemporary, Err: errors.Join(temp...)}
 	}
 	return nil
+}
+
+// errLeaving: a worker leaves the copy, its folder given back (see shrink).
+var errLeaving = errors.New("a worker leaves: the server refuses more connections")
+
+// shrink lets one worker leave the copy, unless it is the last one. A server
+// that refuses one more connection (its cap for the account or for our address
+// is below Connections, or other clients use some) copies as fast with the
+// connections it takes, and a worker that kept retrying would end its folder
+// failed.
+func (e *engine) shrink() bool {
+	for {
+		n := e.workers.Load()
+		if n <= 1 {
+			return false
+		}
+		if e.workers.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // withConns runs fn with a fresh control connection to each account, dialed

@@ -254,3 +254,41 @@ func TestThrottledReport(t *testing.T) {
 		t.Errorf("throttled until (from the start) %v, want 200ms among them", waits)
 	}
 }
+
+// TestFewerConnectionsThanConfigured: a server that takes fewer connections than
+// Connections (a real Dovecot whose mail_max_userip_connections is 2, as the
+// destination; a proxy whose cap is 2, as the source) gets the copy done with the
+// connections it takes: the workers it turns away leave and give their folder to the
+// others, instead of retrying until their folders fail.
+func TestFewerConnectionsThanConfigured(t *testing.T) {
+	t.Parallel()
+	capped := imaptest.StartDovecot(t, imaptest.FlavourSlash, imaptest.WithMaxConnections(2))
+	for _, side := range []string{"source", "destination"} {
+		t.Run(side, func(t *testing.T) {
+			t.Parallel()
+			d := servers[imaptest.FlavourSlash]
+			src, dst := d.AddUser(t), capped.AddUser(t)
+			var px *imaptest.ProfileProxy
+			copySrc := src
+			if side == "source" {
+				dst = d.AddUser(t)
+				px = d.ProfileProxy(t, imaptest.Profile{Name: "cap 2", MaxConnections: 2})
+				copySrc = px.Account(src)
+			}
+			mb := imaptest.Generate(794, imaptest.Spec{Count: 60})
+			mustLoad(t, src, mb)
+			cfg := testConfig(t, copySrc, dst)
+			cfg.Connections = 4
+			res := mustCopy(t, cfg)
+			if !res.Complete() || res.Totals.Copied != mb.Count() {
+				t.Errorf("copy: totals %+v, failed folders %+v; want %d copied", res.Totals, res.FailedFolders(), mb.Count())
+			}
+			mustCheck(t, src, dst, imaptest.CheckOptions{})
+			if px != nil {
+				if s := px.Stats(); s.Peak > 2 || s.Refused == 0 {
+					t.Errorf("proxy %+v: want some connections refused and at most 2 at once", s)
+				}
+			}
+		})
+	}
+}

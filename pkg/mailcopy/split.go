@@ -85,6 +85,17 @@ func (b *board) take(ctx context.Context) task {
 }
 
 // folderDone records that a folder's worker is done with it.
+// giveBack puts a folder taken with take back, to be taken next, by a worker that
+// leaves (see engine.shrink).
+func (b *board) giveBack(j *job) {
+	b.mu.Lock()
+	b.owners--
+	b.next--
+	b.order = slices.Insert(slices.Delete(b.order, slices.Index(b.order, j), slices.Index(b.order, j)+1), b.next, j)
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
 func (b *board) folderDone() {
 	b.mu.Lock()
 	b.owners--

@@ -227,6 +227,14 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		}
 		w.dropSource()
 		w.dropDest()
+		if imapconn.TooManyConnections(err) && len(fr.failed) == 0 && len(fr.skipped) == 0 && e.shrink() {
+			// Another worker takes the folder over: it reads the destination
+			// afresh, as what this one appended may be there.
+			log.Warn("connections_reduced", "workers", e.workers.Load(), "error", err)
+			j.dstEmpty = false
+			e.tracker.update(j.idx, func(f *FolderProgress) { f.State = FolderPending })
+			return errLeaving
+		}
 		if fr.progress > before {
 			throttles = 0
 		}
