@@ -322,7 +322,7 @@ func (a *Appender) read() {
 			// Data flows, so the idle timeout never fires: a server that sends
 			// untagged data without end would hold the append for ever.
 			if untagged += resp.Size; untagged > imapwire.MaxResponse {
-				a.readErr = fmt.Errorf("the server sent more than %d MiB of untagged responses without answering", imapwire.MaxResponse>>20)
+				a.readErr = imapwire.Oversized("the server sent more than %d MiB of untagged responses without answering", imapwire.MaxResponse>>20)
 				a.sess.Close()
 				return
 			}

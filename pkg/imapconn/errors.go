@@ -17,6 +17,8 @@ import (
 	"unicode"
 
 	"github.com/emersion/go-imap/v2"
+
+	"imapcopy.dev/pkg/internal/imapwire"
 )
 
 // Kind classifies a connection failure by what the user or operator can do about it.
@@ -208,6 +210,25 @@ func Throttled(err error) (wait time.Duration, ok bool) {
 		}
 	}
 	return wait, true
+}
+
+// ErrOversized is in the chain of every error about a server's response over a size
+// bound (a line, a literal, untagged data without end): the server is hostile or
+// broken, and a retry will not mend it.
+var ErrOversized = imapwire.ErrOversized
+
+// IsOversized reports whether err is about a response over a size bound: ErrOversized
+// in its chain, or the guard's words in its text (go-imap flattens the errors of the
+// connection below it with %v).
+func IsOversized(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrOversized) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, guardLineWords) || strings.Contains(msg, guardLiteralWords)
 }
 
 // TooManyConnections reports whether err is a server's refusal of one more connection

@@ -2,10 +2,11 @@ package imapconn
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"regexp"
 	"strconv"
+
+	"imapcopy.dev/pkg/internal/imapwire"
 )
 
 // MaxBufferedLiteral and MaxResponseLine bound what go-imap's client would hold in memory
@@ -66,12 +67,18 @@ func (g *responseGuard) Read(p []byte) (int, error) {
 			continue
 		}
 		if g.lineLen > MaxResponseLine {
-			g.err = &Error{Kind: KindProtocol, Op: "read a response", Err: fmt.Errorf("the server sent a line longer than %d bytes", MaxResponseLine)}
+			g.err = &Error{Kind: KindProtocol, Op: "read a response", Err: imapwire.Oversized(guardLineWords+" %d bytes", MaxResponseLine)}
 			return i, g.err
 		}
 	}
 	return n, err
 }
+
+// The guard's words, which IsOversized finds in an error go-imap flattened.
+const (
+	guardLineWords    = "the server sent a line longer than"
+	guardLiteralWords = "outside a message body"
+)
 
 // endOfLine handles a CRLF: a line ending in "{n}" announces a literal of n bytes.
 func (g *responseGuard) endOfLine() error {
@@ -90,7 +97,7 @@ func (g *responseGuard) endOfLine() error {
 		return nil // not a literal; go-imap's parser decides
 	}
 	if size > MaxBufferedLiteral && !bodyLiteral.Match(t) {
-		return &Error{Kind: KindProtocol, Op: "read a response", Err: fmt.Errorf("the server announced a literal of %d bytes outside a message body (at most %d)", size, MaxBufferedLiteral)}
+		return &Error{Kind: KindProtocol, Op: "read a response", Err: imapwire.Oversized("the server announced a literal of %d bytes "+guardLiteralWords+" (at most %d)", size, MaxBufferedLiteral)}
 	}
 	g.literal = size
 	return nil

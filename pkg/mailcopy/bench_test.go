@@ -67,7 +67,7 @@ func BenchmarkCopy(b *testing.B) {
 		dst := servers[imaptest.FlavourDot].AddUser(b)
 		b.StartTimer()
 		var res *mailcopy.Result
-		peak = max(peak, measurePeakHeap(func() {
+		peak = max(peak, imaptest.PeakHeapGrowth(func() {
 			runtime.ReadMemStats(&ms)
 			before := ms.TotalAlloc
 			start := time.Now()

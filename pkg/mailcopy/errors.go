@@ -71,9 +71,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// KindOf returns the Kind of the first *Error in err's chain; a context
-// cancellation is KindCancelled; anything else is KindTemporary.
+// KindOf returns the Kind of the first *Error in err's chain; a response over
+// a size bound (imapconn.IsOversized) is KindConnect; a context cancellation
+// is KindCancelled; anything else is KindTemporary.
 func KindOf(err error) Kind {
+	if imapconn.IsOversized(err) {
+		return KindConnect // a hostile or broken server: retries would not mend it
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind

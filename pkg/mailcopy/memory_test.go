@@ -3,10 +3,7 @@ package mailcopy_test
 import (
 	"bytes"
 	"fmt"
-	"runtime"
-	"sync"
 	"testing"
-	"time"
 
 	"imapcopy.dev/pkg/imapappend"
 	"imapcopy.dev/pkg/imaptest"
@@ -41,7 +38,7 @@ func TestMemoryBigMessages(t *testing.T) {
 			t.Fatalf("append: %v", err)
 		}
 	}
-	peak := measurePeakHeap(func() {
+	peak := imaptest.PeakHeapGrowth(func() {
 		cfg := testConfig(t, src, dst)
 		cfg.NoReport = true
 		res := mustCopy(t, cfg)
@@ -71,7 +68,7 @@ func TestMemoryBigBatch(t *testing.T) {
 			t.Fatalf("append: %v", err)
 		}
 	}
-	peak := measurePeakHeap(func() {
+	peak := imaptest.PeakHeapGrowth(func() {
 		cfg := testConfig(t, src, dst)
 		cfg.NoReport = true
 		cfg.Batching = imapappend.Batching{Messages: 50, Bytes: 64 << 20}
@@ -85,34 +82,4 @@ func TestMemoryBigBatch(t *testing.T) {
 		t.Errorf("peak heap growth %d bytes, over the budget of a connection (%d): the batch of %d bytes seems to be held in memory", peak, mailcopy.ConnectionMemory, count*size)
 	}
 	mustCheck(t, src, dst, imaptest.CheckOptions{})
-}
-
-// measurePeakHeap runs f and returns the highest HeapInuse seen while it
-// ran, minus HeapInuse after a GC before it.
-func measurePeakHeap(f func()) int64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := int64(ms.HeapInuse)
-	var peak int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, int64(ms.HeapInuse))
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	f()
-	close(stop)
-	wg.Wait()
-	return peak - base
 }

@@ -46,7 +46,7 @@ func list(c *imapconn.Client) (*listing, error) {
 		ns, err := nsCmd.Wait()
 		if err != nil {
 			// go-imap's Close waits for the LIST to be read: drain it first.
-			_, _ = collectList(cl, listCmd)
+			_, _ = CollectList(cl, listCmd)
 			return nil, fmt.Errorf("namespace: %w", err)
 		}
 		if len(ns.Personal) > 0 {
@@ -54,7 +54,7 @@ func list(c *imapconn.Client) (*listing, error) {
 			haveNS = true
 		}
 	}
-	boxes, err := collectList(cl, listCmd)
+	boxes, err := CollectList(cl, listCmd)
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
 	}
@@ -87,7 +87,7 @@ func statusCreated(c *imapconn.Client, l *listing, created map[string]bool) erro
 		return nil
 	}
 	cl := c.IMAP()
-	boxes, err := collectList(cl, cl.List("", "*", &imap.ListOptions{ReturnStatus: listStatus(c.Caps())}))
+	boxes, err := CollectList(cl, cl.List("", "*", &imap.ListOptions{ReturnStatus: listStatus(c.Caps())}))
 	if err != nil {
 		return fmt.Errorf("list folders: %w", err)
 	}
@@ -103,9 +103,9 @@ func statusCreated(c *imapconn.Client, l *listing, created map[string]bool) erro
 // one that never ends its LIST) fails the plan rather than fill the memory.
 const MaxFolders = 100_000
 
-// collectList reads a LIST's answer, at most MaxFolders of it. Past that it closes the
-// connection and fails.
-func collectList(c *imapclient.Client, cmd *imapclient.ListCommand) ([]*imap.ListData, error) {
+// CollectList reads a LIST's answer, at most MaxFolders of it. Past that it closes the
+// connection and fails (a *Error of KindConnect).
+func CollectList(c *imapclient.Client, cmd *imapclient.ListCommand) ([]*imap.ListData, error) {
 	var boxes []*imap.ListData
 	for {
 		b := cmd.Next()
@@ -316,7 +316,7 @@ func createWaves(names []string, delim rune) [][]string {
 // LIST's wildcards in the name ('%', '*') can match other folders too: only
 // the exact name counts.
 func folderExists(c *imapclient.Client, name string) (bool, error) {
-	boxes, err := collectList(c, c.List("", name, nil))
+	boxes, err := CollectList(c, c.List("", name, nil))
 	if err != nil {
 		return false, fmt.Errorf("list folder %q: %w", name, err)
 	}

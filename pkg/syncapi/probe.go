@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/mailcopy"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -130,7 +131,7 @@ func describe(ctx context.Context, cl imapClient, caps imap.CapSet, resp *imapco
 	if listStatus {
 		listOpts.ReturnStatus = statusOpts
 	}
-	folders, err := cl.List("", "*", listOpts).Collect()
+	folders, err := mailcopy.CollectList(cl, cl.List("", "*", listOpts))
 	if err != nil {
 		return fmt.Errorf("list folders: %w", err)
 	}

@@ -25,6 +25,20 @@ const MaxLine = 64 << 10
 // a server that sends more is hostile or broken, and reading on would never end.
 const MaxResponse = 16 << 20
 
+// ErrOversized is in the chain of every error about a response over a size bound (here
+// and in imapconn's guard): the server is hostile or broken, and a retry will not mend it.
+var ErrOversized = errors.New("a response over the size bound")
+
+// Oversized returns an error that says msg and is ErrOversized.
+func Oversized(format string, args ...any) error {
+	return oversized(fmt.Sprintf(format, args...))
+}
+
+type oversized string
+
+func (e oversized) Error() string        { return string(e) }
+func (e oversized) Is(target error) bool { return target == ErrOversized }
+
 // Response is one server response, as the raw protocol code reads it (the login here, and
 // pkg/imapappend): status responses in full, untagged data by name only. Literals inside
 // untagged data are read and dropped.
@@ -94,7 +108,7 @@ func ReadResponse(r *bufio.Reader) (*Response, error) {
 			break
 		}
 		if n > MaxResponse-resp.Size {
-			return nil, fmt.Errorf("the server announced a literal of %d bytes in an untagged response: more than %d MiB in all", n, MaxResponse>>20)
+			return nil, Oversized("the server announced a literal of %d bytes in an untagged response: more than %d MiB in all", n, MaxResponse>>20)
 		}
 		if _, err := io.CopyN(io.Discard, r, n); err != nil {
 			return nil, fmt.Errorf("read a literal of %d bytes: %w", n, noEOF(err))
@@ -116,7 +130,7 @@ func readLine(r *bufio.Reader, limit int64) (line, end []byte, size int64, err e
 		frag, err := r.ReadSlice('\n')
 		size += int64(len(frag))
 		if size > limit {
-			return nil, nil, size, fmt.Errorf("the server sent a response line longer than %d MiB", MaxResponse>>20)
+			return nil, nil, size, Oversized("the server sent a response line longer than %d MiB", MaxResponse>>20)
 		}
 		if room := MaxLine - len(line); room > 0 {
 			line = append(line, frag[:min(room, len(frag))]...)
