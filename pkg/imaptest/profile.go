@@ -53,8 +53,9 @@ type Profile struct {
 	SizeLie      int
 	SizeLieEvery int
 	// PasswordRefused: LOGIN and AUTHENTICATE with any mechanism but XOAUTH2 and
-	// OAUTHBEARER are not forwarded but answered `NO LOGIN failed.` (Exchange
-	// Online with basic authentication turned off); OAuth2 goes through.
+	// OAUTHBEARER are not forwarded but answered `NO LOGIN failed.` or `NO
+	// AUTHENTICATE failed.` (Exchange Online with basic authentication turned
+	// off); OAuth2 goes through.
 	PasswordRefused bool
 }
 
@@ -64,6 +65,7 @@ const (
 	GmailBandwidth = "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)"
 	M365Bye        = "* BYE [UNAVAILABLE] Server Unavailable. 15"
 	M365LoginNo    = "NO LOGIN failed."
+	M365AuthNo     = "NO AUTHENTICATE failed."
 	TooManyBye     = "* BYE [UNAVAILABLE] Too many simultaneous connections. (Failure)"
 )
 
@@ -535,7 +537,11 @@ func (s *session) refuseLogin(r *bufio.Reader, tag, cmd string, line []byte) err
 	s.px.take(&s.px.stats.Logins, 0)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	_, err := io.WriteString(s.client, tag+" "+M365LoginNo+"\r\n")
+	reply := M365LoginNo
+	if cmd == "AUTHENTICATE" {
+		reply = M365AuthNo
+	}
+	_, err := io.WriteString(s.client, tag+" "+reply+"\r\n")
 	return err
 }
 

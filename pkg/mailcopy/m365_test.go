@@ -2,10 +2,14 @@ package mailcopy_test
 
 import (
 	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
 )
 
 // twinMarker is in the body of the destination's own message that shares its
@@ -98,5 +102,84 @@ func TestM365SizeLiesBothSides(t *testing.T) {
 	mustCheck(t, src, dst, imaptest.CheckOptions{})
 	if srcPx.Stats().Sizes == 0 || dstPx.Stats().Sizes == 0 {
 		t.Errorf("proxies %+v, %+v: a side misreported no size", srcPx.Stats(), dstPx.Stats())
+	}
+}
+
+// TestM365OAuthOnly: a server that refuses passwords (`NO LOGIN failed.`, `NO
+// AUTHENTICATE failed.`: Exchange Online with basic authentication off) and
+// accepts XOAUTH2, on either side. The copy with a token passes the checker and
+// its rerun appends nothing; the copy with the password fails at once with a
+// login error that says to use an OAuth2 token, after one login attempt; a
+// refused token is never in the error nor in the log.
+func TestM365OAuthOnly(t *testing.T) {
+	for i, side := range []string{"source", "destination"} {
+		t.Run(side, func(t *testing.T) {
+			t.Parallel()
+			d := servers[imaptest.FlavourSlash]
+			src, dst := d.AddUser(t), d.AddUser(t)
+			mb := imaptest.Generate(int64(1520+i), imaptest.Spec{Count: 20, Folders: -1})
+			mustLoad(t, src, mb)
+			p := imaptest.Profile{Name: "m365-oauth", PasswordRefused: true}
+			// via returns the copy's accounts with the given side's account
+			// changed by f and reached through a fresh proxy.
+			via := func(f func(a imapconn.Account) imapconn.Account) (imapconn.Account, imapconn.Account, *imaptest.ProfileProxy) {
+				px := d.ProfileProxy(t, p)
+				if side == "source" {
+					return px.Account(f(src)), dst, px
+				}
+				return src, px.Account(f(dst)), px
+			}
+			withToken := func(a imapconn.Account) imapconn.Account {
+				a.Password, a.OAuth2Token = "", d.OAuth2Token(a.Login)
+				return a
+			}
+			s, ds, px := via(withToken)
+			cfg := testConfig(t, s, ds)
+			res := mustCopy(t, cfg)
+			if !res.Complete() || res.Totals.Copied != mb.Count() {
+				t.Errorf("copy with a token: totals %+v, failures %+v; want %d copied", res.Totals, res.Failures, mb.Count())
+			}
+			mustCheck(t, src, dst, imaptest.CheckOptions{})
+			cfg.NoReport = true
+			if again := mustCopy(t, cfg); again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
+				t.Errorf("rerun with a token: totals %+v, want 0 copied", again.Totals)
+			}
+			if st := px.Stats(); st.Logins != 0 {
+				t.Errorf("proxy %+v: a password login was tried with a token", st)
+			}
+
+			const canary = "imaptest-canary-token-5c1d"
+			for _, tc := range []struct {
+				name string
+				f    func(a imapconn.Account) imapconn.Account
+				want string
+				// logins: password logins the proxy refused.
+				logins int
+			}{
+				{"password", func(a imapconn.Account) imapconn.Account { return a }, "give an OAuth2 access token", 1},
+				{"refused token", func(a imapconn.Account) imapconn.Account {
+					a.Password, a.OAuth2Token = "", canary
+					return a
+				}, "the server refused the OAuth2 token", 0},
+			} {
+				s, ds, px := via(tc.f)
+				cfg := testConfig(t, s, ds)
+				var log bytes.Buffer
+				cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+				_, err := mailcopy.Copy(testContext(t), cfg)
+				t.Logf("%s: %v", tc.name, err)
+				if err == nil || mailcopy.KindOf(err) != mailcopy.KindLogin || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%s: Copy: %v (kind %v), want a login failure saying %q", tc.name, err, mailcopy.KindOf(err), tc.want)
+				}
+				if st := px.Stats(); st.Logins != tc.logins || st.Connections != 1 {
+					t.Errorf("%s: proxy %+v, want %d password logins refused on 1 connection", tc.name, st, tc.logins)
+				}
+				for _, secret := range []string{canary, src.Password, dst.Password} {
+					if err != nil && strings.Contains(err.Error(), secret) || strings.Contains(log.String(), secret) {
+						t.Errorf("%s: a secret is in the error or the log", tc.name)
+					}
+				}
+			}
+		})
 	}
 }
