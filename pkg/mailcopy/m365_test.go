@@ -2,7 +2,10 @@ package mailcopy_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +183,100 @@ func TestM365OAuthOnly(t *testing.T) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// TestM365FolderSeparators: Microsoft 365's separator is "/", a Courier-like
+// server's is "." with the "INBOX." prefix. Folder names that hold the other
+// side's separator ("v1.2" and "a.b" onto ".", "x/y" onto "/") keep their
+// folders distinct in both directions: such a component has the separator
+// replaced by "_" and is reported as a Rename (pkg/foldermap's documented
+// mapping), a real child stays a child. The checker passes; a rerun creates no
+// folder, renames the same way and appends nothing.
+func TestM365FolderSeparators(t *testing.T) {
+	slash, dot := servers[imaptest.FlavourSlash], servers[imaptest.FlavourDot]
+	for _, tc := range []struct {
+		name     string
+		src, dst *imaptest.Dovecot
+		m365Src  bool // the M365 proxy is in front of the source (else the destination)
+		// folders are created on the source with the server's names, one
+		// message each; renames are the Renames expected (a folder whose
+		// own name holds the destination's separator), moved the checker's
+		// expected destination names (the renamed folders and their children).
+		folders []string
+		renames map[string]string
+		moved   map[string]string
+	}{
+		{"m365 to dot", slash, dot, true,
+			[]string{"a", "a/b", "a.b", "a.b/c", "Releases", "Releases/v1.2"},
+			map[string]string{"a.b": "INBOX.a_b", "Releases/v1.2": "INBOX.Releases.v1_2"},
+			map[string]string{"a.b": "INBOX.a_b", "a.b/c": "INBOX.a_b.c", "Releases/v1.2": "INBOX.Releases.v1_2"}},
+		// Dovecot's "." flavour refuses "/" in a name ("Name must not have
+		// '/' characters"), so a "/" inside a "." source's name is covered by
+		// pkg/foldermap's tests only (TestMapDelimiterInName, TestMapRerun); here the
+		// "." hierarchy lands as "/" children, "_" names are kept.
+		{"dot to m365", dot, slash, false,
+			[]string{"INBOX.x", "INBOX.x.y", "INBOX.x_y", "INBOX.v1_2", "INBOX.v1_2.z"},
+			map[string]string{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src, dst := tc.src.AddUser(t), tc.dst.AddUser(t)
+			ctx := testContext(t)
+			for i, f := range tc.folders {
+				if err := imaptest.CreateFolder(ctx, src, f); err != nil {
+					t.Fatalf("create %q on the source: %v", f, err)
+				}
+				m := msg("in "+f, fmt.Sprintf("sep-%d@x", i), 600, baseDate)
+				if _, err := imaptest.AppendRaw(ctx, src, f, m.Raw, m.InternalDate); err != nil {
+					t.Fatalf("append to %q: %v", f, err)
+				}
+			}
+			p := imaptest.ProfileM365
+			p.ThrottleEvery, p.ByeAfter = 0, 0 // this test is about names
+			var cfg mailcopy.Config
+			if tc.m365Src {
+				cfg = testConfig(t, tc.src.ProfileProxy(t, p).Account(src), dst)
+			} else {
+				cfg = testConfig(t, src, tc.dst.ProfileProxy(t, p).Account(dst))
+				cfg.NoMultiappend = true
+			}
+			res := mustCopy(t, cfg)
+			if !res.Complete() || res.Totals.Copied != len(tc.folders) {
+				t.Errorf("copy: totals %+v, failures %+v; want %d copied", res.Totals, res.Failures, len(tc.folders))
+			}
+			got := map[string]string{}
+			for _, r := range res.Renames {
+				got[r.Source] = r.Destination
+			}
+			if len(res.Collisions) != 0 || !maps.Equal(got, tc.renames) {
+				t.Errorf("renames %v, collisions %+v; want renames %v and no collision", got, res.Collisions, tc.renames)
+			}
+			mustCheck(t, src, dst, imaptest.CheckOptions{FolderMap: tc.moved})
+			before, err := imaptest.ListFolders(ctx, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			cfg.NoReport = true
+			again := mustCopy(t, cfg)
+			if again.Totals.Copied != 0 || again.Totals.Present != len(tc.folders) {
+				t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, len(tc.folders))
+			}
+			for _, f := range again.Folders {
+				if f.Created {
+					t.Errorf("rerun created %q", f.Destination)
+				}
+			}
+			after, err := imaptest.ListFolders(ctx, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after))) {
+				t.Errorf("rerun changed the destination's folders: %v, then %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
+			}
+			mustCheck(t, src, dst, imaptest.CheckOptions{FolderMap: tc.moved})
 		})
 	}
 }
