@@ -76,9 +76,11 @@ var (
 	// ProfileGmail: 15 connections at most, bandwidth-limit refusals.
 	ProfileGmail = Profile{Name: "gmail", MaxConnections: 15, ThrottleEvery: 10, ThrottleReply: GmailBandwidth, MaxThrottles: 3}
 	// ProfileM365: no MULTIAPPEND, throttling with a suggested back-off, "server
-	// unavailable" BYE mid-session.
+	// unavailable" BYE mid-session, RFC822.SIZE bigger than the message for some
+	// messages, passwords refused (XOAUTH2 only).
 	ProfileM365 = Profile{Name: "m365", MaxConnections: 16, DropCaps: []string{"MULTIAPPEND"},
-		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 4, MaxByes: 2}
+		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 4, MaxByes: 2,
+		SizeLie: 9, SizeLieEvery: 4, PasswordRefused: true}
 	// ProfileYahoo: 5 connections, no UIDPLUS, responses split at odd places.
 	ProfileYahoo = Profile{Name: "yahoo", MaxConnections: 5, DropCaps: []string{"UIDPLUS"}, SplitWrites: true}
 	// ProfileOldServer: IMAP4rev1 only, no LITERAL+, no CONDSTORE, no SPECIAL-USE,

@@ -79,7 +79,7 @@ func TestProfileProxy(t *testing.T) {
 
 	t.Run("throttle", func(t *testing.T) {
 		p := ProfileM365
-		p.ThrottleEvery, p.ByeAfter = 2, 0
+		p.ThrottleEvery, p.ByeAfter, p.PasswordRefused = 2, 0, false
 		px := d.ProfileProxy(t, p)
 		c, err := Dial(ctx, px.Account(acct))
 		if err != nil {
@@ -135,7 +135,7 @@ func TestProfileProxy(t *testing.T) {
 
 	t.Run("bye", func(t *testing.T) {
 		p := ProfileM365
-		p.ThrottleEvery, p.ByeAfter = 0, 3 // LOGIN, SELECT, then the BYE
+		p.ThrottleEvery, p.ByeAfter, p.PasswordRefused = 0, 3, false // LOGIN, SELECT, then the BYE
 		px := d.ProfileProxy(t, p)
 		c, err := Dial(ctx, px.Account(acct))
 		if err != nil {

@@ -237,9 +237,9 @@ func TestM365FolderSeparators(t *testing.T) {
 			p.ThrottleEvery, p.ByeAfter = 0, 0 // this test is about names
 			var cfg mailcopy.Config
 			if tc.m365Src {
-				cfg = testConfig(t, tc.src.ProfileProxy(t, p).Account(src), dst)
+				cfg = testConfig(t, tc.src.ProfileProxy(t, p).Account(oauthIf(tc.src, src, true)), dst)
 			} else {
-				cfg = testConfig(t, src, tc.dst.ProfileProxy(t, p).Account(dst))
+				cfg = testConfig(t, src, tc.dst.ProfileProxy(t, p).Account(oauthIf(tc.dst, dst, true)))
 				cfg.NoMultiappend = true
 			}
 			res := mustCopy(t, cfg)
