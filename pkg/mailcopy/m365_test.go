@@ -195,11 +195,22 @@ func TestM365OAuthOnly(t *testing.T) {
 // mapping), a real child stays a child. The checker passes; a rerun creates no
 // folder, renames the same way and appends nothing.
 func TestM365FolderSeparators(t *testing.T) {
-	slash, dot := servers[imaptest.FlavourSlash], servers[imaptest.FlavourDot]
+	m365 := servers[imaptest.FlavourSlash] // behind the M365 profile proxy
+	dot := testServer{name: "dovecot dot", flavour: imaptest.FlavourDot}
+	courier := testServer{name: "courier", courier: true}
+	toDot := []string{"a", "a/b", "a.b", "a.b/c", "Releases", "Releases/v1.2"}
+	toDotRenames := map[string]string{"a.b": "INBOX.a_b", "Releases/v1.2": "INBOX.Releases.v1_2"}
+	toDotMoved := map[string]string{"a.b": "INBOX.a_b", "a.b/c": "INBOX.a_b.c", "Releases/v1.2": "INBOX.Releases.v1_2"}
+	// Dovecot's "." flavour, Cyrus 3.6 with its "." and Courier-IMAP 5 all
+	// refuse "/" in a name ("Invalid mailbox name"), so a "/" inside a "."
+	// source's name is covered by pkg/foldermap's tests only
+	// (TestMapDelimiterInName, TestMapRerun); from a "." server, the "."
+	// hierarchy lands as "/" children and "_" names are kept.
+	fromDot := []string{"INBOX.x", "INBOX.x.y", "INBOX.x_y", "INBOX.v1_2", "INBOX.v1_2.z"}
 	for _, tc := range []struct {
-		name     string
-		src, dst *imaptest.Dovecot
-		m365Src  bool // the M365 proxy is in front of the source (else the destination)
+		name    string
+		other   testServer // the server on the other side
+		m365Src bool       // the M365 side is the source (else the destination)
 		// folders are created on the source with the server's names, one
 		// message each; renames are the Renames expected (a folder whose
 		// own name holds the destination's separator), moved the checker's
@@ -208,21 +219,17 @@ func TestM365FolderSeparators(t *testing.T) {
 		renames map[string]string
 		moved   map[string]string
 	}{
-		{"m365 to dot", slash, dot, true,
-			[]string{"a", "a/b", "a.b", "a.b/c", "Releases", "Releases/v1.2"},
-			map[string]string{"a.b": "INBOX.a_b", "Releases/v1.2": "INBOX.Releases.v1_2"},
-			map[string]string{"a.b": "INBOX.a_b", "a.b/c": "INBOX.a_b.c", "Releases/v1.2": "INBOX.Releases.v1_2"}},
-		// Dovecot's "." flavour refuses "/" in a name ("Name must not have
-		// '/' characters"), so a "/" inside a "." source's name is covered by
-		// pkg/foldermap's tests only (TestMapDelimiterInName, TestMapRerun); here the
-		// "." hierarchy lands as "/" children, "_" names are kept.
-		{"dot to m365", dot, slash, false,
-			[]string{"INBOX.x", "INBOX.x.y", "INBOX.x_y", "INBOX.v1_2", "INBOX.v1_2.z"},
-			map[string]string{}, nil},
+		{"m365 to dovecot dot", dot, true, toDot, toDotRenames, toDotMoved},
+		{"m365 to courier", courier, true, toDot, toDotRenames, toDotMoved},
+		{"dovecot dot to m365", dot, false, fromDot, map[string]string{}, nil},
+		{"courier to m365", courier, false, fromDot, map[string]string{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := tc.src.AddUser(t), tc.dst.AddUser(t)
+			src, dst := m365.AddUser(t), tc.other.addUser(t)
+			if !tc.m365Src {
+				src, dst = dst, m365.AddUser(t)
+			}
 			ctx := testContext(t)
 			for i, f := range tc.folders {
 				if err := imaptest.CreateFolder(ctx, src, f); err != nil {
@@ -237,9 +244,9 @@ func TestM365FolderSeparators(t *testing.T) {
 			p.ThrottleEvery, p.ByeAfter = 0, 0 // this test is about names
 			var cfg mailcopy.Config
 			if tc.m365Src {
-				cfg = testConfig(t, tc.src.ProfileProxy(t, p).Account(oauthIf(tc.src, src, true)), dst)
+				cfg = testConfig(t, m365.ProfileProxy(t, p).Account(oauthIf(m365, src, true)), dst)
 			} else {
-				cfg = testConfig(t, src, tc.dst.ProfileProxy(t, p).Account(oauthIf(tc.dst, dst, true)))
+				cfg = testConfig(t, src, m365.ProfileProxy(t, p).Account(oauthIf(m365, dst, true)))
 				cfg.NoMultiappend = true
 			}
 			res := mustCopy(t, cfg)
