@@ -19,7 +19,9 @@ import (
 // fallback fields and INTERNALDATE) is that of a destination message no source
 // message accounted for, is a candidate; the bodies of the candidates are read
 // on both sides (BODY.PEEK[], hashed as they stream, nothing kept) and a source
-// message is present when a destination candidate has the same bytes. The
+// message is present when a destination candidate has the same bytes, or the
+// same bytes and a CRLF when the source message's last line has none (what
+// Courier stores, see diffAltered: a misreporting source onto Courier). The
 // matching is count-aware as diff is: each destination message accounts for one
 // source message at most. A message with the same Message-ID and other bytes is
 // still missing, and copied.
@@ -76,7 +78,7 @@ func matchSizes(src, dst *imapclient.Client, missing, dstMsgs []srcMessage, left
 			return false
 		}
 		for _, d := range unmatched[m.base] {
-			if ds, ok := dstSums[d.uid]; ok && !used[d.uid] && ds == sum {
+			if ds, ok := dstSums[d.uid]; ok && !used[d.uid] && (ds.sum == sum.sum || sum.crlf && ds.sum == sum.withCRLF) {
 				used[d.uid] = true
 				return true
 			}
@@ -93,10 +95,25 @@ func matchSizes(src, dst *imapclient.Client, missing, dstMsgs []srcMessage, left
 	return still, found, nil
 }
 
-// bodySum is what matchSizes compares: the body's length and its SHA-256.
+// bodySum is what matchSizes compares: the SHA-256 of the body, and when its
+// last line has no line end (crlf), that of the body with a CRLF added.
 type bodySum struct {
-	size int64
-	sum  [sha256.Size]byte
+	sum, withCRLF [sha256.Size]byte
+	crlf          bool
+}
+
+// tailWriter remembers the last two bytes written to it.
+type tailWriter struct{ tail [2]byte }
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	switch len(p) {
+	case 0:
+	case 1:
+		w.tail = [2]byte{w.tail[1], p[0]}
+	default:
+		w.tail = [2]byte{p[len(p)-2], p[len(p)-1]}
+	}
+	return len(p), nil
 }
 
 // bodySums reads the bodies of msgs on c (their folder open) and returns the
@@ -139,8 +156,8 @@ func bodySums(c *imapclient.Client, msgs []srcMessage) (map[uint32]bodySum, erro
 				if item.Literal == nil {
 					continue
 				}
-				h := sha256.New()
-				n, err := io.Copy(h, item.Literal)
+				h, h2, tail := sha256.New(), sha256.New(), &tailWriter{}
+				n, err := io.Copy(io.MultiWriter(h, h2, tail), item.Literal)
 				if err == nil && n < item.Literal.Size() {
 					err = errShortBody
 				}
@@ -148,8 +165,11 @@ func bodySums(c *imapclient.Client, msgs []srcMessage) (map[uint32]bodySum, erro
 					dead = true
 					return nil, fmt.Errorf("read the body of message %d: %w", data.SeqNum, err)
 				}
-				sum.size = n
 				copy(sum.sum[:], h.Sum(nil))
+				if sum.crlf = n < 2 || tail.tail != [2]byte{'\r', '\n'}; sum.crlf {
+					h2.Write([]byte("\r\n"))
+					copy(sum.withCRLF[:], h2.Sum(nil))
+				}
 				haveSum = true
 			}
 		}
