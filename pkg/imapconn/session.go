@@ -220,6 +220,8 @@ func (h *handshake) login() error {
 			err = h.authenticate(op, "XOAUTH2", xoauth2Response(h.acct.Login, h.acct.OAuth2Token))
 		case h.caps.Has("AUTH=PLAIN"):
 			err = h.authenticate(op, "PLAIN", []byte("\x00"+h.acct.Login+"\x00"+h.acct.Password))
+		case h.caps.Has(imap.CapLoginDisabled) && h.offersOAuth():
+			return &Error{Kind: KindAuth, Op: op, Err: errors.New("the server accepts no password (LOGINDISABLED) and offers OAuth2 (AUTH=XOAUTH2): " + oauthAdvice)}
 		case h.caps.Has(imap.CapLoginDisabled):
 			return &Error{Kind: KindAuth, Op: op, Err: errors.New("the server does not allow logging in on this connection (LOGINDISABLED): use TLS or STARTTLS")}
 		default:
@@ -393,6 +395,15 @@ func (h *handshake) loginCommand(op string) error {
 	return h.loginResult(op, resp, "")
 }
 
+// oauthAdvice is what a refused password login says when the server offers
+// OAuth2 sign-in.
+const oauthAdvice = "if the account signs in with OAuth only (Microsoft 365 with basic authentication off, Gmail without app passwords), give an OAuth2 access token instead of the password"
+
+// offersOAuth reports whether the server offers an OAuth2 SASL mechanism.
+func (h *handshake) offersOAuth() bool {
+	return h.caps.Has("AUTH=XOAUTH2") || h.caps.Has("AUTH=OAUTHBEARER")
+}
+
 func (h *handshake) loginResult(op string, resp *imapwire.Response, report string) error {
 	if resp.Type == "OK" {
 		return nil
@@ -415,6 +426,12 @@ func (h *handshake) loginResult(op string, resp *imapwire.Response, report strin
 		msg = "the server says the credentials have expired"
 	case "CONTACTADMIN":
 		msg = "the server refused the login: the account needs its provider's attention"
+	case "":
+		// Exchange Online with basic authentication off answers a password
+		// with a bare "NO LOGIN failed." (or "NO AUTHENTICATE failed.").
+		if h.acct.OAuth2Token == "" && h.offersOAuth() {
+			msg += "; it offers OAuth2 (AUTH=XOAUTH2): " + oauthAdvice
+		}
 	}
 	return &Error{Kind: kind, Op: op, Err: h.status(msg, resp)}
 }

@@ -71,9 +71,13 @@
 // response written in 2 or 3 pieces (a literal's `{n}` cut in its middle), every
 // K-th APPEND or FETCH answered with a throttling refusal instead of being forwarded
 // (its literals swallowed), a session cut with `* BYE [UNAVAILABLE] Server
-// Unavailable. 15` after K commands. Literals pass through untouched. ProfileGmail,
+// Unavailable. 15` after K commands, RFC822.SIZE reported bigger than the message
+// (Exchange), password logins refused with `NO LOGIN failed.` while XOAUTH2 goes
+// through (Exchange Online without basic authentication). Literals pass through
+// untouched. ProfileGmail,
 // ProfileM365, ProfileYahoo and ProfileOldServer are the providers' reported traits;
-// Stats counts the peak of connections, refusals, throttles and BYEs. A connection
+// Stats counts the peak of connections, refusals, throttles, BYEs, misreported
+// sizes and refused password logins. A connection
 // over the cap waits up to a second for another to end before it is refused: a
 // client that closes one and dials the next at once is not over the cap.
 //

@@ -43,6 +43,20 @@ type Profile struct {
 	// most MaxByes times in all (0: no limit).
 	ByeAfter int
 	MaxByes  int
+
+	// Microsoft 365 / Exchange traits (issue 15).
+	//
+	// SizeLie: the RFC822.SIZE of FETCH answers is SizeLie bytes more than the
+	// message's length (Exchange reports the size of its own MIME conversion),
+	// for every SizeLieEvery-th message by sequence number (0: every message).
+	// The bodies are sent as they are.
+	SizeLie      int
+	SizeLieEvery int
+	// PasswordRefused: LOGIN and AUTHENTICATE with any mechanism but XOAUTH2 and
+	// OAUTHBEARER are not forwarded but answered `NO LOGIN failed.` or `NO
+	// AUTHENTICATE failed.` (Exchange Online with basic authentication turned
+	// off); OAuth2 goes through.
+	PasswordRefused bool
 }
 
 // Replies of the providers, as they are reported.
@@ -50,6 +64,8 @@ const (
 	M365Throttled  = "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 2000 milliseconds"
 	GmailBandwidth = "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)"
 	M365Bye        = "* BYE [UNAVAILABLE] Server Unavailable. 15"
+	M365LoginNo    = "NO LOGIN failed."
+	M365AuthNo     = "NO AUTHENTICATE failed."
 	TooManyBye     = "* BYE [UNAVAILABLE] Too many simultaneous connections. (Failure)"
 )
 
@@ -60,9 +76,11 @@ var (
 	// ProfileGmail: 15 connections at most, bandwidth-limit refusals.
 	ProfileGmail = Profile{Name: "gmail", MaxConnections: 15, ThrottleEvery: 10, ThrottleReply: GmailBandwidth, MaxThrottles: 3}
 	// ProfileM365: no MULTIAPPEND, throttling with a suggested back-off, "server
-	// unavailable" BYE mid-session.
+	// unavailable" BYE mid-session, RFC822.SIZE bigger than the message for some
+	// messages, passwords refused (XOAUTH2 only).
 	ProfileM365 = Profile{Name: "m365", MaxConnections: 16, DropCaps: []string{"MULTIAPPEND"},
-		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 4, MaxByes: 2}
+		ThrottleEvery: 10, ThrottleReply: M365Throttled, MaxThrottles: 2, ByeAfter: 4, MaxByes: 2,
+		SizeLie: 9, SizeLieEvery: 4, PasswordRefused: true}
 	// ProfileYahoo: 5 connections, no UIDPLUS, responses split at odd places.
 	ProfileYahoo = Profile{Name: "yahoo", MaxConnections: 5, DropCaps: []string{"UIDPLUS"}, SplitWrites: true}
 	// ProfileOldServer: IMAP4rev1 only, no LITERAL+, no CONDSTORE, no SPECIAL-USE,
@@ -77,6 +95,8 @@ type ProfileStats struct {
 	Refused     int // connections refused for the cap
 	Throttled   int // commands answered with ThrottleReply
 	Byes        int // sessions cut with the BYE
+	Sizes       int // RFC822.SIZE items reported bigger than the message
+	Logins      int // password logins refused (PasswordRefused)
 }
 
 // ProfileProxy is an IMAP-aware proxy on 127.0.0.1 in front of a Dovecot of the
@@ -290,6 +310,12 @@ func (s *session) upstream() {
 		}
 		count++
 		tag, cmd := commandOf(line)
+		if p.PasswordRefused && passwordLogin(cmd, line) {
+			if err := s.refuseLogin(r, tag, cmd, line); err != nil {
+				return
+			}
+			continue
+		}
 		if p.ByeAfter > 0 && count == p.ByeAfter && s.px.take(&s.px.stats.Byes, p.MaxByes) {
 			s.wmu.Lock()
 			io.WriteString(s.client, M365Bye+"\r\n")
@@ -389,9 +415,11 @@ func (s *session) downstream() {
 		if err != nil {
 			return
 		}
+		seq := fetchSeq(line)
 		s.wmu.Lock()
 		err = func() error {
 			for {
+				line = s.px.rewriteSize(line, seq)
 				line = s.px.rewrite(line)
 				if err := s.write(line); err != nil {
 					return err
@@ -476,4 +504,81 @@ func (px *ProfileProxy) rewrite(line []byte) []byte {
 		}
 	}
 	return line
+}
+
+// passwordLogin reports whether a command logs in with a password: LOGIN, or
+// AUTHENTICATE with a mechanism other than XOAUTH2 and OAUTHBEARER.
+func passwordLogin(cmd string, line []byte) bool {
+	switch cmd {
+	case "LOGIN":
+		return true
+	case "AUTHENTICATE":
+		f := strings.Fields(string(line[:min(len(line), 64)]))
+		return len(f) < 3 || !strings.EqualFold(f[2], "XOAUTH2") && !strings.EqualFold(f[2], "OAUTHBEARER")
+	}
+	return false
+}
+
+// refuseLogin answers a password login as Exchange Online does when basic
+// authentication is off, after reading the rest of the command: LOGIN's
+// literals, or AUTHENTICATE's response when it was not sent with the command.
+func (s *session) refuseLogin(r *bufio.Reader, tag, cmd string, line []byte) error {
+	if cmd == "AUTHENTICATE" && len(strings.Fields(string(line))) < 4 {
+		s.wmu.Lock()
+		_, err := io.WriteString(s.client, "+ \r\n")
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		if _, err := r.ReadBytes('\n'); err != nil {
+			return err
+		}
+	} else if err := s.swallow(r, line); err != nil {
+		return err
+	}
+	s.px.take(&s.px.stats.Logins, 0)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	reply := M365LoginNo
+	if cmd == "AUTHENTICATE" {
+		reply = M365AuthNo
+	}
+	_, err := io.WriteString(s.client, tag+" "+reply+"\r\n")
+	return err
+}
+
+var (
+	fetchRE = regexp.MustCompile(`^\* (\d+) FETCH `)
+	sizeRE  = regexp.MustCompile(`RFC822\.SIZE (\d+)`)
+)
+
+// fetchSeq returns the sequence number of a FETCH response's first line, or 0.
+func fetchSeq(line []byte) int {
+	m := fetchRE.FindSubmatch(line)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// rewriteSize reports RFC822.SIZE bigger than it is in a line of the FETCH
+// response of message seq, as the profile says.
+func (px *ProfileProxy) rewriteSize(line []byte, seq int) []byte {
+	p := px.profile
+	if p.SizeLie == 0 || seq == 0 || p.SizeLieEvery > 1 && seq%p.SizeLieEvery != 0 {
+		return line
+	}
+	m := sizeRE.FindSubmatchIndex(line)
+	if m == nil {
+		return line
+	}
+	n, err := strconv.ParseInt(string(line[m[2]:m[3]]), 10, 64)
+	if err != nil {
+		return line
+	}
+	px.take(&px.stats.Sizes, 0)
+	out := append([]byte{}, line[:m[2]]...)
+	out = strconv.AppendInt(out, n+int64(p.SizeLie), 10)
+	return append(out, line[m[3]:]...)
 }

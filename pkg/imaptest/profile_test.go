@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // TestProfileProxy: each trait of a profile, seen by go-imap's client through the proxy.
@@ -79,7 +80,7 @@ func TestProfileProxy(t *testing.T) {
 
 	t.Run("throttle", func(t *testing.T) {
 		p := ProfileM365
-		p.ThrottleEvery, p.ByeAfter = 2, 0
+		p.ThrottleEvery, p.ByeAfter, p.PasswordRefused = 2, 0, false
 		px := d.ProfileProxy(t, p)
 		c, err := Dial(ctx, px.Account(acct))
 		if err != nil {
@@ -135,7 +136,7 @@ func TestProfileProxy(t *testing.T) {
 
 	t.Run("bye", func(t *testing.T) {
 		p := ProfileM365
-		p.ThrottleEvery, p.ByeAfter = 0, 3 // LOGIN, SELECT, then the BYE
+		p.ThrottleEvery, p.ByeAfter, p.PasswordRefused = 0, 3, false // LOGIN, SELECT, then the BYE
 		px := d.ProfileProxy(t, p)
 		c, err := Dial(ctx, px.Account(acct))
 		if err != nil {
@@ -150,6 +151,75 @@ func TestProfileProxy(t *testing.T) {
 		}
 		if s := px.Stats(); s.Byes != 1 {
 			t.Errorf("stats = %+v, want 1 BYE", s)
+		}
+	})
+	t.Run("size lie", func(t *testing.T) {
+		// sizes returns each INBOX message's RFC822.SIZE and body length.
+		sizes := func(c *imapclient.Client) []int64 {
+			t.Helper()
+			msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true,
+				BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []int64
+			for _, m := range msgs {
+				out = append(out, m.RFC822Size, int64(len(m.FindBodySection(&imap.FetchItemBodySection{}))))
+			}
+			return out
+		}
+		direct, err := Dial(ctx, acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer direct.Close()
+		px := d.ProfileProxy(t, Profile{Name: "sizes", SizeLie: 5, SizeLieEvery: 2})
+		c, err := Dial(ctx, px.Account(acct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, cl := range []*imapclient.Client{direct, c} {
+			if _, err := cl.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, got := sizes(direct), sizes(c)
+		if len(want) != len(got) || len(want) < 4 {
+			t.Fatalf("%d sizes through the proxy, %d direct", len(got), len(want))
+		}
+		for i := 0; i < len(want); i += 2 {
+			lie := int64(0)
+			if (i/2+1)%2 == 0 {
+				lie = 5
+			}
+			if got[i] != want[i]+lie || got[i+1] != want[i+1] || want[i] != want[i+1] {
+				t.Errorf("message %d: RFC822.SIZE %d and body %d through the proxy, %d and %d direct", i/2+1, got[i], got[i+1], want[i], want[i+1])
+			}
+		}
+		if s := px.Stats(); s.Sizes != len(want)/4 {
+			t.Errorf("stats %+v, want %d sizes misreported", s, len(want)/4)
+		}
+	})
+
+	t.Run("password refused", func(t *testing.T) {
+		px := d.ProfileProxy(t, Profile{Name: "oauth", PasswordRefused: true})
+		_, err := Dial(ctx, px.Account(acct))
+		if err == nil || !strings.Contains(err.Error(), "LOGIN failed.") {
+			t.Errorf("LOGIN through the proxy: %v, want NO LOGIN failed.", err)
+		}
+		oauth := acct
+		oauth.Password, oauth.OAuth2Token = "", d.OAuth2Token(acct.Login)
+		c, err := Dial(ctx, px.Account(oauth))
+		if err != nil {
+			t.Fatalf("XOAUTH2 through the proxy: %v", err)
+		}
+		defer c.Close()
+		if err := c.Noop().Wait(); err != nil {
+			t.Error(err)
+		}
+		if s := px.Stats(); s.Logins != 1 {
+			t.Errorf("stats %+v, want 1 password login refused", s)
 		}
 	})
 }

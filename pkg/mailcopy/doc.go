@@ -229,6 +229,9 @@
 // (both sides together, see "Memory"). A server whose RFC822.SIZE differs from the length of BODY[] (seen on
 // some Exchange versions) is handled: the size announced to the destination is
 // corrected and the batch sent again, and within the copy such a message counts as
-// copied once; but its identity on the destination differs from the one its source
-// metadata gives, so a later rerun copies it again.
+// copied once. Its identity on the other side then differs from the one its
+// metadata gives; a rerun settles it with the bodies (see matchSizes): a missing
+// message whose identity without the size is that of a destination message left
+// unmatched is present when the two bodies are the same bytes. The cost of
+// a rerun against such a server is reading those messages on both sides.
 package mailcopy

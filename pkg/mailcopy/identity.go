@@ -197,7 +197,14 @@ type alteration struct {
 // guarantee of diff holds: each destination message accounts for one source
 // message at most.
 func diffAltered(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage, present int, altered []alteration) {
-	left := maps.Clone(dst)
+	missing, present, altered, _ = diffLeft(src, dst, dst8)
+	return missing, present, altered
+}
+
+// diffLeft is diffAltered, and also returns the destination identities no
+// source message accounted for, with their counts (see matchSizes).
+func diffLeft(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage, present int, altered []alteration, left map[key]int) {
+	left = maps.Clone(dst)
 	left8 := maps.Clone(dst8)
 	matched := make([]bool, len(src))
 	for i, m := range src {
@@ -230,5 +237,5 @@ func diffAltered(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage,
 		}
 		missing = append(missing, m)
 	}
-	return missing, present, altered
+	return missing, present, altered, left
 }

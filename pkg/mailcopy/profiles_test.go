@@ -49,6 +49,9 @@ func TestProfilePresets(t *testing.T) {
 		if p.Handling.ThrottleAnswer != pc.profile.ThrottleReply {
 			t.Errorf("%s: throttle answer %q, the profile %q", pc.preset, p.Handling.ThrottleAnswer, pc.profile.ThrottleReply)
 		}
+		if p.OAuth2Only != pc.profile.PasswordRefused {
+			t.Errorf("%s: oauth2_only %v, the profile refuses passwords: %v", pc.preset, p.OAuth2Only, pc.profile.PasswordRefused)
+		}
 	}
 }
 
@@ -74,9 +77,9 @@ func TestProfiles(t *testing.T) {
 				px := d.ProfileProxy(t, pc.profile)
 				copySrc, copyDst := src, dst
 				if side == "source" {
-					copySrc = px.Account(src)
+					copySrc = px.Account(oauthIf(d, src, pc.profile.PasswordRefused))
 				} else {
-					copyDst = px.Account(dst)
+					copyDst = px.Account(oauthIf(d, dst, pc.profile.PasswordRefused))
 				}
 				cfg := testConfig(t, copySrc, copyDst)
 				preset, _ := providers.Builtin().Get(pc.preset)
@@ -132,6 +135,15 @@ func TestProfiles(t *testing.T) {
 	}
 }
 
+// oauthIf returns acct logging in with an OAuth2 token instead of its password
+// when the profile refuses passwords.
+func oauthIf(d *imaptest.Dovecot, acct imapconn.Account, refused bool) imapconn.Account {
+	if refused {
+		acct.Password, acct.OAuth2Token = "", d.OAuth2Token(acct.Login)
+	}
+	return acct
+}
+
 func checkProfileStats(t *testing.T, p imaptest.Profile, s imaptest.ProfileStats) {
 	t.Helper()
 	t.Logf("proxy: %+v", s)
@@ -144,6 +156,12 @@ func checkProfileStats(t *testing.T, p imaptest.Profile, s imaptest.ProfileStats
 	if p.ByeAfter > 0 && s.Byes == 0 {
 		t.Errorf("no session was cut: the test did not test it")
 	}
+	if p.SizeLie > 0 && s.Sizes == 0 {
+		t.Errorf("no size was misreported: the test did not test it")
+	}
+	if s.Logins > 0 {
+		t.Errorf("%d password logins refused: the copy should have used its token", s.Logins)
+	}
 }
 
 // TestThrottledForever: a server that throttles every command is waited out
@@ -155,7 +173,7 @@ func TestThrottledForever(t *testing.T) {
 	src, dst := d.AddUser(t), d.AddUser(t)
 	mustLoad(t, src, imaptest.Generate(790, imaptest.Spec{Count: 10, Folders: -1}))
 	p := imaptest.ProfileM365
-	p.ThrottleEvery, p.MaxThrottles, p.ByeAfter = 1, 0, 0
+	p.ThrottleEvery, p.MaxThrottles, p.ByeAfter, p.PasswordRefused = 1, 0, 0, false
 	p.ThrottleReply = imaptest.GmailBandwidth
 	px := d.ProfileProxy(t, p)
 	cfg := testConfig(t, src, px.Account(dst))

@@ -320,6 +320,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	e, j := w.e, fr.j
 	var dst, dst8 map[key]int
+	var dstMsgs []srcMessage
 	var dstErr error
 	var dstPanic any
 	dstDone := make(chan struct{})
@@ -330,7 +331,7 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		go func() {
 			defer close(dstDone)
 			defer func() { dstPanic = recover() }()
-			dst, dst8, dstErr = w.destKeys(ctx, fr)
+			dst, dst8, dstMsgs, dstErr = w.destKeys(ctx, fr)
 		}()
 	case w.app == nil && !e.cfg.DryRun:
 		// Nothing to read on the destination: its write connection is
@@ -359,7 +360,19 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	if e.cfg.DryRun {
 		e.recordLargest(j.m.Source, msgs)
 	}
-	missing, present, altered := diffAltered(msgs, dst, dst8)
+	missing, present, altered, left := diffLeft(msgs, dst, dst8)
+	if len(missing) > 0 && w.meta != nil && len(left) > 0 {
+		// Sizes that disagree (see matchSizes): the bodies decide.
+		still, found, err := matchSizes(src.IMAP(), w.meta.IMAP(), missing, dstMsgs, left)
+		if err != nil {
+			return err
+		}
+		if len(found) > 0 {
+			e.log.Info("sizes_reported_otherwise", "folder", j.m.Source, "messages", len(found))
+		}
+		missing, present = still, present+len(found)
+	}
+	dstMsgs = nil
 	for _, a := range altered {
 		if !fr.alteredSeen[a.m.uid] {
 			fr.alteredSeen[a.m.uid] = true
@@ -552,26 +565,27 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 }
 
 // destKeys runs the metadata pass on the destination folder, once appends
-// to it that a lost connection left unanswered had time to settle.
-func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit map[key]int, err error) {
+// to it that a lost connection left unanswered had time to settle; msgs are
+// the destination's messages (for matchSizes).
+func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit map[key]int, msgs []srcMessage, err error) {
 	j := fr.j
 	if err := w.e.awaitCommits(ctx, j.m.Dest); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	meta, err := w.destMeta(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sel, msgs, err, ferr := examineMetadata(meta.IMAP(), j.m.Dest)
 	if err != nil {
 		var imapErr *imap.Error
 		if w.e.cfg.DryRun && j.m.Create && errors.As(err, &imapErr) {
-			return nil, nil, nil // not created in a dry run
+			return nil, nil, nil, nil // not created in a dry run
 		}
-		return nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
+		return nil, nil, nil, commandError(fmt.Sprintf("destination: examine %q", j.m.Dest), err)
 	}
 	if ferr != nil {
-		return nil, nil, fmt.Errorf("destination %q: %w", j.m.Dest, ferr)
+		return nil, nil, nil, fmt.Errorf("destination %q: %w", j.m.Dest, ferr)
 	}
 	fr.dstState, fr.dstKnown = fromSelect(sel)
 	fr.appended = 0 // counted from this examine (see folderRun.state)
@@ -580,7 +594,7 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 		fr.destFlags[strings.ToLower(string(f))] = true
 	}
 	keys, eightBit = destKeys(msgs)
-	return keys, eightBit, nil
+	return keys, eightBit, msgs, nil
 }
 
 // appendChunk streams one chunk from the source FETCH into one Append call
