@@ -56,12 +56,17 @@ type Profile struct {
 	// (the name as the client reads it, decoded: "[Gmail]/Messages envoyés") gets
 	// the key's attribute, every other folder loses those Dovecot gave it.
 	ListAttrs map[string]string
-	// CutAfterBytes: a connection that carried this many bytes (both directions
-	// together) is cut at the next boundary between two commands or two
-	// responses, even while a command is in progress: CutReply is sent first when
-	// it is not "" (else a plain close). Unlimited times, every connection.
-	CutAfterBytes int64
-	CutReply      string
+	// HideFolders are left out of LIST answers (full names, decoded): the harness
+	// Dovecot's own special-use folders, which a Gmail account does not have.
+	HideFolders []string
+	// CutAfterBytes, CutAfterCommands: a connection that carried this many bytes
+	// (both directions together) or this many commands is cut at the next
+	// boundary between two commands or two responses, even while a command is in
+	// progress: CutReply is sent first when it is not "" (else a plain close).
+	// Unlimited times, every connection; 0: no such limit.
+	CutAfterBytes    int64
+	CutAfterCommands int
+	CutReply         string
 }
 
 // Replies of the providers, as they are reported.
@@ -102,10 +107,11 @@ var (
 // small mailbox meets it).
 var (
 	// ProfileGmail: 15 connections at most, bandwidth-limit refusals, X-GM-EXT-1,
-	// its special-use folders and views under "[Gmail]/", sessions cut (here after
-	// 512 KiB, each time).
+	// its special-use folders and views under "[Gmail]/", sessions cut each time
+	// they carried 1.25 MiB: more than the largest message Generate makes, as a
+	// session must carry at least one message (Gmail's last many minutes).
 	ProfileGmail = Profile{Name: "gmail", MaxConnections: 15, ThrottleEvery: 10, ThrottleReply: GmailBandwidth, MaxThrottles: 3,
-		AddCaps: []string{"X-GM-EXT-1"}, ListAttrs: GmailFoldersEN, CutAfterBytes: 512 << 10, CutReply: GmailBye}
+		AddCaps: []string{"X-GM-EXT-1"}, ListAttrs: GmailFoldersEN, CutAfterBytes: 1280 << 10, CutAfterCommands: 8, CutReply: GmailBye}
 	// ProfileM365: no MULTIAPPEND, throttling with a suggested back-off, "server
 	// unavailable" BYE mid-session.
 	ProfileM365 = Profile{Name: "m365", MaxConnections: 16, DropCaps: []string{"MULTIAPPEND"},
@@ -136,6 +142,7 @@ type ProfileProxy struct {
 	profile Profile
 	drop    map[string]bool
 	attrs   map[string]string // Profile.ListAttrs by the name on the wire
+	hide    map[string]bool   // Profile.HideFolders by the name on the wire
 	ln      net.Listener
 	tlsConf *tls.Config
 	backend string
@@ -163,7 +170,7 @@ func (d *Dovecot) ProfileProxy(tb testing.TB, p Profile) *ProfileProxy {
 		tb.Fatalf("imaptest: profile proxy: %v", err)
 	}
 	px := &ProfileProxy{
-		Addr: ln.Addr().String(), profile: p, drop: map[string]bool{}, attrs: map[string]string{}, ln: ln,
+		Addr: ln.Addr().String(), profile: p, drop: map[string]bool{}, attrs: map[string]string{}, hide: map[string]bool{}, ln: ln,
 		tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}},
 		backend: d.TLSAddr,
 		backTLS: &tls.Config{RootCAs: d.CAPool, ServerName: "127.0.0.1"},
@@ -182,6 +189,9 @@ func (d *Dovecot) ProfileProxy(tb testing.TB, p Profile) *ProfileProxy {
 	}
 	for name, attr := range p.ListAttrs {
 		px.attrs[utf7.Encode(name)] = attr
+	}
+	for _, name := range p.HideFolders {
+		px.hide[utf7.Encode(name)] = true
 	}
 	px.wg.Add(1)
 	go px.serve()
@@ -312,13 +322,15 @@ type session struct {
 	client, back net.Conn
 	wmu          sync.Mutex
 	bytes        atomic.Int64 // carried both ways, for CutAfterBytes
+	commands     atomic.Int64 // for CutAfterCommands
 	cut          atomic.Bool
 }
 
 // cutDue reports whether the session carried enough to be cut.
 func (s *session) cutDue() bool {
-	n := s.px.profile.CutAfterBytes
-	return n > 0 && s.bytes.Load() >= n
+	p := s.px.profile
+	return p.CutAfterBytes > 0 && s.bytes.Load() >= p.CutAfterBytes ||
+		p.CutAfterCommands > 0 && s.commands.Load() >= int64(p.CutAfterCommands)
 }
 
 // cutLocked ends the session for CutAfterBytes, once; the caller holds wmu.
@@ -370,6 +382,7 @@ func (s *session) upstream() {
 			return
 		}
 		count++
+		s.commands.Add(1)
 		tag, cmd := commandOf(line)
 		if p.ByeAfter > 0 && count == p.ByeAfter && s.px.take(&s.px.stats.Byes, p.MaxByes) {
 			s.wmu.Lock()
@@ -476,6 +489,9 @@ func (s *session) downstream() {
 		err = func() error {
 			for {
 				line = s.px.rewrite(line)
+				if len(line) == 0 {
+					return nil // a hidden folder's LIST answer
+				}
 				if err := s.write(line); err != nil {
 					return err
 				}
@@ -544,7 +560,7 @@ var specialUseAttrs = []string{`\Sent`, `\Drafts`, `\Trash`, `\Junk`, `\Archive`
 
 // rewrite changes one server line as the profile says.
 func (px *ProfileProxy) rewrite(line []byte) []byte {
-	if len(px.drop) == 0 && len(px.profile.AddCaps) == 0 && px.profile.ListAttrs == nil {
+	if len(px.drop) == 0 && len(px.profile.AddCaps) == 0 && px.profile.ListAttrs == nil && len(px.hide) == 0 {
 		return line
 	}
 	s := string(line)
@@ -554,8 +570,13 @@ func (px *ProfileProxy) rewrite(line []byte) []byte {
 		caps = append(caps, px.profile.AddCaps...)
 		return []byte(s[:loc[4]] + strings.Join(caps, " ") + s[loc[5]:])
 	}
-	if px.profile.ListAttrs != nil && strings.HasPrefix(s, "* LIST (") {
-		return []byte(px.listAttrs(s))
+	if strings.HasPrefix(s, "* LIST (") {
+		if end := strings.IndexByte(s, ')'); end > 0 && px.hide[listName(s[end+1:])] {
+			return nil
+		}
+		if px.profile.ListAttrs != nil {
+			return []byte(px.listAttrs(s))
+		}
 	}
 	if px.drop["SPECIAL-USE"] && strings.HasPrefix(s, "* LIST (") {
 		end := strings.IndexByte(s, ')')

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
 )
@@ -88,4 +89,101 @@ func describeAll(msgs []imaptest.Message) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// gmailProfile is ProfileGmail with folders named for lang and without the
+// traits a test does not look at (throttling, cut sessions).
+func gmailProfile(folders map[string]string) imaptest.Profile {
+	p := imaptest.ProfileGmail
+	p.ListAttrs = folders
+	p.ThrottleEvery, p.CutAfterBytes, p.CutAfterCommands = 0, 0, 0
+	// Dovecot's own special-use folders (FlavourSlash): Gmail has none of them.
+	p.HideFolders = []string{"Sent", "Drafts", "Trash", "Junk", "Archive"}
+	return p
+}
+
+// mustHold fails t unless folder of acct holds exactly msgs (bytes, flags, dates).
+func mustHold(t *testing.T, acct imapconn.Account, folder string, msgs ...imaptest.Message) {
+	t.Helper()
+	got, err := imaptest.ReadFolder(testContext(t), acct, folder)
+	if err != nil {
+		t.Errorf("read %q: %v", folder, err)
+		return
+	}
+	got = slices.DeleteFunc(got, func(m imaptest.Message) bool { return isReport(folder, m.Raw) })
+	if g, w := describeAll(got), describeAll(msgs); !slices.Equal(g, w) {
+		t.Errorf("%q holds\n  %s\nwant\n  %s", folder, strings.Join(g, "\n  "), strings.Join(w, "\n  "))
+	}
+}
+
+// TestGmailLabels: a Gmail source as the profile proxy shows it (X-GM-EXT-1, the
+// French names of its folders with Gmail's special-use attributes, which Dovecot
+// does not have): its Sent, Drafts, Trash and Spam land in the destination's own,
+// the views (Starred, Important) are skipped, All Mail gives only its archived
+// message to the destination's Archive, a nested label stays a folder, and a
+// message in three labels is copied once into each of them; the checker passes and
+// a rerun appends nothing.
+func TestGmailLabels(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src := d.AddUser(t)
+	dst := servers[imaptest.FlavourDot].AddUser(t)
+
+	three := msg("in three labels", "three@example.com", 900, baseDate, `\Seen`)
+	inbox := msg("inbox", "inbox@example.com", 800, baseDate.Add(time.Hour))
+	work := msg("work", "work@example.com", 700, baseDate.Add(2*time.Hour), "$Label1")
+	client := msg("client", "client@example.com", 1200, baseDate.Add(3*time.Hour), `\Flagged`)
+	sent := msg("sent", "sent@example.com", 600, baseDate.Add(4*time.Hour), `\Seen`)
+	draft := msg("draft", "draft@example.com", 500, baseDate.Add(5*time.Hour), `\Draft`)
+	trash := msg("trash", "trash@example.com", 650, baseDate.Add(6*time.Hour), `\Seen`)
+	spam := msg("spam", "spam@example.com", 750, baseDate.Add(7*time.Hour))
+	archived := msg("archived", "archived@example.com", 1000, baseDate.Add(8*time.Hour), `\Seen`)
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: []imaptest.Message{three, inbox}},
+		{Name: "Work", Messages: []imaptest.Message{three, work}},
+		{Name: "Work/Clients", Messages: []imaptest.Message{three, client}},
+		{Name: "[Gmail]/Messages envoyés", Messages: []imaptest.Message{sent}},
+		{Name: "[Gmail]/Brouillons", Messages: []imaptest.Message{draft}},
+		{Name: "[Gmail]/Corbeille", Messages: []imaptest.Message{trash}},
+		{Name: "[Gmail]/Spam", Messages: []imaptest.Message{spam}},
+		{Name: "[Gmail]/Suivis", Messages: []imaptest.Message{client}},
+		{Name: "[Gmail]/Important", Messages: []imaptest.Message{three, inbox}},
+		// Gmail's All Mail has every message but those in Trash and Spam.
+		{Name: "[Gmail]/Tous les messages", Messages: []imaptest.Message{three, inbox, work, client, sent, draft, archived}},
+	}})
+	px := d.ProfileProxy(t, gmailProfile(imaptest.GmailFoldersFR))
+	gmail := px.Account(src)
+
+	cfg := testConfig(t, gmail, dst)
+	cfg.Provider = "gmail"
+	res := mustCopy(t, cfg)
+	// Each message once per label: 2+2+2 in the labels, 4 special, 1 archived.
+	if !res.Complete() || res.Totals.Copied != 11 {
+		t.Errorf("totals = %+v, failures %+v, want 11 copied", res.Totals, res.Failures)
+	}
+	mustHold(t, dst, "INBOX", three, inbox)
+	mustHold(t, dst, "INBOX.Work", three, work)
+	mustHold(t, dst, "INBOX.Work.Clients", three, client)
+	mustHold(t, dst, "INBOX.Sent Messages", sent)
+	mustHold(t, dst, "INBOX.Drafts", draft)
+	mustHold(t, dst, "INBOX.Deleted Messages", trash)
+	mustHold(t, dst, "INBOX.Spam", spam)
+	mustHold(t, dst, "INBOX.Archive", archived)
+	folders, err := imaptest.ListFolders(testContext(t), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range folders {
+		if strings.Contains(name, "Gmail") {
+			t.Errorf("destination folder %q: Gmail's folders go onto the destination's own", name)
+		}
+	}
+	views := map[string]bool{"[Gmail]/Tous les messages": true, "[Gmail]/Suivis": true, "[Gmail]/Important": true}
+	mustCheck(t, gmail, dst, imaptest.CheckOptions{SkipSource: func(f string) bool { return views[f] }})
+
+	cfg.NoReport = true
+	again := mustCopy(t, cfg)
+	if again.Totals.Copied != 0 || again.Totals.Present != 11 {
+		t.Errorf("rerun totals = %+v, want 0 copied, 11 present", again.Totals)
+	}
 }
