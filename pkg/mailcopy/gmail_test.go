@@ -187,3 +187,63 @@ func TestGmailLabels(t *testing.T) {
 		t.Errorf("rerun totals = %+v, want 0 copied, 11 present", again.Totals)
 	}
 }
+
+// TestGmailDestination: onto a Gmail-like destination (the proxy gives its German
+// "[Google Mail]/" folders Gmail's special-use attributes), a copy from a plain
+// Dovecot puts Sent, Drafts, Trash and Junk into the localized special-use folders,
+// creates the other folders as labels (a nested one nested), and appends nothing
+// to All Mail nor to the views; the checker passes and a rerun appends nothing.
+func TestGmailDestination(t *testing.T) {
+	t.Parallel()
+	src := servers[imaptest.FlavourDot].AddUser(t)
+	d := servers[imaptest.FlavourSlash]
+	dst := d.AddUser(t)
+
+	inbox := msg("inbox", "inbox@example.com", 800, baseDate, `\Seen`)
+	client := msg("client", "client@example.com", 1200, baseDate.Add(time.Hour), `\Flagged`)
+	sent := msg("sent", "sent@example.com", 600, baseDate.Add(2*time.Hour), `\Seen`)
+	draft := msg("draft", "draft@example.com", 500, baseDate.Add(3*time.Hour), `\Draft`)
+	trash := msg("trash", "trash@example.com", 650, baseDate.Add(4*time.Hour), `\Seen`)
+	junk := msg("junk", "junk@example.com", 750, baseDate.Add(5*time.Hour))
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: []imaptest.Message{inbox}},
+		{Name: "Work/Clients", Messages: []imaptest.Message{client}},
+		{Name: "Sent", SpecialUse: `\Sent`, Messages: []imaptest.Message{sent}},
+		{Name: "Drafts", SpecialUse: `\Drafts`, Messages: []imaptest.Message{draft}},
+		{Name: "Trash", SpecialUse: `\Trash`, Messages: []imaptest.Message{trash}},
+		{Name: "Junk", SpecialUse: `\Junk`, Messages: []imaptest.Message{junk}},
+	}})
+	var gmailFolders []imaptest.Folder
+	for name := range imaptest.GmailFoldersDE {
+		gmailFolders = append(gmailFolders, imaptest.Folder{Name: name})
+	}
+	mustLoad(t, dst, imaptest.Mailbox{Folders: gmailFolders})
+	px := d.ProfileProxy(t, gmailProfile(imaptest.GmailFoldersDE))
+	gmail := px.Account(dst)
+
+	cfg := testConfig(t, src, gmail)
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != 6 {
+		t.Errorf("totals = %+v, failures %+v, want 6 copied", res.Totals, res.Failures)
+	}
+	mustHold(t, dst, "INBOX", inbox)
+	mustHold(t, dst, "Work/Clients", client)
+	mustHold(t, dst, "[Google Mail]/Gesendet", sent)
+	mustHold(t, dst, "[Google Mail]/Entwürfe", draft)
+	mustHold(t, dst, "[Google Mail]/Papierkorb", trash)
+	mustHold(t, dst, "[Google Mail]/Spam", junk)
+	for _, view := range []string{"[Google Mail]/Alle Nachrichten", "[Google Mail]/Markiert", "[Google Mail]/Wichtig"} {
+		mustHold(t, dst, view)
+	}
+	// Dovecot's own folders behind the proxy, which the copy cannot see.
+	for _, hidden := range []string{"Sent", "Drafts", "Trash", "Junk", "Archive"} {
+		mustHold(t, dst, hidden)
+	}
+	mustCheck(t, src, gmail, imaptest.CheckOptions{})
+
+	cfg.NoReport = true
+	again := mustCopy(t, cfg)
+	if again.Totals.Copied != 0 || again.Totals.Present != 6 {
+		t.Errorf("rerun totals = %+v, want 0 copied, 6 present", again.Totals)
+	}
+}
