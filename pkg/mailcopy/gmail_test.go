@@ -247,3 +247,57 @@ func TestGmailDestination(t *testing.T) {
 		t.Errorf("rerun totals = %+v, want 0 copied, 6 present", again.Totals)
 	}
 }
+
+// TestGmailSessionsCut: Gmail drops long sessions. With every session cut once it
+// carried 64 KiB (more than any message of the mailbox), with Gmail's BYE or a plain
+// close, mid-command as it falls, the copy from and to Gmail completes, the checker
+// finds every message once and intact, and a rerun appends nothing.
+func TestGmailSessionsCut(t *testing.T) {
+	mb := imaptest.Generate(720, imaptest.Spec{Count: 80, Folders: 2, Sizes: []imaptest.SizeClass{{Weight: 1, Min: 2_000, Max: 30_000}}})
+	for i, side := range []string{"source", "destination"} {
+		for j, reply := range []string{imaptest.GmailBye, ""} {
+			name := side + " with BYE"
+			if reply == "" {
+				name = side + " closed"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				d := servers[imaptest.FlavourSlash]
+				src, dst := d.AddUser(t), servers[imaptest.FlavourDot].AddUser(t)
+				if side == "destination" {
+					d = servers[imaptest.FlavourDot]
+					src, dst = servers[imaptest.FlavourSlash].AddUser(t), d.AddUser(t)
+				}
+				mustLoad(t, src, mb)
+				p := imaptest.ProfileGmail
+				p.ThrottleEvery, p.CutAfterCommands = 0, 0
+				p.ListAttrs = nil // the generated folders are not Gmail's
+				p.CutAfterBytes, p.CutReply = 64<<10, reply
+				px := d.ProfileProxy(t, p)
+				copySrc, copyDst := src, dst
+				if side == "source" {
+					copySrc = px.Account(src)
+				} else {
+					copyDst = px.Account(dst)
+				}
+				cfg := testConfig(t, copySrc, copyDst)
+				cfg.Connections = 2 + i + j
+				res := mustCopy(t, cfg)
+				if !res.Complete() || res.Totals.Copied != mb.Count() {
+					t.Errorf("copy: totals %+v, failures %+v, want %d copied", res.Totals, res.Failures, mb.Count())
+				}
+				mustCheck(t, src, dst, imaptest.CheckOptions{})
+				cfg.NoReport = true
+				again := mustCopy(t, cfg)
+				if again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
+					t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
+				}
+				s := px.Stats()
+				t.Logf("proxy: %+v", s)
+				if s.Cuts < 3 {
+					t.Errorf("%d sessions cut: the test did not test it", s.Cuts)
+				}
+			})
+		}
+	}
+}

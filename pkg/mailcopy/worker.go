@@ -168,10 +168,11 @@ type folderRun struct {
 	scanned   int         // ArchiveOnly: its messages in scope before the archived ones are kept
 
 	// oneByOne: the destination dropped the connection in the middle of an
-	// append batch, and the retry made no progress: the next attempt appends
-	// its first chunk one message per command (Cyrus 3.6 drops the connection
-	// on a MULTIAPPEND batch that crosses its keyword limit, and answers a
-	// single APPEND with a plain NO).
+	// append batch, or the source in the middle of a chunk's FETCH, and the
+	// retry made no progress: the next attempt appends its first chunk one
+	// message per command (Cyrus 3.6 drops the connection on a MULTIAPPEND
+	// batch that crosses its keyword limit, and answers a single APPEND with a
+	// plain NO; Gmail cuts sessions, which then may not carry a whole chunk).
 	oneByOne bool
 	// noKeywords: messages the destination refused for their keywords ("Too
 	// many user flags in mailbox" on Cyrus): appended again without the
@@ -260,7 +261,8 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 			continue
 		}
 		var dropped *appendDropError
-		if errors.As(err, &dropped) && fr.progress == before {
+		var lost *sourceDropError
+		if (errors.As(err, &dropped) || errors.As(err, &lost)) && fr.progress == before {
 			fr.oneByOne = true
 		}
 		if fr.progress > before {
@@ -647,7 +649,14 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 		return nil, &appendDropError{fmt.Errorf("destination: %w", aerr)}
 	}
 	if err := stream.close(); err != nil {
-		return nil, fmt.Errorf("source: %w", err)
+		// The source sent every body but did not end its FETCH (a session
+		// cut): what the destination confirmed is stored.
+		for i, r := range results {
+			if r.Err == nil {
+				_ = w.settle(fr, chunk[i], nil) // nil in, nil out
+			}
+		}
+		return nil, &sourceDropError{fmt.Errorf("source: %w", err)}
 	}
 	var refused []srcMessage
 	for i, r := range results {
@@ -733,8 +742,14 @@ func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) err
 		fr.suspect[nb.uid] = true
 		return errRetryNow
 	}
-	return fmt.Errorf("source: %w", err)
+	return &sourceDropError{fmt.Errorf("source: %w", err)}
 }
+
+// sourceDropError: the source connection failed during a chunk's FETCH.
+type sourceDropError struct{ err error }
+
+func (e *sourceDropError) Error() string { return e.err.Error() }
+func (e *sourceDropError) Unwrap() error { return e.err }
 
 func find(batch []srcMessage, uid uint32) srcMessage {
 	for _, m := range batch {
