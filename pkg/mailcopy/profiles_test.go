@@ -1,6 +1,7 @@
 package mailcopy_test
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,12 @@ func TestProfilePresets(t *testing.T) {
 		}
 		if p.Handling.ThrottleAnswer != pc.profile.ThrottleReply {
 			t.Errorf("%s: throttle answer %q, the profile %q", pc.preset, p.Handling.ThrottleAnswer, pc.profile.ThrottleReply)
+		}
+		if !slices.Equal(p.Handling.ExtraCaps, pc.profile.AddCaps) {
+			t.Errorf("%s: extra capabilities %q, the profile %q", pc.preset, p.Handling.ExtraCaps, pc.profile.AddCaps)
+		}
+		if p.Handling.SessionCutAnswer != pc.profile.CutReply {
+			t.Errorf("%s: session cut answer %q, the profile %q", pc.preset, p.Handling.SessionCutAnswer, pc.profile.CutReply)
 		}
 	}
 }
