@@ -136,7 +136,9 @@
 // diffed against what the destination folder holds like any folder: a rerun
 // appends nothing. All Mail is scheduled last and first runs a metadata pass over
 // the Elsewhere folders on its own source connection (keeping only their keys,
-// about 50 bytes per message); a folder the source refuses to open counts as
+// about 50 bytes per message; after a dropped connection the next attempt goes on
+// with the folders not scanned yet, each scanned one counting as progress, as
+// Gmail cuts sessions and an account may have hundreds of labels); a folder the source refuses to open counts as
 // empty, so its messages are archived rather than lost. Its FolderResult has
 // ArchiveOnly set and counts the archived messages only; the report gives them a
 // line of their own.

@@ -122,7 +122,7 @@ func mustHold(t *testing.T, acct imapconn.Account, folder string, msgs ...imapte
 // the views (Starred, Important) are skipped, All Mail gives only its archived
 // message to the destination's Archive, a nested label stays a folder, and a
 // message in three labels is copied once into each of them; the checker passes and
-// a rerun appends nothing.
+// a rerun appends nothing. The source cuts every session after 8 commands.
 func TestGmailLabels(t *testing.T) {
 	t.Parallel()
 	d := servers[imaptest.FlavourSlash]
@@ -151,10 +151,15 @@ func TestGmailLabels(t *testing.T) {
 		// Gmail's All Mail has every message but those in Trash and Spam.
 		{Name: "[Gmail]/Tous les messages", Messages: []imaptest.Message{three, inbox, work, client, sent, draft, archived}},
 	}})
-	px := d.ProfileProxy(t, gmailProfile(imaptest.GmailFoldersFR))
-	gmail := px.Account(src)
+	// The copy's sessions are cut every 8 commands: All Mail's scan of the
+	// labels (one EXAMINE and FETCH each) needs several sessions. The checker
+	// reads through a proxy that does not cut.
+	cutting := gmailProfile(imaptest.GmailFoldersFR)
+	cutting.CutAfterCommands, cutting.CutReply = 8, imaptest.GmailBye
+	px := d.ProfileProxy(t, cutting)
+	gmail := d.ProfileProxy(t, gmailProfile(imaptest.GmailFoldersFR)).Account(src)
 
-	cfg := testConfig(t, gmail, dst)
+	cfg := testConfig(t, px.Account(src), dst)
 	cfg.Provider = "gmail"
 	res := mustCopy(t, cfg)
 	// Each message once per label: 2+2+2 in the labels, 4 special, 1 archived.
@@ -185,6 +190,9 @@ func TestGmailLabels(t *testing.T) {
 	again := mustCopy(t, cfg)
 	if again.Totals.Copied != 0 || again.Totals.Present != 11 {
 		t.Errorf("rerun totals = %+v, want 0 copied, 11 present", again.Totals)
+	}
+	if s := px.Stats(); s.Cuts < 2 {
+		t.Errorf("proxy %+v: the test did not cut sessions", s)
 	}
 }
 

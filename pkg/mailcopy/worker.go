@@ -165,7 +165,12 @@ type folderRun struct {
 	counts   Counts
 
 	elsewhere map[key]int // ArchiveOnly: the identities of the other source folders' messages
-	scanned   int         // ArchiveOnly: its messages in scope before the archived ones are kept
+	// ArchiveOnly: the Elsewhere folders scanned so far (the first
+	// elsewhereNext) and their identities, kept across attempts: a source that
+	// cuts sessions (Gmail) still gets through all of its labels.
+	elsewhereNext int
+	elsewhereAcc  map[key]int
+	scanned       int // ArchiveOnly: its messages in scope before the archived ones are kept
 
 	// oneByOne: the destination dropped the connection in the middle of an
 	// append batch, or the source in the middle of a chunk's FETCH, and the
@@ -483,7 +488,7 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	}
 	w.srcOpen = ""
 	if j.m.ArchiveOnly && fr.elsewhere == nil {
-		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
+		if err := w.elsewhereKeys(ctx, src, fr); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -518,12 +523,18 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 // Plan.Elsewhere and counts their messages by identity, whatever their date
 // (Since selects archived messages, not the folders they are filed in). A
 // folder the source refuses to open counts as empty: its messages, not
-// copied with it, are then archived rather than lost.
-func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[key]int, error) {
-	keys := map[key]int{}
-	for _, name := range w.e.elsewhere {
+// copied with it, are then archived rather than lost. It sets fr.elsewhere;
+// after a failure, the next attempt goes on with the folders not scanned yet,
+// each scanned folder counting as progress.
+func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client, fr *folderRun) error {
+	if fr.elsewhereAcc == nil {
+		fr.elsewhereAcc = map[key]int{}
+	}
+	keys := fr.elsewhereAcc
+	for ; fr.elsewhereNext < len(w.e.elsewhere); fr.elsewhereNext++ {
+		name := w.e.elsewhere[fr.elsewhereNext]
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		_, msgs, err, ferr := examineMetadata(src.IMAP(), name)
 		if err != nil {
@@ -533,16 +544,20 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 					"folder", name, "error", err)
 				continue
 			}
-			return nil, fmt.Errorf("source: examine %q: %w", name, err)
+			return fmt.Errorf("source: examine %q: %w", name, err)
 		}
 		if ferr != nil {
-			return nil, fmt.Errorf("source %q: %w", name, ferr)
+			return fmt.Errorf("source %q: %w", name, ferr)
 		}
 		for _, m := range msgs {
 			keys[m.key]++
 		}
+		fr.mu.Lock()
+		fr.progress++
+		fr.mu.Unlock()
 	}
-	return keys, nil
+	fr.elsewhere, fr.elsewhereAcc = keys, nil
+	return nil
 }
 
 // destKeys runs the metadata pass on the destination folder, once appends
