@@ -164,6 +164,7 @@ func TestProfileProxy(t *testing.T) {
 		}
 		p := ProfileGmail
 		p.ListAttrs = GmailFoldersFR
+		p.HideFolders = []string{"Trash", "Work/Clients"}
 		px := d.ProfileProxy(t, p)
 		c, err := Dial(ctx, px.Account(acct))
 		if err != nil {
@@ -179,6 +180,9 @@ func TestProfileProxy(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, l := range list {
+			if l.Mailbox == "Trash" || l.Mailbox == "Work/Clients" {
+				t.Errorf("hidden folder %q listed", l.Mailbox)
+			}
 			for _, a := range l.Attrs {
 				if slices.Contains(specialUseAttrs, string(a)) {
 					got[l.Mailbox] += string(a)
