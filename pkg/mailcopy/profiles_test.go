@@ -178,3 +178,34 @@ func TestThrottledForever(t *testing.T) {
 		t.Errorf("stats %+v, want at least 3 throttled", s)
 	}
 }
+
+// TestThrottledBodyFetch: a body FETCH refused for throttling (the second FETCH:
+// the first reads the metadata) is waited out like any throttling answer, not
+// retried at once as a message the source did not send.
+func TestThrottledBodyFetch(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	mustLoad(t, src, inbox(msg("a", "a@example.com", 800, baseDate), msg("b", "b@example.com", 900, baseDate)))
+	px := d.ProfileProxy(t, imaptest.Profile{ThrottleEvery: 2, ThrottleReply: imaptest.GmailBandwidth, MaxThrottles: 1})
+	cfg := testConfig(t, px.Account(src), dst)
+	cfg.Connections = 1
+	cfg.ThrottleBackoff = 50 * time.Millisecond
+	var mu sync.Mutex
+	var throttled bool
+	cfg.Progress = func(p mailcopy.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		throttled = throttled || !p.ThrottledUntil.IsZero()
+	}
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != 2 {
+		t.Errorf("totals %+v, want 2 copied", res.Totals)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+	mu.Lock()
+	defer mu.Unlock()
+	if s := px.Stats(); s.Throttled != 1 || !throttled {
+		t.Errorf("proxy %+v, a wait shown: %v; want 1 throttled and waited out", s, throttled)
+	}
+}

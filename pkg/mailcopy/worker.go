@@ -748,6 +748,10 @@ func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) err
 		}
 		fr.sizeFix[sm.uid] = sm.actual
 		return errRetryNow
+	case errors.As(err, &nb) && nb.err != nil && isThrottled(nb.err):
+		// The FETCH was refused for throttling (Gmail's bandwidth limit,
+		// M365's THROTTLED): the folder's loop waits it out.
+		return fmt.Errorf("source: %w", err)
 	case errors.As(err, &nb):
 		// Once may be an expunge under way: the next metadata pass will tell.
 		// Twice, the message is there and cannot be read.
@@ -865,4 +869,9 @@ func (fr *folderRun) state(e *engine) (Checkpoint, bool) {
 		Src: fr.srcState, Dst: dst,
 		Total: fr.counts.Total, TotalBytes: fr.counts.TotalBytes,
 	}, true
+}
+
+func isThrottled(err error) bool {
+	_, ok := asThrottled(err)
+	return ok
 }
