@@ -73,11 +73,15 @@
 // (its literals swallowed), a session cut with `* BYE [UNAVAILABLE] Server
 // Unavailable. 15` after K commands, RFC822.SIZE reported bigger than the message
 // (Exchange), password logins refused with `NO LOGIN failed.` while XOAUTH2 goes
-// through (Exchange Online without basic authentication). Literals pass through
-// untouched. ProfileGmail,
-// ProfileM365, ProfileYahoo and ProfileOldServer are the providers' reported traits;
-// Stats counts the peak of connections, refusals, throttles, BYEs, misreported
-// sizes and refused password logins. A connection
+// through (Exchange Online without basic authentication). For Gmail: capabilities
+// added (X-GM-EXT-1, announced only), LIST answers given the special-use attributes of
+// the folders a Profile names (Gmail's, in English, German or French: GmailFoldersEN,
+// ...) and no others, folders hidden from LIST, and every session cut, without limit,
+// once it carried N bytes or N commands, at the next boundary between responses or
+// commands even mid-command, with a BYE or a plain close. Literals pass through
+// untouched. ProfileGmail, ProfileM365, ProfileYahoo and ProfileOldServer are the
+// providers' reported traits; Stats counts the peak of connections, refusals,
+// throttles, BYEs, cuts, misreported sizes and refused password logins. A connection
 // over the cap waits up to a second for another to end before it is refused: a
 // client that closes one and dials the next at once is not over the cap.
 //

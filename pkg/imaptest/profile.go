@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"imapcopy.dev/pkg/imapconn"
+	"imapcopy.dev/pkg/internal/utf7"
 )
 
 // Profile is what a provider is known to do differently from a plain Dovecot, as a
@@ -57,6 +58,28 @@ type Profile struct {
 	// AUTHENTICATE failed.` (Exchange Online with basic authentication turned
 	// off); OAuth2 goes through.
 	PasswordRefused bool
+	// Gmail's traits (issue 15).
+
+	// AddCaps are capabilities added to the greeting and every CAPABILITY answer
+	// (Gmail: X-GM-EXT-1). The proxy only announces them: a client that used
+	// X-GM-MSGID or X-GM-LABELS would get Dovecot's BAD.
+	AddCaps []string
+	// ListAttrs, when not nil, gives the LIST answers exactly these special-use
+	// attributes, as a Gmail account has only its own: the folder named by a key
+	// (the name as the client reads it, decoded: "[Gmail]/Messages envoyés") gets
+	// the key's attribute, every other folder loses those Dovecot gave it.
+	ListAttrs map[string]string
+	// HideFolders are left out of LIST answers (full names, decoded): the harness
+	// Dovecot's own special-use folders, which a Gmail account does not have.
+	HideFolders []string
+	// CutAfterBytes, CutAfterCommands: a connection that carried this many bytes
+	// (both directions together) or this many commands is cut at the next
+	// boundary between two commands or two responses, even while a command is in
+	// progress: CutReply is sent first when it is not "" (else a plain close).
+	// Unlimited times, every connection; 0: no such limit.
+	CutAfterBytes    int64
+	CutAfterCommands int
+	CutReply         string
 }
 
 // Replies of the providers, as they are reported.
@@ -67,14 +90,43 @@ const (
 	M365LoginNo    = "NO LOGIN failed."
 	M365AuthNo     = "NO AUTHENTICATE failed."
 	TooManyBye     = "* BYE [UNAVAILABLE] Too many simultaneous connections. (Failure)"
+	// GmailBye ends a session Gmail drops (modelled: Gmail also closes without one).
+	GmailBye = "* BYE [UNAVAILABLE] Temporary System Error"
+)
+
+// The special-use folders of a Gmail account in three of its languages, for
+// Profile.ListAttrs: the views (\All, \Flagged, \Important) and the special uses.
+// A Gmail account's labels are plain folders, nested ones with "/".
+var (
+	GmailFoldersEN = map[string]string{
+		"[Gmail]/Sent Mail": `\Sent`, "[Gmail]/Drafts": `\Drafts`, "[Gmail]/Trash": `\Trash`,
+		"[Gmail]/Spam": `\Junk`, "[Gmail]/All Mail": `\All`, "[Gmail]/Starred": `\Flagged`,
+		"[Gmail]/Important": `\Important`,
+	}
+	GmailFoldersDE = map[string]string{
+		"[Google Mail]/Gesendet": `\Sent`, "[Google Mail]/Entwürfe": `\Drafts`,
+		"[Google Mail]/Papierkorb": `\Trash`, "[Google Mail]/Spam": `\Junk`,
+		"[Google Mail]/Alle Nachrichten": `\All`, "[Google Mail]/Markiert": `\Flagged`,
+		"[Google Mail]/Wichtig": `\Important`,
+	}
+	GmailFoldersFR = map[string]string{
+		"[Gmail]/Messages envoyés": `\Sent`, "[Gmail]/Brouillons": `\Drafts`,
+		"[Gmail]/Corbeille": `\Trash`, "[Gmail]/Spam": `\Junk`,
+		"[Gmail]/Tous les messages": `\All`, "[Gmail]/Suivis": `\Flagged`,
+		"[Gmail]/Important": `\Important`,
+	}
 )
 
 // The profiles of the providers whose published or widely reported traits the tests
 // reproduce. Tests copy and adjust them (a throttle every few commands, so that a
 // small mailbox meets it).
 var (
-	// ProfileGmail: 15 connections at most, bandwidth-limit refusals.
-	ProfileGmail = Profile{Name: "gmail", MaxConnections: 15, ThrottleEvery: 10, ThrottleReply: GmailBandwidth, MaxThrottles: 3}
+	// ProfileGmail: 15 connections at most, bandwidth-limit refusals, X-GM-EXT-1,
+	// its special-use folders and views under "[Gmail]/", sessions cut each time
+	// they carried 1.25 MiB: more than the largest message Generate makes, as a
+	// session must carry at least one message (Gmail's last many minutes).
+	ProfileGmail = Profile{Name: "gmail", MaxConnections: 15, ThrottleEvery: 10, ThrottleReply: GmailBandwidth, MaxThrottles: 3,
+		AddCaps: []string{"X-GM-EXT-1"}, ListAttrs: GmailFoldersEN, CutAfterBytes: 1280 << 10, CutAfterCommands: 8, CutReply: GmailBye}
 	// ProfileM365: no MULTIAPPEND, throttling with a suggested back-off, "server
 	// unavailable" BYE mid-session, RFC822.SIZE bigger than the message for some
 	// messages, passwords refused (XOAUTH2 only).
@@ -97,6 +149,7 @@ type ProfileStats struct {
 	Byes        int // sessions cut with the BYE
 	Sizes       int // RFC822.SIZE items reported bigger than the message
 	Logins      int // password logins refused (PasswordRefused)
+	Cuts        int // sessions cut for CutAfterBytes
 }
 
 // ProfileProxy is an IMAP-aware proxy on 127.0.0.1 in front of a Dovecot of the
@@ -107,6 +160,8 @@ type ProfileProxy struct {
 	Addr    string
 	profile Profile
 	drop    map[string]bool
+	attrs   map[string]string // Profile.ListAttrs by the name on the wire
+	hide    map[string]bool   // Profile.HideFolders by the name on the wire
 	ln      net.Listener
 	tlsConf *tls.Config
 	backend string
@@ -134,7 +189,7 @@ func (d *Dovecot) ProfileProxy(tb testing.TB, p Profile) *ProfileProxy {
 		tb.Fatalf("imaptest: profile proxy: %v", err)
 	}
 	px := &ProfileProxy{
-		Addr: ln.Addr().String(), profile: p, drop: map[string]bool{}, ln: ln,
+		Addr: ln.Addr().String(), profile: p, drop: map[string]bool{}, attrs: map[string]string{}, hide: map[string]bool{}, ln: ln,
 		tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}},
 		backend: d.TLSAddr,
 		backTLS: &tls.Config{RootCAs: d.CAPool, ServerName: "127.0.0.1"},
@@ -150,6 +205,12 @@ func (d *Dovecot) ProfileProxy(tb testing.TB, p Profile) *ProfileProxy {
 		case "CONDSTORE":
 			px.drop["QRESYNC"] = true
 		}
+	}
+	for name, attr := range p.ListAttrs {
+		px.attrs[utf7.Encode(name)] = attr
+	}
+	for _, name := range p.HideFolders {
+		px.hide[utf7.Encode(name)] = true
 	}
 	px.wg.Add(1)
 	go px.serve()
@@ -279,6 +340,31 @@ type session struct {
 	px           *ProfileProxy
 	client, back net.Conn
 	wmu          sync.Mutex
+	bytes        atomic.Int64 // carried both ways, for CutAfterBytes
+	commands     atomic.Int64 // for CutAfterCommands
+	cut          atomic.Bool
+}
+
+// cutDue reports whether the session carried enough to be cut.
+func (s *session) cutDue() bool {
+	p := s.px.profile
+	return p.CutAfterBytes > 0 && s.bytes.Load() >= p.CutAfterBytes ||
+		p.CutAfterCommands > 0 && s.commands.Load() >= int64(p.CutAfterCommands)
+}
+
+// cutLocked ends the session for CutAfterBytes, once; the caller holds wmu.
+func (s *session) cutLocked() {
+	if s.cut.Swap(true) {
+		return
+	}
+	s.px.mu.Lock()
+	s.px.stats.Cuts++
+	s.px.mu.Unlock()
+	if r := s.px.profile.CutReply; r != "" {
+		io.WriteString(s.client, r+"\r\n")
+	}
+	s.client.Close()
+	s.back.Close()
 }
 
 var literalRE = regexp.MustCompile(`~?\{(\d+)(\+|-)?\}\r?\n$`)
@@ -304,11 +390,18 @@ func (s *session) upstream() {
 	p := s.px.profile
 	count := 0
 	for {
+		if s.cutDue() {
+			s.wmu.Lock()
+			s.cutLocked()
+			s.wmu.Unlock()
+			return
+		}
 		line, err := r.ReadBytes('\n')
 		if err != nil {
 			return
 		}
 		count++
+		s.commands.Add(1)
 		tag, cmd := commandOf(line)
 		if p.PasswordRefused && passwordLogin(cmd, line) {
 			if err := s.refuseLogin(r, tag, cmd, line); err != nil {
@@ -340,6 +433,7 @@ func (s *session) upstream() {
 			if _, err := s.back.Write(line); err != nil {
 				return
 			}
+			s.bytes.Add(int64(len(line)))
 			n, _ := literalAt(line)
 			if n < 0 {
 				break
@@ -347,6 +441,7 @@ func (s *session) upstream() {
 			if _, err := io.CopyN(s.back, r, n); err != nil {
 				return
 			}
+			s.bytes.Add(n)
 			if line, err = r.ReadBytes('\n'); err != nil {
 				return
 			}
@@ -421,6 +516,9 @@ func (s *session) downstream() {
 			for {
 				line = s.px.rewriteSize(line, seq)
 				line = s.px.rewrite(line)
+				if len(line) == 0 {
+					return nil // a hidden folder's LIST answer
+				}
 				if err := s.write(line); err != nil {
 					return err
 				}
@@ -443,6 +541,10 @@ func (s *session) downstream() {
 				}
 			}
 		}()
+		if err == nil && s.cutDue() {
+			s.cutLocked()
+			err = net.ErrClosed
+		}
 		s.wmu.Unlock()
 		if err != nil {
 			return
@@ -453,6 +555,7 @@ func (s *session) downstream() {
 // write sends b to the client, in pieces when the profile splits writes: a literal's
 // announcement is cut inside its braces.
 func (s *session) write(b []byte) error {
+	s.bytes.Add(int64(len(b)))
 	if !s.px.profile.SplitWrites || len(b) < 3 {
 		_, err := s.client.Write(b)
 		return err
@@ -484,14 +587,23 @@ var specialUseAttrs = []string{`\Sent`, `\Drafts`, `\Trash`, `\Junk`, `\Archive`
 
 // rewrite changes one server line as the profile says.
 func (px *ProfileProxy) rewrite(line []byte) []byte {
-	if len(px.drop) == 0 {
+	if len(px.drop) == 0 && len(px.profile.AddCaps) == 0 && px.profile.ListAttrs == nil && len(px.hide) == 0 {
 		return line
 	}
 	s := string(line)
 	if loc := capRE.FindStringSubmatchIndex(s); loc != nil {
 		caps := strings.Fields(s[loc[4]:loc[5]])
 		caps = slices.DeleteFunc(caps, func(c string) bool { return px.drop[strings.ToUpper(c)] })
+		caps = append(caps, px.profile.AddCaps...)
 		return []byte(s[:loc[4]] + strings.Join(caps, " ") + s[loc[5]:])
+	}
+	if strings.HasPrefix(s, "* LIST (") {
+		if end := strings.IndexByte(s, ')'); end > 0 && px.hide[listName(s[end+1:])] {
+			return nil
+		}
+		if px.profile.ListAttrs != nil {
+			return []byte(px.listAttrs(s))
+		}
 	}
 	if px.drop["SPECIAL-USE"] && strings.HasPrefix(s, "* LIST (") {
 		end := strings.IndexByte(s, ')')
@@ -581,4 +693,65 @@ func (px *ProfileProxy) rewriteSize(line []byte, seq int) []byte {
 	out := append([]byte{}, line[:m[2]]...)
 	out = strconv.AppendInt(out, n+int64(p.SizeLie), 10)
 	return append(out, line[m[3]:]...)
+}
+
+// listAttrs gives a LIST answer the special-use attribute Profile.ListAttrs has for
+// its folder, and no other. A name sent as a literal is left alone.
+func (px *ProfileProxy) listAttrs(line string) string {
+	end := strings.IndexByte(line, ')')
+	if end < 0 {
+		return line
+	}
+	attrs := strings.Fields(line[len("* LIST ("):end])
+	attrs = slices.DeleteFunc(attrs, func(a string) bool {
+		return slices.ContainsFunc(specialUseAttrs, func(u string) bool { return strings.EqualFold(u, a) })
+	})
+	if attr, ok := px.attrs[listName(line[end+1:])]; ok {
+		attrs = append(attrs, attr)
+	}
+	return "* LIST (" + strings.Join(attrs, " ") + line[end:]
+}
+
+// listName returns the mailbox name of what follows a LIST answer's attributes:
+// ` "/" "name"` or ` "/" name` (the delimiter may be NIL), unquoted, or "".
+func listName(rest string) string {
+	rest = strings.TrimRight(rest, "\r\n")
+	_, rest, ok := readAString(strings.TrimLeft(rest, " "))
+	if !ok {
+		return ""
+	}
+	name, _, ok := readAString(strings.TrimLeft(rest, " "))
+	if !ok {
+		return ""
+	}
+	return name
+}
+
+// readAString reads a quoted string or an atom at the start of s.
+func readAString(s string) (v, rest string, ok bool) {
+	if s == "" {
+		return "", "", false
+	}
+	if s[0] != '"' {
+		i := strings.IndexByte(s, ' ')
+		if i < 0 {
+			i = len(s)
+		}
+		return s[:i], s[i:], true
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		case '"':
+			return b.String(), s[i+1:], true
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return "", "", false
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -220,6 +222,73 @@ func TestProfileProxy(t *testing.T) {
 		}
 		if s := px.Stats(); s.Logins != 1 {
 			t.Errorf("stats %+v, want 1 password login refused", s)
+		}
+	})
+
+	t.Run("gmail folders", func(t *testing.T) {
+		acct := d.AddUser(t)
+		for _, name := range []string{"[Gmail]/Messages envoyés", "[Gmail]/Tous les messages", "Work/Clients"} {
+			if err := CreateFolder(ctx, acct, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := ProfileGmail
+		p.ListAttrs = GmailFoldersFR
+		p.HideFolders = []string{"Trash", "Work/Clients"}
+		px := d.ProfileProxy(t, p)
+		c, err := Dial(ctx, px.Account(acct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if !c.Caps().Has("X-GM-EXT-1") {
+			t.Errorf("X-GM-EXT-1 not offered: %v", c.Caps())
+		}
+		list, err := c.List("", "*", nil).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, l := range list {
+			if l.Mailbox == "Trash" || l.Mailbox == "Work/Clients" {
+				t.Errorf("hidden folder %q listed", l.Mailbox)
+			}
+			for _, a := range l.Attrs {
+				if slices.Contains(specialUseAttrs, string(a)) {
+					got[l.Mailbox] += string(a)
+				}
+			}
+		}
+		// Dovecot's own Sent, Trash... lose theirs.
+		want := map[string]string{"[Gmail]/Messages envoyés": `\Sent`, "[Gmail]/Tous les messages": `\All`}
+		if !maps.Equal(got, want) {
+			t.Errorf("special-use attributes %q, want %q", got, want)
+		}
+	})
+
+	t.Run("cut", func(t *testing.T) {
+		for _, reply := range []string{GmailBye, ""} {
+			p := Profile{CutAfterBytes: 4 << 10, CutReply: reply}
+			px := d.ProfileProxy(t, p)
+			c, err := Dial(ctx, px.Account(acct))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			// The bodies are more than 4 KiB: the session ends within the FETCH.
+			_, err = c.Fetch(imap.SeqSetNum(1, 2, 3, 4, 5), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect()
+			if err == nil {
+				err = c.Noop().Wait()
+			}
+			if err == nil {
+				t.Errorf("reply %q: the session went on", reply)
+			}
+			if s := px.Stats(); s.Cuts != 1 {
+				t.Errorf("reply %q: stats = %+v, want 1 cut", reply, s)
+			}
 		}
 	})
 }

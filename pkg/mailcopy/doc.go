@@ -136,7 +136,9 @@
 // diffed against what the destination folder holds like any folder: a rerun
 // appends nothing. All Mail is scheduled last and first runs a metadata pass over
 // the Elsewhere folders on its own source connection (keeping only their keys,
-// about 50 bytes per message); a folder the source refuses to open counts as
+// about 50 bytes per message; after a dropped connection the next attempt goes on
+// with the folders not scanned yet, each scanned one counting as progress, as
+// Gmail cuts sessions and an account may have hundreds of labels); a folder the source refuses to open counts as
 // empty, so its messages are archived rather than lost. Its FolderResult has
 // ArchiveOnly set and counts the archived messages only; the report gives them a
 // line of their own.
@@ -146,9 +148,10 @@
 // A message the destination refuses for its keywords (Cyrus: "Too many user flags
 // in mailbox", at 100 keywords per folder) is appended again without the keywords
 // the folder does not have yet and listed in Result.Altered. When the destination
-// drops the connection during an append batch and the retry makes no progress,
-// the next attempt appends its first chunk one message per command (Cyrus 3.6
-// drops a MULTIAPPEND that crosses its keyword limit). A folder the destination
+// drops the connection during an append batch, or the source during a chunk's
+// FETCH, and the retry makes no progress, the next attempt appends its first chunk
+// one message per command (Cyrus 3.6 drops a MULTIAPPEND that crosses its keyword
+// limit; Gmail cuts long sessions, which then may not carry a whole chunk). A folder the destination
 // refuses to create (Cyrus: "Invalid mailbox name" for "100% done") is a failed
 // folder (FolderResult.Error) and the others are copied; a refused CREATE of a
 // folder that LIST then shows counts as "already exists" (Courier: "Cannot create

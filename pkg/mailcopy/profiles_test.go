@@ -52,6 +52,12 @@ func TestProfilePresets(t *testing.T) {
 		if p.OAuth2Only != pc.profile.PasswordRefused {
 			t.Errorf("%s: oauth2_only %v, the profile refuses passwords: %v", pc.preset, p.OAuth2Only, pc.profile.PasswordRefused)
 		}
+		if !slices.Equal(p.Handling.ExtraCaps, pc.profile.AddCaps) {
+			t.Errorf("%s: extra capabilities %q, the profile %q", pc.preset, p.Handling.ExtraCaps, pc.profile.AddCaps)
+		}
+		if p.Handling.SessionCutAnswer != pc.profile.CutReply {
+			t.Errorf("%s: session cut answer %q, the profile %q", pc.preset, p.Handling.SessionCutAnswer, pc.profile.CutReply)
+		}
 	}
 }
 

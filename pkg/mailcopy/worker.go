@@ -165,13 +165,19 @@ type folderRun struct {
 	counts   Counts
 
 	elsewhere map[key]int // ArchiveOnly: the identities of the other source folders' messages
-	scanned   int         // ArchiveOnly: its messages in scope before the archived ones are kept
+	// ArchiveOnly: the Elsewhere folders scanned so far (the first
+	// elsewhereNext) and their identities, kept across attempts: a source that
+	// cuts sessions (Gmail) still gets through all of its labels.
+	elsewhereNext int
+	elsewhereAcc  map[key]int
+	scanned       int // ArchiveOnly: its messages in scope before the archived ones are kept
 
 	// oneByOne: the destination dropped the connection in the middle of an
-	// append batch, and the retry made no progress: the next attempt appends
-	// its first chunk one message per command (Cyrus 3.6 drops the connection
-	// on a MULTIAPPEND batch that crosses its keyword limit, and answers a
-	// single APPEND with a plain NO).
+	// append batch, or the source in the middle of a chunk's FETCH, and the
+	// retry made no progress: the next attempt appends its first chunk one
+	// message per command (Cyrus 3.6 drops the connection on a MULTIAPPEND
+	// batch that crosses its keyword limit, and answers a single APPEND with a
+	// plain NO; Gmail cuts sessions, which then may not carry a whole chunk).
 	oneByOne bool
 	// noKeywords: messages the destination refused for their keywords ("Too
 	// many user flags in mailbox" on Cyrus): appended again without the
@@ -268,7 +274,8 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 			continue
 		}
 		var dropped *appendDropError
-		if errors.As(err, &dropped) && fr.progress == before {
+		var lost *sourceDropError
+		if (errors.As(err, &dropped) || errors.As(err, &lost)) && fr.progress == before {
 			fr.oneByOne = true
 		}
 		if fr.progress > before {
@@ -502,7 +509,7 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	}
 	w.srcOpen = ""
 	if j.m.ArchiveOnly && fr.elsewhere == nil {
-		if fr.elsewhere, err = w.elsewhereKeys(ctx, src); err != nil {
+		if err := w.elsewhereKeys(ctx, src, fr); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -537,12 +544,18 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 // Plan.Elsewhere and counts their messages by identity, whatever their date
 // (Since selects archived messages, not the folders they are filed in). A
 // folder the source refuses to open counts as empty: its messages, not
-// copied with it, are then archived rather than lost.
-func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[key]int, error) {
-	keys := map[key]int{}
-	for _, name := range w.e.elsewhere {
+// copied with it, are then archived rather than lost. It sets fr.elsewhere;
+// after a failure, the next attempt goes on with the folders not scanned yet,
+// each scanned folder counting as progress.
+func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client, fr *folderRun) error {
+	if fr.elsewhereAcc == nil {
+		fr.elsewhereAcc = map[key]int{}
+	}
+	keys := fr.elsewhereAcc
+	for ; fr.elsewhereNext < len(w.e.elsewhere); fr.elsewhereNext++ {
+		name := w.e.elsewhere[fr.elsewhereNext]
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		_, msgs, err, ferr := examineMetadata(src.IMAP(), name)
 		if err != nil {
@@ -552,16 +565,20 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client) (map[k
 					"folder", name, "error", err)
 				continue
 			}
-			return nil, fmt.Errorf("source: examine %q: %w", name, err)
+			return fmt.Errorf("source: examine %q: %w", name, err)
 		}
 		if ferr != nil {
-			return nil, fmt.Errorf("source %q: %w", name, ferr)
+			return fmt.Errorf("source %q: %w", name, ferr)
 		}
 		for _, m := range msgs {
 			keys[m.key]++
 		}
+		fr.mu.Lock()
+		fr.progress++
+		fr.mu.Unlock()
 	}
-	return keys, nil
+	fr.elsewhere, fr.elsewhereAcc = keys, nil
+	return nil
 }
 
 // destKeys runs the metadata pass on the destination folder, once appends
@@ -669,7 +686,14 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 		return nil, &appendDropError{fmt.Errorf("destination: %w", aerr)}
 	}
 	if err := stream.close(); err != nil {
-		return nil, fmt.Errorf("source: %w", err)
+		// The source sent every body but did not end its FETCH (a session
+		// cut): what the destination confirmed is stored.
+		for i, r := range results {
+			if r.Err == nil {
+				_ = w.settle(fr, chunk[i], nil) // nil in, nil out
+			}
+		}
+		return nil, &sourceDropError{fmt.Errorf("source: %w", err)}
 	}
 	var refused []srcMessage
 	for i, r := range results {
@@ -755,8 +779,14 @@ func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) err
 		fr.suspect[nb.uid] = true
 		return errRetryNow
 	}
-	return fmt.Errorf("source: %w", err)
+	return &sourceDropError{fmt.Errorf("source: %w", err)}
 }
+
+// sourceDropError: the source connection failed during a chunk's FETCH.
+type sourceDropError struct{ err error }
+
+func (e *sourceDropError) Error() string { return e.err.Error() }
+func (e *sourceDropError) Unwrap() error { return e.err }
 
 func find(batch []srcMessage, uid uint32) srcMessage {
 	for _, m := range batch {
@@ -858,3 +888,4 @@ func (fr *folderRun) state(e *engine) (Checkpoint, bool) {
 		Total: fr.counts.Total, TotalBytes: fr.counts.TotalBytes,
 	}, true
 }
+

@@ -84,6 +84,18 @@ type Handling struct {
 	// capabilities anyway; a destination preset with NoMultiappend makes it send
 	// one APPEND per message even if MULTIAPPEND is announced.
 	NoMultiappend, NoUIDPlus, NoSpecialUse bool
+
+	// Gmail's traits (issue 15), known and handled without a setting: listed so
+	// that the preset says what its profile reproduces.
+
+	// ExtraCaps are capabilities of the provider's own (Gmail: X-GM-EXT-1); the
+	// engine does not use them.
+	ExtraCaps []string
+	// SessionCutAnswer is the BYE the servers send when they end a long session
+	// (Gmail: "* BYE [UNAVAILABLE] Temporary System Error", or no BYE at all);
+	// the copy reconnects and resumes, appending the first chunk one message per
+	// command after a cut that left nothing done. "" when none is known.
+	SessionCutAnswer string
 }
 
 // Profiles are the known Handling.Profile names.
@@ -114,6 +126,7 @@ func (p Provider) UsableAs(role imapcopyv1.AccountRole) bool {
 
 func (p Provider) clone() Provider {
 	p.HostSuffixes = slices.Clone(p.HostSuffixes)
+	p.Handling.ExtraCaps = slices.Clone(p.Handling.ExtraCaps)
 	return p
 }
 
@@ -175,6 +188,9 @@ type fileHandling struct {
 	NoMultiappend          bool   `json:"no_multiappend"`
 	NoUIDPlus              bool   `json:"no_uidplus"`
 	NoSpecialUse           bool   `json:"no_special_use"`
+
+	ExtraCapabilities []string `json:"extra_capabilities"`
+	SessionCutAnswer  string   `json:"session_cut_answer"`
 }
 
 type fileLimits struct {
@@ -252,6 +268,9 @@ func convert(fp fileProvider) (Provider, []string) {
 			NoMultiappend:   fp.Handling.NoMultiappend,
 			NoUIDPlus:       fp.Handling.NoUIDPlus,
 			NoSpecialUse:    fp.Handling.NoSpecialUse,
+
+			ExtraCaps:        slices.Clone(fp.Handling.ExtraCapabilities),
+			SessionCutAnswer: strings.TrimSpace(fp.Handling.SessionCutAnswer),
 		},
 		Help: strings.TrimSpace(fp.Help),
 	}
@@ -308,6 +327,9 @@ func convert(fp fileProvider) (Provider, []string) {
 	h := fp.Handling
 	if h.Profile != "" && !slices.Contains(Profiles, h.Profile) {
 		bad("handling.profile %q unknown: use one of %s, or leave it out", h.Profile, strings.Join(Profiles, ", "))
+	}
+	if a := strings.TrimSpace(h.SessionCutAnswer); a != "" && !strings.HasPrefix(strings.ToUpper(a), "* BYE") {
+		bad("handling.session_cut_answer %q is not a BYE (\"* BYE ...\")", a)
 	}
 	if h.ThrottleBackoffSeconds < 0 {
 		bad("handling.throttle_backoff_seconds cannot be negative")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -105,7 +106,8 @@ func TestHandling(t *testing.T) {
 		want     Handling
 		maxConns int
 	}{
-		{"gmail", Handling{Profile: "gmail", ThrottleAnswer: "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)", ThrottleBackoff: 5 * time.Minute}, 15},
+		{"gmail", Handling{Profile: "gmail", ThrottleAnswer: "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)", ThrottleBackoff: 5 * time.Minute,
+			ExtraCaps: []string{"X-GM-EXT-1"}, SessionCutAnswer: "* BYE [UNAVAILABLE] Temporary System Error"}, 15},
 		{"microsoft365", Handling{Profile: "m365", ThrottleAnswer: "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 2000 milliseconds", ThrottleBackoff: time.Minute, NoMultiappend: true}, 16},
 		{"exchange-private", Handling{Profile: "m365", ThrottleAnswer: "NO [THROTTLED] Request is throttled. Suggested Backoff Time: 2000 milliseconds", ThrottleBackoff: time.Minute, NoMultiappend: true}, 16},
 		{"yahoo", Handling{Profile: "yahoo", NoUIDPlus: true}, 5},
@@ -116,7 +118,7 @@ func TestHandling(t *testing.T) {
 		if !ok {
 			t.Fatalf("no preset %q", tc.id)
 		}
-		if p.Handling != tc.want || p.Limits.MaxConnections != tc.maxConns {
+		if !reflect.DeepEqual(p.Handling, tc.want) || p.Limits.MaxConnections != tc.maxConns {
 			t.Errorf("%s: handling %+v, %d connections; want %+v, %d", tc.id, p.Handling, p.Limits.MaxConnections, tc.want, tc.maxConns)
 		}
 	}
@@ -190,6 +192,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"is not recognised as throttling"}},
 		{"negative back-off", `{"providers":[{"id":"a","display_name":"A","host":"imap.a.example","port":993,"security":"tls","source":true,"handling":{"throttle_backoff_seconds":-5}}]}`,
 			[]string{"throttle_backoff_seconds cannot be negative"}},
+		{"session cut answer not a BYE", `{"providers":[{"id":"a","display_name":"A","host":"imap.a.example","port":993,"security":"tls","source":true,"handling":{"session_cut_answer":"NO [UNAVAILABLE] later"}}]}`,
+			[]string{"session_cut_answer", "is not a BYE"}},
 		{"every problem reported", `{"providers":[{"id":"a","display_name":"A","port":70000,"source":true},{"id":"b","display_name":"B","host":"imap.b.example","port":993,"security":"tls"}]}`,
 			[]string{`preset 1 ("a"): host missing`, "port 70000 out of range", `preset 2 ("b"): usable neither`}},
 	}
