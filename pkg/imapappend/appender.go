@@ -400,12 +400,23 @@ type appendRun struct {
 	resend   []unit     // units to send before planning more
 	inFlight []*command // oldest first
 	kept     int64      // bytes of bodies kept by in-flight commands
+	sent     func()     // see AppendNotify; nil once called
 }
 
 // Append appends msgs to mailbox, in order, and reports what became of each message (see
 // the package documentation). The returned error is non-nil only when the connection is
 // unusable; then results marked ErrUnconfirmed may or may not be stored.
 func (a *Appender) Append(ctx context.Context, mailbox string, msgs []Message) ([]Result, error) {
+	return a.AppendNotify(ctx, mailbox, msgs, nil)
+}
+
+// AppendNotify is Append that calls sent (unless nil) once every message's Body has
+// been read and sent, while the server's last answers are awaited: from then on no Body
+// is read (a refused batch's kept bodies may still be sent again, without
+// Config.NoResend), and the caller may use the bodies' source for something else. It is
+// called at most once, from Append's goroutine, and not at all when Append fails or
+// returns before (no message sent). Append's results do not depend on what sent does.
+func (a *Appender) AppendNotify(ctx context.Context, mailbox string, msgs []Message, sent func()) ([]Result, error) {
 	results := make([]Result, len(msgs))
 	for i := range results {
 		results[i].Err = ErrNotSent
@@ -419,7 +430,7 @@ func (a *Appender) Append(ctx context.Context, mailbox string, msgs []Message) (
 	stop := context.AfterFunc(ctx, func() { a.sess.Close() })
 	defer stop()
 
-	r := &appendRun{a: a, ctx: ctx, mailbox: mailbox, quoted: quoteMailbox(mailbox), msgs: msgs, results: results}
+	r := &appendRun{a: a, ctx: ctx, mailbox: mailbox, quoted: quoteMailbox(mailbox), msgs: msgs, results: results, sent: sent}
 	err := r.run()
 	if err != nil {
 		a.broken = err
@@ -444,6 +455,9 @@ func (r *appendRun) run() error {
 				continue
 			}
 		case len(r.inFlight) > 0:
+			if err := r.notifySent(); err != nil {
+				return err
+			}
 			if err := r.collectOldest(); err != nil {
 				return err
 			}
@@ -661,6 +675,21 @@ func (r *appendRun) removeInFlight(cmd *command) {
 			return
 		}
 	}
+}
+
+// notifySent calls the AppendNotify hook, once, after the last command is flushed to
+// the server, so that the server works on it while the caller does what sent does.
+func (r *appendRun) notifySent() error {
+	if r.sent == nil {
+		return nil
+	}
+	sent := r.sent
+	r.sent = nil
+	if err := r.a.bw.Flush(); err != nil {
+		return r.connErr(err)
+	}
+	sent()
+	return nil
 }
 
 // collectOldest waits for the oldest command's answer and records it.

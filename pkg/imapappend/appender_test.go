@@ -542,3 +542,51 @@ func (c *cancellingReader) Read(p []byte) (int, error) {
 	c.left -= n
 	return n, err
 }
+
+// TestAppendNotify: the hook is called once, after every body was read to its end and
+// before Append returns; the messages are stored as with Append. A body is a reader
+// that counts what was read of it when the hook runs.
+func TestAppendNotify(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		options imapappend.Config
+	}{
+		{"batches", imapappend.Config{Batching: imapappend.Batching{Messages: 7}, NoResend: true}},
+		{"single appends without literal+", imapappend.Config{NoMultiappend: true, NoLiteralPlus: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			acct := servers[imaptest.FlavourSlash].AddUser(t)
+			a, _ := dialLogged(t, acct, tc.options)
+			ms := mixed(20, true)
+			msgs := toMessages(ms)
+			readers := make([]*bytes.Reader, len(ms))
+			for i, m := range ms {
+				readers[i] = bytes.NewReader(m.raw)
+				msgs[i].Body = readers[i]
+			}
+			calls := 0
+			results, err := a.AppendNotify(context.Background(), "INBOX", msgs, func() {
+				calls++
+				for i, r := range readers {
+					if r.Len() != 0 {
+						t.Errorf("hook called with %d bytes of message %d unread", r.Len(), i)
+					}
+				}
+			})
+			if err != nil {
+				t.Fatalf("AppendNotify: %v", err)
+			}
+			if calls != 1 {
+				t.Errorf("hook called %d times, want once", calls)
+			}
+			for i, r := range results {
+				if r.Err != nil {
+					t.Errorf("results[%d].Err = %v", i, r.Err)
+				}
+			}
+			checkStored(t, acct, "INBOX", ms)
+		})
+	}
+}

@@ -26,6 +26,18 @@ const (
 	defaultChunkBytes    = 128 << 20
 )
 
+// defaultBatchMessages is the engine's MULTIAPPEND batch: up to a chunk of
+// small messages in one command (imapappend's own default is 50), within
+// imapappend's 8 MiB per command. A destination pays per APPEND transaction,
+// and on a Dovecot Maildir that cost grows with the folder (its index and
+// uidlist are updated at each commit): measured on one INBOX of 50,000 small
+// messages, the destination's CPU for the copy fell from 26 s to 8 s with
+// batches of 500 instead of 50, with little more to gain beyond. The engine
+// keeps no body for a refused batch (imapappend.Config.NoResend), so the
+// memory does not grow with the batch; a refused batch's messages are fetched
+// again and appended one per command.
+const defaultBatchMessages = 500
+
 // chunks cuts msgs, in order, into chunks of at most maxMsgs messages and
 // maxBytes bytes. A message larger than maxBytes is a chunk of its own.
 func chunks(msgs []srcMessage, maxMsgs int, maxBytes int64) [][]srcMessage {

@@ -76,7 +76,10 @@ type Config struct {
 	Now    func() time.Time // the clock of the result, the progress and the report; nil: time.Now
 
 	// Tuning; zero picks the default.
-	Batching imapappend.Batching // MULTIAPPEND batches (see pkg/imapappend)
+	// Batching sets the MULTIAPPEND batches (see pkg/imapappend); zero
+	// fields keep their defaults: up to 500 messages (defaultBatchMessages),
+	// 8 MiB and only messages up to 1 MiB.
+	Batching imapappend.Batching
 	// NoMultiappend sends one APPEND per message even when the destination
 	// offers MULTIAPPEND (a preset's handling says it cannot be relied on).
 	NoMultiappend bool
@@ -143,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChunkBytes <= 0 {
 		c.ChunkBytes = defaultChunkBytes
+	}
+	if c.Batching.Messages <= 0 {
+		c.Batching.Messages = defaultBatchMessages
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = defaultMaxRetries

@@ -272,7 +272,13 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 				}
 			}()
 			for {
-				t := b.take(gctx)
+				var t task
+				if w.next != nil {
+					// Taken while its previous folder ended (prefetchNext).
+					t, w.next = task{job: w.next}, nil
+				} else {
+					t = b.take(gctx)
+				}
 				switch {
 				case t.split != nil:
 					// Its failure is the folder's: its worker returns it.

@@ -18,11 +18,18 @@
 //  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
-//     diff, then a body pass for the missing messages only.
+//     diff, then a body pass for the missing messages only. Once the source sent the
+//     last body of a folder, while the destination answers the last appends, the
+//     worker takes its next folder and sends that folder's metadata pass on the
+//     source connection (prefetchNext): on a distant source it costs no round trip
+//     of its own. Its answer waits in the connection, unread, until the next folder
+//     starts, so it holds no memory meanwhile. A refused batch's messages, fetched
+//     again by UID, reopen their own folder first (openSource).
 //  4. The body pass fetches BODY.PEEK[] of the missing messages in chunks (500
 //     messages, 128 MiB) and streams each chunk into one Append call of
-//     pkg/imapappend, which sends MULTIAPPEND batches of small messages (50 messages,
-//     8 MiB) and every message over 1 MiB alone, pipelined, with LITERAL+ (single
+//     pkg/imapappend, which sends MULTIAPPEND batches of small messages (500 messages,
+//     8 MiB: a destination pays per transaction, see defaultBatchMessages) and every
+//     message over 1 MiB alone, pipelined, with LITERAL+ (single
 //     APPENDs where the destination lacks MULTIAPPEND). A message is never held in
 //     memory: the appender reads each body from the source's FETCH response while it
 //     writes it, and keeps nothing for a refused batch (imapappend.Config.NoResend: the
@@ -213,7 +220,7 @@
 // 32 KiB copy buffer: about 300 KiB) and the metadata of the one folder it compares,
 // about 250 bytes a message for both sides (the source's and the destination's
 // messages, the destination's identity counts). A chunk (500 messages, 128 MiB) and
-// a MULTIAPPEND batch (50 messages, 8 MiB) hold metadata only. The budget is
+// a MULTIAPPEND batch (500 messages, 8 MiB) hold metadata only. The budget is
 // ConnectionMemory (8 MiB: the buffers and a folder of some 30,000 messages) per
 // connection, plus ProcessMemory (16 MiB) per process: MemoryBudget(tasks,
 // connections), 48 MiB for one copy at 4 connections. imapcopy-copier sets it as the

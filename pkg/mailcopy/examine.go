@@ -22,8 +22,18 @@ import (
 // empty whatever the server said of "1:*" on it (some refuse the range),
 // unless it said to slow down.
 func examineMetadata(c *imapclient.Client, folder string) (sel *imap.SelectData, msgs []srcMessage, examineErr, fetchErr error) {
-	examine := c.Select(folder, &imap.SelectOptions{ReadOnly: true})
-	fetch := c.Fetch(allUIDs, metadataOptions)
+	return awaitMetadata(sendMetadata(c, folder))
+}
+
+// sendMetadata sends examineMetadata's two commands without waiting: the
+// server answers them in order, after any command sent before.
+func sendMetadata(c *imapclient.Client, folder string) (*imapclient.SelectCommand, *imapclient.FetchCommand) {
+	return c.Select(folder, &imap.SelectOptions{ReadOnly: true}), c.Fetch(allUIDs, metadataOptions)
+}
+
+// awaitMetadata reads the answers of sendMetadata's commands (see
+// examineMetadata).
+func awaitMetadata(examine *imapclient.SelectCommand, fetch *imapclient.FetchCommand) (sel *imap.SelectData, msgs []srcMessage, examineErr, fetchErr error) {
 	sel, err := examine.Wait()
 	if err != nil {
 		_ = fetch.Close() // drains it; its error says less than the EXAMINE's

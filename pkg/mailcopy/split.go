@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-
-	"github.com/emersion/go-imap/v2"
 )
 
 // splitMinRanges is how many chunks a folder's body pass needs before its
@@ -113,6 +111,21 @@ func (s *split) takeLocked() (int, bool) {
 	return i, true
 }
 
+// takeJob takes the next folder for a worker that is about to finish one
+// (see worker.prefetchNext); nil when none is left or ranges are offered
+// (an idle worker takes those first).
+func (b *board) takeJob() *job {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.splits) > 0 || b.next >= len(b.order) {
+		return nil
+	}
+	j := b.order[b.next]
+	b.next++
+	b.owners++
+	return j
+}
+
 func (b *board) post(s *split) {
 	b.mu.Lock()
 	b.splits = append(b.splits, s)
@@ -199,23 +212,14 @@ func (w *worker) runRange(ctx context.Context, s *split, i int) {
 // opening the source folder (EXAMINE) first unless it is open already. Its
 // UIDVALIDITY must be the metadata pass's: other UIDs would be other messages.
 func (w *worker) appendRange(ctx context.Context, fr *folderRun, msgs []srcMessage) error {
-	j := fr.j
 	src, err := w.source(ctx)
 	if err != nil {
 		return err
 	}
-	if w.srcOpen != j.m.Source || w.srcValidity != fr.uidValidity {
-		w.srcOpen = ""
-		sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
-		if err != nil {
-			return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
-		}
-		if sel.UIDValidity != fr.uidValidity {
-			return fmt.Errorf("source %q: UIDVALIDITY changed from %d to %d during the copy", j.m.Source, fr.uidValidity, sel.UIDValidity)
-		}
-		w.srcOpen, w.srcValidity = j.m.Source, sel.UIDValidity
+	if err := w.openSource(fr, src); err != nil {
+		return err
 	}
-	return w.appendChunk(ctx, fr, src, msgs)
+	return w.appendChunk(ctx, fr, src, msgs, nil)
 }
 
 // keepTwinsTogether moves each message whose identity occurs in an earlier range

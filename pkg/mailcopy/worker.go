@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"imapcopy.dev/pkg/imapappend"
 	"imapcopy.dev/pkg/imapconn"
@@ -32,6 +33,27 @@ type worker struct {
 	meta        *imapconn.Client
 	app         *imapappend.Appender
 	appConn     net.Conn // the appender's raw connection, for abort
+
+	// next is a folder taken from the board while the destination answered
+	// the last appends of the previous one (see prefetchNext): the worker
+	// copies it next. pre is its source metadata pass, sent on src behind
+	// the previous folder's body FETCH and not read yet; nil when none.
+	next *job
+	pre  *prefetch
+}
+
+// prefetch is a metadata pass sent ahead (see worker.prefetchNext).
+type prefetch struct {
+	j       *job
+	src     *imapconn.Client
+	examine *imapclient.SelectCommand
+	fetch   *imapclient.FetchCommand
+}
+
+// drain reads and drops the answers of a prefetch that is not used.
+func (p *prefetch) drain() {
+	_, _ = p.examine.Wait()
+	_ = p.fetch.Close()
 }
 
 // errRetryNow: the attempt learnt something (a corrected size, a message to
@@ -55,6 +77,13 @@ func (w *worker) close() {
 
 func (w *worker) dropSource() {
 	if w.src != nil {
+		if w.pre != nil {
+			// Cut first: nothing more of the prefetch is wanted, and go-imap's
+			// Close would wait for its unread literals (see cutSource).
+			w.cutSource()
+			w.pre.drain()
+			w.pre = nil
+		}
 		w.src.Close()
 		w.src, w.srcConn = nil, nil
 		w.srcOpen = ""
@@ -449,14 +478,18 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	for i, c := range cs {
 		if i == 0 && fr.oneByOne {
 			for k := range c {
-				if err := w.appendChunk(ctx, fr, src, c[k:k+1]); err != nil {
+				if err := w.appendChunk(ctx, fr, src, c[k:k+1], nil); err != nil {
 					return err
 				}
 			}
 			fr.oneByOne = false
 			continue
 		}
-		if err := w.appendChunk(ctx, fr, src, c); err != nil {
+		var sent func()
+		if i == len(cs)-1 {
+			sent = w.prefetchNext
+		}
+		if err := w.appendChunk(ctx, fr, src, c, sent); err != nil {
 			return err
 		}
 	}
@@ -508,12 +541,20 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 		return nil, nil, err
 	}
 	w.srcOpen = ""
+	pre := w.takePrefetch(j)
 	if j.m.ArchiveOnly && fr.elsewhere == nil {
 		if err := w.elsewhereKeys(ctx, src, fr); err != nil {
 			return nil, nil, err
 		}
 	}
-	sel, msgs, err, ferr := examineMetadata(src.IMAP(), j.m.Source)
+	var sel *imap.SelectData
+	var msgs []srcMessage
+	var ferr error
+	if pre != nil {
+		sel, msgs, err, ferr = awaitMetadata(pre.examine, pre.fetch)
+	} else {
+		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source)
+	}
 	if err != nil {
 		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
 	}
@@ -538,6 +579,72 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 		}
 	}
 	return src, msgs, nil
+}
+
+// prefetchNext is called while the destination answers the last appends of
+// a folder, once the source sent every body of it: the worker takes its next
+// folder from the board and sends that folder's metadata pass (EXAMINE and
+// UID FETCH 1:*) on the source connection, so that the source answers it
+// while the destination commits, instead of after (on a distant server, a
+// round trip per folder and the source's time to read the folder). The
+// source then has the next folder open: anything that reads the previous
+// folder's messages again opens it again first (see openSource). Not with
+// ranges waiting (they come first) nor in a dry run.
+func (w *worker) prefetchNext() {
+	if w.next != nil || w.src == nil || w.e.board == nil || w.e.cfg.DryRun {
+		return
+	}
+	j := w.e.board.takeJob()
+	if j == nil {
+		return
+	}
+	w.next = j
+	if j.m.ArchiveOnly {
+		return // its metadata pass reads the other folders first
+	}
+	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
+	w.pre = &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
+	w.srcOpen = ""
+}
+
+// takePrefetch returns the prefetched metadata pass of j on the current
+// source connection, if any; a prefetch of another folder is drained.
+func (w *worker) takePrefetch(j *job) *prefetch {
+	p := w.pre
+	w.pre = nil
+	if p == nil {
+		return nil
+	}
+	if p.j == j && p.src == w.src {
+		return p
+	}
+	p.drain()
+	return nil
+}
+
+// openSource makes sure the source connection has fr's folder open, with the
+// UIDVALIDITY of its metadata pass (other UIDs would be other messages),
+// before its messages are fetched by UID: a range on another worker, or a
+// refused batch's messages after the next folder's metadata pass was sent.
+func (w *worker) openSource(fr *folderRun, src *imapconn.Client) error {
+	j := fr.j
+	if w.srcOpen == j.m.Source && w.srcValidity == fr.uidValidity {
+		return nil
+	}
+	w.srcOpen = ""
+	if w.pre != nil {
+		w.pre.drain()
+		w.pre = nil
+	}
+	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
+	}
+	if sel.UIDValidity != fr.uidValidity {
+		return fmt.Errorf("source %q: UIDVALIDITY changed from %d to %d during the copy", j.m.Source, fr.uidValidity, sel.UIDValidity)
+	}
+	w.srcOpen, w.srcValidity = j.m.Source, sel.UIDValidity
+	return nil
 }
 
 // elsewhereKeys runs the metadata pass on every source folder of
@@ -619,14 +726,17 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 // each message. The appender keeps no body for a refused batch
 // (imapappend.Config.NoResend): the batch's messages are fetched again from the
 // source and appended one per call, so that only the one at fault is refused.
-func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) error {
-	refused, err := w.appendOnce(ctx, fr, src, chunk)
+//
+// sent, unless nil, is called once the source sent the chunk's last body,
+// while the destination's last answers are awaited (see prefetchNext).
+func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, sent func()) error {
+	refused, err := w.appendOnce(ctx, fr, src, chunk, sent)
 	if err != nil {
 		return err
 	}
 	for _, m := range refused {
 		// One message: never a batch, so never ErrBatchRefused again.
-		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}); err != nil {
+		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}, nil); err != nil {
 			return err
 		}
 	}
@@ -635,9 +745,12 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 
 // appendOnce is appendChunk's single Append call. It returns the messages of
 // refused batches, not settled.
-func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage) ([]srcMessage, error) {
+func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, sent func()) ([]srcMessage, error) {
 	app, err := w.appender(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := w.openSource(fr, src); err != nil {
 		return nil, err
 	}
 	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
@@ -652,7 +765,7 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 		}
 		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: body}
 	}
-	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs)
+	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs, sent)
 	if aerr != nil || stream.err != nil {
 		// Whatever failed, both connections are dropped: the destination
 		// first (no byte more may reach an open literal), then the source,
@@ -738,13 +851,13 @@ func (e *appendDropError) Unwrap() error { return e.err }
 // would close the source with the literal pending, and go-imap's Close waits
 // for its reader forever. The folder is then retried like after a dropped
 // connection (at most MaxRetries times in a row without progress).
-func appendRecovered(ctx context.Context, app *imapappend.Appender, mailbox string, msgs []imapappend.Message) (results []imapappend.Result, err error) {
+func appendRecovered(ctx context.Context, app *imapappend.Appender, mailbox string, msgs []imapappend.Message, sent func()) (results []imapappend.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			results, err = nil, &panicError{value: r, stack: debug.Stack()}
 		}
 	}()
-	return app.Append(ctx, mailbox, msgs)
+	return app.AppendNotify(ctx, mailbox, msgs, sent)
 }
 
 // panicError is a panic recovered during an append.
