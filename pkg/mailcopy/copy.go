@@ -290,6 +290,10 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 				err := w.copyFolder(gctx, t.job)
 				if errors.Is(err, errLeaving) {
 					b.giveBack(t.job)
+					if w.next != nil { // taken early, not started
+						b.giveBack(w.next)
+						w.next = nil
+					}
 					return nil
 				}
 				b.folderDone()

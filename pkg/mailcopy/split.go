@@ -82,7 +82,6 @@ func (b *board) take(ctx context.Context) task {
 	return task{}
 }
 
-// folderDone records that a folder's worker is done with it.
 // giveBack puts a folder taken with take back, to be taken next, by a worker that
 // leaves (see engine.shrink).
 func (b *board) giveBack(j *job) {
@@ -94,6 +93,7 @@ func (b *board) giveBack(j *job) {
 	b.mu.Unlock()
 }
 
+// folderDone records that a folder's worker is done with it.
 func (b *board) folderDone() {
 	b.mu.Lock()
 	b.owners--
