@@ -1001,4 +1001,3 @@ func (fr *folderRun) state(e *engine) (Checkpoint, bool) {
 		Total: fr.counts.Total, TotalBytes: fr.counts.TotalBytes,
 	}, true
 }
-
