@@ -119,7 +119,7 @@ func TestSoak(t *testing.T) {
 	for _, p := range pairs {
 		g.Go(func() error {
 			mb := imaptest.Generate(int64(soakSeed*1000+p.i), imaptest.Spec{
-				Count: 10 + p.i%21, Folders: 1,
+				Count: 10 + p.i%21, Folders: -1,
 				Sizes: []imaptest.SizeClass{{Weight: 1, Min: 800, Max: 8_000}},
 			})
 			p.messages = mb.Count()
