@@ -385,7 +385,7 @@ func startAndWait(ctx context.Context, c *client, p *soakPair, src, dst imapconn
 			}
 		}
 		if time.Now().After(deadline) {
-			return last, fmt.Errorf("not ended within %v; last status %v (%s), error %v", soakSyncWait, last.GetState(), last.GetMessage(), err)
+			return last, fmt.Errorf("not ended within %v; last status %v (%s), last error: %w", soakSyncWait, last.GetState(), last.GetMessage(), err)
 		}
 		select {
 		case <-ctx.Done():
