@@ -61,6 +61,10 @@ fuzz: ## run each fuzz target for FUZZTIME (10s) on top of its committed testdat
 	  echo "== fuzz copier:$$t"; \
 	  (cd services/copier && $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) .); done
 
+.PHONY: soak
+soak: test-deps ## the soak (issue 14): 200 small syncs with random faults through one standalone process; goroutines, open files and RSS flat (a few minutes)
+	cd services/standalone && $(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 15m -v .
+
 .PHONY: test-deps
 test-deps: ## install the Debian packages the tests need (as root), or say how
 	@$(MAKE) --no-print-directory test-deps-cyrus test-deps-courier
@@ -175,6 +179,7 @@ lint: tools ## buf lint, gofmt, go vet and golangci-lint (.golangci.yml) in ever
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt would change: $$out"; exit 1; }
 	$(GO) vet work
 	cd deploy && $(GO) vet -tags fleet ./fleet/
+	cd services/standalone && $(GO) vet -tags soak .
 	@# golangci-lint lints one module at a time: run it in each module of the workspace.
 	@for dir in $$($(GO) list -m -f '{{.Dir}}'); do \
 	  echo "golangci-lint $${dir#$(CURDIR)/}"; \

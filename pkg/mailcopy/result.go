@@ -88,8 +88,9 @@ type Result struct {
 
 	Failures []MessageIssue `json:"failures,omitempty"`
 	Skipped  []MessageIssue `json:"skipped,omitempty"`
-	// Altered are messages copied with a difference the destination imposed
-	// (Reason says which): keywords it could not take.
+	// Altered are messages copied with a difference (Reason says which):
+	// keywords the destination could not take, a body longer or shorter than
+	// the source's RFC822.SIZE (copied as sent: nothing is lost).
 	Altered []MessageIssue `json:"altered,omitempty"`
 	// Largest, in a dry run only: the largest source messages in scope,
 	// biggest first (at most LargestKept; Reason empty).

@@ -188,7 +188,10 @@ type folderRun struct {
 	failed  map[uint32]bool  // recorded as failed: not tried again
 	skipped map[uint32]bool  // recorded as skipped
 	sizeFix map[uint32]int64 // literal sizes that differ from RFC822.SIZE
-	suspect map[uint32]bool  // the source did not send the body once
+	// sizeNote: what to say of a message whose body is not as long as its
+	// RFC822.SIZE, once it is stored (as sent: the body is the message).
+	sizeNote map[uint32]string
+	suspect  map[uint32]bool // the source did not send the body once
 
 	progress int // messages settled: resets the reconnect budget
 	counts   Counts
@@ -246,7 +249,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 	fr := &folderRun{
 		j: j, first: true,
 		failed: map[uint32]bool{}, skipped: map[uint32]bool{},
-		sizeFix: map[uint32]int64{}, suspect: map[uint32]bool{},
+		sizeFix: map[uint32]int64{}, sizeNote: map[uint32]string{}, suspect: map[uint32]bool{},
 		noKeywords: map[uint32]string{}, stripped: map[uint32]string{},
 		alteredSeen: map[uint32]bool{},
 	}
@@ -882,6 +885,7 @@ func (w *worker) sourceFailure(fr *folderRun, batch []srcMessage, err error) err
 			w.failLocked(fr, find(batch, sm.uid), "the source reports a different size at every read")
 		}
 		fr.sizeFix[sm.uid] = sm.actual
+		fr.sizeNote[sm.uid] = fmt.Sprintf("copied as the source sent it, %d bytes, though its RFC822.SIZE says %d: the source's size is wrong", sm.actual, sm.want)
 		return errRetryNow
 	case errors.As(err, &nb):
 		// Once may be an expunge under way: the next metadata pass will tell.
@@ -917,6 +921,7 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 	if err == nil {
 		fr.mu.Lock()
 		reason, stripped := fr.stripped[m.uid]
+		sizeNote, resized := fr.sizeNote[m.uid]
 		fr.appended++
 		fr.counts.Copied++
 		fr.counts.Bytes += m.size
@@ -925,6 +930,9 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 		fr.mu.Unlock()
 		if stripped {
 			e.recordAltered(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: reason})
+		}
+		if resized {
+			e.recordAltered(MessageIssue{Folder: fr.j.m.Source, UID: m.uid, Size: m.size, Reason: sizeNote})
 		}
 		e.quota.ok()
 		e.tracker.update(fr.j.idx, func(f *FolderProgress) { f.Counts = counts })

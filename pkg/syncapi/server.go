@@ -68,10 +68,12 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 	if auth == nil {
 		auth = NewAuth(nil, false)
 	}
-	// One chain for both servers: recover, metrics, authentication, log.
+	// One chain for both servers: invalid UTF-8 refused (utf8Codec), recover, metrics,
+	// authentication, log.
+	codec := newUTF8Codec()
 	serverOptions := func(authn authenticator) []grpc.ServerOption {
-		unary := []grpc.UnaryServerInterceptor{recoverUnary(logger)}
-		stream := []grpc.StreamServerInterceptor{recoverStream(logger)}
+		unary := []grpc.UnaryServerInterceptor{codec.unary(), recoverUnary(logger)}
+		stream := []grpc.StreamServerInterceptor{codec.stream(), recoverStream(logger)}
 		if opts.Metrics != nil {
 			unary = append(unary, opts.Metrics.UnaryInterceptor())
 			stream = append(stream, opts.Metrics.StreamInterceptor())
@@ -79,6 +81,7 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 		unary = append(unary, unaryAuth(authn), logUnary(logger))
 		stream = append(stream, streamAuth(authn), logStream(logger))
 		return []grpc.ServerOption{
+			grpc.ForceServerCodecV2(codec),
 			grpc.ChainUnaryInterceptor(unary...),
 			grpc.ChainStreamInterceptor(stream...),
 			grpc.MaxRecvMsgSize(1 << 20), // requests are small; refuse floods early

@@ -215,6 +215,33 @@ func applyProgress(st *imapcopyv1.SyncStatus, p *mailcopy.Progress) {
 // throttledNote ends a running status's message while a server throttles the copy.
 const throttledNote = "; the server throttles the copy: waiting until "
 
+// stallPrefix starts the note that ends a running status's message while the
+// copy's counters do not move: a server that stopped answering shows so long
+// before the connections' idle timeout ends the attempt.
+const stallPrefix = "; no progress for "
+
+// stallNote is the note after stalled without progress, "" under after. The
+// seconds go in steps of 10 past a minute: one status write per step.
+func stallNote(stalled, after time.Duration) string {
+	if stalled < after {
+		return ""
+	}
+	step := time.Second
+	if stalled >= time.Minute {
+		step = 10 * time.Second
+	}
+	return fmt.Sprintf("%s%d s: a server is not answering (the attempt reconnects once its connections' idle timeout passes)",
+		stallPrefix, int(stalled.Truncate(step).Seconds()))
+}
+
+// setStallNote replaces the stall note of st's message with note.
+func setStallNote(st *imapcopyv1.SyncStatus, note string) {
+	if i := strings.Index(st.Message, stallPrefix); i >= 0 {
+		st.Message = st.Message[:i]
+	}
+	st.Message += note
+}
+
 // applyResult writes a copy's result into st: totals, folders, the messages the
 // destination refused and the renamed folders.
 func applyResult(st *imapcopyv1.SyncStatus, r *mailcopy.Result) {

@@ -246,3 +246,29 @@ func TestApplyProgressThrottled(t *testing.T) {
 		t.Errorf("after the wait: message %q, throttled_until %v; want %q and none", st.Message, st.GetThrottledUntil(), base)
 	}
 }
+
+func TestStallNote(t *testing.T) {
+	for _, tc := range []struct {
+		stalled, after time.Duration
+		want           string
+	}{
+		{59 * time.Second, time.Minute, ""},
+		{2500 * time.Millisecond, 2 * time.Second, "; no progress for 2 s: "},
+		{time.Minute + 19*time.Second, time.Minute, "; no progress for 70 s: "},
+	} {
+		got := stallNote(tc.stalled, tc.after)
+		if tc.want == "" && got != "" || !strings.HasPrefix(got, tc.want) {
+			t.Errorf("stallNote(%v, %v) = %q, want %q...", tc.stalled, tc.after, got, tc.want)
+		}
+	}
+	st := &imapcopyv1.SyncStatus{Message: "copying"}
+	setStallNote(st, stallNote(time.Minute, time.Minute))
+	setStallNote(st, stallNote(2*time.Minute, time.Minute))
+	if !strings.HasPrefix(st.Message, "copying; no progress for 120 s: ") || strings.Count(st.Message, "no progress") != 1 {
+		t.Errorf("message after two notes = %q, want one note, the last", st.Message)
+	}
+	setStallNote(st, "")
+	if st.Message != "copying" {
+		t.Errorf("message after the stall = %q, want %q", st.Message, "copying")
+	}
+}

@@ -92,6 +92,7 @@ type copierConfig struct {
 	KeyFile     string
 	CAFiles     []string
 	Concurrency int
+	StallNote   time.Duration // 0: the default
 }
 
 // runCopier is the copier's wiring, as the service does it: NATS, the stream and
@@ -142,6 +143,7 @@ func runCopier(ctx context.Context, cfg copierConfig, logger *slog.Logger, reg p
 		Metrics: syncworker.NewMetrics(reg),
 	}, syncworker.Config{
 		Concurrency: cfg.Concurrency,
+		StallNote:   cfg.StallNote,
 		KeepAlive:   qcfg.KeepAliveInterval(),
 		Dial:        imapconn.Options{Dialer: policy.Dialer(nil, nil)},
 		RootCAs:     roots,

@@ -430,6 +430,9 @@ func (t *task) watch(ctx context.Context) error {
 	defer tick.Stop()
 	var written *mailcopy.Progress
 	lastCancel, lastRefresh := t.w.now(), t.w.now()
+	// The stall note: how long the counters have not moved.
+	var seen *mailcopy.Progress
+	moved, writtenNote := t.w.now(), ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -454,15 +457,31 @@ func (t *task) watch(ctx context.Context) error {
 				t.log.Warn("cancel_poll_failed", "error", err.Error())
 			}
 		}
-		if p := t.latest.Load(); p != nil && p != written {
+		p := t.latest.Load()
+		if p != seen {
+			if p == nil || seen == nil || p.Totals != seen.Totals || !p.ThrottledUntil.IsZero() {
+				moved = now
+			}
+			seen = p
+		}
+		note := stallNote(now.Sub(moved), cfg.StallNote)
+		if p != nil && p.ThrottledUntil.After(now) {
+			note = ""
+		}
+		if p != nil && p != written || note != writtenNote {
 			err := t.callStore(ctx, func(ctx context.Context) error {
-				_, err := t.update(ctx, func(st *imapcopyv1.SyncStatus) { applyProgress(st, p) })
+				_, err := t.update(ctx, func(st *imapcopyv1.SyncStatus) {
+					if p != nil {
+						applyProgress(st, p)
+					}
+					setStallNote(st, note)
+				})
 				return err
 			})
 			var te *taskError
 			switch {
 			case err == nil:
-				written = p
+				written, writtenNote = p, note
 			case errors.As(err, &te) && te.class != classTemporary:
 				return err // lost, superseded, stale: another copier owns the task
 			case ctx.Err() == nil:

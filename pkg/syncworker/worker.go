@@ -77,6 +77,11 @@ type Config struct {
 	// (default 1s); CancelPoll how often a running task reads its cancel flag
 	// (default 2s).
 	ProgressInterval, CancelPoll time.Duration
+	// StallNote: a running copy whose counters have not moved for this long (and
+	// that no server throttles) says so in its status message, "no progress for N
+	// s", long before the connections' idle timeout (5m) ends the attempt; default
+	// 60s.
+	StallNote time.Duration
 	// Unclaimed is how long a task may wait for its first delivery; older, it fails
 	// ("start it again") instead of starting. Default taskqueue's Unclaimed (24h).
 	Unclaimed time.Duration
@@ -108,6 +113,7 @@ const (
 	DefaultQueuedLockTTL    = 24 * time.Hour
 	DefaultProgressInterval = time.Second
 	DefaultCancelPoll       = 2 * time.Second
+	DefaultStallNote        = time.Minute
 	DefaultRetryBackoff     = 30 * time.Second
 	DefaultMaxRetryDelay    = 10 * time.Minute
 	DefaultShutdownTimeout  = 20 * time.Second
@@ -133,6 +139,7 @@ func (c Config) withDefaults() Config {
 	set(&c.Unclaimed, taskqueue.DefaultConfig().Unclaimed)
 	set(&c.ProgressInterval, DefaultProgressInterval)
 	set(&c.CancelPoll, DefaultCancelPoll)
+	set(&c.StallNote, DefaultStallNote)
 	set(&c.RetryBackoff, DefaultRetryBackoff)
 	set(&c.MaxRetryDelay, DefaultMaxRetryDelay)
 	set(&c.ShutdownTimeout, DefaultShutdownTimeout)
