@@ -141,7 +141,18 @@ type Options struct {
 	// PlanTimeout bounds the dry run of a PlanSync (default 2 minutes): past it the
 	// verdict covers the folders compared so far and says it is incomplete.
 	PlanTimeout time.Duration
+	// RunningLive is how recent the status of a RUNNING sync must be for its copier
+	// to count as alive (default 2 minutes): StartSync refuses a second sync of the
+	// source while it is, even when the lock key is gone (see checkRunning). A
+	// copier writes the status of a running sync at least every lock refresh
+	// (syncworker.Config.LockRefresh, 10s by default).
+	RunningLive time.Duration
 }
+
+// DefaultRunningLive is Options.RunningLive's default: twice the copier's default
+// lock lifetime, so a copier that died frees its source for a new start soon after
+// its task would have come back to another copier anyway.
+const DefaultRunningLive = 2 * time.Minute
 
 // Service implements imapcopy.v1.SyncService.
 type Service struct {
@@ -211,6 +222,9 @@ func New(deps Deps, opts Options) (*Service, error) {
 	}
 	if opts.PlanTimeout <= 0 {
 		opts.PlanTimeout = 2 * time.Minute
+	}
+	if opts.RunningLive <= 0 {
+		opts.RunningLive = DefaultRunningLive
 	}
 	if deps.Planner == nil {
 		deps.Planner, _ = deps.Prober.(Planner)
@@ -461,6 +475,28 @@ func (s *Service) acquire(ctx context.Context, source string) (string, error) {
 	}
 }
 
+// checkRunning refuses a start while the source's status says RUNNING and was
+// written less than RunningLive ago: a copier is copying it. The lock says so too,
+// but a lock key can vanish under a running copy (an operator's DEL, a failover to
+// a replica that had not received the key, a store restarted without its data);
+// a start that took the free key then would queue a second copy of the source
+// while the first still appends (the first stops only when it next writes or
+// refreshes, and its append in flight lands after the second has read the
+// destination: duplicates). The running copier takes its key back at its next
+// write (syncworker). It runs before the lock is taken: taking the key, even for
+// a moment, would make that copier find its lock held by another and stop.
+// A status that cannot be read leaves the decision to the lock.
+func (s *Service) checkRunning(ctx context.Context, source string) error {
+	st, err := s.store.Get(ctx, source)
+	if err != nil || st.GetState() != imapcopyv1.SyncState_SYNC_STATE_RUNNING {
+		return nil
+	}
+	if s.clock.Now().Sub(st.GetUpdatedAt().AsTime()) >= s.opts.RunningLive {
+		return nil // its copier is gone: the lock decides
+	}
+	return status.Error(codes.AlreadyExists, msgAlreadyExists)
+}
+
 // startRequest is a StartSync (or PlanSync) request once validated: both accounts
 // resolved with their presets, the options checked and normalized.
 type startRequest struct {
@@ -514,6 +550,9 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	}
 	src, dst, options, source := r.src, r.dst, r.options, r.source
 
+	if err := s.checkRunning(ctx, source); err != nil {
+		return nil, err
+	}
 	token, err := s.acquire(ctx, source)
 	if err != nil {
 		return nil, s.storeError(ctx, "acquire lock", err)

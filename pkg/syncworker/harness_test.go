@@ -93,6 +93,16 @@ type copierConfig struct {
 	CAFiles     []string
 	Concurrency int
 	StallNote   time.Duration // 0: the default
+	AckWait     time.Duration // 0: queueConfig's
+}
+
+// queue is queueConfig with the ack wait of cfg.
+func (cfg copierConfig) queue() taskqueue.Config {
+	q := queueConfig()
+	if cfg.AckWait > 0 {
+		q.AckWait = cfg.AckWait
+	}
+	return q
 }
 
 // runCopier is the copier's wiring, as the service does it: NATS, the stream and
@@ -108,7 +118,7 @@ func runCopier(ctx context.Context, cfg copierConfig, logger *slog.Logger, reg p
 	if err != nil {
 		return err
 	}
-	qcfg := queueConfig()
+	qcfg := cfg.queue()
 	cons, err := taskqueue.EnsureStream(ctx, js, qcfg)
 	if err != nil {
 		return err
@@ -191,16 +201,35 @@ type env struct {
 	cfg    copierConfig
 	api    imapcopyv1.SyncServiceClient
 	logs   *servicetest.LogBuffer // everything the in-process api and copiers logged
+	opts   envOptions
 }
 
 var prefixSeq atomic.Int64
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, nats: natstest.Start(t), logs: &servicetest.LogBuffer{}}
+	return newEnvWith(t, envOptions{})
+}
+
+// envOptions change a test's world; the zero value is newEnv's.
+type envOptions struct {
+	redis   *redistest.Server // nil: the package's shared one
+	ackWait time.Duration     // 0: queueConfig's
+	// publisher, when set, is the api's queue, made from the env's NATS (the
+	// api's own JetStream connection by default).
+	publisher  func(e *env) syncapi.Publisher
+	apiOptions syncapi.Options // RootCAs is set by the env
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
+	t.Helper()
+	e := &env{t: t, nats: natstest.Start(t), logs: &servicetest.LogBuffer{}, opts: o}
 	e.js = e.nats.JetStream(t)
 	e.prefix = fmt.Sprintf("t%d:", prefixSeq.Add(1))
-	e.store = syncstatus.NewRedis(shared.redis.Client(t), syncstatus.RedisOptions{Prefix: e.prefix})
+	if o.redis == nil {
+		o.redis = shared.redis
+	}
+	e.store = syncstatus.NewRedis(o.redis.Client(t), syncstatus.RedisOptions{Prefix: e.prefix})
 	key := taskseal.GenerateKey()
 	keyFile := filepath.Join(t.TempDir(), "task.key")
 	if err := os.WriteFile(keyFile, taskseal.FormatKeys(key), 0o600); err != nil {
@@ -211,10 +240,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.cfg = copierConfig{
-		NATSURL: e.nats.ClientURL(), RedisURL: shared.redis.URL(), RedisPrefix: e.prefix,
+		NATSURL: e.nats.ClientURL(), RedisURL: o.redis.URL(), RedisPrefix: e.prefix,
 		KeyFile: keyFile, CAFiles: []string{shared.slash.CAFile, shared.dot.CAFile}, Concurrency: 2,
+		AckWait: o.ackWait,
 	}
-	if _, err := taskqueue.EnsureStream(t.Context(), e.js, queueConfig()); err != nil {
+	if _, err := taskqueue.EnsureStream(t.Context(), e.js, e.cfg.queue()); err != nil {
 		t.Fatal(err)
 	}
 	e.startAPI()
@@ -256,15 +286,21 @@ func (e *env) startAPI() {
 	}
 	dialer := policy.Dialer(nil, nil)
 	logger := e.logger("api")
+	var queue syncapi.Publisher = taskqueue.NewPublisher(e.js)
+	if e.opts.publisher != nil {
+		queue = e.opts.publisher(e)
+	}
+	apiOpts := e.opts.apiOptions
+	apiOpts.RootCAs = e.roots()
 	svc, err := syncapi.New(syncapi.Deps{
 		Store:     e.store,
-		Queue:     taskqueue.NewPublisher(e.js),
+		Queue:     queue,
 		Sealer:    e.keys,
 		Prober:    syncapi.NewProber(imapconn.Options{Dialer: dialer}, logger),
 		Policy:    dialer,
 		Providers: providers.Builtin(),
 		Logger:    logger,
-	}, syncapi.Options{RootCAs: e.roots()})
+	}, apiOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -328,19 +328,15 @@ func (t *task) checkCancel(ctx context.Context) error {
 // the worker's: errLost when the token no longer holds the lock, errSuperseded,
 // errStale or errEnded when the status belongs to someone else, temporary ones when
 // the store fails.
+//
+// A lock whose key is gone (deleted, or the store restarted without its data) is
+// taken back while this delivery's lease holds (see retake), and the write is made
+// again: the copy goes on, and its status (written afresh when it vanished too)
+// catches up.
 func (t *task) update(ctx context.Context, fn func(*imapcopyv1.SyncStatus)) (*imapcopyv1.SyncStatus, error) {
-	store, source, token := t.w.store, t.source(), t.holder
-	st, err := store.Update(ctx, source, token, func(st *imapcopyv1.SyncStatus) error {
-		if err := t.owns(st); err != nil {
-			return err
-		}
-		fn(st)
-		return nil
-	})
-	if errors.Is(err, syncstatus.ErrNotFound) {
-		st = t.freshStatus()
-		fn(st)
-		err = store.Put(ctx, source, token, st)
+	st, err := t.write(ctx, fn)
+	if errors.Is(err, syncstatus.ErrNotHolder) && t.retake(ctx) {
+		st, err = t.write(ctx, fn)
 	}
 	switch {
 	case err == nil:
@@ -355,14 +351,59 @@ func (t *task) update(ctx context.Context, fn func(*imapcopyv1.SyncStatus)) (*im
 	return nil, temporary("the status store is unavailable", err)
 }
 
+// write is one fenced write of the status for update.
+func (t *task) write(ctx context.Context, fn func(*imapcopyv1.SyncStatus)) (*imapcopyv1.SyncStatus, error) {
+	store, source, token := t.w.store, t.source(), t.holder
+	st, err := store.Update(ctx, source, token, func(st *imapcopyv1.SyncStatus) error {
+		if err := t.owns(st); err != nil {
+			return err
+		}
+		fn(st)
+		return nil
+	})
+	if errors.Is(err, syncstatus.ErrNotFound) {
+		st = t.freshStatus()
+		fn(st)
+		err = store.Put(ctx, source, token, st)
+	}
+	return st, err
+}
+
+// retake takes this delivery's lock back when nobody holds it (its key vanished:
+// an operator's DEL, a failover to a replica that lacked it, a store restarted
+// empty) and this delivery's lease still holds (fence): no other delivery can own
+// the task then, and the api refuses a new start of a source whose status is
+// RUNNING and fresh (syncapi checkRunning), so the copy goes on instead of being
+// dropped with its status left RUNNING. A lock that another task or delivery holds
+// is not taken (whoHolds says which).
+func (t *task) retake(ctx context.Context) bool {
+	if !t.locked || t.fence() != nil {
+		return false
+	}
+	sent := t.w.now()
+	err := t.callStore(ctx, func(ctx context.Context) error {
+		return t.w.store.Reclaim(ctx, t.source(), t.pb.GetLockToken(), t.holder, t.w.cfg.LockTTL)
+	})
+	if err != nil {
+		return false
+	}
+	t.renew(&t.lockAt, sent, t.w.cfg.LockTTL)
+	t.log.Warn("lock_retaken")
+	return true
+}
+
+// freshStatus is the status written again from the task when it vanished (it
+// expired, or the store lost it): the sync runs this attempt.
 func (t *task) freshStatus() *imapcopyv1.SyncStatus {
-	return &imapcopyv1.SyncStatus{
+	st := &imapcopyv1.SyncStatus{
 		TaskId:           t.pb.GetTaskId(),
 		SourceEmail:      t.source(),
 		DestinationEmail: t.pb.GetDestination().GetLogin(),
 		CreatedAt:        t.pb.GetCreatedAt(),
 		DryRun:           t.pb.GetOptions().GetDryRun(),
 	}
+	t.running(st)
+	return st
 }
 
 // running marks the status RUNNING for this attempt.
@@ -429,7 +470,7 @@ func (t *task) watch(ctx context.Context) error {
 	tick := time.NewTicker(min(cfg.ProgressInterval, cfg.CancelPoll, cfg.LockRefresh))
 	defer tick.Stop()
 	var written *mailcopy.Progress
-	lastCancel, lastRefresh := t.w.now(), t.w.now()
+	lastCancel, lastRefresh, lastWrite := t.w.now(), t.w.now(), t.w.now()
 	// The stall note: how long the counters have not moved.
 	var seen *mailcopy.Progress
 	moved, writtenNote := t.w.now(), ""
@@ -468,7 +509,9 @@ func (t *task) watch(ctx context.Context) error {
 		if p != nil && p.ThrottledUntil.After(now) {
 			note = ""
 		}
-		if p != nil && p != written || note != writtenNote {
+		// The status is written at least every LockRefresh, progress or not: its
+		// updated_at tells the api that a copier runs the sync (checkRunning).
+		if p != nil && p != written || note != writtenNote || now.Sub(lastWrite) >= cfg.LockRefresh {
 			err := t.callStore(ctx, func(ctx context.Context) error {
 				_, err := t.update(ctx, func(st *imapcopyv1.SyncStatus) {
 					if p != nil {
@@ -481,7 +524,7 @@ func (t *task) watch(ctx context.Context) error {
 			var te *taskError
 			switch {
 			case err == nil:
-				written, writtenNote = p, note
+				written, writtenNote, lastWrite = p, note, now
 			case errors.As(err, &te) && te.class != classTemporary:
 				return err // lost, superseded, stale: another copier owns the task
 			case ctx.Err() == nil:
