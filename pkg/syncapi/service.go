@@ -641,7 +641,16 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	cancel()
 	if err != nil {
 		s.log.WarnContext(ctx, "publish_failed", "task_id", taskID, "source", source, "error", err.Error())
-		cleanup(failedStatus(st, "the task could not be queued; start the sync again"))
+		locked = false
+		if s.settleUnpublished(ctx, source, token, failedStatus(st, "the task could not be queued; start the sync again")) {
+			// The publish's acknowledgement was lost (NATS restarted while the api
+			// waited for it), yet the task was stored and a copier took it: it runs,
+			// so the caller is told it started.
+			s.log.WarnContext(ctx, "publish_unacknowledged_task_taken", "task_id", taskID, "source", source)
+			s.keep(ctx, task)
+			s.metrics.syncStarted()
+			return &imapcopyv1.StartSyncResponse{TaskId: taskID, Status: view(ctx, st), CancelSecret: s.sealer.Tag(cancelPurpose, taskID)}, nil
+		}
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
@@ -661,6 +670,33 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 	s.log.InfoContext(ctx, "sync_queued", "task_id", taskID, "source", source,
 		"source_host", src.imap.Host, "destination_host", dst.imap.Host)
 	return &imapcopyv1.StartSyncResponse{TaskId: taskID, Status: view(ctx, st), CancelSecret: s.sealer.Tag(cancelPurpose, taskID)}, nil
+}
+
+// settleUnpublished ends a start whose publish failed: the status FAILED and the
+// lock released, both fenced by the start's token, so that a task the queue stored
+// all the same (its acknowledgement lost) finds its status terminal and never runs.
+// But a copier may have taken that task already, during the publish's wait: its
+// delivery then holds the lock, the api's write is refused, and the status names
+// this task with an attempt (or the lock is held): it reports true, and the start
+// counts as made. The caller never gets an error for a task that runs.
+func (s *Service) settleUnpublished(ctx context.Context, source, token string, failed *imapcopyv1.SyncStatus) (taken bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := s.store.Put(cctx, source, token, failed)
+	if errors.Is(err, syncstatus.ErrNotHolder) {
+		cur, gerr := s.store.Get(cctx, source)
+		held, lerr := s.store.Locked(cctx, source)
+		if gerr == nil && cur.GetTaskId() == failed.GetTaskId() && (cur.GetAttempt() > 0 || lerr == nil && held) {
+			return true
+		}
+	}
+	if err != nil {
+		s.log.WarnContext(cctx, "status_write_failed", "source", source, "error", err.Error())
+	}
+	if err := s.store.Release(cctx, source, token); err != nil {
+		s.log.WarnContext(cctx, "lock_release_failed", "source", source, "error", err.Error())
+	}
+	return false
 }
 
 // copyState is what the last copy of source proved (SyncStatus.copy_state), carried

@@ -48,6 +48,12 @@ type pair struct {
 
 func newPair(t *testing.T, from, to *imaptest.Dovecot, seed int64) *pair {
 	t.Helper()
+	return newPairAt(t, from, to, seed, 250_000)
+}
+
+// newPairAt is newPair with the source proxy's downstream bandwidth per connection.
+func newPairAt(t *testing.T, from, to *imaptest.Dovecot, seed int64, bytesPerSecond int64) *pair {
+	t.Helper()
 	p := &pair{src: from.AddUser(t), dst: to.AddUser(t)}
 	mb := imaptest.Generate(seed, imaptest.Spec{
 		Count:   300,
@@ -59,7 +65,7 @@ func newPair(t *testing.T, from, to *imaptest.Dovecot, seed int64) *pair {
 	}
 	p.count = mb.Count()
 	// About 3 MB through two connections at 250 kB/s each: about 6 s of copying.
-	p.proxy = proxytest.New(t, from.TLSAddr, proxytest.WithDirBandwidth(proxytest.Downstream, 250_000))
+	p.proxy = proxytest.New(t, from.TLSAddr, proxytest.WithDirBandwidth(proxytest.Downstream, bytesPerSecond))
 	p.source = p.src.Login + "@source.test"
 	return p
 }

@@ -1,14 +1,24 @@
 package syncworker_test
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/proxytest"
+	"imapcopy.dev/pkg/redistest"
 	"imapcopy.dev/pkg/servicetest"
+	"imapcopy.dev/pkg/syncapi"
 	"imapcopy.dev/pkg/syncstatus"
+	"imapcopy.dev/pkg/taskqueue"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
 )
 
@@ -65,5 +75,182 @@ func TestLockLostThenStartAgain(t *testing.T) {
 	servicetest.Check(t, p.src, p.dst)
 }
 
-var _ = time.Second
-var _ imapcopyv1.SyncState
+// TestRedisDownMidCopy: redis-server stops while a sync is RUNNING and comes back a
+// few seconds later on the same port, empty (the test's Redis keeps nothing; the
+// deploy's AOF keeps all but the last second). The outage is shorter than the
+// copier's lease (three quarters of its lock TTL): the copy goes on meanwhile, its
+// progress writes fail and are retried; once Redis is back the copier takes its
+// lock back (its key is gone) and writes its status afresh (RUNNING, then its
+// progress), the sync ends COMPLETED, and the checker finds every message once.
+func TestRedisDownMidCopy(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	// A 16 s ack wait and lock TTL: the copier's lease (12 s from the last lock
+	// refresh, which comes every 2 s here) outlives a 3 s outage and the restart.
+	e := newEnvWith(t, envOptions{redis: rs, ackWait: 16 * time.Second})
+	e.startCopier()
+	// About 3 MB at 100 kB/s per connection: the copy outlasts the outage.
+	p := newPairAt(t, shared.dot, shared.slash, 22, 100_000)
+
+	first := e.start(p)
+	e.waitCopying(p, first.GetTaskId())
+	rs.Stop()
+	// While Redis is down the api answers UNAVAILABLE, and the copy goes on.
+	if _, err := e.api.GetSyncStatus(t.Context(), &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.source}); status.Code(err) != codes.Unavailable {
+		t.Errorf("GetSyncStatus with Redis down: %v, want UNAVAILABLE", err)
+	}
+	time.Sleep(3 * time.Second)
+	rs.Restart(t)
+
+	// The status catches up: the copier writes it again, RUNNING, then its end.
+	st := e.waitEnd(p, first.GetTaskId())
+	if st.GetState() != stateCompleted || st.GetAttempt() != 1 {
+		t.Fatalf("final status = %v at attempt %d (%s), want COMPLETED at attempt 1: the copy went on through the outage",
+			st.GetState(), st.GetAttempt(), st.GetMessage())
+	}
+	servicetest.Check(t, p.src, p.dst)
+	if n := servicetest.Reports(t, p.dst); n != 1 {
+		t.Errorf("reports in the destination INBOX = %d, want 1", n)
+	}
+	e.lockFree(p.source)
+	if logs := e.logs.String(); !strings.Contains(logs, `"msg":"lock_retaken"`) && !strings.Contains(logs, `"msg":"lock_reclaimed"`) {
+		t.Errorf("the copier never logged taking its lock back after Redis came back empty")
+	}
+}
+
+// ackLost is the api's task queue on a NATS connection through a proxy, whose
+// Publish makes NATS restart inside the publish's acknowledgement wait, every time
+// at the same point: the proxy holds what the server sends to the api, the task is
+// published and stored (the stream counts it), NATS restarts (the task survives, on
+// file storage), and the proxy cuts the api's connection, the acknowledgement with
+// it. The api's publish then fails. held, when set, runs before that failure
+// reaches the api (the test lets a copier take the task first).
+type ackLost struct {
+	e     *env
+	proxy *proxytest.Proxy
+	pub   *taskqueue.Publisher
+	held  func()
+}
+
+func newAckLost(e *env) *ackLost {
+	t := e.t
+	proxy := proxytest.New(t, strings.TrimPrefix(e.nats.ClientURL(), "nats://"))
+	nc, err := nats.Connect("nats://"+proxy.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ackLost{e: e, proxy: proxy, pub: taskqueue.NewPublisher(js)}
+}
+
+func (q *ackLost) Publish(ctx context.Context, task *imapcopyv1.SyncTask) error {
+	t := q.e.t
+	q.proxy.SetLatency(proxytest.Downstream, time.Hour)
+	done := make(chan error, 1)
+	go func() { done <- q.pub.Publish(ctx, task) }()
+	stream, err := q.e.js.Stream(t.Context(), taskqueue.StreamName)
+	if err != nil {
+		t.Error(err)
+		return err
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := stream.Info(t.Context())
+		if err == nil && info.State.Msgs == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the task never reached the stream: %v", err)
+			return errors.New("not stored")
+		}
+	}
+	select {
+	case err := <-done:
+		t.Errorf("publish answered (%v) while the proxy held the acknowledgement", err)
+	default:
+	}
+	q.e.nats.Restart(t)
+	q.proxy.CutAll()
+	q.proxy.SetLatency(proxytest.Downstream, 0)
+	err = <-done
+	if err == nil {
+		t.Errorf("publish succeeded without its acknowledgement")
+		return nil
+	}
+	if q.held != nil {
+		q.held()
+	}
+	return err
+}
+
+// TestNATSRestartDuringStartAck: NATS restarts while StartSync waits for the
+// acknowledgement of its publish, the task already stored. Whichever comes first,
+// the api's answer or a copier taking the task, the caller never gets an error for
+// a task that runs: either UNAVAILABLE, the status FAILED, the lock free and the
+// stored task ended by the copier without copying anything; or OK, and the task
+// runs to COMPLETED.
+func TestNATSRestartDuringStartAck(t *testing.T) {
+	t.Parallel()
+	opts := func(q **ackLost) envOptions {
+		return envOptions{
+			publisher:  func(e *env) syncapi.Publisher { *q = newAckLost(e); return *q },
+			apiOptions: syncapi.Options{PublishTimeout: 3 * time.Second},
+		}
+	}
+
+	t.Run("the api answers first", func(t *testing.T) {
+		t.Parallel()
+		var q *ackLost
+		e := newEnvWith(t, opts(&q))
+		p := newPair(t, shared.slash, shared.dot, 23)
+		resp, err := e.api.StartSync(t.Context(), p.request())
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("StartSync with its acknowledgement lost and no copier: %v (task %s), want UNAVAILABLE", err, resp.GetTaskId())
+		}
+		st, err := e.store.Get(t.Context(), p.source)
+		if err != nil || st.GetState() != stateFailed {
+			t.Fatalf("status after the failed start: %v (%v), want FAILED", st, err)
+		}
+		e.lockFree(p.source)
+		// The task is in the stream all the same: a copier ends it without copying.
+		c := e.startCopier()
+		e.queueEmpty()
+		after, err := e.store.Get(t.Context(), p.source)
+		if err != nil || after.GetTaskId() != st.GetTaskId() || after.GetState() != stateFailed || after.GetAttempt() != 0 {
+			t.Errorf("status once the stored task was delivered: %v (%v), want the same FAILED, never run", after, err)
+		}
+		if n := c.gauge(t, "imapcopy_copier_messages_copied_total"); n != 0 {
+			t.Errorf("messages copied = %v, want 0", n)
+		}
+		msgs, err := imaptest.ReadFolder(t.Context(), p.dst, "INBOX")
+		if err != nil || len(msgs) != 0 {
+			t.Errorf("destination INBOX: %d messages (%v), want none: the task must not run", len(msgs), err)
+		}
+	})
+
+	t.Run("a copier takes the task first", func(t *testing.T) {
+		t.Parallel()
+		var q *ackLost
+		e := newEnvWith(t, opts(&q))
+		p := newPair(t, shared.dot, shared.slash, 24)
+		e.startCopier()
+		q.held = func() { // the copier runs the task before the api hears of the failure
+			e.waitStatus(p.source, waitStart, "RUNNING", func(st *imapcopyv1.SyncStatus) bool {
+				return st.GetState() == stateRunning || syncstatus.Terminal(st.GetState())
+			})
+		}
+		resp, err := e.api.StartSync(t.Context(), p.request())
+		if err != nil {
+			t.Fatalf("StartSync whose task a copier runs: %v, want OK", err)
+		}
+		st := e.waitEnd(p, resp.GetTaskId())
+		if st.GetState() != stateCompleted {
+			t.Fatalf("final status = %v (%s), want COMPLETED", st.GetState(), st.GetMessage())
+		}
+		servicetest.Check(t, p.src, p.dst)
+		e.lockFree(p.source)
+	})
+}
