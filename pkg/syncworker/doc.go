@@ -78,7 +78,13 @@
 //     and is terminated as superseded — the newer task does the same work;
 //   - a task handed back to the queue (retry, shutdown) gives its lock back to the
 //     task's token (Store.HandBack) for Config.QueuedLockTTL, like a freshly queued
-//     one, and its next delivery reclaims it.
+//     one, and its next delivery reclaims it;
+//   - a lock whose key vanished under a running delivery (an operator's DEL, a
+//     failover, a store restarted empty) is taken back at the delivery's next write
+//     or refresh while its lease holds, and a vanished status is written afresh:
+//     the copy goes on. The status is written at least every Config.LockRefresh, so
+//     that the api, which refuses a start while a RUNNING status is fresh, does not
+//     start a second copy in the meantime.
 //
 // Every status write also checks that the status still names this task and no later
 // attempt (attempt = the message's delivery count).
