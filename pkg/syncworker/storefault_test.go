@@ -254,3 +254,35 @@ func TestNATSRestartDuringStartAck(t *testing.T) {
 		e.lockFree(p.source)
 	})
 }
+
+// TestRedisDownPastTheLease: Redis stays down longer than the copier's lease, and
+// comes back with its data, as the deploy's Redis does (AOF; here an RDB snapshot
+// taken at the stop). The fence stops the copy once the lock can no longer be
+// renewed (the copy pauses), the lock's key expires meanwhile, the task comes back
+// after its ack wait, and once Redis answers a later delivery resumes it: COMPLETED,
+// the checker finds every message once.
+func TestRedisDownPastTheLease(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	e := newEnvWith(t, envOptions{redis: rs}) // a 2 s ack wait and lock TTL
+	e.startCopier()
+	p := newPair(t, shared.slash, shared.slash, 25)
+
+	first := e.start(p)
+	e.waitCopying(p, first.GetTaskId())
+	if err := rs.Client(t).Save(t.Context()).Err(); err != nil {
+		t.Fatalf("SAVE: %v", err)
+	}
+	rs.Stop()
+	time.Sleep(5 * time.Second) // past the lease (1.5 s) and the ack wait (2 s)
+	rs.Restart(t)
+
+	st := e.waitEnd(p, first.GetTaskId())
+	if st.GetState() != stateCompleted || st.GetAttempt() < 2 {
+		t.Fatalf("final status = %v at attempt %d (%s), want COMPLETED by a later delivery",
+			st.GetState(), st.GetAttempt(), st.GetMessage())
+	}
+	t.Logf("COMPLETED at attempt %d", st.GetAttempt())
+	servicetest.Check(t, p.src, p.dst)
+	e.lockFree(p.source)
+}
