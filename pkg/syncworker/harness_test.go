@@ -94,6 +94,9 @@ type copierConfig struct {
 	Concurrency int
 	StallNote   time.Duration // 0: the default
 	AckWait     time.Duration // 0: queueConfig's
+	// RetryBackoff is the worker's delay before retrying a temporary failure (0:
+	// the default, 30s).
+	RetryBackoff time.Duration
 }
 
 // queue is queueConfig with the ack wait of cfg.
@@ -152,11 +155,12 @@ func runCopier(ctx context.Context, cfg copierConfig, logger *slog.Logger, reg p
 		Logger:  logger,
 		Metrics: syncworker.NewMetrics(reg),
 	}, syncworker.Config{
-		Concurrency: cfg.Concurrency,
-		StallNote:   cfg.StallNote,
-		KeepAlive:   qcfg.KeepAliveInterval(),
-		Dial:        imapconn.Options{Dialer: policy.Dialer(nil, nil)},
-		RootCAs:     roots,
+		Concurrency:  cfg.Concurrency,
+		StallNote:    cfg.StallNote,
+		RetryBackoff: cfg.RetryBackoff,
+		KeepAlive:    qcfg.KeepAliveInterval(),
+		Dial:         imapconn.Options{Dialer: policy.Dialer(nil, nil)},
+		RootCAs:      roots,
 	})
 	if err != nil {
 		return err
@@ -215,6 +219,7 @@ func newEnv(t *testing.T) *env {
 type envOptions struct {
 	redis   *redistest.Server // nil: the package's shared one
 	ackWait time.Duration     // 0: queueConfig's
+	retry   time.Duration     // the copiers' RetryBackoff; 0: the default
 	// publisher, when set, is the api's queue, made from the env's NATS (the
 	// api's own JetStream connection by default).
 	publisher  func(e *env) syncapi.Publisher
@@ -242,7 +247,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	e.cfg = copierConfig{
 		NATSURL: e.nats.ClientURL(), RedisURL: o.redis.URL(), RedisPrefix: e.prefix,
 		KeyFile: keyFile, CAFiles: []string{shared.slash.CAFile, shared.dot.CAFile}, Concurrency: 2,
-		AckWait: o.ackWait,
+		AckWait: o.ackWait, RetryBackoff: o.retry,
 	}
 	if _, err := taskqueue.EnsureStream(t.Context(), e.js, e.cfg.queue()); err != nil {
 		t.Fatal(err)

@@ -264,7 +264,9 @@ func TestNATSRestartDuringStartAck(t *testing.T) {
 func TestRedisDownPastTheLease(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
-	e := newEnvWith(t, envOptions{redis: rs}) // a 2 s ack wait and lock TTL
+	// A 2 s ack wait and lock TTL; a delivery that meets Redis still down retries
+	// after 1 s rather than 30 s.
+	e := newEnvWith(t, envOptions{redis: rs, retry: time.Second})
 	e.startCopier()
 	p := newPair(t, shared.slash, shared.slash, 25)
 
