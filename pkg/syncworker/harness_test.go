@@ -23,6 +23,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/natstest"
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
@@ -93,6 +94,10 @@ type copierConfig struct {
 	CAFiles     []string
 	Concurrency int
 	StallNote   time.Duration // 0: the default
+	// RetryBackoff is the worker's (0: the default); MaxThrottles, when > 0, is
+	// the engine's patience with a throttling server, each wait 50 ms.
+	RetryBackoff time.Duration
+	MaxThrottles int
 }
 
 // runCopier is the copier's wiring, as the service does it: NATS, the stream and
@@ -135,18 +140,27 @@ func runCopier(ctx context.Context, cfg copierConfig, logger *slog.Logger, reg p
 	if err != nil {
 		return err
 	}
+	var copyFunc syncworker.CopyFunc
+	if cfg.MaxThrottles > 0 {
+		copyFunc = func(ctx context.Context, mc mailcopy.Config) (*mailcopy.Result, error) {
+			mc.MaxThrottles, mc.ThrottleBackoff = cfg.MaxThrottles, 50*time.Millisecond
+			return mailcopy.Copy(ctx, mc)
+		}
+	}
 	w, err := syncworker.New(syncworker.Deps{
+		Copy:    copyFunc,
 		Queue:   taskqueue.NewPuller(cons, taskqueue.PullerOptions{PullWait: time.Second, Logger: logger}),
 		Store:   syncstatus.NewRedis(rc, syncstatus.RedisOptions{Prefix: cfg.RedisPrefix}),
 		Opener:  kr,
 		Logger:  logger,
 		Metrics: syncworker.NewMetrics(reg),
 	}, syncworker.Config{
-		Concurrency: cfg.Concurrency,
-		StallNote:   cfg.StallNote,
-		KeepAlive:   qcfg.KeepAliveInterval(),
-		Dial:        imapconn.Options{Dialer: policy.Dialer(nil, nil)},
-		RootCAs:     roots,
+		Concurrency:  cfg.Concurrency,
+		StallNote:    cfg.StallNote,
+		RetryBackoff: cfg.RetryBackoff,
+		KeepAlive:    qcfg.KeepAliveInterval(),
+		Dial:         imapconn.Options{Dialer: policy.Dialer(nil, nil)},
+		RootCAs:      roots,
 	})
 	if err != nil {
 		return err
