@@ -146,6 +146,8 @@ var readOnlyVerbs = map[string]bool{
 	"NAMESPACE": true, "LIST": true, "STATUS": true, "EXAMINE": true, "FETCH": true,
 	"UID FETCH": true, "NOOP": true, "LOGOUT": true, "ID": true, "ENABLE": true,
 	"COMPRESS": true,
+	// The api's account test reads the quota (RFC 9208's queries change nothing).
+	"GETQUOTAROOT": true, "GETQUOTA": true,
 }
 
 // seenFetch matches fetch items that set \Seen: BODY[...] and BINARY[...] without
