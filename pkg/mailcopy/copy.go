@@ -444,6 +444,7 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
 	dctx, opts, bd := e.dialing(ctx)
+	opts.WriteBuffer = appendWriteBuffer
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
 		imapappend.Config{Batching: e.cfg.Batching, NoMultiappend: e.cfg.NoMultiappend, NoResend: true})
 	if err != nil {
@@ -452,6 +453,18 @@ func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Co
 	e.connected(SideDestination)
 	return a, bd.conn, nil
 }
+
+// appendWriteBuffer is the send buffer of a destination write connection.
+// What a copier wrote into the kernel is sent even while the copier is frozen
+// (SIGSTOP, a pause): an APPEND wholly in that buffer lands after the copier
+// lost its lease, perhaps after another copier took the task over and read the
+// destination, and is then a duplicate. The lease ends a quarter of the ack
+// wait (15 s by default) before another delivery may start, so a bounded buffer
+// keeps that from happening on any link faster than about 1 MiB / 15 s
+// (70 KB/s); the kernel's own growth (to 4 MiB) would need 280 KB/s. 512 KiB
+// (1 MiB once the kernel doubles it) still fills a 40 MB/s link at 25 ms, more
+// than one connection gets from a mail server.
+const appendWriteBuffer = 512 << 10
 
 // dialing returns what one dial needs: a context for imapconn that is never
 // cancelled, and dial options whose dialer binds the connection to ctx
@@ -544,6 +557,9 @@ type boundConn struct {
 	net.Conn
 	unbind func() bool // set before the connection is handed out
 }
+
+// NetConn is the connection under c (imapconn sets its send buffer).
+func (c *boundConn) NetConn() net.Conn { return c.Conn }
 
 // rebind binds the connection to ctx instead (a pooled connection handed to
 // a worker). Only its owner calls it, never during Close.
