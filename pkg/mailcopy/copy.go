@@ -40,6 +40,7 @@ type engine struct {
 	elsewhere []string
 
 	srcUp, dstUp atomic.Bool // a connection to the side succeeded in this copy
+	logins       *loginGuard
 
 	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
@@ -123,6 +124,7 @@ func classifyEnd(ctx context.Context, err error) error {
 func (e *engine) run(ctx context.Context, res *Result) error {
 	// The folders come with the plan; the planning can be throttled already.
 	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, nil)
+	e.logins = newLoginGuard(e.cfg)
 	e.pool = newDialPool(e, ctx)
 	defer e.pool.closeSpare()
 	defer e.pool.close()
@@ -421,28 +423,39 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, net.Conn, error) {
+	if err := e.admitLogin(SideSource); err != nil {
+		return nil, nil, err
+	}
 	dctx, opts, bd := e.dialing(ctx)
 	c, err := imapconn.Dial(dctx, e.cfg.Source, opts)
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideSource, err)
 	}
 	e.connected(SideSource)
+	e.logins.login(SideSource, e.tracker.moved.Load())
 	return c, bd.conn, nil
 }
 
 func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
+	if err := e.admitLogin(SideDestination); err != nil {
+		return nil, err
+	}
 	dctx, opts, _ := e.dialing(ctx)
 	c, err := imapconn.Dial(dctx, e.cfg.Destination, opts)
 	if err != nil {
 		return nil, e.classifyDial(ctx, SideDestination, err)
 	}
 	e.connected(SideDestination)
+	e.logins.login(SideDestination, e.tracker.moved.Load())
 	return c, nil
 }
 
 // dialAppender opens a destination write connection and returns it with its
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
+	if err := e.admitLogin(SideDestination); err != nil {
+		return nil, nil, err
+	}
 	dctx, opts, bd := e.dialing(ctx)
 	opts.WriteBuffer = appendWriteBuffer
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
@@ -451,6 +464,7 @@ func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Co
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}
 	e.connected(SideDestination)
+	e.logins.login(SideDestination, e.tracker.moved.Load())
 	return a, bd.conn, nil
 }
 
@@ -788,6 +802,16 @@ func address(a imapconn.Account) string {
 		host = "localhost"
 	}
 	return a.Login + "@" + host
+}
+
+// admitLogin refuses a dial to side once the loginGuard's limit is reached,
+// and stops the copy with that cause: every further folder would be refused.
+func (e *engine) admitLogin(side Side) error {
+	if err := e.logins.admit(side, e.tracker.moved.Load()); err != nil {
+		e.stop(err)
+		return err
+	}
+	return nil
 }
 
 // fence asks Config.Fence whether the copy may still write; when it may not, the
