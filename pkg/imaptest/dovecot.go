@@ -553,21 +553,20 @@ func (d *Dovecot) SetQuota(ctx context.Context, acct imapconn.Account, bytes int
 		return fmt.Errorf("set quota: %w", err)
 	}
 	want := (bytes + 1023) / 1024 // GETQUOTAROOT counts KiB, rounded up
-	var got int64
-	var lastErr error
+	got, last := "no answer", ""
 	for {
 		n, err := storageLimit(ctx, acct)
 		if err == nil && n == want {
 			return nil
 		}
 		if err == nil {
-			got = n
+			got = fmt.Sprintf("%d KiB", n)
 		} else if ctx.Err() == nil {
-			lastErr = err
+			last = "; last try: " + err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("set quota: the server reports a limit of %d KiB, want %d (last error: %v): %w", got, want, lastErr, ctx.Err())
+			return fmt.Errorf("set quota: want a limit of %d KiB, the server reported %s%s: %w", want, got, last, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
