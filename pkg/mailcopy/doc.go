@@ -179,7 +179,9 @@
 // is tried again; a panic elsewhere in a worker ends the copy with an error. The copy stops with a permanent *Error
 // (IsPermanent) when a login is refused, when a server cannot be used as
 // configured (TLS, STARTTLS, not IMAP), or when the destination is full: three
-// quota refusals in a row, or a quota refusal of a message of 64 KiB or less.
+// quota refusals in a row, or a quota refusal of a message of 64 KiB or less. The
+// message refused then is not listed as failed (the account is full, not the
+// message at fault): once there is space, a new Copy resumes and appends it.
 //
 // # Throttling
 //
