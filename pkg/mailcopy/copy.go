@@ -112,6 +112,11 @@ func Copy(ctx context.Context, cfg Config) (*Result, error) {
 
 func classifyEnd(ctx context.Context, err error) error {
 	var e *Error
+	// The copy stopped itself with an error of its own (admitLogin): that is the
+	// reason, whatever the workers made of the cancellation.
+	if cause := context.Cause(ctx); ctx.Err() != nil && errors.As(cause, &e) && e.Kind != KindCancelled {
+		return cause
+	}
 	if errors.As(err, &e) {
 		return err
 	}
