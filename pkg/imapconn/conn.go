@@ -26,6 +26,12 @@ type Options struct {
 	LoginTimeout time.Duration // capabilities + login; default 60s
 	IdleTimeout  time.Duration // sliding: no byte moving for this long while an answer is awaited fails the conn; default 5m
 	Logger       *slog.Logger  // nil: discard
+	// WriteBuffer, when > 0, sets the TCP connection's send buffer (SO_SNDBUF; the
+	// kernel doubles it) instead of letting the kernel grow it (to 4 MiB on
+	// Linux). It bounds what the kernel still sends for a process that stopped
+	// writing: a copier frozen with an APPEND in that buffer (see mailcopy's
+	// appendWriteBuffer). Connections that are not TCP are left as they are.
+	WriteBuffer int
 }
 
 const (
@@ -100,6 +106,12 @@ func dialTransport(ctx, dialCtx context.Context, acct Account, opts Options) (ne
 	if err != nil {
 		return nil, nil, phaseError(ctx, dialCtx, op, opts.DialTimeout, err)
 	}
+	if opts.WriteBuffer > 0 {
+		if err := setWriteBuffer(raw, opts.WriteBuffer); err != nil {
+			raw.Close()
+			return nil, nil, &Error{Kind: KindUnknown, Op: op, Err: fmt.Errorf("set the send buffer: %w", err)}
+		}
+	}
 	c := newConn(raw, opts.IdleTimeout)
 	c.bind(ctx)
 	if acct.Security != SecurityTLS {
@@ -111,6 +123,23 @@ func dialTransport(ctx, dialCtx context.Context, acct Account, opts Options) (ne
 		return nil, nil, tlsError(ctx, dialCtx, "start TLS with "+addr, opts.DialTimeout, err)
 	}
 	return tc, c, nil
+}
+
+// setWriteBuffer sets the send buffer of the TCP connection under nc, found
+// through the wrappers that give it with NetConn (as *tls.Conn does). A
+// connection with no TCP under it is left as it is.
+func setWriteBuffer(nc net.Conn, n int) error {
+	for nc != nil {
+		if tc, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
+			return tc.SetWriteBuffer(n)
+		}
+		w, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		nc = w.NetConn()
+	}
+	return nil
 }
 
 // phaseError classifies err from a phase bounded by phaseCtx (itself derived from ctx).

@@ -151,7 +151,7 @@ func (h *handshake) greetAndSecure() error {
 	if err != nil {
 		if h.acct.Security == SecurityStartTLS || h.acct.Security == SecurityPlaintext {
 			if e := h.fail(op, KindUnknown, err); e.Kind == KindTimeout && h.ctx.Err() == nil {
-				e.Err = fmt.Errorf("no greeting within %v (is this an implicit TLS port?): %w", h.phaseLimit, context.DeadlineExceeded)
+				e.Err = fmt.Errorf("no greeting within %v: an IMAP server greets at once; is this an implicit TLS port (use TLS), or not an IMAP server at all?: %w", h.phaseLimit, context.DeadlineExceeded)
 				return e
 			}
 		}
@@ -180,7 +180,7 @@ func (h *handshake) greetAndSecure() error {
 		return err
 	}
 	if !h.caps.Has(imap.CapStartTLS) {
-		return &Error{Kind: KindStartTLSUnavailable, Op: op, Err: errors.New("the server does not offer STARTTLS: choose implicit TLS (usually port 993), or allow plaintext explicitly")}
+		return &Error{Kind: KindStartTLSUnavailable, Op: op, Err: errors.New("the server does not offer STARTTLS (or something on the way removed it): choose implicit TLS (usually port 993), or allow plaintext explicitly")}
 	}
 	resp, err = h.simple(op, "STARTTLS")
 	if err != nil {

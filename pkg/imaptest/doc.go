@@ -18,7 +18,8 @@
 //     and "INBOX.Archive" (\Archive once created).
 //
 // Users are added on demand (AddUser) with unique names and random passwords, with an
-// optional quota (WithQuota); each is usable at once. Their automatic special-use
+// optional quota (WithQuota), which Dovecot.SetQuota changes later with the mail kept
+// (space freed on a full account); each is usable at once. Their automatic special-use
 // folders exist on disk from the start (Dovecot 2.3.19 panics when two sessions of a
 // user create one lazily at the same moment). Tests run with mail_fsync = never;
 // WithFsync restores the production default for benchmarks. XOAUTH2 and OAUTHBEARER work too: OAuth2Token issues a
@@ -83,7 +84,10 @@
 // providers' reported traits; Stats counts the peak of connections, refusals,
 // throttles, BYEs, cuts, misreported sizes and refused password logins. A connection
 // over the cap waits up to a second for another to end before it is refused: a
-// client that closes one and dials the next at once is not over the cap.
+// client that closes one and dials the next at once is not over the cap. A test
+// hook, BeforeBody, holds the stream before the n-th whole message (BODY[]) while the
+// test changes the mailbox through another connection: a change at a known point
+// of a copy's body pass.
 //
 // # Content and checks
 //

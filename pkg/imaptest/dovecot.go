@@ -23,6 +23,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"imapcopy.dev/pkg/imapconn"
 )
 
@@ -511,6 +513,83 @@ type userConfig struct {
 // down).
 func WithQuota(bytes int64) UserOption {
 	return func(c *userConfig) { c.quota = bytes }
+}
+
+// SetQuota changes the storage limit of a user made with WithQuota to about bytes
+// (more than 0), the mail left as it is, and waits until a new session of the user
+// reports the new limit (GETQUOTAROOT). Sessions opened before keep the old one.
+func (d *Dovecot) SetQuota(ctx context.Context, acct imapconn.Account, bytes int64) error {
+	if bytes < 1024 {
+		return fmt.Errorf("set quota: %d bytes: want at least 1 KiB", bytes)
+	}
+	file := filepath.Join(d.passwdDir, acct.Login)
+	d.mu.Lock()
+	old, err := os.ReadFile(file)
+	if err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("set quota: %w", err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSuffix(string(old), "\n"), "userdb_quota_rule=")
+	line += "userdb_quota_rule=*:bytes=" + strconv.FormatInt(bytes, 10)
+	err = os.WriteFile(file+".tmp", []byte(line+"\n"), 0o644)
+	if err == nil {
+		// Dovecot reads the file again when its modification time changes,
+		// to the second: a rewrite within the second must not go unseen.
+		var fi os.FileInfo
+		if fi, err = os.Stat(file); err == nil {
+			later := time.Now()
+			if fi.ModTime().After(later) {
+				later = fi.ModTime()
+			}
+			later = later.Add(2 * time.Second)
+			err = os.Chtimes(file+".tmp", later, later)
+		}
+	}
+	if err == nil {
+		err = os.Rename(file+".tmp", file)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("set quota: %w", err)
+	}
+	want := (bytes + 1023) / 1024 // GETQUOTAROOT counts KiB, rounded up
+	got, last := "no answer", ""
+	for {
+		n, err := storageLimit(ctx, acct)
+		if err == nil && n == want {
+			return nil
+		}
+		if err == nil {
+			got = fmt.Sprintf("%d KiB", n)
+		} else if ctx.Err() == nil {
+			last = "; last try: " + err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set quota: want a limit of %d KiB, the server reported %s%s: %w", want, got, last, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// storageLimit returns the STORAGE limit of acct's INBOX quota root in KiB, 0
+// when there is none.
+func storageLimit(ctx context.Context, acct imapconn.Account) (int64, error) {
+	c, err := Dial(ctx, acct)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	roots, err := c.GetQuotaRoot("INBOX").Wait()
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range roots {
+		if res, ok := r.Resources[imap.QuotaResourceStorage]; ok {
+			return res.Limit, nil
+		}
+	}
+	return 0, nil
 }
 
 // AddUser adds a fresh user with a unique name and a random password and returns its

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -168,5 +169,31 @@ func TestDovecotMaxConnections(t *testing.T) {
 		t.Errorf("third connection with WithMaxConnections(2) succeeded")
 	} else {
 		t.Logf("third connection: %v", err)
+	}
+}
+
+// TestDovecotSetQuota: a user's quota raised, with its mail kept;
+// an APPEND refused for quota before is accepted after.
+func TestDovecotSetQuota(t *testing.T) {
+	d := StartDovecot(t, FlavourDot)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	acct := d.AddUser(t, WithQuota(10<<10))
+	small := []byte("Subject: small\r\n\r\n" + strings.Repeat("x", 4<<10) + "\r\n")
+	if _, err := AppendRaw(ctx, acct, "INBOX", small, time.Now()); err != nil {
+		t.Fatalf("APPEND under the quota: %v", err)
+	}
+	body := []byte("Subject: big\r\n\r\n" + strings.Repeat("x", 20<<10) + "\r\n")
+	if _, err := AppendRaw(ctx, acct, "INBOX", body, time.Now()); err == nil || !strings.Contains(err.Error(), "OVERQUOTA") {
+		t.Fatalf("APPEND over the quota = %v, want OVERQUOTA", err)
+	}
+	if err := d.SetQuota(ctx, acct, 100<<10); err != nil {
+		t.Fatalf("SetQuota: %v\n%s", err, d.LogTail(20))
+	}
+	if _, err := AppendRaw(ctx, acct, "INBOX", body, time.Now()); err != nil {
+		t.Fatalf("APPEND after the quota was raised: %v", err)
+	}
+	if msgs, err := ReadFolder(ctx, acct, "INBOX"); err != nil || len(msgs) != 2 {
+		t.Errorf("INBOX: %d messages (%v), want 2", len(msgs), err)
 	}
 }

@@ -2,6 +2,7 @@ package imaptest
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
@@ -80,6 +81,15 @@ type Profile struct {
 	CutAfterBytes    int64
 	CutAfterCommands int
 	CutReply         string
+
+	// BeforeBody, when not nil, is called before the proxy forwards a FETCH
+	// response that carries a whole message (BODY[]), with n counting such
+	// responses over all connections from 1. That connection's responses wait
+	// until it returns: a test changes the mailbox there (through another
+	// connection) at a known point of a copy's body pass. Dovecot has begun
+	// the held response, and may have answered more of the same FETCH: the
+	// change is seen by the commands that follow.
+	BeforeBody func(n int)
 }
 
 // Replies of the providers, as they are reported.
@@ -168,6 +178,7 @@ type ProfileProxy struct {
 	backTLS *tls.Config
 
 	commands atomic.Int64 // APPEND/FETCH commands seen, for ThrottleEvery
+	bodies   atomic.Int64 // FETCH responses with BODY[], for BeforeBody
 
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -511,6 +522,9 @@ func (s *session) downstream() {
 			return
 		}
 		seq := fetchSeq(line)
+		if hook := s.px.profile.BeforeBody; hook != nil && seq != 0 && bytes.Contains(line, []byte(" BODY[] {")) {
+			hook(int(s.px.bodies.Add(1)))
+		}
 		s.wmu.Lock()
 		err = func() error {
 			for {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -289,6 +290,34 @@ func TestProfileProxy(t *testing.T) {
 			if s := px.Stats(); s.Cuts != 1 {
 				t.Errorf("reply %q: stats = %+v, want 1 cut", reply, s)
 			}
+		}
+	})
+	t.Run("before body", func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []int
+		px := d.ProfileProxy(t, Profile{BeforeBody: func(n int) { mu.Lock(); seen = append(seen, n); mu.Unlock() }})
+		c, err := Dial(ctx, px.Account(acct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		// A metadata FETCH (sizes, a header field) carries no whole message.
+		meta := &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}}}
+		if _, err := c.Fetch(imap.SeqSetNum(1, 2, 3), meta).Collect(); err != nil {
+			t.Fatal(err)
+		}
+		bodies := &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
+		msgs, err := c.Fetch(imap.SeqSetNum(1, 2, 3), bodies).Collect()
+		if err != nil || len(msgs) != 3 {
+			t.Fatalf("FETCH BODY.PEEK[] = %d messages, %v", len(msgs), err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(seen, []int{1, 2, 3}) {
+			t.Errorf("BeforeBody called with %v, want 1 2 3 (the bodies only)", seen)
 		}
 	})
 }

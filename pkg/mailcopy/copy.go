@@ -40,6 +40,7 @@ type engine struct {
 	elsewhere []string
 
 	srcUp, dstUp atomic.Bool // a connection to the side succeeded in this copy
+	logins       *loginGuard
 
 	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
@@ -111,6 +112,11 @@ func Copy(ctx context.Context, cfg Config) (*Result, error) {
 
 func classifyEnd(ctx context.Context, err error) error {
 	var e *Error
+	// The copy stopped itself with an error of its own (admitLogin): that is the
+	// reason, whatever the workers made of the cancellation.
+	if cause := context.Cause(ctx); ctx.Err() != nil && errors.As(cause, &e) && e.Kind != KindCancelled {
+		return cause
+	}
 	if errors.As(err, &e) {
 		return err
 	}
@@ -123,6 +129,7 @@ func classifyEnd(ctx context.Context, err error) error {
 func (e *engine) run(ctx context.Context, res *Result) error {
 	// The folders come with the plan; the planning can be throttled already.
 	e.tracker = newTracker(e.cfg.Progress, e.cfg.ProgressInterval, e.cfg.Now, nil)
+	e.logins = newLoginGuard(e.cfg)
 	e.pool = newDialPool(e, ctx)
 	defer e.pool.closeSpare()
 	defer e.pool.close()
@@ -421,37 +428,62 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, net.Conn, error) {
+	if err := e.admitLogin(SideSource); err != nil {
+		return nil, nil, err
+	}
 	dctx, opts, bd := e.dialing(ctx)
 	c, err := imapconn.Dial(dctx, e.cfg.Source, opts)
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideSource, err)
 	}
 	e.connected(SideSource)
+	e.logins.login(SideSource, e.tracker.moved.Load())
 	return c, bd.conn, nil
 }
 
 func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
+	if err := e.admitLogin(SideDestination); err != nil {
+		return nil, err
+	}
 	dctx, opts, _ := e.dialing(ctx)
 	c, err := imapconn.Dial(dctx, e.cfg.Destination, opts)
 	if err != nil {
 		return nil, e.classifyDial(ctx, SideDestination, err)
 	}
 	e.connected(SideDestination)
+	e.logins.login(SideDestination, e.tracker.moved.Load())
 	return c, nil
 }
 
 // dialAppender opens a destination write connection and returns it with its
 // raw network connection, which abort closes at once.
 func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
+	if err := e.admitLogin(SideDestination); err != nil {
+		return nil, nil, err
+	}
 	dctx, opts, bd := e.dialing(ctx)
+	opts.WriteBuffer = appendWriteBuffer
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
 		imapappend.Config{Batching: e.cfg.Batching, NoMultiappend: e.cfg.NoMultiappend, NoResend: true})
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}
 	e.connected(SideDestination)
+	e.logins.login(SideDestination, e.tracker.moved.Load())
 	return a, bd.conn, nil
 }
+
+// appendWriteBuffer is the send buffer of a destination write connection.
+// What a copier wrote into the kernel is sent even while the copier is frozen
+// (SIGSTOP, a pause): an APPEND wholly in that buffer lands after the copier
+// lost its lease, perhaps after another copier took the task over and read the
+// destination, and is then a duplicate. The lease ends a quarter of the ack
+// wait (15 s by default) before another delivery may start, so a bounded buffer
+// keeps that from happening on any link faster than about 1 MiB / 15 s
+// (70 KB/s); the kernel's own growth (to 4 MiB) would need 280 KB/s. 512 KiB
+// (1 MiB once the kernel doubles it) still fills a 40 MB/s link at 25 ms, more
+// than one connection gets from a mail server.
+const appendWriteBuffer = 512 << 10
 
 // dialing returns what one dial needs: a context for imapconn that is never
 // cancelled, and dial options whose dialer binds the connection to ctx
@@ -544,6 +576,9 @@ type boundConn struct {
 	net.Conn
 	unbind func() bool // set before the connection is handed out
 }
+
+// NetConn is the connection under c (imapconn sets its send buffer).
+func (c *boundConn) NetConn() net.Conn { return c.Conn }
 
 // rebind binds the connection to ctx instead (a pooled connection handed to
 // a worker). Only its owner calls it, never during Close.
@@ -772,6 +807,16 @@ func address(a imapconn.Account) string {
 		host = "localhost"
 	}
 	return a.Login + "@" + host
+}
+
+// admitLogin refuses a dial to side once the loginGuard's limit is reached,
+// and stops the copy with that cause: every further folder would be refused.
+func (e *engine) admitLogin(side Side) error {
+	if err := e.logins.admit(side, e.tracker.moved.Load()); err != nil {
+		e.stop(err)
+		return err
+	}
+	return nil
 }
 
 // fence asks Config.Fence whether the copy may still write; when it may not, the

@@ -66,7 +66,11 @@
 // destination lacks. When a connection drops, the worker reconnects with
 // exponential backoff (Config.RetryBackoff, doubled up to a minute; at most
 // Config.MaxRetries attempts in a row without progress) and starts the folder's
-// attempt again, so a batch whose answer was lost with the connection is seen on
+// attempt again. Logins are bounded per copy too: after (MaxRetries+2) x
+// Connections logins to one side with nothing copied, found present or done in
+// between, the copy stops with a temporary error (loginGuard): a server that
+// drops every session would otherwise get a login per folder and retry, which
+// its provider takes for password guessing. So a batch whose answer was lost with the connection is seen on
 // the destination if it was stored (a MULTIAPPEND is all or nothing, RFC 3502) and
 // appended again if it was not. A server may commit an APPEND whose answer was
 // lost: a command it received whole before the connection ended is still carried
@@ -175,7 +179,9 @@
 // is tried again; a panic elsewhere in a worker ends the copy with an error. The copy stops with a permanent *Error
 // (IsPermanent) when a login is refused, when a server cannot be used as
 // configured (TLS, STARTTLS, not IMAP), or when the destination is full: three
-// quota refusals in a row, or a quota refusal of a message of 64 KiB or less.
+// quota refusals in a row, or a quota refusal of a message of 64 KiB or less. The
+// message refused then is not listed as failed (the account is full, not the
+// message at fault): once there is space, a new Copy resumes and appends it.
 //
 // # Throttling
 //

@@ -129,6 +129,17 @@ type throttledError struct {
 func (e *throttledError) Error() string { return string(e.side) + ": throttled: " + e.err.Error() }
 func (e *throttledError) Unwrap() error { return e.err }
 
+// ThrottledFor reports whether err ends a copy because a server kept throttling
+// it (longer than Config.MaxThrottles allows), and how long that server last
+// asked to wait (0: it did not say).
+func ThrottledFor(err error) (time.Duration, bool) {
+	t, ok := asThrottled(err)
+	if !ok {
+		return 0, false
+	}
+	return t.wait, true
+}
+
 // asThrottled finds a throttling refusal in err's chain.
 func asThrottled(err error) (*throttledError, bool) {
 	var t *throttledError

@@ -3,6 +3,7 @@ package mailcopy
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,10 @@ type tracker struct {
 
 	emitMu sync.Mutex // held while snapshotting and emitting: keeps snapshots in order
 
+	// moved counts the updates that showed progress: messages copied or found
+	// present, or a folder done (loginGuard).
+	moved atomic.Int64
+
 	mu      sync.Mutex
 	folders []FolderProgress
 	until   time.Time // the whole copy waits for a server until then (see throttled)
@@ -85,7 +90,12 @@ func (t *tracker) throttled(until time.Time) {
 // update applies f to folder i and emits a snapshot if the interval has passed.
 func (t *tracker) update(i int, f func(*FolderProgress)) {
 	t.mu.Lock()
+	before := t.folders[i]
 	f(&t.folders[i])
+	after := t.folders[i]
+	if after.Copied > before.Copied || after.Present > before.Present || after.State == FolderDone && before.State != FolderDone {
+		t.moved.Add(1)
+	}
 	due := t.now().Sub(t.last) >= t.interval
 	t.mu.Unlock()
 	if due && t.emit != nil && t.emitMu.TryLock() {

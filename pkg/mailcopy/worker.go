@@ -945,7 +945,9 @@ func (w *worker) settle(fr *folderRun, m srcMessage, err error) error {
 	switch {
 	case imapconn.IsOverQuota(err):
 		if e.quota.refused(m.size) {
-			w.fail(fr, m, "the destination is over quota: "+err.Error())
+			// The account is full, not this message at fault: it is not
+			// listed as failed, and the copy that resumes once there is
+			// space appends it.
 			return &Error{Kind: KindOverQuota, Side: SideDestination,
 				Err: fmt.Errorf("the destination account is full (appending to %q): %w", fr.j.m.Dest, err)}
 		}

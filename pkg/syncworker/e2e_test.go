@@ -326,6 +326,10 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 	c := e.startCopier()
 	src, dst := shared.dot.AddUser(t), shared.slash.AddUser(t)
 	source := src.Login + "@source.test"
+	// The source through a proxy that counts the connections: one refused login, not
+	// a retry storm.
+	sp := proxytest.New(t, shared.dot.TLSAddr)
+	src.Host, src.Port = sp.Host(), sp.Port()
 
 	// What the api does, with a password that the source refuses.
 	ctx := t.Context()
@@ -359,6 +363,9 @@ func TestWrongSourcePasswordAtCopyTime(t *testing.T) {
 	}
 	if st.GetAttempt() != 1 {
 		t.Errorf("attempt = %d, want 1: a refused login is not retried", st.GetAttempt())
+	}
+	if n := sp.Stats().Accepted; n != 1 {
+		t.Errorf("the source saw %d connections, want 1: one refused login, then stop", n)
 	}
 	e.lockFree(source)
 	// The task left the queue (terminated, not waiting for a retry).

@@ -23,6 +23,7 @@ import (
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
+	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/natstest"
 	"imapcopy.dev/pkg/netpolicy"
 	"imapcopy.dev/pkg/providers"
@@ -94,9 +95,10 @@ type copierConfig struct {
 	Concurrency int
 	StallNote   time.Duration // 0: the default
 	AckWait     time.Duration // 0: queueConfig's
-	// RetryBackoff is the worker's delay before retrying a temporary failure (0:
-	// the default, 30s).
+	// RetryBackoff is the worker's (0: the default); MaxThrottles, when > 0, is
+	// the engine's patience with a throttling server, each wait 50 ms.
 	RetryBackoff time.Duration
+	MaxThrottles int
 }
 
 // queue is queueConfig with the ack wait of cfg.
@@ -148,7 +150,15 @@ func runCopier(ctx context.Context, cfg copierConfig, logger *slog.Logger, reg p
 	if err != nil {
 		return err
 	}
+	var copyFunc syncworker.CopyFunc
+	if cfg.MaxThrottles > 0 {
+		copyFunc = func(ctx context.Context, mc mailcopy.Config) (*mailcopy.Result, error) {
+			mc.MaxThrottles, mc.ThrottleBackoff = cfg.MaxThrottles, 50*time.Millisecond
+			return mailcopy.Copy(ctx, mc)
+		}
+	}
 	w, err := syncworker.New(syncworker.Deps{
+		Copy:    copyFunc,
 		Queue:   taskqueue.NewPuller(cons, taskqueue.PullerOptions{PullWait: time.Second, Logger: logger}),
 		Store:   syncstatus.NewRedis(rc, syncstatus.RedisOptions{Prefix: cfg.RedisPrefix}),
 		Opener:  kr,

@@ -167,6 +167,10 @@ type action struct {
 	op    queueOp
 	delay time.Duration // for opNak
 	term  string        // for opTerm
+
+	// throttled: the task waits delay in the queue because a server throttles the
+	// copy; the status says until when (throttled_until and the message).
+	throttled bool
 }
 
 // verdict is the input of decide.
@@ -244,9 +248,17 @@ func decide(v verdict, cfg Config) action {
 	}
 	delay := backoff(cfg, v.attempt)
 	msg := fmt.Sprintf("attempt %d was interrupted by a temporary failure; retrying in %v", v.attempt, delay)
+	wait, throttled := mailcopy.ThrottledFor(v.err)
+	if throttled {
+		// The server kept the copy waiting past the engine's patience: the task waits
+		// in the queue at least as long as the server asked, and says until when
+		// (finalStatus adds the time).
+		delay = max(delay, wait)
+		msg = fmt.Sprintf("attempt %d stopped", v.attempt)
+	}
 	return action{
 		outcome: outcomeRetry, state: imapcopyv1.SyncState_SYNC_STATE_QUEUED,
-		message: msg, retryReason: reason,
+		message: msg, retryReason: reason, throttled: throttled,
 		extendLock: delay + cfg.QueuedLockTTL, op: opNak, delay: delay,
 	}
 }
@@ -379,6 +391,12 @@ func finalStatus(st *imapcopyv1.SyncStatus, a action, res *mailcopy.Result, atte
 	st.Message = a.message
 	st.FailureReason = a.failureReason
 	st.RetryReason = a.retryReason
+	st.ThrottledUntil = nil
+	if a.throttled {
+		until := now.Add(a.delay)
+		st.Message += throttledNote + until.UTC().Format(time.RFC3339)
+		st.ThrottledUntil = timestamppb.New(until)
+	}
 	if attempt > st.Attempt {
 		st.Attempt = attempt
 	}

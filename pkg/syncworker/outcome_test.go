@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/mailcopy"
 	imapcopyv1 "imapcopy.dev/proto/gen/imapcopy/v1"
@@ -22,6 +24,7 @@ func TestDecide(t *testing.T) {
 	}
 	login := &mailcopy.Error{Kind: mailcopy.KindLogin, Side: mailcopy.SideSource, Err: errors.New("login refused")}
 	quota := &mailcopy.Error{Kind: mailcopy.KindOverQuota, Side: mailcopy.SideDestination, Err: errors.New("over quota")}
+	throttled := &mailcopy.Error{Kind: mailcopy.KindTemporary, Side: mailcopy.SideSource, Err: fmt.Errorf("fetch: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: "THROTTLED", Text: "Request is throttled. Suggested Backoff Time: 45000 milliseconds"})}
 	network := &mailcopy.Error{Kind: mailcopy.KindTemporary, Side: mailcopy.SideSource, Err: &imapconn.Error{Kind: imapconn.KindUnreachable, Op: "dial", Err: errors.New("connection refused")}}
 	const (
 		running   = imapcopyv1.SyncState(0)
@@ -51,6 +54,7 @@ func TestDecide(t *testing.T) {
 		{"network, first attempt", verdict{err: network, attempt: 1, maxDeliver: 10}, outcomeRetry, queued, false, true, opNak, 30 * time.Second},
 		{"network, third attempt", verdict{err: network, attempt: 3, maxDeliver: 10}, outcomeRetry, queued, false, true, opNak, 2 * time.Minute},
 		{"network, backoff capped", verdict{err: network, attempt: 9, maxDeliver: 10}, outcomeRetry, queued, false, true, opNak, 10 * time.Minute},
+		{"throttled past the engine's patience", verdict{err: throttled, attempt: 1, maxDeliver: 10}, outcomeRetry, queued, false, true, opNak, 45 * time.Second},
 		{"network, last attempt", verdict{err: network, attempt: 10, maxDeliver: 10}, outcomeFailed, failed, true, false, opTerm, 0},
 		{"unknown error", verdict{err: errors.New("boom"), attempt: 1, maxDeliver: 0}, outcomeRetry, queued, false, true, opNak, 30 * time.Second},
 		{"unknown error, unbounded", verdict{err: errors.New("boom"), attempt: 100, maxDeliver: 0}, outcomeRetry, queued, false, true, opNak, 10 * time.Minute},
