@@ -504,13 +504,20 @@ func (d *Dovecot) LogTail(n int) string {
 type UserOption func(*userConfig)
 
 type userConfig struct {
-	quota int64
+	quota    int64
+	password string
 }
 
 // WithQuota limits the user's storage to about bytes (Dovecot counts in KiB, rounding
 // down).
 func WithQuota(bytes int64) UserOption {
 	return func(c *userConfig) { c.quota = bytes }
+}
+
+// WithPassword gives the user this password instead of a random one (a canary that
+// tests look for in every output). It may hold any character but ':' and line ends.
+func WithPassword(password string) UserOption {
+	return func(c *userConfig) { c.password = password }
 }
 
 // AddUser adds a fresh user with a unique name and a random password and returns its
@@ -528,6 +535,12 @@ func (d *Dovecot) NewUser(opts ...UserOption) (imapconn.Account, error) {
 		o(&cfg)
 	}
 	password := randomHex(12)
+	if cfg.password != "" {
+		if strings.ContainsAny(cfg.password, ":\r\n") {
+			return imapconn.Account{}, errors.New("add user: a passwd-file password cannot hold ':', CR or LF")
+		}
+		password = cfg.password
+	}
 
 	acct, err := d.writeUser(password, cfg)
 	if err != nil {
@@ -807,6 +820,9 @@ func noOptions(server string, opts []UserOption) error {
 	}
 	if cfg.quota != 0 {
 		return errors.New("add user: the " + server + " harness has no quotas")
+	}
+	if cfg.password != "" {
+		return errors.New("add user: the " + server + " harness chooses its passwords")
 	}
 	return nil
 }
