@@ -49,12 +49,10 @@ func TestHugeRequest(t *testing.T) {
 	u := newUser(t)
 
 	t.Run("grpc", func(t *testing.T) {
-		req := &imapcopyv1.StartSyncRequest{Source: u.withPassword(strings.Repeat("p", hugeRequest)), Destination: u.proto()}
-		raw, err := proto.Marshal(req)
+		raw, err := proto.Marshal(&imapcopyv1.StartSyncRequest{Source: u.withPassword(strings.Repeat("p", hugeRequest)), Destination: u.proto()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		req = nil
 		var callErr error
 		n := allocated(func() {
 			// The bytes as they are (rawCodec, utf8codec_test.go): no second copy of
@@ -168,6 +166,7 @@ func postFlood(t *testing.T, base string, chunked bool) (int, []byte, int64) {
 	if err != nil {
 		t.Fatalf("reading the answer to the flood: %v", err)
 	}
+	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("reading the answer to the flood: %v", err)

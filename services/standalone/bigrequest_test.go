@@ -48,6 +48,7 @@ func TestHugeRequestRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the answer to a 100 MB POST: %v", err)
 	}
+	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "request body larger than") {
 		t.Errorf("a 100 MB POST /v1/syncs = %d %s, want 413", resp.StatusCode, body)
