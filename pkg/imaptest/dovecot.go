@@ -506,7 +506,8 @@ func (d *Dovecot) LogTail(n int) string {
 type UserOption func(*userConfig)
 
 type userConfig struct {
-	quota int64
+	quota    int64
+	password string
 }
 
 // WithQuota limits the user's storage to about bytes (Dovecot counts in KiB, rounding
@@ -592,6 +593,12 @@ func storageLimit(ctx context.Context, acct imapconn.Account) (int64, error) {
 	return 0, nil
 }
 
+// WithPassword gives the user this password instead of a random one (a canary that
+// tests look for in every output). It may hold any character but ':' and line ends.
+func WithPassword(password string) UserOption {
+	return func(c *userConfig) { c.password = password }
+}
+
 // AddUser adds a fresh user with a unique name and a random password and returns its
 // account for implicit TLS (RootCAs = CAPool), once the server lets it log in. It fails
 // tb on error.
@@ -607,6 +614,12 @@ func (d *Dovecot) NewUser(opts ...UserOption) (imapconn.Account, error) {
 		o(&cfg)
 	}
 	password := randomHex(12)
+	if cfg.password != "" {
+		if strings.ContainsAny(cfg.password, ":\r\n") {
+			return imapconn.Account{}, errors.New("add user: a passwd-file password cannot hold ':', CR or LF")
+		}
+		password = cfg.password
+	}
 
 	acct, err := d.writeUser(password, cfg)
 	if err != nil {
@@ -886,6 +899,9 @@ func noOptions(server string, opts []UserOption) error {
 	}
 	if cfg.quota != 0 {
 		return errors.New("add user: the " + server + " harness has no quotas")
+	}
+	if cfg.password != "" {
+		return errors.New("add user: the " + server + " harness chooses its passwords")
 	}
 	return nil
 }

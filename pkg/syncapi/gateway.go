@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -118,12 +120,21 @@ func (s *Server) ServeHTTP(ctx context.Context, lis net.Listener) error {
 // the rest to the page.
 func (s *Server) httpHandler(gw http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	api := http.MaxBytesHandler(gw, maxHTTPBody)
 	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
-		api.ServeHTTP(w, r)
+		if r.ContentLength > maxHTTPBody {
+			// Refused from the header, before a byte of the body is read.
+			writeTooLarge(w)
+			return
+		}
+		// A body without a length (chunked) is read up to the bound: past it, the
+		// gateway's decoding fails and httpError answers 413 (see bodyLimit).
+		limit := &bodyLimit{ReadCloser: http.MaxBytesReader(w, r.Body, maxHTTPBody)}
+		r = r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, limit))
+		r.Body = limit
+		gw.ServeHTTP(w, r)
 	}))
 	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -160,6 +171,11 @@ func (s *Server) httpIdentity(_ context.Context, r *http.Request) metadata.MD {
 // httpError writes a gRPC error as JSON with its HTTP status, adding Retry-After
 // from a RetryInfo detail and WWW-Authenticate to a 401.
 func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if l, _ := r.Context().Value(bodyLimitKey{}).(*bodyLimit); l != nil && l.exceeded.Load() {
+		// The gateway reports a body cut at the bound as InvalidArgument (400).
+		writeTooLarge(w)
+		return
+	}
 	st := status.Convert(err)
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
@@ -171,4 +187,34 @@ func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, 
 		w.Header().Set("WWW-Authenticate", `Bearer realm="imapcopy"`)
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// bodyLimitKey is the context key of a request's bodyLimit.
+type bodyLimitKey struct{}
+
+// bodyLimit is a request body bounded by http.MaxBytesReader that remembers whether
+// the caller sent more than the bound.
+type bodyLimit struct {
+	io.ReadCloser
+	exceeded atomic.Bool
+}
+
+func (b *bodyLimit) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.exceeded.Store(true)
+	}
+	return n, err
+}
+
+// writeTooLarge answers a body over maxHTTPBody: 413 with the gRPC status a gRPC
+// caller gets for a message over MaxRecvMsgSize (ResourceExhausted), as JSON.
+func writeTooLarge(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf("request body larger than %d bytes: requests are small, check what is sent", maxHTTPBody))
+	raw, _ := protojson.Marshal(st.Proto())
+	_, _ = w.Write(raw)
 }

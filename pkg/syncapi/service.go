@@ -311,6 +311,7 @@ func (s *Service) resolve(field string, a *imapcopyv1.Account, role imapcopyv1.A
 func (s *Service) limit(ctx context.Context, accounts ...imapconn.Account) error {
 	if wait := s.perCaller.take("caller:" + Caller(ctx)); wait > 0 {
 		s.metrics.rateLimited("caller")
+		s.auditLimited(ctx, "caller", accounts...)
 		return exhausted("too many requests from this caller", wait)
 	}
 	r := s.opts.PerAddress
@@ -324,10 +325,21 @@ func (s *Service) limit(ctx context.Context, accounts ...imapconn.Account) error
 		}
 		if wait > 0 {
 			s.metrics.rateLimited("address")
+			s.auditLimited(ctx, "account", a)
 			return exhausted("too many attempts for this account", wait)
 		}
 	}
 	return nil
+}
+
+// auditLimited logs the attempts a limit refused before any connection: with
+// account_tested (every attempt that reached a server), the audit trail of password
+// guesses, each with the account, the caller and the outcome, never the password.
+func (s *Service) auditLimited(ctx context.Context, limit string, accounts ...imapconn.Account) {
+	for _, a := range accounts {
+		s.log.WarnContext(ctx, "account_test_refused", "caller", Caller(ctx), "login", a.Login,
+			"host", a.Host, "port", a.Port, "outcome", "rate_limited", "limit", limit)
+	}
 }
 
 // accountKey is the account a login names on its server, as far as the api can
@@ -381,7 +393,13 @@ func (s *Service) test(ctx context.Context, a *account, details bool) *imapcopyv
 		outcome = strings.ToLower(strings.TrimPrefix(resp.GetFailure().String(), "TEST_FAILURE_"))
 	}
 	s.metrics.accountTested(roleLabel(a.role), outcome)
-	s.log.InfoContext(ctx, "account_tested", "role", roleLabel(a.role), "login", a.imap.Login,
+	// The audit of each attempt: who tried which account, and how it went. A failed
+	// login is a warning, so that guessing stands out at the default level.
+	level := slog.LevelInfo
+	if outcome == "auth_failed" {
+		level = slog.LevelWarn
+	}
+	s.log.Log(ctx, level, "account_tested", "role", roleLabel(a.role), "caller", Caller(ctx), "login", a.imap.Login,
 		"host", a.imap.Host, "port", a.imap.Port, "outcome", outcome)
 	return resp
 }
