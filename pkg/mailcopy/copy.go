@@ -275,7 +275,9 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 			defer func() { w.retire(err == nil) }()
 			defer func() {
 				if r := recover(); r != nil {
-					err = fmt.Errorf("copy worker panic: %v\n%s", r, debug.Stack())
+					// The stack goes to the log only: the error reaches the status.
+					e.log.Error("copy_worker_panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					err = fmt.Errorf("internal error in the copy engine (a panic: %v)", r)
 				}
 			}()
 			for {

@@ -196,7 +196,7 @@ func (w *worker) runRange(ctx context.Context, s *split, i int) {
 	var err error
 	defer func() {
 		if r := recover(); r != nil {
-			w.e.board.finish(s, fmt.Errorf("copy worker panic in a range: %v", r))
+			w.e.board.finish(s, fmt.Errorf("internal error in the copy engine (a panic in a range: %v)", r))
 			panic(r)
 		}
 		w.e.board.finish(s, err)

@@ -795,6 +795,7 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 		var p *panicError
 		switch {
 		case errors.As(aerr, &p):
+			w.e.log.Error("append_panic", "folder", fr.j.m.Source, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
 			return nil, aerr
 		case stream.err != nil:
 			return nil, w.sourceFailure(fr, chunk, serr)
@@ -863,14 +864,16 @@ func appendRecovered(ctx context.Context, app *imapappend.Appender, mailbox stri
 	return app.AppendNotify(ctx, mailbox, msgs, sent)
 }
 
-// panicError is a panic recovered during an append.
+// panicError is a panic recovered during an append. Its message says what
+// happened without the stack, which is logged once where it is recovered: the
+// error ends up in the customer's status.
 type panicError struct {
 	value any
 	stack []byte
 }
 
 func (e *panicError) Error() string {
-	return fmt.Sprintf("append panic: %v\n%s", e.value, e.stack)
+	return fmt.Sprintf("internal error in the copy engine (a panic during an append: %v)", e.value)
 }
 
 // sourceFailure decides what a failed body stream means for the folder.

@@ -2,7 +2,8 @@
 // faults a network can cause between a client and a server on loopback: added latency
 // per direction (a delay line that keeps the throughput), a bandwidth limit per
 // connection or for the whole link (every connection through the proxy), and
-// connections cut abruptly after a given number of bytes in a given direction.
+// connections cut abruptly after a given number of bytes in a given direction, and an
+// observer that sees each chunk as it is forwarded (to act at a point of a protocol).
 //
 // It listens on 127.0.0.1 and forwards only to a loopback target: it refuses any other.
 // New ties a proxy to a test (closed by tb.Cleanup); Listen and Close serve callers
@@ -47,6 +48,7 @@ type config struct {
 	latency   [3]time.Duration // by Direction
 	bandwidth [3]int64         // bytes per second and connection, 0: unlimited
 	link      [3]int64         // bytes per second shared by every connection, 0: unlimited
+	observe   [3]func(conn int64, b []byte)
 }
 
 // WithLatency delays every byte by d in both directions (a round trip gains 2*d).
@@ -74,6 +76,18 @@ func WithDirBandwidth(dir Direction, bytesPerSecond int64) Option {
 // site and a server's is: more connections do not make it wider.
 func WithLinkBandwidth(bytesPerSecond int64) Option {
 	return func(c *config) { c.link[Upstream], c.link[Downstream] = bytesPerSecond, bytesPerSecond }
+}
+
+// WithObserver calls fn with each chunk of bytes forwarded in dir, right after the
+// chunk was written to the receiving side, so that fn can act at a precise point of
+// a protocol: after the receiver may have read a given answer (a test that kills the
+// client there), or before anything more reaches it (fn blocks, and the connection's
+// bytes in dir wait for it: a server that stops answering mid-response). Chunks come
+// in order for each connection; conn numbers the connections from 1 in the order
+// they were accepted. A chunk may hold a part of a line, or several lines. fn must
+// return by the time the proxy is closed (Close waits for it).
+func WithObserver(dir Direction, fn func(conn int64, b []byte)) Option {
+	return func(c *config) { c.observe[dir] = fn }
 }
 
 // Stats are the proxy's counters.
@@ -253,15 +267,16 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		p.accepted.Add(1)
+		id := p.accepted.Add(1)
 		p.wg.Add(1)
-		go p.serve(client)
+		go p.serve(client, id)
 	}
 }
 
 // link is one proxied connection: the client's side and the server's side.
 type link struct {
 	client, server net.Conn
+	id             int64 // from 1, in accept order
 	once           sync.Once
 }
 
@@ -290,7 +305,7 @@ func (p *Proxy) cutLink(l *link) {
 	l.close(true, func() { p.cuts.Add(1) })
 }
 
-func (p *Proxy) serve(client net.Conn) {
+func (p *Proxy) serve(client net.Conn, id int64) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	server, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.target)
@@ -299,7 +314,7 @@ func (p *Proxy) serve(client net.Conn) {
 		client.Close()
 		return
 	}
-	l := &link{client: client, server: server}
+	l := &link{client: client, server: server, id: id}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -392,6 +407,9 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 			if err != nil {
 				l.close(false, nil)
 				return
+			}
+			if fn := p.cfg.observe[dir]; fn != nil {
+				fn(l.id, data[:allowed])
 			}
 		}
 		if cutNow {

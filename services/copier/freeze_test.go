@@ -35,7 +35,7 @@ func childWorker() int {
 }
 
 // handover is two copier processes' world: NATS, Redis, the task key, a source
-// loaded with 1,500 messages and an empty destination behind dstOpts' proxy.
+// loaded with 1,500 messages (or another count) and an empty destination behind dstOpts' proxy.
 type handover struct {
 	t        *testing.T
 	ns       *natstest.Server
@@ -49,13 +49,18 @@ type handover struct {
 }
 
 func newHandover(t *testing.T, seed int64, dstOpts ...proxytest.Option) *handover {
+	return newHandoverOf(t, seed, 1500, dstOpts...)
+}
+
+// newHandoverOf is newHandover with count messages in the source.
+func newHandoverOf(t *testing.T, seed int64, count int, dstOpts ...proxytest.Option) *handover {
 	ns, rs := natstest.Start(t), redistest.Start(t)
 	h := &handover{t: t, ns: ns, key: taskseal.GenerateKey(), keyFile: filepath.Join(t.TempDir(), "task.key"), redisURL: rs.URL()}
 	if err := os.WriteFile(h.keyFile, taskseal.FormatKeys(h.key), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h.src, h.dst = slash.AddUser(t), dot.AddUser(t)
-	if err := imaptest.Load(t.Context(), h.src, imaptest.Generate(seed, imaptest.Spec{Count: 1500, Folders: -1})); err != nil {
+	if err := imaptest.Load(t.Context(), h.src, imaptest.Generate(seed, imaptest.Spec{Count: count, Folders: -1})); err != nil {
 		t.Fatal(err)
 	}
 	h.dstProxy = proxytest.New(t, fmt.Sprintf("%s:%d", h.dst.Host, h.dst.Port), dstOpts...)
