@@ -40,6 +40,11 @@ type worker struct {
 	// the previous folder's body FETCH and not read yet; nil when none.
 	next *job
 	pre  *prefetch
+	// ahead is the body FETCH of a folder's next chunk, sent on src once the
+	// source sent the last body of the chunk before (see fetchAhead), with
+	// the chunk it fetches; nil when none.
+	ahead      *bodyStream
+	aheadChunk []srcMessage
 }
 
 // prefetch is a metadata pass sent ahead (see worker.prefetchNext).
@@ -77,6 +82,12 @@ func (w *worker) close() {
 
 func (w *worker) dropSource() {
 	if w.src != nil {
+		if w.ahead != nil {
+			// As for a prefetch: cut first, the drain then fails fast.
+			w.cutSource()
+			_ = w.ahead.close()
+			w.ahead, w.aheadChunk = nil, nil
+		}
 		if w.pre != nil {
 			// Cut first: nothing more of the prefetch is wanted, and go-imap's
 			// Close would wait for its unread literals (see cutSource).
@@ -491,6 +502,9 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		var sent func()
 		if i == len(cs)-1 {
 			sent = w.prefetchNext
+		} else {
+			next := cs[i+1]
+			sent = func() { w.fetchAhead(fr, src, next) }
 		}
 		if err := w.appendChunk(ctx, fr, src, c, sent); err != nil {
 			return err
@@ -625,6 +639,53 @@ func (w *worker) takePrefetch(j *job) *prefetch {
 	return nil
 }
 
+// fetchAhead is called while the destination answers the last appends of a
+// chunk, once the source sent every body of it: it sends the body FETCH of
+// the folder's next chunk on the source connection, so that its first body
+// is on its way while the destination commits, instead of a round trip
+// after (on a distant source, a round trip and the source's time to start
+// the FETCH, per chunk). Its answer waits in the connection, unread, until
+// the next chunk's Append reads it (takeAhead), so it holds no memory
+// meanwhile. Only on the connection that has the folder open, as the
+// metadata pass found it.
+func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessage) {
+	if w.ahead != nil || w.pre != nil || src != w.src || len(next) == 0 ||
+		w.srcOpen != fr.j.m.Source || w.srcValidity != fr.uidValidity {
+		return
+	}
+	w.ahead = openBodies(src.IMAP(), next, w.abortAppend)
+	w.aheadChunk = next
+}
+
+// takeAhead returns the body FETCH sent ahead for chunk on src (see
+// fetchAhead), or nil; a FETCH sent ahead for anything else is drained.
+func (w *worker) takeAhead(src *imapconn.Client, chunk []srcMessage) *bodyStream {
+	s, c := w.ahead, w.aheadChunk
+	if s == nil {
+		return nil
+	}
+	if src == w.src && len(c) == len(chunk) && len(c) > 0 && &c[0] == &chunk[0] {
+		w.ahead, w.aheadChunk = nil, nil
+		s.abort = w.abortAppend
+		return s
+	}
+	_ = w.dropAhead()
+	return nil
+}
+
+// dropAhead reads and drops the answer of a body FETCH sent ahead that is
+// not used: the source connection answers in order, so nothing else can be
+// read on it before.
+func (w *worker) dropAhead() error {
+	s := w.ahead
+	if s == nil {
+		return nil
+	}
+	w.ahead, w.aheadChunk = nil, nil
+	s.abort = nil // nothing is appended from it
+	return s.close()
+}
+
 // openSource makes sure the source connection has fr's folder open, with the
 // UIDVALIDITY of its metadata pass (other UIDs would be other messages),
 // before its messages are fetched by UID: a range on another worker, or a
@@ -638,6 +699,9 @@ func (w *worker) openSource(fr *folderRun, src *imapconn.Client) error {
 	if w.pre != nil {
 		w.pre.drain()
 		w.pre = nil
+	}
+	if err := w.dropAhead(); err != nil {
+		return fmt.Errorf("source: %w", err)
 	}
 	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
@@ -737,6 +801,13 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 	if err != nil {
 		return err
 	}
+	if len(refused) > 0 {
+		// Their bodies are fetched again one by one: the next chunk's FETCH,
+		// sent ahead, would answer first.
+		if err := w.dropAhead(); err != nil {
+			return &sourceDropError{fmt.Errorf("source: %w", err)}
+		}
+	}
 	for _, m := range refused {
 		// One message: never a batch, so never ErrBatchRefused again.
 		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}, nil); err != nil {
@@ -756,7 +827,10 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 	if err := w.openSource(fr, src); err != nil {
 		return nil, err
 	}
-	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
+	stream := w.takeAhead(src, chunk)
+	if stream == nil {
+		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
+	}
 	msgs := make([]imapappend.Message, len(chunk))
 	for i, m := range chunk {
 		var body io.Reader = stream.reader(i)
