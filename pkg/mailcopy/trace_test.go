@@ -275,4 +275,3 @@ func (p *logProxy) dump(start time.Time) string {
 	}
 	return sb.String()
 }
-
