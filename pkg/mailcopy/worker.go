@@ -45,6 +45,8 @@ type worker struct {
 	// the chunk it fetches; nil when none.
 	ahead      *bodyStream
 	aheadChunk []srcMessage
+	// cur is the body FETCH being appended (appendOnce), nil between.
+	cur *bodyStream
 }
 
 // prefetch is a metadata pass sent ahead (see worker.prefetchNext).
@@ -640,17 +642,25 @@ func (w *worker) takePrefetch(j *job) *prefetch {
 }
 
 // fetchAhead is called while the destination answers the last appends of a
-// chunk, once the source sent every body of it: it sends the body FETCH of
-// the folder's next chunk on the source connection, so that its first body
-// is on its way while the destination commits, instead of a round trip
-// after (on a distant source, a round trip and the source's time to start
-// the FETCH, per chunk). Its answer waits in the connection, unread, until
-// the next chunk's Append reads it (takeAhead), so it holds no memory
-// meanwhile. Only on the connection that has the folder open, as the
-// metadata pass found it.
+// chunk, once the source sent every body of it: it ends that chunk's FETCH
+// and sends the body FETCH of the folder's next chunk on the source
+// connection, so that its first body is on its way while the destination
+// commits, instead of a round trip after (on a distant source, a round trip
+// and the source's time to start the FETCH, per chunk). Its answer waits in
+// the connection, unread, until the next chunk's Append reads it
+// (takeAhead), so it holds no memory meanwhile. Only on the connection that
+// has the folder open, as the metadata pass found it.
 func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessage) {
-	if w.ahead != nil || w.pre != nil || src != w.src || len(next) == 0 ||
+	if w.ahead != nil || w.pre != nil || w.cur == nil || src != w.src || len(next) == 0 ||
 		w.srcOpen != fr.j.m.Source || w.srcValidity != fr.uidValidity {
+		return
+	}
+	// The chunk's FETCH is read to its end first (its tagged answer, a round
+	// trip at most, while the destination's answers are awaited anyway):
+	// Dovecot runs pipelined FETCHes in parallel, and go-imap, which routes
+	// the answers by UID, must see the next chunk's only once this one's
+	// ended. A failure is the chunk's: appendOnce sees it again.
+	if err := w.cur.close(); err != nil {
 		return
 	}
 	w.ahead = openBodies(src.IMAP(), next, w.abortAppend)
@@ -831,6 +841,8 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 	if stream == nil {
 		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
 	}
+	w.cur = stream
+	defer func() { w.cur = nil }()
 	msgs := make([]imapappend.Message, len(chunk))
 	for i, m := range chunk {
 		var body io.Reader = stream.reader(i)
