@@ -55,12 +55,27 @@ type prefetch struct {
 	src     *imapconn.Client
 	examine *imapclient.SelectCommand
 	fetch   *imapclient.FetchCommand
+
+	// done: the answers were read already (see prefetchNext), into sel,
+	// msgs, err and ferr (awaitMetadata's).
+	done   bool
+	sel    *imap.SelectData
+	msgs   []srcMessage
+	err    error
+	ferr   error
+	bodies *bodyStream  // the first chunk's body FETCH, sent once they were; nil if none
+	chunk  []srcMessage // the messages it fetches
 }
 
 // drain reads and drops the answers of a prefetch that is not used.
 func (p *prefetch) drain() {
-	_, _ = p.examine.Wait()
-	_ = p.fetch.Close()
+	if !p.done {
+		_, _ = p.examine.Wait()
+		_ = p.fetch.Close()
+	}
+	if p.bodies != nil {
+		_ = p.bodies.close()
+	}
 }
 
 // errRetryNow: the attempt learnt something (a corrected size, a message to
@@ -370,6 +385,19 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 // connection): on a distant server, the folder waits for the slower of the
 // two, not their sum.
 func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
+	err := w.attemptOnce(ctx, fr)
+	if err == nil && w.ahead != nil {
+		// Bodies fetched ahead that no append used (the folder needed none of
+		// them): read and dropped before anything else is read on the source.
+		if derr := w.dropAhead(); derr != nil {
+			return &sourceDropError{fmt.Errorf("source: %w", derr)}
+		}
+	}
+	return err
+}
+
+// attemptOnce is attempt's work.
+func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	e, j := w.e, fr.j
 	var dst, dst8 map[key]int
 	var dstMsgs []srcMessage
@@ -414,7 +442,11 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	}
 	missing, present, altered, left := diffLeft(msgs, dst, dst8)
 	if len(missing) > 0 && w.meta != nil && len(left) > 0 {
-		// Sizes that disagree (see matchSizes): the bodies decide.
+		// Sizes that disagree (see matchSizes): the bodies decide, read on
+		// the source after anything fetched ahead.
+		if err := w.dropAhead(); err != nil {
+			return &sourceDropError{fmt.Errorf("source: %w", err)}
+		}
 		still, found, err := matchSizes(src.IMAP(), w.meta.IMAP(), missing, dstMsgs, left)
 		if err != nil {
 			return err
@@ -569,10 +601,17 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	var sel *imap.SelectData
 	var msgs []srcMessage
 	var ferr error
-	if pre != nil {
+	switch {
+	case pre != nil && pre.done:
+		sel, msgs, err, ferr = pre.sel, pre.msgs, pre.err, pre.ferr
+	case pre != nil:
 		sel, msgs, err, ferr = awaitMetadata(pre.examine, pre.fetch)
-	} else {
+	default:
 		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source)
+	}
+	if pre != nil && pre.bodies != nil {
+		// Used by the first chunk if it is the one foreseen (takeAhead).
+		w.ahead, w.aheadChunk = pre.bodies, pre.chunk
 	}
 	if err != nil {
 		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
@@ -621,9 +660,51 @@ func (w *worker) prefetchNext() {
 	if j.m.ArchiveOnly {
 		return // its metadata pass reads the other folders first
 	}
+	if w.cur != nil && w.cur.close() != nil {
+		return // the chunk's failure: appendOnce sees it again
+	}
 	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
-	w.pre = &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
+	pre := &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
+	w.pre = pre
 	w.srcOpen = ""
+	if !j.dstEmpty {
+		return // the diff needs the destination's metadata pass too
+	}
+	// A new or empty destination folder: the diff needs the source's
+	// metadata only, so the first chunk is known as soon as it is read. It is
+	// read here, while the destination answers the appends (a round trip, at
+	// most, that the destination's answers take anyway), and the first
+	// chunk's body FETCH is sent at once: the folder's first APPEND then
+	// follows the last answer of this one without a round trip to the source.
+	pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(examine, fetch)
+	pre.done = true
+	if pre.err != nil || pre.ferr != nil {
+		return
+	}
+	if c := w.firstChunk(pre.msgs); len(c) > 0 {
+		pre.bodies, pre.chunk = openBodies(w.src.IMAP(), c, nil), c
+	}
+}
+
+// firstChunk is the first chunk that the first attempt of a folder whose
+// destination is empty appends, from the source's metadata pass (see
+// attemptOnce: the messages in scope, without those too big), or nil when
+// the folder's messages are not appended in chunks by this worker (a folder
+// to split across workers).
+func (w *worker) firstChunk(msgs []srcMessage) []srcMessage {
+	cfg := w.e.cfg
+	var toCopy []srcMessage
+	for _, m := range inScope(msgs, cfg.Since) {
+		if cfg.MaxMessageSize > 0 && m.size > cfg.MaxMessageSize || w.e.appendLimit > 0 && m.size > w.e.appendLimit {
+			continue
+		}
+		toCopy = append(toCopy, m)
+	}
+	cs := chunks(toCopy, cfg.ChunkMessages, cfg.ChunkBytes)
+	if len(cs) == 0 || len(cs) >= splitMinRanges && cfg.SplitFolders {
+		return nil
+	}
+	return cs[0]
 }
 
 // takePrefetch returns the prefetched metadata pass of j on the current
@@ -674,13 +755,27 @@ func (w *worker) takeAhead(src *imapconn.Client, chunk []srcMessage) *bodyStream
 	if s == nil {
 		return nil
 	}
-	if src == w.src && len(c) == len(chunk) && len(c) > 0 && &c[0] == &chunk[0] {
+	if src == w.src && sameMessages(c, chunk) {
 		w.ahead, w.aheadChunk = nil, nil
-		s.abort = w.abortAppend
+		s.msgs, s.abort = chunk, w.abortAppend
 		return s
 	}
 	_ = w.dropAhead()
 	return nil
+}
+
+// sameMessages tells whether a and b are the same messages, in the same
+// order, with the same sizes.
+func sameMessages(a, b []srcMessage) bool {
+	if len(a) != len(b) || len(a) == 0 {
+		return false
+	}
+	for i := range a {
+		if a[i].uid != b[i].uid || a[i].size != b[i].size {
+			return false
+		}
+	}
+	return true
 }
 
 // dropAhead reads and drops the answer of a body FETCH sent ahead that is
