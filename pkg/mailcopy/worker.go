@@ -738,9 +738,10 @@ func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessa
 	}
 	// The chunk's FETCH is read to its end first (its tagged answer, a round
 	// trip at most, while the destination's answers are awaited anyway):
-	// Dovecot runs pipelined FETCHes in parallel, and go-imap, which routes
-	// the answers by UID, must see the next chunk's only once this one's
-	// ended. A failure is the chunk's: appendOnce sees it again.
+	// go-imap routes FETCH answers by UID, and Dovecot can run pipelined
+	// FETCHes together, so the next chunk's answers must not be able to
+	// come before this one's end. A failure is the chunk's: appendOnce sees
+	// it again.
 	if err := w.cur.close(); err != nil {
 		return
 	}
