@@ -366,7 +366,9 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 		src, srcConn, err := e.dialSource(ctx)
 		<-dstDone
 		if dst != nil {
-			defer dst.Logout()
+			// Closed, not logged out: every answer was read, and waiting for
+			// LOGOUT's would hold the workers back a round trip.
+			defer dst.Close()
 		}
 		if err != nil {
 			return err

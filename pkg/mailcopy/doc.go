@@ -23,8 +23,18 @@
 //     worker takes its next folder and sends that folder's metadata pass on the
 //     source connection (prefetchNext): on a distant source it costs no round trip
 //     of its own. Its answer waits in the connection, unread, until the next folder
-//     starts, so it holds no memory meanwhile. A refused batch's messages, fetched
-//     again by UID, reopen their own folder first (openSource).
+//     starts, so it holds no memory meanwhile. When the next folder's destination
+//     is empty (just created, or LIST-STATUS said 0), its diff needs the source
+//     alone: the worker reads that answer there and then, and sends the body FETCH
+//     of its first chunk, so its first APPEND follows the previous folder's last
+//     answer without a round trip to the source. Likewise each chunk's body FETCH
+//     is sent once the source sent the chunk before (fetchAhead), that chunk's
+//     FETCH read to its end first (go-imap routes FETCH answers by UID, and two
+//     pipelined FETCHes of the same UIDs deadlocked it on Dovecot, which can run
+//     pipelined FETCHes together). A FETCH sent ahead that no append
+//     uses is read and dropped before anything else is read on the connection.
+//     A refused batch's messages, fetched again by UID, reopen their own folder
+//     first (openSource).
 //  4. The body pass fetches BODY.PEEK[] of the missing messages in chunks (500
 //     messages, 128 MiB) and streams each chunk into one Append call of
 //     pkg/imapappend, which sends MULTIAPPEND batches of small messages (500 messages,

@@ -175,13 +175,14 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 			return nil
 		}
 		p.created, p.refused = map[string]bool{}, map[string]string{}
-		if err := createFolders(dst.IMAP(), p.plan.Create, p.dst.side.Delim, p.created, p.refused); err != nil {
-			return err
-		}
-		if err := statusCreated(dst, p.dst, p.created); err != nil {
-			return fmt.Errorf("destination: %w", err)
-		}
-		return nil
+		// The status of the created folders is asked for with the last
+		// wave's SUBSCRIBEs: one round trip for both.
+		return createFolders(dst.IMAP(), p.plan.Create, p.dst.side.Delim, p.created, p.refused, func() error {
+			if err := statusCreated(dst, p.dst, p.created); err != nil {
+				return fmt.Errorf("destination: %w", err)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -203,10 +204,13 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 // createWaves), a wave's CREATEs sent together with the SUBSCRIBEs of the
 // wave before, so that a distant server costs a round trip per level of
 // nesting, not two per folder. A child is never created before its parent's
-// CREATE was answered.
-func createFolders(c *imapclient.Client, names []string, delim rune, created map[string]bool, refused map[string]string) error {
+// CREATE was answered. last, unless nil, is called once every folder was
+// created, right behind the last wave's SUBSCRIBEs, before their answers are
+// awaited: what it sends shares their round trip.
+func createFolders(c *imapclient.Client, names []string, delim rune, created map[string]bool, refused map[string]string, last func() error) error {
 	var subscribe []string // the previous wave's folders that exist
-	for _, wave := range append(createWaves(names, delim), nil) {
+	waves := append(createWaves(names, delim), nil)
+	for w, wave := range waves {
 		subs := make([]*imapclient.Command, len(subscribe))
 		for i, name := range subscribe {
 			// A client that shows only subscribed folders must see the copy.
@@ -215,6 +219,11 @@ func createFolders(c *imapclient.Client, names []string, delim rune, created map
 		creates := make([]*imapclient.Command, len(wave))
 		for i, name := range wave {
 			creates[i] = c.Create(name, nil)
+		}
+		if w == len(waves)-1 && last != nil {
+			if err := last(); err != nil {
+				return err
+			}
 		}
 		var firstErr error
 		for i, cmd := range subs {

@@ -67,6 +67,9 @@ type bodyStream struct {
 
 	next int   // index of the next message to open
 	err  error // first source-side failure, sticky
+	// closed: close ran; closeErr is what it returned (close is idempotent).
+	closed   bool
+	closeErr error
 	// dead: a literal read failed, the connection is gone. The FETCH must
 	// not be drained then: go-imap would read the failed literal again while
 	// its reader goroutine, released by the failure, uses the same buffer (a
@@ -88,6 +91,17 @@ func (s *bodyStream) reader(i int) io.Reader { return &bodyReader{s: s, i: i} }
 // close consumes what is left of the FETCH (unless the connection is dead)
 // and returns the first source-side failure, if any.
 func (s *bodyStream) close() error {
+	if !s.closed {
+		s.closed = true
+		s.closeErr = s.doClose()
+	}
+	if s.err != nil {
+		return s.err
+	}
+	return s.closeErr
+}
+
+func (s *bodyStream) doClose() error {
 	if s.dead {
 		return s.err
 	}

@@ -40,6 +40,13 @@ type worker struct {
 	// the previous folder's body FETCH and not read yet; nil when none.
 	next *job
 	pre  *prefetch
+	// ahead is the body FETCH of a folder's next chunk, sent on src once the
+	// source sent the last body of the chunk before (see fetchAhead), with
+	// the chunk it fetches; nil when none.
+	ahead      *bodyStream
+	aheadChunk []srcMessage
+	// cur is the body FETCH being appended (appendOnce), nil between.
+	cur *bodyStream
 }
 
 // prefetch is a metadata pass sent ahead (see worker.prefetchNext).
@@ -48,12 +55,27 @@ type prefetch struct {
 	src     *imapconn.Client
 	examine *imapclient.SelectCommand
 	fetch   *imapclient.FetchCommand
+
+	// done: the answers were read already (see prefetchNext), into sel,
+	// msgs, err and ferr (awaitMetadata's).
+	done   bool
+	sel    *imap.SelectData
+	msgs   []srcMessage
+	err    error
+	ferr   error
+	bodies *bodyStream  // the first chunk's body FETCH, sent once they were; nil if none
+	chunk  []srcMessage // the messages it fetches
 }
 
 // drain reads and drops the answers of a prefetch that is not used.
 func (p *prefetch) drain() {
-	_, _ = p.examine.Wait()
-	_ = p.fetch.Close()
+	if !p.done {
+		_, _ = p.examine.Wait()
+		_ = p.fetch.Close()
+	}
+	if p.bodies != nil {
+		_ = p.bodies.close()
+	}
 }
 
 // errRetryNow: the attempt learnt something (a corrected size, a message to
@@ -77,6 +99,12 @@ func (w *worker) close() {
 
 func (w *worker) dropSource() {
 	if w.src != nil {
+		if w.ahead != nil {
+			// As for a prefetch: cut first, the drain then fails fast.
+			w.cutSource()
+			_ = w.ahead.close()
+			w.ahead, w.aheadChunk = nil, nil
+		}
 		if w.pre != nil {
 			// Cut first: nothing more of the prefetch is wanted, and go-imap's
 			// Close would wait for its unread literals (see cutSource).
@@ -357,6 +385,19 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 // connection): on a distant server, the folder waits for the slower of the
 // two, not their sum.
 func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
+	err := w.attemptOnce(ctx, fr)
+	if err == nil && w.ahead != nil {
+		// Bodies fetched ahead that no append used (the folder needed none of
+		// them): read and dropped before anything else is read on the source.
+		if derr := w.dropAhead(); derr != nil {
+			return &sourceDropError{fmt.Errorf("source: %w", derr)}
+		}
+	}
+	return err
+}
+
+// attemptOnce is attempt's work.
+func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	e, j := w.e, fr.j
 	var dst, dst8 map[key]int
 	var dstMsgs []srcMessage
@@ -401,7 +442,11 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 	}
 	missing, present, altered, left := diffLeft(msgs, dst, dst8)
 	if len(missing) > 0 && w.meta != nil && len(left) > 0 {
-		// Sizes that disagree (see matchSizes): the bodies decide.
+		// Sizes that disagree (see matchSizes): the bodies decide, read on
+		// the source after anything fetched ahead.
+		if err := w.dropAhead(); err != nil {
+			return &sourceDropError{fmt.Errorf("source: %w", err)}
+		}
 		still, found, err := matchSizes(src.IMAP(), w.meta.IMAP(), missing, dstMsgs, left)
 		if err != nil {
 			return err
@@ -491,6 +536,9 @@ func (w *worker) attempt(ctx context.Context, fr *folderRun) error {
 		var sent func()
 		if i == len(cs)-1 {
 			sent = w.prefetchNext
+		} else {
+			next := cs[i+1]
+			sent = func() { w.fetchAhead(fr, src, next) }
 		}
 		if err := w.appendChunk(ctx, fr, src, c, sent); err != nil {
 			return err
@@ -553,10 +601,17 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	var sel *imap.SelectData
 	var msgs []srcMessage
 	var ferr error
-	if pre != nil {
+	switch {
+	case pre != nil && pre.done:
+		sel, msgs, err, ferr = pre.sel, pre.msgs, pre.err, pre.ferr
+	case pre != nil:
 		sel, msgs, err, ferr = awaitMetadata(pre.examine, pre.fetch)
-	} else {
+	default:
 		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source)
+	}
+	if pre != nil && pre.bodies != nil {
+		// Used by the first chunk if it is the one foreseen (takeAhead).
+		w.ahead, w.aheadChunk = pre.bodies, pre.chunk
 	}
 	if err != nil {
 		return nil, nil, commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
@@ -605,9 +660,51 @@ func (w *worker) prefetchNext() {
 	if j.m.ArchiveOnly {
 		return // its metadata pass reads the other folders first
 	}
+	if w.cur != nil && w.cur.close() != nil {
+		return // the chunk's failure: appendOnce sees it again
+	}
 	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
-	w.pre = &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
+	pre := &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
+	w.pre = pre
 	w.srcOpen = ""
+	if !j.dstEmpty {
+		return // the diff needs the destination's metadata pass too
+	}
+	// A new or empty destination folder: the diff needs the source's
+	// metadata only, so the first chunk is known as soon as it is read. It is
+	// read here, while the destination answers the appends (a round trip, at
+	// most, that the destination's answers take anyway), and the first
+	// chunk's body FETCH is sent at once: the folder's first APPEND then
+	// follows the last answer of this one without a round trip to the source.
+	pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(examine, fetch)
+	pre.done = true
+	if pre.err != nil || pre.ferr != nil {
+		return
+	}
+	if c := w.firstChunk(pre.msgs); len(c) > 0 {
+		pre.bodies, pre.chunk = openBodies(w.src.IMAP(), c, nil), c
+	}
+}
+
+// firstChunk is the first chunk that the first attempt of a folder whose
+// destination is empty appends, from the source's metadata pass (see
+// attemptOnce: the messages in scope, without those too big), or nil when
+// the folder's messages are not appended in chunks by this worker (a folder
+// to split across workers).
+func (w *worker) firstChunk(msgs []srcMessage) []srcMessage {
+	cfg := w.e.cfg
+	var toCopy []srcMessage
+	for _, m := range inScope(msgs, cfg.Since) {
+		if cfg.MaxMessageSize > 0 && m.size > cfg.MaxMessageSize || w.e.appendLimit > 0 && m.size > w.e.appendLimit {
+			continue
+		}
+		toCopy = append(toCopy, m)
+	}
+	cs := chunks(toCopy, cfg.ChunkMessages, cfg.ChunkBytes)
+	if len(cs) == 0 || len(cs) >= splitMinRanges && cfg.SplitFolders {
+		return nil
+	}
+	return cs[0]
 }
 
 // takePrefetch returns the prefetched metadata pass of j on the current
@@ -625,6 +722,76 @@ func (w *worker) takePrefetch(j *job) *prefetch {
 	return nil
 }
 
+// fetchAhead is called while the destination answers the last appends of a
+// chunk, once the source sent every body of it: it ends that chunk's FETCH
+// and sends the body FETCH of the folder's next chunk on the source
+// connection, so that its first body is on its way while the destination
+// commits, instead of a round trip after (on a distant source, a round trip
+// and the source's time to start the FETCH, per chunk). Its answer waits in
+// the connection, unread, until the next chunk's Append reads it
+// (takeAhead), so it holds no memory meanwhile. Only on the connection that
+// has the folder open, as the metadata pass found it.
+func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessage) {
+	if w.ahead != nil || w.pre != nil || w.cur == nil || src != w.src || len(next) == 0 ||
+		w.srcOpen != fr.j.m.Source || w.srcValidity != fr.uidValidity {
+		return
+	}
+	// The chunk's FETCH is read to its end first (its tagged answer, a round
+	// trip at most, while the destination's answers are awaited anyway):
+	// go-imap routes FETCH answers by UID, and Dovecot can run pipelined
+	// FETCHes together, so the next chunk's answers must not be able to
+	// come before this one's end. A failure is the chunk's: appendOnce sees
+	// it again.
+	if err := w.cur.close(); err != nil {
+		return
+	}
+	w.ahead = openBodies(src.IMAP(), next, w.abortAppend)
+	w.aheadChunk = next
+}
+
+// takeAhead returns the body FETCH sent ahead for chunk on src (see
+// fetchAhead), or nil; a FETCH sent ahead for anything else is drained.
+func (w *worker) takeAhead(src *imapconn.Client, chunk []srcMessage) *bodyStream {
+	s, c := w.ahead, w.aheadChunk
+	if s == nil {
+		return nil
+	}
+	if src == w.src && sameMessages(c, chunk) {
+		w.ahead, w.aheadChunk = nil, nil
+		s.msgs, s.abort = chunk, w.abortAppend
+		return s
+	}
+	_ = w.dropAhead()
+	return nil
+}
+
+// sameMessages tells whether a and b are the same messages, in the same
+// order, with the same sizes.
+func sameMessages(a, b []srcMessage) bool {
+	if len(a) != len(b) || len(a) == 0 {
+		return false
+	}
+	for i := range a {
+		if a[i].uid != b[i].uid || a[i].size != b[i].size {
+			return false
+		}
+	}
+	return true
+}
+
+// dropAhead reads and drops the answer of a body FETCH sent ahead that is
+// not used: the source connection answers in order, so nothing else can be
+// read on it before.
+func (w *worker) dropAhead() error {
+	s := w.ahead
+	if s == nil {
+		return nil
+	}
+	w.ahead, w.aheadChunk = nil, nil
+	s.abort = nil // nothing is appended from it
+	return s.close()
+}
+
 // openSource makes sure the source connection has fr's folder open, with the
 // UIDVALIDITY of its metadata pass (other UIDs would be other messages),
 // before its messages are fetched by UID: a range on another worker, or a
@@ -638,6 +805,9 @@ func (w *worker) openSource(fr *folderRun, src *imapconn.Client) error {
 	if w.pre != nil {
 		w.pre.drain()
 		w.pre = nil
+	}
+	if err := w.dropAhead(); err != nil {
+		return fmt.Errorf("source: %w", err)
 	}
 	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
@@ -737,6 +907,13 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 	if err != nil {
 		return err
 	}
+	if len(refused) > 0 {
+		// Their bodies are fetched again one by one: the next chunk's FETCH,
+		// sent ahead, would answer first.
+		if err := w.dropAhead(); err != nil {
+			return &sourceDropError{fmt.Errorf("source: %w", err)}
+		}
+	}
 	for _, m := range refused {
 		// One message: never a batch, so never ErrBatchRefused again.
 		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}, nil); err != nil {
@@ -756,7 +933,12 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 	if err := w.openSource(fr, src); err != nil {
 		return nil, err
 	}
-	stream := openBodies(src.IMAP(), chunk, w.abortAppend)
+	stream := w.takeAhead(src, chunk)
+	if stream == nil {
+		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
+	}
+	w.cur = stream
+	defer func() { w.cur = nil }()
 	msgs := make([]imapappend.Message, len(chunk))
 	for i, m := range chunk {
 		var body io.Reader = stream.reader(i)
