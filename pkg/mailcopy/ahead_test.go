@@ -122,9 +122,9 @@ func TestFirstChunkAhead(t *testing.T) {
 		folders = append(folders, imaptest.Folder{Name: name, Messages: msgs})
 	}
 	mustLoad(t, src, imaptest.Mailbox{Folders: folders})
-	tp := newTap(t, srcServer.PlainAddr)
+	tp := imaptest.NewTap(t, srcServer.PlainAddr)
 	viaTap := srcServer.Plaintext(src)
-	viaTap.Host, viaTap.Port = splitAddr(t, tp.addr())
+	viaTap.Host, viaTap.Port = splitAddr(t, tp.Addr())
 
 	var mu sync.Mutex
 	reads := map[string]int{}
@@ -152,8 +152,8 @@ func TestFirstChunkAhead(t *testing.T) {
 	}
 	mu.Unlock()
 	bodies := 0
-	for _, c := range tp.commands() {
-		if v, args := verb(c); v == "UID FETCH" && strings.Contains(args, "BODY.PEEK[]") {
+	for _, c := range tp.Commands() {
+		if v, args := imaptest.Verb(c); v == "UID FETCH" && strings.Contains(args, "BODY.PEEK[]") {
 			bodies++
 		}
 	}
