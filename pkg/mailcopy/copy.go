@@ -578,6 +578,7 @@ func (b *boundDialer) DialContext(ctx context.Context, network, addr string) (ne
 // boundConn is a connection closed when its dialer's context ends.
 type boundConn struct {
 	net.Conn
+	mu     sync.Mutex  // rebind and Close may meet: go-imap's reader closes a cut pooled connection
 	unbind func() bool // set before the connection is handed out
 }
 
@@ -585,16 +586,22 @@ type boundConn struct {
 func (c *boundConn) NetConn() net.Conn { return c.Conn }
 
 // rebind binds the connection to ctx instead (a pooled connection handed to
-// a worker). Only its owner calls it, never during Close.
+// a worker). go-imap's reader may close the connection meanwhile, if it was cut
+// while pooled.
 func (c *boundConn) rebind(ctx context.Context) {
-	old := c.unbind
 	raw := c.Conn
+	c.mu.Lock()
+	old := c.unbind
 	c.unbind = context.AfterFunc(ctx, func() { raw.Close() })
+	c.mu.Unlock()
 	old()
 }
 
 func (c *boundConn) Close() error {
-	c.unbind()
+	c.mu.Lock()
+	unbind := c.unbind
+	c.mu.Unlock()
+	unbind()
 	return c.Conn.Close()
 }
 

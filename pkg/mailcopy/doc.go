@@ -76,7 +76,7 @@
 // destination lacks. When a connection drops, the worker reconnects with
 // exponential backoff (Config.RetryBackoff, doubled up to a minute; at most
 // Config.MaxRetries attempts in a row without progress) and starts the folder's
-// attempt again. Logins are bounded per copy too: after (MaxRetries+2) x
+// attempt again. Logins are bounded per copy too: after 3 x (MaxRetries+2) x
 // Connections logins to one side with nothing copied, found present or done in
 // between, the copy stops with a temporary error (loginGuard): a server that
 // drops every session would otherwise get a login per folder and retry, which

@@ -17,10 +17,24 @@ type loginGuard struct {
 	mu    sync.Mutex
 	epoch int64 // the tracker's progress count at the last reset
 	idle  map[Side]int
+	last  error // the last error that made a worker reconnect (note)
+}
+
+// note records the error that made a worker reconnect: the refusal says it, for
+// the side that keeps failing may be the other one (a stalled source makes the
+// worker log in to both again).
+func (g *loginGuard) note(err error) {
+	g.mu.Lock()
+	g.last = err
+	g.mu.Unlock()
 }
 
 func newLoginGuard(cfg Config) *loginGuard {
-	return &loginGuard{limit: (cfg.MaxRetries + 2) * cfg.Connections, idle: map[Side]int{}}
+	// A folder's attempt logs in to the destination up to twice (the metadata
+	// connection and the appender): the limit lets every worker's retries
+	// (MaxRetries) run out first, so a copy that ends for a folder's
+	// failure says that failure, not this.
+	return &loginGuard{limit: 3 * (cfg.MaxRetries + 2) * cfg.Connections, idle: map[Side]int{}}
 }
 
 // admit refuses a dial to side once the limit is reached, before any packet.
@@ -34,8 +48,12 @@ func (g *loginGuard) admit(side Side, moved int64) error {
 }
 
 func (g *loginGuard) refusal(side Side) error {
+	why := ""
+	if g.last != nil {
+		why = "; the last session ended with: " + g.last.Error()
+	}
 	return &Error{Kind: KindTemporary, Side: side, Err: fmt.Errorf(
-		"%d logins in a row without copying anything: the server ends every session; stopped so as not to look like password guessing (try again later)", g.limit)}
+		"%d logins in a row without copying anything; stopped so as not to look like password guessing (try again later)%s", g.limit, why)}
 }
 
 // login counts one successful login to side, with moved the tracker's progress

@@ -347,6 +347,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		}
 		d := e.cfg.backoff(failures)
 		log.Info("folder_reconnecting", "attempt", failures, "in", d, "error", err)
+		e.logins.note(err)
 		if serr := sleep(ctx, d); serr != nil {
 			err = serr
 			break
