@@ -301,6 +301,8 @@ type Parts struct {
 	// Resolver resolves customers' host names for the network policy; nil: the
 	// system's. The policy checks every address it returns, on every dial.
 	Resolver netpolicy.Resolver
+	// MaxDeliver is the task queue's bound on deliveries (Options.MaxDeliver).
+	MaxDeliver int
 }
 
 // Build makes the gRPC server this configuration describes around parts: the
@@ -327,6 +329,7 @@ func (c *Config) Build(p Parts) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.MaxDeliver = p.MaxDeliver
 	auth, err := c.Auth()
 	if err != nil {
 		return nil, err

@@ -147,6 +147,12 @@ type Options struct {
 	// copier writes the status of a running sync at least every lock refresh
 	// (syncworker.Config.LockRefresh, 10s by default).
 	RunningLive time.Duration
+	// MaxDeliver is the task queue's bound on the deliveries of a task
+	// (taskqueue.Config.MaxDeliver). A RUNNING sync at that attempt whose lock is
+	// free and whose status is older than RunningLive has no copier and no
+	// delivery left (its copier crashed on every one): it is recorded FAILED
+	// (see unstick). 0: such a sync is left as it is.
+	MaxDeliver int
 }
 
 // DefaultRunningLive is Options.RunningLive's default: twice the copier's default

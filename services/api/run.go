@@ -26,7 +26,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg := adminhttp.NewRegistry(taskqueue.NewCollector(deps.JS))
 	server, err := cfg.API.Build(syncapi.Parts{
 		Store: deps.Store.Store, Queue: taskqueue.NewPublisher(deps.JS), Sealer: deps.Keyring, Logger: logger, Registry: reg,
-		Kept: taskqueue.NewKept(deps.JS, cfg.API.RetryWindow, cfg.NATS.Replicas),
+		Kept:       taskqueue.NewKept(deps.JS, cfg.API.RetryWindow, cfg.NATS.Replicas),
+		MaxDeliver: taskqueue.DefaultConfig().MaxDeliver, // the copiers' consumer's (not configurable)
 	})
 	if err != nil {
 		return err

@@ -140,6 +140,7 @@ func (cfg *config) api(js jetstream.JetStream, store *syncstatus.KV, keyring *ta
 	return cfg.API.Build(syncapi.Parts{
 		Store: store, Queue: taskqueue.NewPublisher(js), Kept: taskqueue.NewKept(js, cfg.API.RetryWindow, 1),
 		Sealer: keyring, Logger: logger, Registry: reg,
+		MaxDeliver: taskqueue.DefaultConfig().MaxDeliver,
 	})
 }
 
