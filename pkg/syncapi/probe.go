@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -38,12 +39,27 @@ type imapClient = *imapclient.Client
 // mailbox when the server lacks STATUS=SIZE; beyond it total_bytes stays 0 (unknown).
 const metadataSumLimit = 20_000
 
+// closedRetryDelay is the pause before the second try of a test whose
+// connection the server closed without an answer.
+const closedRetryDelay = 500 * time.Millisecond
+
 // Probe tests acct. A failed test is an answer (OK false, with the reason and a
 // message a person can act on), not an error. With details, the answer also carries
 // the namespace, the folders and their counts; a destination's quota is always asked
 // for, since a full destination fails the test.
 func (p *Prober) Probe(ctx context.Context, acct imapconn.Account, role imapcopyv1.AccountRole, details bool) *imapcopyv1.TestAccountResponse {
 	c, err := imapconn.Dial(ctx, acct, p.opts)
+	if err != nil && imapconn.KindOf(err) == imapconn.KindClosed && ctx.Err() == nil {
+		// The server hung up without an answer: once more, a moment later. A
+		// server's login process that crashed takes its pending logins with it
+		// (Dovecot 2.3's imap-login killed by signal 6 under load did, in the
+		// fleet test), and a customer would be told the test failed.
+		select {
+		case <-ctx.Done():
+		case <-time.After(closedRetryDelay):
+			c, err = imapconn.Dial(ctx, acct, p.opts)
+		}
+	}
 	if err != nil {
 		return failed(err, acct)
 	}
