@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestObserver: the observer sees every byte forwarded in its direction, in order and
@@ -23,7 +24,9 @@ func TestObserver(t *testing.T) {
 			<-release
 		}
 	}))
-	for conn, msg := range map[int64]string{1: "first connection", 2: "second connection"} {
+	// In order: the proxy numbers connections as it accepts them.
+	for i, msg := range []string{"first connection", "second connection"} {
+		conn := int64(i + 1)
 		c, err := net.Dial("tcp", p.Addr())
 		if err != nil {
 			t.Fatal(err)
@@ -36,11 +39,19 @@ func TestObserver(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Close()
-		mu.Lock()
-		if string(seen[conn]) != msg {
-			t.Errorf("observer saw %q on connection %d, want %q", seen[conn], conn, msg)
+		// The observer runs right after the write, so the client may read first.
+		var saw string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			saw = string(seen[conn])
+			mu.Unlock()
+			if saw == msg || time.Now().After(deadline) {
+				break
+			}
 		}
-		mu.Unlock()
+		if saw != msg {
+			t.Errorf("observer saw %q on connection %d, want %q", saw, conn, msg)
+		}
 	}
 
 	c, err := net.Dial("tcp", p.Addr())
