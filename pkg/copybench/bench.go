@@ -507,8 +507,10 @@ func (b *bench) imapcopy(ctx context.Context, network Network, tool Tool, rep in
 		"IMAPCOPY_FROM_PASSWORD="+src.Password,
 		"IMAPCOPY_TO_PASSWORD="+dst.Password,
 	)
+	cpu := b.serversCPU()
 	m, err := runChild(ctx, b.cfg.Copier, args, env)
 	r := b.newRun(network, tool, rep, m, err)
+	r.ServerCPUSeconds = cpu()
 	var out struct {
 		Totals struct {
 			Copied  int `json:"copied"`
@@ -542,8 +544,29 @@ func (b *bench) mbsync(ctx context.Context, network Network, rep int, src, dst i
 		return b.newRun(network, Mbsync, rep, Measure{}, err)
 	}
 	defer os.RemoveAll(dir)
+	cpu := b.serversCPU()
 	m, err := runChild(ctx, b.cfg.Mbsync, []string{"-c", confFile, "-a", "-q"}, append(os.Environ(), "HOME="+dir))
-	return b.newRun(network, Mbsync, rep, m, err)
+	r := b.newRun(network, Mbsync, rep, m, err)
+	r.ServerCPUSeconds = cpu()
+	return r
+}
+
+// serversCPU reads the two servers' CPU time and returns a function that gives
+// the seconds they used since (0 when the servers' time cannot be read).
+func (b *bench) serversCPU() func() float64 {
+	read := func() (time.Duration, bool) {
+		s, err1 := b.srcD.CPU()
+		d, err2 := b.dstD.CPU()
+		return s + d, err1 == nil && err2 == nil
+	}
+	start, ok := read()
+	return func() float64 {
+		end, ok2 := read()
+		if !ok || !ok2 {
+			return 0
+		}
+		return (end - start).Seconds()
+	}
 }
 
 // checkUnless checks r's destination, or marks it as not checked when skip.

@@ -71,22 +71,25 @@ type MailboxInfo struct {
 
 // RunResult is one measured run.
 type RunResult struct {
-	Mailbox           string        `json:"mailbox,omitempty"` // "" for the main mailbox
-	Network           Network       `json:"network"`
-	Tool              Tool          `json:"tool"`
-	Rep               int           `json:"rep"`
-	WallSeconds       float64       `json:"wall_seconds"`
-	MessagesPerSecond float64       `json:"messages_per_second"` // source messages / wall time
-	MBPerSecond       float64       `json:"mb_per_second"`       // source MB (10^6 bytes) / wall time
-	MaxRSSBytes       int64         `json:"max_rss_bytes"`
-	UserCPUSeconds    float64       `json:"user_cpu_seconds"`
-	SysCPUSeconds     float64       `json:"sys_cpu_seconds"`
-	ExitCode          int           `json:"exit_code"`
-	Error             string        `json:"error,omitempty"`
-	Copied            *int          `json:"copied,omitempty"` // imapcopy's own count (--json)
-	Present           *int          `json:"present,omitempty"`
-	Failed            *int          `json:"failed,omitempty"`
-	Check             *CheckVerdict `json:"check"`
+	Mailbox           string  `json:"mailbox,omitempty"` // "" for the main mailbox
+	Network           Network `json:"network"`
+	Tool              Tool    `json:"tool"`
+	Rep               int     `json:"rep"`
+	WallSeconds       float64 `json:"wall_seconds"`
+	MessagesPerSecond float64 `json:"messages_per_second"` // source messages / wall time
+	MBPerSecond       float64 `json:"mb_per_second"`       // source MB (10^6 bytes) / wall time
+	MaxRSSBytes       int64   `json:"max_rss_bytes"`
+	UserCPUSeconds    float64 `json:"user_cpu_seconds"`
+	SysCPUSeconds     float64 `json:"sys_cpu_seconds"`
+	// ServerCPUSeconds is what the two Dovecots spent during the run (user + system,
+	// every process of theirs): with the tool's own CPU, the work the machine did.
+	ServerCPUSeconds float64       `json:"server_cpu_seconds"`
+	ExitCode         int           `json:"exit_code"`
+	Error            string        `json:"error,omitempty"`
+	Copied           *int          `json:"copied,omitempty"` // imapcopy's own count (--json)
+	Present          *int          `json:"present,omitempty"`
+	Failed           *int          `json:"failed,omitempty"`
+	Check            *CheckVerdict `json:"check"`
 	// CheckSkipped: a big mailbox's earlier repetition, whose check the last one's
 	// stands for (Mailbox.CheckLast).
 	CheckSkipped bool `json:"check_skipped,omitempty"`
@@ -167,9 +170,13 @@ type Summary struct {
 	MBPerSecond       Stat    `json:"mb_per_second"`
 	MaxRSSMB          Stat    `json:"max_rss_mb"`
 	CPUSeconds        Stat    `json:"cpu_seconds"` // user + sys
-	ChecksOK          int     `json:"checks_ok"`
-	Checked           int     `json:"checked"` // runs checked (Mailbox.CheckLast skips some)
-	Verdict           string  `json:"verdict"`
+	ServerCPUSeconds  Stat    `json:"server_cpu_seconds"`
+	// Busy is (tool + servers CPU) / (wall × CPUs), per run: how much of the
+	// machine the copy kept busy. Near 1, the machine, not the tool, is the limit.
+	Busy     Stat   `json:"busy"`
+	ChecksOK int    `json:"checks_ok"`
+	Checked  int    `json:"checked"` // runs checked (Mailbox.CheckLast skips some)
+	Verdict  string `json:"verdict"`
 
 	causes map[string]int // of the first run that differs, for the table
 }
@@ -218,7 +225,7 @@ func (res *Results) Summarize() {
 	}
 	for _, g := range groups {
 		for _, t := range []Tool{Imapcopy, ImapcopyRerun, ImapcopyRerunNew, Mbsync} {
-			var wall, mps, mbps, rss, cpu []float64
+			var wall, mps, mbps, rss, cpu, scpu, busy []float64
 			s := Summary{Mailbox: g.mailbox, Network: g.network, Tool: t}
 			var verdicts []string
 			for _, r := range res.Runs {
@@ -231,6 +238,10 @@ func (res *Results) Summarize() {
 				mbps = append(mbps, r.MBPerSecond)
 				rss = append(rss, mbytes(r.MaxRSSBytes))
 				cpu = append(cpu, r.UserCPUSeconds+r.SysCPUSeconds)
+				scpu = append(scpu, r.ServerCPUSeconds)
+				if r.WallSeconds > 0 && res.Machine.CPUs > 0 {
+					busy = append(busy, (r.UserCPUSeconds+r.SysCPUSeconds+r.ServerCPUSeconds)/(r.WallSeconds*float64(res.Machine.CPUs)))
+				}
 				switch {
 				case r.CheckSkipped && r.Error == "":
 				case r.Check != nil && r.Check.OK && r.Error == "":
@@ -249,6 +260,7 @@ func (res *Results) Summarize() {
 			}
 			s.WallSeconds, s.MessagesPerSecond, s.MBPerSecond = stat(wall), stat(mps), stat(mbps)
 			s.MaxRSSMB, s.CPUSeconds = stat(rss), stat(cpu)
+			s.ServerCPUSeconds, s.Busy = stat(scpu), stat(busy)
 			s.Verdict = fmt.Sprintf("OK %d/%d", s.ChecksOK, s.Checked)
 			if len(verdicts) > 0 {
 				s.Verdict += "; " + verdicts[0]
@@ -327,21 +339,22 @@ func (res *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "mailbox\tnetwork\trun\twall s (min–max)\tmsg/s\tMB/s\tpeak RSS MB\tCPU s\tcheck")
+	fmt.Fprintln(tw, "mailbox\tnetwork\trun\twall s (min–max)\tmsg/s\tMB/s\tpeak RSS MB\tCPU s\tservers CPU s\tbusy\tcheck")
 	for _, s := range res.Summary {
 		mailbox := s.Mailbox
 		if mailbox == "" {
 			mailbox = "main"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.1f\t%s\t%.1f\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.1f\t%s\t%.1f\t%.1f\t%.0f%%\t%s\n",
 			mailbox, s.Network, s.Tool, rangeStr(s.WallSeconds, 1), s.MessagesPerSecond.Median, s.MBPerSecond.Median,
-			rangeStr(s.MaxRSSMB, 0), s.CPUSeconds.Median, s.verdictShort())
+			rangeStr(s.MaxRSSMB, 0), s.CPUSeconds.Median, s.ServerCPUSeconds.Median, 100*s.Busy.Median, s.verdictShort())
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
 	fmt.Fprintln(w, "(medians; msg/s and MB/s are the source mailbox over the wall time — for the rerun, how fast an unchanged mailbox is")
-	fmt.Fprintln(w, " confirmed; peak RSS and CPU are the tool's own process; check = imaptest.Check of the destination against the source)")
+	fmt.Fprintln(w, " confirmed; peak RSS and CPU are the tool's own process; servers CPU is the two Dovecots' during the run; busy is")
+	fmt.Fprintf(w, " (CPU + servers CPU) / (wall × %d CPUs): near 100%% the machine is the limit; check = imaptest.Check of the destination against the source)\n", res.Machine.CPUs)
 	fmt.Fprintln(w)
 	for _, r := range res.Ratios {
 		var ps []string
@@ -349,6 +362,9 @@ func (res *Results) WriteTable(w io.Writer) error {
 			ps = append(ps, fmt.Sprintf("%.2f", p))
 		}
 		fmt.Fprintf(w, "wall time imapcopy/mbsync on %s, per pair: %s (median %.2f; below 1: imapcopy faster)\n", r.Network, strings.Join(ps, " "), r.Median)
+	}
+	for _, line := range res.cpuBounds() {
+		fmt.Fprintln(w, line)
 	}
 	if len(res.Goals) > 0 {
 		fmt.Fprintln(w)
@@ -377,6 +393,28 @@ func (res *Results) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "total %.0fs\n", res.Seconds)
 	return nil
+}
+
+// cpuBounds says, for each network where imapcopy and mbsync both ran on the main
+// mailbox, how busy imapcopy kept the machine and the least wall time that the
+// same work (its own CPU and the servers') allows on this many CPUs: against
+// mbsync's, the highest speed-up any scheduling could reach here.
+func (res *Results) cpuBounds() []string {
+	var out []string
+	cpus := float64(res.Machine.CPUs)
+	for _, r := range res.Ratios {
+		ic, mb := res.summary("", r.Network, Imapcopy), res.summary("", r.Network, Mbsync)
+		if ic == nil || mb == nil || cpus <= 0 || ic.ServerCPUSeconds.Median <= 0 {
+			continue
+		}
+		work := ic.CPUSeconds.Median + ic.ServerCPUSeconds.Median
+		least := work / cpus
+		out = append(out, fmt.Sprintf("%s: imapcopy kept the machine %.0f%% busy (its CPU %.1f s + the servers' %.1f s, over %.1f s × %d CPUs); "+
+			"the same work takes at least %.1f s on %d CPUs: at most %.2f× mbsync's %.1f s (mbsync: its CPU %.1f s + the servers' %.1f s)",
+			r.Network, 100*ic.Busy.Median, ic.CPUSeconds.Median, ic.ServerCPUSeconds.Median, ic.WallSeconds.Median, res.Machine.CPUs,
+			least, res.Machine.CPUs, mb.WallSeconds.Median/least, mb.WallSeconds.Median, mb.CPUSeconds.Median, mb.ServerCPUSeconds.Median))
+	}
+	return out
 }
 
 func rangeStr(s Stat, prec int) string {

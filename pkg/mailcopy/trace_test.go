@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,14 +64,14 @@ func BenchmarkTrace(b *testing.B) {
 			s.Host, s.Port = splitAddr(b, sp.Addr())
 			d.Host, d.Port = splitAddr(b, dp.Addr())
 		}
-		srcCPU0, dstCPU0 := treeCPU(b, srcD.Dir), treeCPU(b, dstD.Dir)
+		srcCPU0, dstCPU0 := serverCPU(b, srcD), serverCPU(b, dstD)
 		b.StartTimer()
 		start := time.Now()
 		res, err := mailcopy.Copy(ctx, mailcopy.Config{Source: s, Destination: d})
 		wall := time.Since(start)
 		b.StopTimer()
 		time.Sleep(300 * time.Millisecond) // the sessions' processes exit
-		srcCPU, dstCPU := treeCPU(b, srcD.Dir)-srcCPU0, treeCPU(b, dstD.Dir)-dstCPU0
+		srcCPU, dstCPU := serverCPU(b, srcD)-srcCPU0, serverCPU(b, dstD)-dstCPU0
 		if err != nil || res.Totals.Copied == 0 {
 			b.Fatalf("copy: %v %+v", err, res.Totals)
 		}
@@ -87,6 +86,15 @@ func BenchmarkTrace(b *testing.B) {
 	}
 }
 
+// serverCPU is d's CPU seconds so far.
+func serverCPU(tb testing.TB, d *imaptest.Dovecot) float64 {
+	cpu, err := d.CPU()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cpu.Seconds()
+}
+
 func splitAddr(tb testing.TB, addr string) (string, int) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -94,57 +102,6 @@ func splitAddr(tb testing.TB, addr string) (string, int) {
 	}
 	n, _ := strconv.Atoi(p)
 	return h, n
-}
-
-// treeCPU is the CPU seconds of the Dovecot whose directory is dir: its
-// master, its live processes and the reaped ones.
-func treeCPU(tb testing.TB, dir string) float64 {
-	ents, _ := os.ReadDir("/proc")
-	type proc struct {
-		ppid        int
-		self, child float64
-	}
-	procs := map[int]proc{}
-	master := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v / 100 }
-		ppid, _ := strconv.Atoi(f[1])
-		procs[pid] = proc{ppid: ppid, self: num(11) + num(12), child: num(13) + num(14)}
-		if cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmd), dir) && master == 0 {
-			if p, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); strings.HasPrefix(string(p), "dovecot") {
-				master = pid
-			}
-		}
-	}
-	if master == 0 {
-		tb.Fatalf("no Dovecot master for %s", dir)
-	}
-	in := func(pid int) bool {
-		for pid != 0 && pid != 1 {
-			if pid == master {
-				return true
-			}
-			pid = procs[pid].ppid
-		}
-		return false
-	}
-	var total float64
-	for pid, p := range procs {
-		if in(pid) {
-			total += p.self + p.child
-		}
-	}
-	return total
 }
 
 // logProxy forwards plain IMAP connections and logs each command line the
