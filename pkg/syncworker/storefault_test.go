@@ -288,3 +288,79 @@ func TestRedisDownPastTheLease(t *testing.T) {
 	servicetest.Check(t, p.src, p.dst)
 	e.lockFree(p.source)
 }
+
+// The team of the caller tests: each token names its caller; ops is an admin, who
+// sees every sync (the env's own client, for the helpers that wait on statuses).
+const (
+	aliceToken = "alice-token-0123456789abcdef"
+	bobToken   = "bob-token-0123456789abcdef00"
+	opsToken   = "ops-token-0123456789abcdef00"
+	team       = "alice " + aliceToken + "\nbob " + bobToken + "\nops " + opsToken + " admin\n"
+)
+
+// TestRedisEmptiedKeepsTheCaller: Redis loses every key (FLUSHALL, as a failover to
+// an empty replica or a restart without its data would) while alice's sync runs,
+// the copier's lease holding. The copier takes its lock back and writes the status
+// afresh from the task, which carries the caller: the status names alice again, bob
+// gets NOT_FOUND for it (read, watch, cancel) as for a sync that does not exist,
+// alice reads it, and the sync ends COMPLETED with every message once. Before the
+// task carried its caller, the afresh status named nobody and anyone read and
+// cancelled it (issue 14, finding 5).
+func TestRedisEmptiedKeepsTheCaller(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	// A 16 s ack wait and lock TTL: the lease (12 s) easily outlives the flush.
+	e := newEnvWith(t, envOptions{redis: rs, ackWait: 16 * time.Second, tokens: team, apiToken: opsToken})
+	e.startCopier()
+	p := newPairAt(t, shared.slash, shared.dot, 26, 100_000)
+	alice, bob := e.as(aliceToken), e.as(bobToken)
+	ctx := t.Context()
+
+	resp, err := alice.StartSync(ctx, p.request())
+	if err != nil {
+		t.Fatalf("StartSync as alice: %v", err)
+	}
+	task := resp.GetTaskId()
+	e.waitCopying(p, task)
+	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatalf("FLUSHALL: %v", err)
+	}
+	// Every status read from now on was written afresh by the copier.
+	e.waitStatus(p.source, waitStart, "written again", func(st *imapcopyv1.SyncStatus) bool { return st.GetTaskId() == task })
+	st, err := e.store.Get(ctx, p.source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetCaller() != "alice" {
+		t.Errorf("status written afresh: caller %q, want alice", st.GetCaller())
+	}
+	if was := resp.GetStatus(); st.GetDestinationEmail() != was.GetDestinationEmail() || !st.GetCreatedAt().AsTime().Equal(was.GetCreatedAt().AsTime()) {
+		t.Errorf("status written afresh: destination %q, created %v; want %q, %v (as recorded at the start)",
+			st.GetDestinationEmail(), st.GetCreatedAt().AsTime(), was.GetDestinationEmail(), was.GetCreatedAt().AsTime())
+	}
+
+	get := &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.source}
+	if got, err := bob.GetSyncStatus(ctx, get); status.Code(err) != codes.NotFound {
+		t.Errorf("GetSyncStatus of alice's sync as bob = %v, %v; want NOT_FOUND", got.GetStatus().GetTaskId(), err)
+	}
+	stream, err := bob.WatchSyncStatus(ctx, &imapcopyv1.WatchSyncStatusRequest{SourceEmail: p.source})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("WatchSyncStatus of alice's sync as bob = %v, want NOT_FOUND", err)
+	}
+	if _, err := bob.CancelSync(ctx, &imapcopyv1.CancelSyncRequest{SourceEmail: p.source}); status.Code(err) != codes.NotFound {
+		t.Errorf("CancelSync of alice's sync as bob = %v, want NOT_FOUND", err)
+	}
+	if got, err := alice.GetSyncStatus(ctx, get); err != nil || got.GetStatus().GetTaskId() != task {
+		t.Errorf("GetSyncStatus as alice = %v, %v; want her sync %s", got.GetStatus().GetTaskId(), err, task)
+	}
+
+	end := e.waitEnd(p, task)
+	if end.GetState() != stateCompleted || end.GetCaller() != "alice" {
+		t.Fatalf("final status = %v of %q (%s), want COMPLETED of alice", end.GetState(), end.GetCaller(), end.GetMessage())
+	}
+	servicetest.Check(t, p.src, p.dst)
+	e.lockFree(p.source)
+}
