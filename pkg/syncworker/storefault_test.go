@@ -364,3 +364,119 @@ func TestRedisEmptiedKeepsTheCaller(t *testing.T) {
 	servicetest.Check(t, p.src, p.dst)
 	e.lockFree(p.source)
 }
+
+// waitLog waits until a line the in-process api or copiers logged satisfies match,
+// at most d, and returns it.
+func (e *env) waitLog(d time.Duration, what string, match func(line string) bool) string {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for l := range strings.SplitSeq(e.logs.String(), "\n") {
+			if match(l) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no log line %s within %v", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// taskEnded matches the copier's task_ended line of task with outcome.
+func taskEnded(task, outcome string) func(string) bool {
+	return func(l string) bool {
+		return strings.Contains(l, `"msg":"task_ended"`) && strings.Contains(l, `"task_id":"`+task+`"`) &&
+			strings.Contains(l, `"outcome":"`+outcome+`"`)
+	}
+}
+
+// TestRedisDownPastTheLeaseBackEmpty: Redis stays down longer than the copier's
+// lease and comes back empty (no persistence, or a failover to a replica that had
+// nothing). The chosen behaviour: the fence stops the copy; the task comes back
+// after its ack wait, finds no status naming it, and is dropped as unrecorded (a
+// task no status names is never run: the api writes the status before it
+// publishes). So: no copy runs again for it, the queue is empty, the lock is free,
+// GetSyncStatus says there is no sync and to start one; a new start copies only
+// what the first one had not, and every message is there once.
+func TestRedisDownPastTheLeaseBackEmpty(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	// A 2 s ack wait and lock TTL (a 1.5 s lease); a delivery that meets Redis
+	// still down retries after 1 s.
+	e := newEnvWith(t, envOptions{redis: rs, retry: time.Second})
+	c := e.startCopier()
+	p := newPair(t, shared.slash, shared.dot, 27)
+	ctx := t.Context()
+
+	first := e.start(p)
+	task := first.GetTaskId()
+	e.waitCopying(p, task)
+	rs.Stop()
+	// The lease runs out: the fence stops the copy, and the delivery ends stale.
+	e.waitLog(waitStart, "of the fenced delivery", taskEnded(task, "stale"))
+	rs.Restart(t) // empty
+	// The next delivery finds no status: dropped as unrecorded.
+	drop := e.waitLog(waitEnd, "of the dropped task", taskEnded(task, "superseded"))
+	if !strings.Contains(drop, "no record of this task") {
+		t.Errorf("the task was dropped for another reason: %s", drop)
+	}
+	e.queueEmpty()
+	if n := c.gauge(t, "imapcopy_copier_tasks_in_flight"); n != 0 {
+		t.Errorf("tasks in flight after the drop = %v, want 0", n)
+	}
+	before, err := imaptest.TakeSnapshot(ctx, p.dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := c.gauge(t, "imapcopy_copier_messages_copied_total")
+
+	_, err = e.api.GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.source})
+	if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), "start one") {
+		t.Errorf("GetSyncStatus after the drop = %v, want NOT_FOUND saying to start one", err)
+	}
+	e.lockFree(p.source)
+	// Only the first delivery ever ran the copy.
+	running, ends := 0, []string{}
+	for l := range strings.SplitSeq(e.logs.String(), "\n") {
+		if !strings.Contains(l, `"task_id":"`+task+`"`) {
+			continue
+		}
+		if strings.Contains(l, `"msg":"task_running"`) {
+			running++
+		}
+		if _, rest, ok := strings.Cut(l, `"outcome":"`); ok && strings.Contains(l, `"msg":"task_ended"`) {
+			outcome, _, _ := strings.Cut(rest, `"`)
+			ends = append(ends, outcome)
+		}
+	}
+	t.Logf("deliveries of the first task ended: %s", strings.Join(ends, ", "))
+	if n := running; n != 1 {
+		t.Errorf("deliveries of the dropped task that ran the copy = %d, want 1", n)
+	}
+	after, err := imaptest.TakeSnapshot(ctx, p.dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range after.Folders {
+		if b := before.Folders[name]; b.UIDNext != f.UIDNext || len(b.Messages) != len(f.Messages) {
+			t.Errorf("destination %q changed after the drop: %d messages, UIDNEXT %d; were %d, %d",
+				name, len(f.Messages), f.UIDNext, len(b.Messages), b.UIDNext)
+		}
+	}
+	if n := c.gauge(t, "imapcopy_copier_messages_copied_total"); n != copied {
+		t.Errorf("messages copied after the drop = %v, want none (%v before)", n-copied, copied)
+	}
+	t.Logf("the first copy appended %v of %d messages before the fence stopped it", copied, p.count)
+
+	// A new start copies what is missing.
+	again := e.start(p)
+	st := e.waitEnd(p, again.GetTaskId())
+	tot := st.GetTotal()
+	if st.GetState() != stateCompleted || tot.GetMessagesPresent() == 0 || int(tot.GetMessagesCopied()+tot.GetMessagesPresent()) != p.count {
+		t.Fatalf("new sync = %v (%s), %d copied + %d already there; want COMPLETED, %d in all, some already there",
+			st.GetState(), st.GetMessage(), tot.GetMessagesCopied(), tot.GetMessagesPresent(), p.count)
+	}
+	servicetest.Check(t, p.src, p.dst)
+	e.lockFree(p.source)
+}
