@@ -28,6 +28,10 @@ func TestCallersSeeTheirOwnSyncs(t *testing.T) {
 	if got := resp.GetStatus().GetCaller(); got != "alice" {
 		t.Errorf("status caller = %q, want alice", got)
 	}
+	// The task holds it too, for a copier that writes the status afresh.
+	if got := e.queuedTask(resp.GetTaskId()).GetCaller(); got != "alice" {
+		t.Errorf("queued task caller = %q, want alice", got)
+	}
 
 	get := &imapcopyv1.GetSyncStatusRequest{SourceEmail: src.email}
 	if _, err := bob.GetSyncStatus(e.ctx(), get); status.Code(err) != codes.NotFound {

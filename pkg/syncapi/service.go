@@ -646,6 +646,8 @@ func (s *Service) StartSync(ctx context.Context, req *imapcopyv1.StartSyncReques
 		Options:     options,
 		LockToken:   token,
 		CreatedAt:   timestamppb.New(now),
+		// For a status the copier writes afresh: the sync stays this caller's.
+		Caller: st.GetCaller(),
 	}
 	// Sealed last: the secrets are bound to every other field of the task.
 	sealed, err := s.sealer.Seal(task, &imapcopyv1.TaskSecrets{

@@ -11,7 +11,7 @@
 //  3. Read the status: a status of another task means this one was superseded; a
 //     terminal status of this task means it already ended (only its ack was lost).
 //  4. Honour a cancel requested while the task was queued.
-//  5. Open the sealed credentials (taskseal, the task id as associated data).
+//  5. Open the sealed credentials (taskseal, the whole task as associated data).
 //  6. Record RUNNING with the attempt number, run the engine, and meanwhile, from one
 //     heartbeat goroutine per task: write progress at most once per
 //     Config.ProgressInterval, poll the cancel flag every Config.CancelPoll, refresh
@@ -81,10 +81,18 @@
 //     one, and its next delivery reclaims it;
 //   - a lock whose key vanished under a running delivery (an operator's DEL, a
 //     failover, a store restarted empty) is taken back at the delivery's next write
-//     or refresh while its lease holds, and a vanished status is written afresh:
-//     the copy goes on. The status is written at least every Config.LockRefresh, so
-//     that the api, which refuses a start while a RUNNING status is fresh, does not
-//     start a second copy in the meantime.
+//     or refresh while its lease holds, and a vanished status is written afresh
+//     from the task, with the caller that started the sync (SyncTask.caller, bound
+//     into the sealed secrets like every other field), so that other callers still
+//     get NOT_FOUND for it: the copy goes on. The status is written at least every
+//     Config.LockRefresh, so that the api, which refuses a start while a RUNNING
+//     status is fresh, does not start a second copy in the meantime;
+//   - a store that stays out of reach past the lease and comes back empty: the
+//     fence has stopped the copy, and the next delivery finds no status naming the
+//     task. Like any task no status names, it is dropped without running (Term,
+//     lock released): the customer is told there is no sync (GetSyncStatus:
+//     NOT_FOUND, "start one") and a new start copies only what is missing. A task
+//     is never run without its status, which is what says who may see it.
 //
 // Every status write also checks that the status still names this task and no later
 // attempt (attempt = the message's delivery count).

@@ -139,6 +139,28 @@ func TestTaskEndsBeforeCopying(t *testing.T) {
 		e.queueEmpty()
 	})
 
+	t.Run("caller changed in the queue", func(t *testing.T) {
+		source := "recaller@source.test"
+		// Sealed for alice's sync, republished as bob's: were it to run, a status
+		// written afresh would hand alice's sync to bob. The caller is bound too.
+		e.queued(source, "task-recaller", e.keys, func(task *imapcopyv1.SyncTask) {
+			task.Caller = "alice"
+			sealed, err := e.keys.Seal(task, &imapcopyv1.TaskSecrets{SourcePassword: "x", DestinationPassword: "y"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			task.Sealed = sealed
+			task.Caller = "bob"
+		})
+		st := final(source)
+		if st.GetState() != stateFailed || !strings.Contains(st.GetFailureReason(), "cannot be decrypted") || st.GetStartedAt() != nil {
+			t.Errorf("status = %v started at %v (%q), want FAILED because the credentials cannot be decrypted, never started",
+				st.GetState(), st.GetStartedAt(), st.GetFailureReason())
+		}
+		e.lockFree(source)
+		e.queueEmpty()
+	})
+
 	t.Run("never recorded", func(t *testing.T) {
 		// A task the api never queued (no status, no lock), sealed with the real key:
 		// dropped without a status and without a lock left behind.

@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
@@ -216,6 +218,7 @@ type env struct {
 	api    imapcopyv1.SyncServiceClient
 	logs   *servicetest.LogBuffer // everything the in-process api and copiers logged
 	opts   envOptions
+	addr   string // the api's
 }
 
 var prefixSeq atomic.Int64
@@ -234,6 +237,9 @@ type envOptions struct {
 	// api's own JetStream connection by default).
 	publisher  func(e *env) syncapi.Publisher
 	apiOptions syncapi.Options // RootCAs is set by the env
+	// tokens, when set, authenticate the api's callers (syncapi.ParseTokens'
+	// format): e.api then calls with apiToken, and e.as with another.
+	tokens, apiToken string
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -319,8 +325,33 @@ func (e *env) startAPI() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := servicetest.Serve(t, syncapi.NewServer(svc, syncapi.ServerOptions{Logger: logger, ShutdownTimeout: time.Second}))
-	e.api = imapcopyv1.NewSyncServiceClient(servicetest.Dial(t, addr))
+	srvOpts := syncapi.ServerOptions{Logger: logger, ShutdownTimeout: time.Second}
+	if e.opts.tokens != "" {
+		tokens, err := syncapi.ParseTokens(strings.NewReader(e.opts.tokens))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvOpts.Auth = syncapi.NewAuth(tokens, false)
+	}
+	e.addr, _ = servicetest.Serve(t, syncapi.NewServer(svc, srvOpts))
+	e.api = e.as(e.opts.apiToken)
+}
+
+// as is a client of the api that calls with token ("": none).
+func (e *env) as(token string) imapcopyv1.SyncServiceClient {
+	if token == "" {
+		return imapcopyv1.NewSyncServiceClient(servicetest.Dial(e.t, e.addr))
+	}
+	bearer := func(ctx context.Context) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return imapcopyv1.NewSyncServiceClient(servicetest.Dial(e.t, e.addr,
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(bearer(ctx), method, req, reply, cc, opts...)
+		}),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(bearer(ctx), desc, cc, method, opts...)
+		})))
 }
 
 // inProcess is a copier running in the test process.

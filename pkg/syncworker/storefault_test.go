@@ -288,3 +288,195 @@ func TestRedisDownPastTheLease(t *testing.T) {
 	servicetest.Check(t, p.src, p.dst)
 	e.lockFree(p.source)
 }
+
+// The team of the caller tests: each token names its caller; ops is an admin, who
+// sees every sync (the env's own client, for the helpers that wait on statuses).
+const (
+	aliceToken = "alice-token-0123456789abcdef"
+	bobToken   = "bob-token-0123456789abcdef00"
+	opsToken   = "ops-token-0123456789abcdef00"
+	team       = "alice " + aliceToken + "\nbob " + bobToken + "\nops " + opsToken + " admin\n"
+)
+
+// TestRedisEmptiedKeepsTheCaller: Redis loses every key (FLUSHALL, as a failover to
+// an empty replica or a restart without its data would) while alice's sync runs,
+// the copier's lease holding. The copier takes its lock back and writes the status
+// afresh from the task, which carries the caller: the status names alice again, bob
+// gets NOT_FOUND for it (read, watch, cancel) as for a sync that does not exist,
+// alice reads it, and the sync ends COMPLETED with every message once. Before the
+// task carried its caller, the afresh status named nobody and anyone read and
+// cancelled it (issue 14, finding 5).
+func TestRedisEmptiedKeepsTheCaller(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	// A 16 s ack wait and lock TTL: the lease (12 s) easily outlives the flush.
+	e := newEnvWith(t, envOptions{redis: rs, ackWait: 16 * time.Second, tokens: team, apiToken: opsToken})
+	e.startCopier()
+	p := newPairAt(t, shared.slash, shared.dot, 26, 100_000)
+	alice, bob := e.as(aliceToken), e.as(bobToken)
+	ctx := t.Context()
+
+	resp, err := alice.StartSync(ctx, p.request())
+	if err != nil {
+		t.Fatalf("StartSync as alice: %v", err)
+	}
+	task := resp.GetTaskId()
+	e.waitCopying(p, task)
+	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatalf("FLUSHALL: %v", err)
+	}
+	// Every status read from now on was written afresh by the copier.
+	e.waitStatus(p.source, waitStart, "written again", func(st *imapcopyv1.SyncStatus) bool { return st.GetTaskId() == task })
+	st, err := e.store.Get(ctx, p.source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetCaller() != "alice" {
+		t.Errorf("status written afresh: caller %q, want alice", st.GetCaller())
+	}
+	if was := resp.GetStatus(); st.GetDestinationEmail() != was.GetDestinationEmail() || !st.GetCreatedAt().AsTime().Equal(was.GetCreatedAt().AsTime()) {
+		t.Errorf("status written afresh: destination %q, created %v; want %q, %v (as recorded at the start)",
+			st.GetDestinationEmail(), st.GetCreatedAt().AsTime(), was.GetDestinationEmail(), was.GetCreatedAt().AsTime())
+	}
+
+	get := &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.source}
+	if got, err := bob.GetSyncStatus(ctx, get); status.Code(err) != codes.NotFound {
+		t.Errorf("GetSyncStatus of alice's sync as bob = %v, %v; want NOT_FOUND", got.GetStatus().GetTaskId(), err)
+	}
+	stream, err := bob.WatchSyncStatus(ctx, &imapcopyv1.WatchSyncStatusRequest{SourceEmail: p.source})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("WatchSyncStatus of alice's sync as bob = %v, want NOT_FOUND", err)
+	}
+	if _, err := bob.CancelSync(ctx, &imapcopyv1.CancelSyncRequest{SourceEmail: p.source}); status.Code(err) != codes.NotFound {
+		t.Errorf("CancelSync of alice's sync as bob = %v, want NOT_FOUND", err)
+	}
+	if got, err := alice.GetSyncStatus(ctx, get); err != nil || got.GetStatus().GetTaskId() != task {
+		t.Errorf("GetSyncStatus as alice = %v, %v; want her sync %s", got.GetStatus().GetTaskId(), err, task)
+	}
+
+	end := e.waitEnd(p, task)
+	if end.GetState() != stateCompleted || end.GetCaller() != "alice" {
+		t.Fatalf("final status = %v of %q (%s), want COMPLETED of alice", end.GetState(), end.GetCaller(), end.GetMessage())
+	}
+	servicetest.Check(t, p.src, p.dst)
+	e.lockFree(p.source)
+}
+
+// waitLog waits until a line the in-process api or copiers logged satisfies match,
+// at most d, and returns it.
+func (e *env) waitLog(d time.Duration, what string, match func(line string) bool) string {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for l := range strings.SplitSeq(e.logs.String(), "\n") {
+			if match(l) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no log line %s within %v", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// taskEnded matches the copier's task_ended line of task with outcome.
+func taskEnded(task, outcome string) func(string) bool {
+	return func(l string) bool {
+		return strings.Contains(l, `"msg":"task_ended"`) && strings.Contains(l, `"task_id":"`+task+`"`) &&
+			strings.Contains(l, `"outcome":"`+outcome+`"`)
+	}
+}
+
+// TestRedisDownPastTheLeaseBackEmpty: Redis stays down longer than the copier's
+// lease and comes back empty (no persistence, or a failover to a replica that had
+// nothing). The chosen behaviour: the fence stops the copy; the task comes back
+// after its ack wait, finds no status naming it, and is dropped as unrecorded (a
+// task no status names is never run: the api writes the status before it
+// publishes). So: no copy runs again for it, the queue is empty, the lock is free,
+// GetSyncStatus says there is no sync and to start one; a new start copies only
+// what the first one had not, and every message is there once.
+func TestRedisDownPastTheLeaseBackEmpty(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	// A 2 s ack wait and lock TTL (a 1.5 s lease); a delivery that meets Redis
+	// still down retries after 1 s.
+	e := newEnvWith(t, envOptions{redis: rs, retry: time.Second})
+	c := e.startCopier()
+	p := newPair(t, shared.slash, shared.dot, 27)
+	ctx := t.Context()
+
+	first := e.start(p)
+	task := first.GetTaskId()
+	e.waitCopying(p, task)
+	rs.Stop()
+	// The lease runs out: the fence stops the copy, and the delivery ends stale.
+	e.waitLog(waitStart, "of the fenced delivery", taskEnded(task, "stale"))
+	rs.Restart(t) // empty
+	// The next delivery finds no status: dropped as unrecorded.
+	drop := e.waitLog(waitEnd, "of the dropped task", taskEnded(task, "superseded"))
+	if !strings.Contains(drop, "no record of this task") {
+		t.Errorf("the task was dropped for another reason: %s", drop)
+	}
+	e.queueEmpty()
+	if n := c.gauge(t, "imapcopy_copier_tasks_in_flight"); n != 0 {
+		t.Errorf("tasks in flight after the drop = %v, want 0", n)
+	}
+	before, err := imaptest.TakeSnapshot(ctx, p.dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := c.gauge(t, "imapcopy_copier_messages_copied_total")
+
+	_, err = e.api.GetSyncStatus(ctx, &imapcopyv1.GetSyncStatusRequest{SourceEmail: p.source})
+	if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), "start one") {
+		t.Errorf("GetSyncStatus after the drop = %v, want NOT_FOUND saying to start one", err)
+	}
+	e.lockFree(p.source)
+	// Only the first delivery ever ran the copy.
+	running, ends := 0, []string{}
+	for l := range strings.SplitSeq(e.logs.String(), "\n") {
+		if !strings.Contains(l, `"task_id":"`+task+`"`) {
+			continue
+		}
+		if strings.Contains(l, `"msg":"task_running"`) {
+			running++
+		}
+		if _, rest, ok := strings.Cut(l, `"outcome":"`); ok && strings.Contains(l, `"msg":"task_ended"`) {
+			outcome, _, _ := strings.Cut(rest, `"`)
+			ends = append(ends, outcome)
+		}
+	}
+	t.Logf("deliveries of the first task ended: %s", strings.Join(ends, ", "))
+	if n := running; n != 1 {
+		t.Errorf("deliveries of the dropped task that ran the copy = %d, want 1", n)
+	}
+	after, err := imaptest.TakeSnapshot(ctx, p.dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range after.Folders {
+		if b := before.Folders[name]; b.UIDNext != f.UIDNext || len(b.Messages) != len(f.Messages) {
+			t.Errorf("destination %q changed after the drop: %d messages, UIDNEXT %d; were %d, %d",
+				name, len(f.Messages), f.UIDNext, len(b.Messages), b.UIDNext)
+		}
+	}
+	if n := c.gauge(t, "imapcopy_copier_messages_copied_total"); n != copied {
+		t.Errorf("messages copied after the drop = %v, want none (%v before)", n-copied, copied)
+	}
+	t.Logf("the first copy appended %v of %d messages before the fence stopped it", copied, p.count)
+
+	// A new start copies what is missing.
+	again := e.start(p)
+	st := e.waitEnd(p, again.GetTaskId())
+	tot := st.GetTotal()
+	if st.GetState() != stateCompleted || tot.GetMessagesPresent() == 0 || int(tot.GetMessagesCopied()+tot.GetMessagesPresent()) != p.count {
+		t.Fatalf("new sync = %v (%s), %d copied + %d already there; want COMPLETED, %d in all, some already there",
+			st.GetState(), st.GetMessage(), tot.GetMessagesCopied(), tot.GetMessagesPresent(), p.count)
+	}
+	servicetest.Check(t, p.src, p.dst)
+	e.lockFree(p.source)
+}

@@ -393,7 +393,12 @@ func (t *task) retake(ctx context.Context) bool {
 }
 
 // freshStatus is the status written again from the task when it vanished (it
-// expired, or the store lost it): the sync runs this attempt.
+// expired, or the store lost it): the sync runs this attempt. It holds what the
+// api recorded at the start and a reader relies on: the caller (only that caller
+// and the admins may read or cancel the sync), the destination, the dry run flag
+// and the creation time. The page's cancel secret needs nothing: it is derived
+// from the task id. Lost with the old status: the copy state of the last sync (the
+// engine then makes its full comparison) and a cancel request not yet seen.
 func (t *task) freshStatus() *imapcopyv1.SyncStatus {
 	st := &imapcopyv1.SyncStatus{
 		TaskId:           t.pb.GetTaskId(),
@@ -401,6 +406,7 @@ func (t *task) freshStatus() *imapcopyv1.SyncStatus {
 		DestinationEmail: t.pb.GetDestination().GetLogin(),
 		CreatedAt:        t.pb.GetCreatedAt(),
 		DryRun:           t.pb.GetOptions().GetDryRun(),
+		Caller:           t.pb.GetCaller(),
 	}
 	t.running(st)
 	return st

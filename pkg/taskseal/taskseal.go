@@ -7,11 +7,15 @@
 //   - The associated data binds a sealed blob to the whole task it travels in: the
 //     key id, the task id, the source address, both endpoints (provider, login, host,
 //     port, security, certificate checking, connection cap), the options, the lock
-//     token and the creation time. A blob copied into another task, a task whose
-//     destination host or any other of those fields was changed, or a blob altered in
-//     any bit, does not open (ErrOpen): the passwords go only where the api sent them.
+//     token, the creation time and the caller. A blob copied into another task, a
+//     task whose destination host or any other of those fields was changed, or a
+//     blob altered in any bit, does not open (ErrOpen): the passwords go only where
+//     the api sent them, and a sync stays its caller's.
 //     A new SyncTask field that says where or how the secrets are used must be added
-//     to associatedData in the same change (and copiers upgraded before apis).
+//     to associatedData in the same change (and copiers upgraded before apis). A
+//     field added later is bound when it is set, appended after the others: a task
+//     sealed before the field existed (unset) keeps its encoding and still opens,
+//     while setting, changing or removing it in a task that had it does not open.
 //   - Keys rotate: a Keyring seals with its current key and opens with any of its
 //     keys, each blob naming the key that sealed it. Opening a blob whose key is not
 //     in the ring fails with ErrUnknownKey and an error that names the key id.
@@ -210,6 +214,12 @@ func associatedData(keyID string, task *imapcopyv1.SyncTask) ([]byte, error) {
 	str(task.GetLockToken())
 	num(uint64(task.GetCreatedAt().GetSeconds()))
 	num(uint64(task.GetCreatedAt().GetNanos()))
+	// Fields added since v2, each appended only when set: a v2 task sealed without
+	// them keeps its encoding, and the length prefixes keep every encoding unique.
+	if c := task.GetCaller(); c != "" {
+		str("caller")
+		str(c)
+	}
 	return ad, nil
 }
 

@@ -3,6 +3,7 @@ package taskseal_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -171,6 +172,7 @@ func TestOpenRefuses(t *testing.T) {
 func TestOpenRefusesAlteredTask(t *testing.T) {
 	kr := keyring(t, taskseal.GenerateKey())
 	good := task("task-1")
+	good.Caller = "alice"
 	sealed, err := kr.Seal(good, secrets())
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +194,9 @@ func TestOpenRefusesAlteredTask(t *testing.T) {
 		"no options":           func(t *imapcopyv1.SyncTask) { t.Options = nil },
 		"lock token":           func(t *imapcopyv1.SyncTask) { t.LockToken = "another-token" },
 		"creation time":        func(t *imapcopyv1.SyncTask) { t.CreatedAt.Seconds++ },
+		// Whoever may read and cancel the sync once its status is written afresh.
+		"caller":    func(t *imapcopyv1.SyncTask) { t.Caller = "bob" },
+		"no caller": func(t *imapcopyv1.SyncTask) { t.Caller = "" },
 	} {
 		altered := proto.Clone(good).(*imapcopyv1.SyncTask)
 		alter(altered)
@@ -199,6 +204,45 @@ func TestOpenRefusesAlteredTask(t *testing.T) {
 			t.Errorf("%s changed: Open = %v, %v; want ErrOpen", name, got, err)
 		}
 	}
+}
+
+// TestOpenTaskSealedBeforeTheCaller: a task sealed before SyncTask had its caller
+// (by an api not yet upgraded, waiting in the queue during a rollout) still opens:
+// the caller is bound only when set. The blob below was sealed by that code. Given
+// a caller, the same task does not open.
+func TestOpenTaskSealedBeforeTheCaller(t *testing.T) {
+	key := taskseal.Key{ID: "k-v2", Secret: make([]byte, taskseal.KeySize)}
+	for i := range key.Secret {
+		key.Secret[i] = byte(i)
+	}
+	kr := keyring(t, key)
+	sealed := &imapcopyv1.SealedSecrets{
+		KeyId:      "k-v2",
+		Algorithm:  taskseal.Algorithm,
+		Nonce:      unhex(t, "c1da41833cd156c465e023ca"),
+		Ciphertext: unhex(t, "4c30705f1cbdba0c766524553f67a551858a53c1b00d63d53b300716937108809baac537614cba95a929f654bb20e25e5e47134c0dd78ee5a5acdb7e9004b2865389e19d4972a1c403d556dceaf5eadf6657d3ad8f139d9ac602f21b286df85f8063"),
+	}
+	got, err := kr.Open(withSealed(task("task-v2"), sealed))
+	if err != nil {
+		t.Fatalf("Open of a task sealed without a caller: %v", err)
+	}
+	if !proto.Equal(got, secrets()) {
+		t.Errorf("Open = %v, want the original secrets", got)
+	}
+	withCaller := task("task-v2")
+	withCaller.Caller = "alice"
+	if got, err := kr.Open(withSealed(withCaller, sealed)); !errors.Is(err, taskseal.ErrOpen) {
+		t.Errorf("caller added to a task sealed without one: Open = %v, %v; want ErrOpen", got, err)
+	}
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestSealRefusesEmptyTaskID(t *testing.T) {

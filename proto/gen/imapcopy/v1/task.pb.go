@@ -35,8 +35,13 @@ type SyncTask struct {
 	Options     *SyncOptions   `protobuf:"bytes,5,opt,name=options,proto3" json:"options,omitempty"`
 	Sealed      *SealedSecrets `protobuf:"bytes,6,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	// The lock token the api took; status writes are fenced by it.
-	LockToken     string                 `protobuf:"bytes,7,opt,name=lock_token,json=lockToken,proto3" json:"lock_token,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	LockToken string                 `protobuf:"bytes,7,opt,name=lock_token,json=lockToken,proto3" json:"lock_token,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The caller that started the sync (SyncStatus.caller; empty with open access or
+	// from the public page). A copier that writes the status afresh (the store lost
+	// it) records it again, so that only that caller and the admins may still read
+	// or cancel the sync.
+	Caller        string `protobuf:"bytes,9,opt,name=caller,proto3" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -125,6 +130,13 @@ func (x *SyncTask) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *SyncTask) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
 }
 
 // Endpoint is an account without its secrets.
@@ -365,7 +377,7 @@ var File_imapcopy_v1_task_proto protoreflect.FileDescriptor
 
 const file_imapcopy_v1_task_proto_rawDesc = "" +
 	"\n" +
-	"\x16imapcopy/v1/task.proto\x12\vimapcopy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16imapcopy/v1/sync.proto\"\xf0\x02\n" +
+	"\x16imapcopy/v1/task.proto\x12\vimapcopy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16imapcopy/v1/sync.proto\"\x88\x03\n" +
 	"\bSyncTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
 	"\fsource_email\x18\x02 \x01(\tR\vsourceEmail\x12-\n" +
@@ -376,7 +388,8 @@ const file_imapcopy_v1_task_proto_rawDesc = "" +
 	"\n" +
 	"lock_token\x18\a \x01(\tR\tlockToken\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xf2\x01\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x16\n" +
+	"\x06caller\x18\t \x01(\tR\x06caller\"\xf2\x01\n" +
 	"\bEndpoint\x12\x1a\n" +
 	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05login\x18\x02 \x01(\tR\x05login\x12\x12\n" +
