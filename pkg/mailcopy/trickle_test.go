@@ -38,8 +38,8 @@ func trickleMailbox(t *testing.T, seed int64, spec imaptest.Spec) (mb imaptest.M
 // TestTrickledBody: a source behind a link that trickles every answer at 5 kB/s,
 // in pieces of 100 bytes (a piece every 20 ms: the idle deadline never fires),
 // with a minimum body rate of 50 kB/s after a 1 s grace. The small messages
-// arrive within the grace and are copied; each big one (250 to 400 kB: close to
-// a minute or more each at that rate) is cut once it falls under the minimum,
+// arrive within the grace and are copied; each big one (250 to 400 kB: 50 s or
+// more each at that rate) is cut once it falls under the minimum,
 // the folder is retried within its own budget (MaxRetries reconnects in a row
 // without progress), and the copy ends, long before the big bodies could have
 // arrived, with a temporary failure that names the source, the message's UID,
@@ -92,6 +92,9 @@ func TestTrickledBody(t *testing.T) {
 	t.Logf("copy: %v in %v; %d source connections, %d bytes down", err, took.Round(time.Millisecond), st.Accepted, st.Downstream)
 	if err == nil {
 		t.Fatalf("the copy succeeded though its big bodies trickled far under the minimum rate")
+	}
+	if strings.Contains(err.Error(), "logins in a row") {
+		t.Errorf("error %q: the login guard stopped the copy, want the folder's own retry budget to", err)
 	}
 	if k := mailcopy.KindOf(err); k != mailcopy.KindTemporary {
 		t.Errorf("kind %v, want temporary (a slow link may recover: retried later)", k)
