@@ -98,7 +98,8 @@ func (p bodyPace) allows(n int64, waited time.Duration) bool {
 	if p.min <= 0 || waited <= p.grace {
 		return true
 	}
-	return waited-p.grace <= time.Duration(float64(n)/float64(p.min)*float64(time.Second))
+	// In seconds as floats: n/min in nanoseconds could overflow a Duration.
+	return (waited - p.grace).Seconds() <= float64(n)/float64(p.min)
 }
 
 // bodyStream feeds the bodies of one UID FETCH to the destination, as one
