@@ -103,6 +103,20 @@ type Config struct {
 	// folder waits out before the copy stops with a temporary failure (the
 	// caller retries later). Default 20.
 	MaxThrottles int
+	// MinBodyRate is the slowest a source may send a message's body, in bytes
+	// per second, counted only while the copy waits for the body's bytes (see
+	// bodyPace): a body of n bytes received so far may have taken at most
+	// BodyRateGrace + n/MinBodyRate of waiting. A source under it fails the
+	// attempt like a stalled one (the connection is dropped and the folder
+	// retried, a temporary failure once the retries run out): a hostile or
+	// broken source that sends one byte per idle period would otherwise hold
+	// the task for as long as its announced literal lasts. Default 2,000 B/s,
+	// a fifth of the 10 kB/s trickle a copy must survive (TestSlowLinks).
+	MinBodyRate int64
+	// BodyRateGrace is the waiting every body is allowed before MinBodyRate
+	// applies: a small message gets that long whatever its size, and a link
+	// that pauses now and then is not cut. Default 2 minutes.
+	BodyRateGrace time.Duration
 	// CommitSettle is how long a destination folder is left unread after a
 	// connection appending to it was lost with commands unanswered: the
 	// server may still commit them (see "Delivery semantics"). Default 2s.
@@ -123,6 +137,9 @@ const (
 	defaultThrottleBackoff  = 30 * time.Second
 	maxThrottleBackoff      = 15 * time.Minute
 	defaultMaxThrottles     = 20
+	// Decimal, as ByteSize shows it in the error (2.0 kB/s).
+	defaultMinBodyRate   = 2_000
+	defaultBodyRateGrace = 2 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -164,6 +181,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxThrottles <= 0 {
 		c.MaxThrottles = defaultMaxThrottles
+	}
+	if c.MinBodyRate <= 0 {
+		c.MinBodyRate = defaultMinBodyRate
+	}
+	if c.BodyRateGrace <= 0 {
+		c.BodyRateGrace = defaultBodyRateGrace
 	}
 	return c
 }

@@ -193,6 +193,22 @@
 // message refused then is not listed as failed (the account is full, not the
 // message at fault): once there is space, a new Copy resumes and appends it.
 //
+// A source that stops in the middle of a body is cut by the idle deadline of
+// pkg/imapconn (Dial.IdleTimeout: no byte for that long), which slides with every
+// byte; one that trickles is cut by the minimum body rate: once a body literal
+// has begun, the copy may wait for its n bytes received so far at most
+// Config.BodyRateGrace + n/Config.MinBodyRate (2 minutes + n / 2,000 B/s by
+// default), counting only the time spent waiting for the source's bytes inside the
+// literal (not the source's time before it, nor the destination's: see bodyPace).
+// The check runs as each read returns, so a body of S bytes holds a connection at
+// most BodyRateGrace + S/MinBodyRate plus one idle period. Either way the
+// connections are dropped (the destination first: nothing of the message is
+// stored), the folder is tried again within its retry budget, and the copy ends
+// with a temporary failure that names the source, the message's UID and, for a
+// slow body, the bytes received, the time and the rates ("source message UID 7:
+// 3,100 of 30,754 bytes in 2m1.5s (25 B/s), under the minimum of 2.0 kB/s"). A
+// slow link may recover: the caller retries later.
+//
 // # Throttling
 //
 // A refusal that says the client goes too fast (imapconn.Throttled: Exchange's

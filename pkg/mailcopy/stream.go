@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -48,6 +49,59 @@ func (e *noBodyError) Error() string {
 
 func (e *noBodyError) Unwrap() error { return e.err }
 
+// slowBodyError: the source sent a body slower than Config.MinBodyRate (see
+// bodyPace). Like a stall, it ends the attempt on that connection and is
+// temporary: the folder is retried, and the copy ends with a temporary failure
+// once the retries run out, for a slow link may recover.
+type slowBodyError struct {
+	uid       uint32
+	got, want int64
+	waited    time.Duration // waiting for the source, not wall time
+	min       int64         // bytes per second
+}
+
+func (e *slowBodyError) Error() string {
+	rate := int64(float64(e.got) / max(e.waited.Seconds(), 1e-3))
+	return fmt.Sprintf("source message UID %d: %s of %s bytes in %v (%s/s), under the minimum of %s/s",
+		e.uid, num(int(e.got)), num(int(e.want)), e.waited.Round(time.Millisecond), ByteSize(rate), ByteSize(e.min))
+}
+
+// bodyPace is the minimum rate of a body literal (Config.MinBodyRate and
+// BodyRateGrace). The idle deadline of pkg/imapconn slides with every byte, so
+// it ends a body that stops, not one that trickles: one byte per idle period
+// would hold the connection, the folder and the task for as long as the
+// announced literal lasts (years, for 2 GB).
+//
+// The clock runs only inside the literal's Reads: the time the copy waits for
+// the source's bytes, once the source has begun the body. Not before the
+// literal (the source reads the message, or thinks about the FETCH, under the
+// idle deadline alone), not between bodies, and not while the appender writes
+// to the destination or waits for its answers (a destination may take 90 s to
+// answer an APPEND, or stop reading while it commits: that is no fault of the
+// source, whose bytes meanwhile wait in the socket and are then read at once).
+//
+// The rule: a body of which n bytes have arrived may have waited at most
+// grace + n/min. A body that arrives in full at min or faster never fails;
+// one of size S waits at most grace + S/min (plus one Read, which the idle
+// deadline bounds: the check runs when a Read returns). A source that sends
+// part of a body quickly and then trickles gets no more than one that sends
+// all of it at min: the time it holds is paid for in bytes either way, so a
+// window of its own (every W, at least min*W) would bound nothing more. A
+// trickle of one byte per idle period fails at the first Read after grace.
+type bodyPace struct {
+	min   int64 // bytes per second; 0: no minimum
+	grace time.Duration
+}
+
+// allows reports whether n bytes in waited of waiting keep to the pace.
+func (p bodyPace) allows(n int64, waited time.Duration) bool {
+	if p.min <= 0 || waited <= p.grace {
+		return true
+	}
+	// In seconds as floats: n/min in nanoseconds could overflow a Duration.
+	return (waited - p.grace).Seconds() <= float64(n)/float64(p.min)
+}
+
 // bodyStream feeds the bodies of one UID FETCH to the destination, as one
 // lazy reader per message, without holding any message in memory: a reader
 // pulls its message's literal from the FETCH response when the appender
@@ -64,6 +118,7 @@ type bodyStream struct {
 	cmd   *imapclient.FetchCommand
 	msgs  []srcMessage
 	abort func()
+	pace  bodyPace // set by the append that reads it
 
 	next int   // index of the next message to open
 	err  error // first source-side failure, sticky
@@ -126,10 +181,11 @@ func (s *bodyStream) fail(err error) error {
 }
 
 type bodyReader struct {
-	s   *bodyStream
-	i   int
-	lit io.Reader
-	n   int64
+	s      *bodyStream
+	i      int
+	lit    io.Reader
+	n      int64
+	waited time.Duration // inside lit's Reads: waiting for the source (see bodyPace)
 }
 
 func (r *bodyReader) Read(p []byte) (int, error) {
@@ -151,7 +207,9 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > want-r.n {
 		p = p[:want-r.n]
 	}
+	start := time.Now()
 	n, err := r.lit.Read(p)
+	r.waited += time.Since(start)
 	r.n += int64(n)
 	if r.n < want && err != nil {
 		s.dead = true
@@ -159,6 +217,12 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			err = errShortBody
 		}
 		return n, s.fail(fmt.Errorf("source message UID %d after %d of %d bytes: %w", s.msgs[r.i].uid, r.n, want, err))
+	}
+	if r.n < want && !s.pace.allows(r.n, r.waited) {
+		// The literal is left unread, not failed (s.dead stays false): once
+		// the connection is cut, the FETCH is drained, which then fails at
+		// once (see appendOnce), as after a fence or an append's panic.
+		return n, s.fail(&slowBodyError{uid: s.msgs[r.i].uid, got: r.n, want: want, waited: r.waited, min: s.pace.min})
 	}
 	return n, nil
 }

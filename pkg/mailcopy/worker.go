@@ -938,6 +938,7 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 	if stream == nil {
 		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
 	}
+	stream.pace = bodyPace{min: w.e.cfg.MinBodyRate, grace: w.e.cfg.BodyRateGrace}
 	w.cur = stream
 	defer func() { w.cur = nil }()
 	msgs := make([]imapappend.Message, len(chunk))

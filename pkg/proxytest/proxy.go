@@ -1,7 +1,8 @@
 // Package proxytest is an in-process TCP proxy for tests and benchmarks. It owns the
 // faults a network can cause between a client and a server on loopback: added latency
 // per direction (a delay line that keeps the throughput), a bandwidth limit per
-// connection or for the whole link (every connection through the proxy), and
+// connection or for the whole link (every connection through the proxy), writes of a
+// bounded size (a trickle rather than bursts), and
 // connections cut abruptly after a given number of bytes in a given direction, and an
 // observer that sees each chunk as it is forwarded (to act at a point of a protocol).
 //
@@ -48,6 +49,7 @@ type config struct {
 	latency   [3]time.Duration // by Direction
 	bandwidth [3]int64         // bytes per second and connection, 0: unlimited
 	link      [3]int64         // bytes per second shared by every connection, 0: unlimited
+	maxWrite  [3]int           // largest write, 0: chunkSize
 	observe   [3]func(conn int64, b []byte)
 }
 
@@ -69,6 +71,14 @@ func WithBandwidth(bytesPerSecond int64) Option {
 // WithDirBandwidth limits each connection to bytesPerSecond in dir.
 func WithDirBandwidth(dir Direction, bytesPerSecond int64) Option {
 	return func(c *config) { c.bandwidth[dir] = bytesPerSecond }
+}
+
+// WithDirMaxWrite forwards the bytes flowing in dir in writes of at most n bytes.
+// With a bandwidth limit, a connection then receives a steady trickle of small
+// pieces rather than a burst of up to 16 KiB whenever the limit allows one: a
+// server that sends a little at a time, each piece well within any idle timeout.
+func WithDirMaxWrite(dir Direction, n int) Option {
+	return func(c *config) { c.maxWrite[dir] = n }
 }
 
 // WithLinkBandwidth limits the proxy as a whole to bytesPerSecond in each direction,
@@ -350,9 +360,13 @@ const (
 // time it is due (read time + latency) and a writer releases it then, so that latency
 // adds delay without limiting throughput.
 func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
+	size := chunkSize
+	if n := p.cfg.maxWrite[dir]; n > 0 && n < size {
+		size = n
+	}
 	var limiter *rate.Limiter
 	if bw := p.cfg.bandwidth[dir]; bw > 0 {
-		limiter = rate.NewLimiter(rate.Limit(bw), chunkSize)
+		limiter = rate.NewLimiter(rate.Limit(bw), size)
 	}
 	queue := make(chan chunk, queueDepth)
 	done := make(chan struct{})
@@ -364,7 +378,7 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 		defer reader.Done()
 		defer close(queue)
 		for {
-			buf := make([]byte, chunkSize)
+			buf := make([]byte, size)
 			n, err := src.Read(buf)
 			if n > 0 {
 				select {

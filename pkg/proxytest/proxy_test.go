@@ -172,6 +172,37 @@ func TestBandwidth(t *testing.T) {
 	}
 }
 
+// TestMaxWrite: with WithDirMaxWrite, every piece forwarded in that direction is at
+// most that long, under a bandwidth limit too, and the bytes arrive whole and in order.
+func TestMaxWrite(t *testing.T) {
+	const limit = 100
+	data := randomBytes(5_000)
+	var mu sync.Mutex
+	var pieces, longest int
+	p := New(t, server(t, func(c net.Conn) { c.Write(data) }),
+		WithDirBandwidth(Downstream, 50_000), WithDirMaxWrite(Downstream, limit),
+		WithObserver(Downstream, func(_ int64, b []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			pieces++
+			longest = max(longest, len(b))
+		}))
+	c := dial(t, p.Addr())
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the bytes arrived altered")
+	}
+	c.Close()
+	p.Close() // waits for the observer
+	t.Logf("%d bytes in %d pieces", len(data), pieces)
+	if longest > limit || pieces < len(data)/limit {
+		t.Errorf("%d pieces, the longest %d bytes; want at least %d, none over %d", pieces, longest, len(data)/limit, limit)
+	}
+}
+
 // TestLinkBandwidth: two connections share the link's bandwidth, so that together
 // they are no quicker than one alone.
 func TestLinkBandwidth(t *testing.T) {
