@@ -32,6 +32,13 @@ type Options struct {
 	// writing: a copier frozen with an APPEND in that buffer (see mailcopy's
 	// appendWriteBuffer). Connections that are not TCP are left as they are.
 	WriteBuffer int
+	// UnsentLimit, when > 0, bounds the bytes the kernel keeps written but not yet
+	// sent on the TCP connection (TCP_NOTSENT_LOWAT, Linux; ignored elsewhere): a
+	// write waits while that much is queued. The send buffer still holds what is
+	// in flight, so a fast or distant link stays full, but a process that stops
+	// writing leaves only this much behind it besides what the network already
+	// carries. Connections that are not TCP are left as they are.
+	UnsentLimit int
 }
 
 const (
@@ -112,6 +119,12 @@ func dialTransport(ctx, dialCtx context.Context, acct Account, opts Options) (ne
 			return nil, nil, &Error{Kind: KindUnknown, Op: op, Err: fmt.Errorf("set the send buffer: %w", err)}
 		}
 	}
+	if opts.UnsentLimit > 0 {
+		if err := setUnsentLimit(raw, opts.UnsentLimit); err != nil {
+			raw.Close()
+			return nil, nil, &Error{Kind: KindUnknown, Op: op, Err: fmt.Errorf("limit the unsent bytes: %w", err)}
+		}
+	}
 	c := newConn(raw, opts.IdleTimeout)
 	c.bind(ctx)
 	if acct.Security != SecurityTLS {
@@ -129,9 +142,18 @@ func dialTransport(ctx, dialCtx context.Context, acct Account, opts Options) (ne
 // through the wrappers that give it with NetConn (as *tls.Conn does). A
 // connection with no TCP under it is left as it is.
 func setWriteBuffer(nc net.Conn, n int) error {
+	if tc := tcpConn(nc); tc != nil {
+		return tc.SetWriteBuffer(n)
+	}
+	return nil
+}
+
+// tcpConn is the TCP connection under nc, found through the wrappers that give
+// it with NetConn (as *tls.Conn does), or nil.
+func tcpConn(nc net.Conn) *net.TCPConn {
 	for nc != nil {
-		if tc, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
-			return tc.SetWriteBuffer(n)
+		if tc, ok := nc.(*net.TCPConn); ok {
+			return tc
 		}
 		w, ok := nc.(interface{ NetConn() net.Conn })
 		if !ok {

@@ -466,7 +466,7 @@ func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Co
 		return nil, nil, err
 	}
 	dctx, opts, bd := e.dialing(ctx)
-	opts.WriteBuffer = appendWriteBuffer
+	opts.WriteBuffer, opts.UnsentLimit = appendWriteBuffer, appendUnsentLimit
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
 		imapappend.Config{Batching: e.cfg.Batching, NoMultiappend: e.cfg.NoMultiappend, NoResend: true})
 	if err != nil {
@@ -488,6 +488,16 @@ func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Co
 // (1 MiB once the kernel doubles it) still fills a 40 MB/s link at 25 ms, more
 // than one connection gets from a mail server.
 const appendWriteBuffer = 512 << 10
+
+// appendUnsentLimit bounds what of that buffer may wait unsent in the kernel
+// (TCP_NOTSENT_LOWAT): the rest of the buffer holds only bytes already on the
+// way, which arrive within a round trip (plus whatever a bloated router queue
+// holds), so the slow link that could land a frozen copier's APPEND after a
+// takeover must be slower than 64 KiB / 15 s, about 4.4 KB/s, instead of
+// 70 KB/s; and a fast or distant link stays full (the bytes in flight are not
+// limited). The appender writes 64 KiB at a time (imapconn), so a write waits
+// for the kernel to have sent what was queued before it.
+const appendUnsentLimit = 64 << 10
 
 // dialing returns what one dial needs: a context for imapconn that is never
 // cancelled, and dial options whose dialer binds the connection to ctx
