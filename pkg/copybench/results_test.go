@@ -109,3 +109,32 @@ func TestGoals(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUBound: the busy share and the least wall time the runs' CPU allows, and
+// so the highest speed-up over mbsync, read off the servers' and the tool's CPU.
+func TestCPUBound(t *testing.T) {
+	ok := &CheckVerdict{OK: true}
+	res := &Results{Machine: Machine{CPUs: 2}, Params: Params{Reps: 1}}
+	res.Runs = []RunResult{
+		// 0.5 + 5.5 = 6 CPU-s over 4 s on 2 CPUs: 75% busy, at least 3 s.
+		{Network: Loopback, Tool: Imapcopy, Rep: 1, WallSeconds: 4, UserCPUSeconds: 0.4, SysCPUSeconds: 0.1, ServerCPUSeconds: 5.5, Check: ok},
+		{Network: Loopback, Tool: Mbsync, Rep: 1, WallSeconds: 9, UserCPUSeconds: 1, ServerCPUSeconds: 8, Check: ok},
+	}
+	res.Summarize()
+	ic := res.summary("", Loopback, Imapcopy)
+	if ic == nil || ic.Busy.Median != 0.75 || ic.ServerCPUSeconds.Median != 5.5 {
+		t.Fatalf("imapcopy summary = %+v, want busy 0.75 and servers 5.5 s", ic)
+	}
+	lines := res.cpuBounds()
+	want := "loopback: imapcopy kept the machine 75% busy (its CPU 0.5 s + the servers' 5.5 s, over 4.0 s × 2 CPUs); " +
+		"the same work takes at least 3.0 s on 2 CPUs: at most 3.00× mbsync's 9.0 s (mbsync: its CPU 1.0 s + the servers' 8.0 s)"
+	if len(lines) != 1 || lines[0] != want {
+		t.Errorf("cpuBounds = %q, want [%q]", lines, want)
+	}
+	// Without the servers' CPU (an old results file), no bound is claimed.
+	res.Runs[0].ServerCPUSeconds = 0
+	res.Summarize()
+	if lines := res.cpuBounds(); len(lines) != 0 {
+		t.Errorf("cpuBounds without servers' CPU = %q, want none", lines)
+	}
+}
