@@ -217,8 +217,8 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	err = e.copyFolders(ctx, runnable)
 	creating.Wait()
 	e.pool.close() // before the report's connection: Connections at most
-	if p.createErr != nil {
-		err = p.createErr
+	if p.createErr != nil && (err == nil || !IsPermanent(err)) {
+		err = p.createErr // the workers' error is then its consequence
 	}
 	for _, j := range jobs {
 		if !j.creating {
@@ -274,8 +274,9 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 // folders first; a worker with no folder left appends ranges of the folders
 // being split (see split.go). Each worker holds at most one source and one
 // destination connection at any time, so neither account ever sees more than
-// Connections connections from this copy (planning is over before the
-// workers start; the report is appended after they end).
+// Connections connections from this copy (while the planning's destination
+// connection creates folders, they dial none of their own: see
+// awaitPlanning; the report is appended after they end).
 func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 	order := slices.Clone(jobs)
 	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.weight, a.weight) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -211,6 +212,14 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 // its error, as a failed plan did.
 func (e *engine) create(ctx context.Context, p *planned) {
 	defer close(p.done)
+	defer func() {
+		if r := recover(); r != nil {
+			// As in a worker: the stack goes to the log, the error to the status.
+			e.log.Error("copy_create_panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			p.createErr = fmt.Errorf("internal error in the copy engine (a panic: %v)", r)
+			e.stop(p.createErr)
+		}
+	}()
 	conn := p.dstConn
 	p.dstConn = nil
 	err := e.retry(ctx, "create folders", func() error {
