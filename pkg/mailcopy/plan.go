@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -225,10 +226,17 @@ func (e *engine) create(ctx context.Context, p *planned) {
 	err := e.retry(ctx, "create folders", func() error {
 		c := conn
 		conn = nil
+		var exists map[string]bool
 		if c == nil {
 			var err error
 			if c, err = e.dialDest(ctx); err != nil {
 				return err
+			}
+			// A connection was lost: what it created (answered or not) is
+			// there now, and is not created again, as a new plan would not.
+			if exists, err = existing(c); err != nil {
+				c.Close()
+				return fmt.Errorf("destination: %w", err)
 			}
 		}
 		// Closed, not logged out: every answer was read, and waiting for
@@ -236,7 +244,7 @@ func (e *engine) create(ctx context.Context, p *planned) {
 		defer c.Close()
 		var names []string
 		for _, name := range p.plan.Create {
-			if _, refused := p.refused[name]; !p.created[name] && !refused {
+			if _, refused := p.refused[name]; !p.created[name] && !refused && !exists[name] {
 				names = append(names, name)
 			}
 		}
@@ -252,6 +260,10 @@ func (e *engine) create(ctx context.Context, p *planned) {
 	if conn != nil {
 		conn.Close() // not used: the first attempt did not run
 	}
+	if err != nil && ctx.Err() != nil {
+		p.createErr = err // the copy was cancelled: classifyEnd says so
+		return
+	}
 	if err != nil {
 		var ce *Error
 		if !errors.As(err, &ce) {
@@ -266,6 +278,22 @@ func (e *engine) create(ctx context.Context, p *planned) {
 			e.log.Warn("folder_not_created", "folder", name, "answer", reason)
 		}
 	}
+}
+
+// existing lists the destination's folders that exist (and can be selected:
+// see folderExists), by name.
+func existing(c *imapconn.Client) (map[string]bool, error) {
+	boxes, err := CollectList(c.IMAP(), c.IMAP().List("", "*", nil))
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
+	names := make(map[string]bool, len(boxes))
+	for _, b := range boxes {
+		names[b.Mailbox] = !slices.ContainsFunc(b.Attrs, func(a imap.MailboxAttr) bool {
+			return strings.EqualFold(string(a), `\NonExistent`) || strings.EqualFold(string(a), `\Noselect`)
+		})
+	}
+	return names, nil
 }
 
 // refusedCreate is the error of a folder the destination refused to create.
