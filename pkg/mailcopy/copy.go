@@ -44,6 +44,7 @@ type engine struct {
 
 	stop context.CancelCauseFunc // cancels the copy (a failed Fence)
 
+	plan  *planned  // the folder plan; its creation runs meanwhile (see create)
 	board *board    // the workers' folders and ranges (copyFolders)
 	pool  *dialPool // the workers' first connections, dialed during planning
 	// workers copying folders; fewer when a server refuses more connections
@@ -76,6 +77,10 @@ type job struct {
 	complete bool
 	// unchanged: skipped, proven complete by the previous State.
 	unchanged bool
+	// creating: the destination folder is created by this copy (see
+	// engine.create); settled once its outcome was taken into the job
+	// (dstEmpty, dstStatus: see worker.awaitFolder).
+	creating, settled bool
 }
 
 // Copy copies the source mailbox into the destination as Config says, and
@@ -160,10 +165,9 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 		if e.cfg.DryRun {
 			j.result.Created = m.Create
 			j.dstEmpty = m.Create
-		} else {
-			j.result.Created = p.created[m.Dest]
-			j.dstEmpty = p.created[m.Dest]
 		}
+		// A folder to create is settled once created (worker.awaitFolder).
+		j.creating = m.Create && !e.cfg.DryRun
 		if st := p.dst.status[m.Dest]; st != nil && st.NumMessages != nil && *st.NumMessages == 0 {
 			j.dstEmpty = true
 		}
@@ -178,11 +182,6 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			progress[i].State = FolderDone
 			progress[i].Counts = j.result.Counts
 			e.log.Info("folder_unchanged", "folder", m.Source, "dest", m.Dest, "total", st.Total)
-		}
-		if reason, ok := p.refused[m.Dest]; ok {
-			j.result.Error = fmt.Sprintf("the destination refused to create folder %q: %s", m.Dest, reason)
-			progress[i].State = FolderFailed
-			e.log.Warn("folder_not_created", "folder", m.Dest, "answer", reason)
 		}
 		if m.ArchiveOnly {
 			// Its messages in scope are known after its metadata passes (the
@@ -208,8 +207,30 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			runnable = append(runnable, j)
 		}
 	}
+	// The destination folders are created while the workers start on the
+	// source side (see create); the planning is over once they are.
+	e.plan = p
+	var creating sync.WaitGroup
+	if p.dstConn != nil {
+		creating.Go(func() { e.create(ctx, p) })
+	}
 	err = e.copyFolders(ctx, runnable)
+	creating.Wait()
 	e.pool.close() // before the report's connection: Connections at most
+	if p.createErr != nil && (err == nil || !IsPermanent(err)) {
+		err = p.createErr // the workers' error is then its consequence
+	}
+	for _, j := range jobs {
+		if !j.creating {
+			continue
+		}
+		j.result.Created = p.created[j.m.Dest]
+		if reason, ok := p.refused[j.m.Dest]; ok {
+			// As its worker found it, or found it not yet (a copy stopped).
+			j.result.Error = refusedCreate(j.m.Dest, reason).Error()
+			e.tracker.update(j.idx, func(f *FolderProgress) { f.State = FolderFailed })
+		}
+	}
 
 	state := &State{Source: stateAccount(e.cfg.Source), Destination: stateAccount(e.cfg.Destination), Since: e.cfg.Since}
 	for _, j := range jobs {
@@ -253,8 +274,9 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 // folders first; a worker with no folder left appends ranges of the folders
 // being split (see split.go). Each worker holds at most one source and one
 // destination connection at any time, so neither account ever sees more than
-// Connections connections from this copy (planning is over before the
-// workers start; the report is appended after they end).
+// Connections connections from this copy (while the planning's destination
+// connection creates folders, they dial none of their own: see
+// awaitPlanning; the report is appended after they end).
 func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 	order := slices.Clone(jobs)
 	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.weight, a.weight) })
@@ -352,9 +374,11 @@ func (e *engine) shrink() bool {
 }
 
 // withConns runs fn with a fresh control connection to each account, dialed
-// with the reconnect policy, and logs both out afterwards. Both are dialed at
-// once: on a distant server, TLS and login cost several round trips each.
-func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Client) error) error {
+// with the reconnect policy. The source connection then joins the pool (or is
+// logged out), and the destination connection is closed unless fn keeps it
+// (keep: the caller closes it). Both are dialed at once: on a distant server,
+// TLS and login cost several round trips each.
+func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Client) (keep bool, err error)) error {
 	return e.retry(ctx, "plan", func() error {
 		var dst *imapconn.Client
 		var dstErr error
@@ -365,10 +389,15 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 		}()
 		src, srcConn, err := e.dialSource(ctx)
 		<-dstDone
+		keep := false
 		if dst != nil {
 			// Closed, not logged out: every answer was read, and waiting for
 			// LOGOUT's would hold the workers back a round trip.
-			defer dst.Close()
+			defer func() {
+				if !keep {
+					dst.Close()
+				}
+			}()
 		}
 		if err != nil {
 			return err
@@ -377,7 +406,7 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 			src.Logout()
 			return dstErr
 		}
-		err = fn(src, dst)
+		keep, err = fn(src, dst)
 		if err != nil || !e.pool.giveSource(src, srcConn) {
 			// A worker takes it over otherwise.
 			src.Logout()

@@ -8,11 +8,20 @@
 //     message counts) and NAMESPACE (prefix and delimiter), map the folders with
 //     foldermap.Map, then create the destination folders the plan needs, parents
 //     first, and subscribe them. Renames, collisions and skipped folders go into the
-//     Result.
+//     Result. The folders are created on the planning's destination connection
+//     while the workers start: the planning's source connection is a worker's as
+//     soon as the folders are mapped, and each worker sends its folder's EXAMINE
+//     and metadata pass to the source at once. A worker waits for the creation
+//     only before its first command on a folder being created (then it knows
+//     whether the folder was created, existed, or was refused: a failed folder,
+//     to which nothing is appended) and before it dials a destination connection
+//     of its own (see engine.create).
 //  2. Copy folders in parallel: at most Config.Connections workers, each holding at
 //     most one source and one destination connection at a time, so neither account
-//     sees more than Config.Connections connections from a copy (planning ends
-//     before the workers start, the report is appended after they end). Folders are
+//     sees more than Config.Connections connections from a copy (while the folders
+//     are created, the workers use only the destination connections dialed for them
+//     within Connections-1, the planning's holding the last one; the report is
+//     appended after they end). Folders are
 //     scheduled biggest first; with SplitFolders, a worker with no folder left
 //     helps append a large folder (see "Splitting a large folder").
 //  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,

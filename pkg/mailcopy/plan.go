@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -134,18 +136,29 @@ func CollectList(c *imapclient.Client, cmd *imapclient.ListCommand) ([]*imap.Lis
 type planned struct {
 	plan     *foldermap.Plan
 	src, dst *listing
-	created  map[string]bool // destination folders created by this run
+
+	// dstConn is the planning's destination connection, kept for the
+	// creation of the folders (see engine.create); nil when there is none to
+	// create (or in a dry run).
+	dstConn *imapconn.Client
+	// done is closed once the destination folders are created (see
+	// engine.create); created, refused and createErr, and the created
+	// folders' entries of dst.status, are read only after it.
+	done    chan struct{}
+	created map[string]bool // destination folders created by this run
 	// refused are the destination folders the server would not create, with
 	// its answer: each is a failed folder of the result; the rest is copied.
-	refused map[string]string
+	refused   map[string]string
+	createErr error // the creation failed: the copy stops with it
 }
 
-// planFolders lists both accounts, maps the folders and, unless dry run,
-// creates (and subscribes) the destination folders the plan needs, parents
-// first (see createFolders).
+// planFolders lists both accounts and maps the folders. The planning's
+// source connection then joins the pool, and its destination connection is
+// kept in p.dstConn when folders are to be created (see engine.create): the
+// workers start while they are.
 func (e *engine) planFolders(ctx context.Context) (*planned, error) {
-	var p planned
-	err := e.withConns(ctx, func(src, dst *imapconn.Client) error {
+	p := planned{done: make(chan struct{})}
+	err := e.withConns(ctx, func(src, dst *imapconn.Client) (bool, error) {
 		// Both accounts are listed at once: on distant servers the plan
 		// waits for the slower, not for both in turn.
 		var dstErr error
@@ -158,36 +171,134 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 		p.src, err = list(src)
 		<-dstDone
 		if err != nil {
-			return fmt.Errorf("source: %w", err)
+			return false, fmt.Errorf("source: %w", err)
 		}
 		if dstErr != nil {
-			return fmt.Errorf("destination: %w", dstErr)
+			return false, fmt.Errorf("destination: %w", dstErr)
 		}
 		p.plan, err = foldermap.Map(p.src.side, p.dst.side, foldermap.Options{
 			Include: e.cfg.Include, Exclude: e.cfg.Exclude,
 			IncludeGmailViews: e.cfg.IncludeGmailViews, Provider: e.cfg.Provider,
 		})
 		if err != nil {
-			return &Error{Kind: KindConnect, Err: fmt.Errorf("plan folders: %w", err)}
+			return false, &Error{Kind: KindConnect, Err: fmt.Errorf("plan folders: %w", err)}
 		}
 		e.startPool(p.plan)
-		if e.cfg.DryRun {
-			return nil
+		if e.cfg.DryRun || len(p.plan.Create) == 0 {
+			return false, nil
 		}
-		p.created, p.refused = map[string]bool{}, map[string]string{}
+		p.dstConn = dst
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.created, p.refused = map[string]bool{}, map[string]string{}
+	if p.dstConn == nil {
+		close(p.done)
+	}
+	return &p, nil
+}
+
+// create creates (and subscribes) the destination folders of the plan,
+// parents first (see createFolders), on the planning's destination
+// connection, while the workers start on the source side; it closes p.done
+// once every folder is settled. A worker waits for it before its first
+// command on a folder to create (see worker.awaitFolder), and before it dials
+// a destination connection of its own (the pool's were dialed within
+// Connections-1): the planning's connection is open until then.
+//
+// A connection that fails is replaced, with the reconnect policy, for the
+// folders not settled yet. A creation that fails for good stops the copy with
+// its error, as a failed plan did.
+func (e *engine) create(ctx context.Context, p *planned) {
+	defer close(p.done)
+	defer func() {
+		if r := recover(); r != nil {
+			// As in a worker: the stack goes to the log, the error to the status.
+			e.log.Error("copy_create_panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			p.createErr = fmt.Errorf("internal error in the copy engine (a panic: %v)", r)
+			e.stop(p.createErr)
+		}
+	}()
+	conn := p.dstConn
+	p.dstConn = nil
+	err := e.retry(ctx, "create folders", func() error {
+		c := conn
+		conn = nil
+		var exists map[string]bool
+		if c == nil {
+			var err error
+			if c, err = e.dialDest(ctx); err != nil {
+				return err
+			}
+			// A connection was lost: what it created (answered or not) is
+			// there now, and is not created again, as a new plan would not.
+			if exists, err = existing(c); err != nil {
+				c.Close()
+				return fmt.Errorf("destination: %w", err)
+			}
+		}
+		// Closed, not logged out: every answer was read, and waiting for
+		// LOGOUT's would hold the workers back a round trip.
+		defer c.Close()
+		var names []string
+		for _, name := range p.plan.Create {
+			if _, refused := p.refused[name]; !p.created[name] && !refused && !exists[name] {
+				names = append(names, name)
+			}
+		}
 		// The status of the created folders is asked for with the last
 		// wave's SUBSCRIBEs: one round trip for both.
-		return createFolders(dst.IMAP(), p.plan.Create, p.dst.side.Delim, p.created, p.refused, func() error {
-			if err := statusCreated(dst, p.dst, p.created); err != nil {
+		return createFolders(c.IMAP(), names, p.dst.side.Delim, p.created, p.refused, func() error {
+			if err := statusCreated(c, p.dst, p.created); err != nil {
 				return fmt.Errorf("destination: %w", err)
 			}
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, err
+	if conn != nil {
+		conn.Close() // not used: the first attempt did not run
 	}
-	return &p, nil
+	if err != nil && ctx.Err() != nil {
+		p.createErr = err // the copy was cancelled: classifyEnd says so
+		return
+	}
+	if err != nil {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			ce = &Error{Kind: KindTemporary, Err: err}
+		}
+		p.createErr = ce
+		e.stop(ce)
+		return
+	}
+	for _, name := range p.plan.Create {
+		if reason, ok := p.refused[name]; ok {
+			e.log.Warn("folder_not_created", "folder", name, "answer", reason)
+		}
+	}
+}
+
+// existing lists the destination's folders that exist (and can be selected:
+// see folderExists), by name.
+func existing(c *imapconn.Client) (map[string]bool, error) {
+	boxes, err := CollectList(c.IMAP(), c.IMAP().List("", "*", nil))
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
+	names := make(map[string]bool, len(boxes))
+	for _, b := range boxes {
+		names[b.Mailbox] = !slices.ContainsFunc(b.Attrs, func(a imap.MailboxAttr) bool {
+			return strings.EqualFold(string(a), `\NonExistent`) || strings.EqualFold(string(a), `\Noselect`)
+		})
+	}
+	return names, nil
+}
+
+// refusedCreate is the error of a folder the destination refused to create.
+func refusedCreate(name, reason string) error {
+	return &refusedError{fmt.Errorf("the destination refused to create folder %q: %s", name, reason)}
 }
 
 // createFolders creates and subscribes the folders, parents first, and

@@ -14,8 +14,9 @@ import (
 // server would otherwise make every worker wait for once planning is over.
 // It dials at most Connections-1 of each side (planning holds the other
 // one), so neither account sees more than Connections connections from the
-// copy; the planning's source connection joins the pool when planning ends
-// (giveSource). It starts only once the planning's connections logged in: a
+// copy; the planning's source connection joins the pool once the folders are
+// mapped (giveSource), while its destination connection creates the folders
+// (workers dial none of their own meanwhile: see engine.awaitPlanning). It starts only once the planning's connections logged in: a
 // refused login is tried once, not once per connection.
 //
 // A worker takes a connection from the pool before dialing one itself

@@ -160,6 +160,9 @@ func (w *worker) destMeta(ctx context.Context) (*imapconn.Client, error) {
 		w.app, w.appConn = nil, nil
 	}
 	if w.meta == nil {
+		if err := w.e.awaitPlanning(ctx); err != nil {
+			return nil, err
+		}
 		c, err := w.e.dialDest(ctx)
 		if err != nil {
 			return nil, err
@@ -179,6 +182,9 @@ func (w *worker) appender(ctx context.Context) (*imapappend.Appender, error) {
 			w.app, w.appConn = a, conn
 			return a, nil
 		}
+		if err := w.e.awaitPlanning(ctx); err != nil {
+			return nil, err
+		}
 		a, conn, err := w.e.dialAppender(ctx)
 		if err != nil {
 			return nil, err
@@ -186,6 +192,73 @@ func (w *worker) appender(ctx context.Context) (*imapappend.Appender, error) {
 		w.app, w.appConn = a, conn
 	}
 	return w.app, nil
+}
+
+// awaitPlanning waits until the planning's destination connection is closed (see
+// engine.create): until then, a worker uses only the destination connections
+// of the pool, so the account never sees more than Connections.
+func (e *engine) awaitPlanning(ctx context.Context) error {
+	if e.plan == nil {
+		return nil
+	}
+	select {
+	case <-e.plan.done:
+		return e.plan.createErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// awaitFolder waits until j's destination folder, if this copy creates it, is
+// created (with its parents: see engine.create), and then takes the outcome
+// into j: a folder created is empty; one the server refused is a failed
+// folder (a *refusedError), to which nothing is appended.
+func (w *worker) awaitFolder(ctx context.Context, j *job) error {
+	if !j.creating {
+		return nil
+	}
+	if err := w.e.awaitPlanning(ctx); err != nil {
+		return err
+	}
+	w.e.settle(j)
+	if reason, ok := w.e.plan.refused[j.m.Dest]; ok {
+		return refusedCreate(j.m.Dest, reason)
+	}
+	return nil
+}
+
+// folderKnown tells whether j's destination folder is settled: it existed
+// already, or its creation ended (then j is settled).
+func (w *worker) folderKnown(j *job) bool {
+	if !j.creating || j.settled {
+		return true
+	}
+	select {
+	case <-w.e.plan.done:
+		if w.e.plan.createErr != nil {
+			return false
+		}
+		w.e.settle(j)
+		return true
+	default:
+		return false
+	}
+}
+
+// settle takes the creation's outcome into j, once: the worker holding j
+// calls it after the creation ended.
+func (e *engine) settle(j *job) {
+	if j.settled {
+		return
+	}
+	j.settled = true
+	p := e.plan
+	j.dstEmpty = p.created[j.m.Dest]
+	st := p.dst.status[j.m.Dest]
+	if st != nil && st.NumMessages != nil && *st.NumMessages == 0 {
+		j.dstEmpty = true
+	}
+	j.dstStatus, j.dstStatusKnown = fromStatus(st)
 }
 
 // abortAppend closes the destination write connection at once, under an
@@ -407,30 +480,34 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	dstDone := make(chan struct{})
 	fr.appended = 0
 	fr.srcKnown, fr.dstKnown = false, false
-	switch {
-	case !fr.first || !j.dstEmpty:
-		go func() {
-			defer close(dstDone)
-			defer func() { dstPanic = recover() }()
+	go func() {
+		defer close(dstDone)
+		defer func() { dstPanic = recover() }()
+		// A folder being created is waited for here, while the source's
+		// metadata pass runs.
+		if dstErr = w.awaitFolder(ctx, j); dstErr != nil {
+			return
+		}
+		switch {
+		case !fr.first || !j.dstEmpty:
 			dst, dst8, dstMsgs, dstErr = w.destKeys(ctx, fr)
-		}()
-	case w.app == nil && !e.cfg.DryRun:
-		// Nothing to read on the destination: its write connection is
-		// opened meanwhile, ready for the body pass.
-		fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
-		go func() {
-			defer close(dstDone)
-			defer func() { dstPanic = recover() }()
+		case w.app == nil && !e.cfg.DryRun:
+			// Nothing to read on the destination: its write connection is
+			// opened meanwhile, ready for the body pass.
+			fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
 			_, dstErr = w.appender(ctx)
-		}()
-	default:
-		fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
-		close(dstDone)
-	}
+		default:
+			fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
+		}
+	}()
 	src, msgs, err := w.sourceMetadata(ctx, fr)
 	<-dstDone
 	if dstPanic != nil {
 		panic(dstPanic) // the worker's own recover ends the copy, as for any panic
+	}
+	var refused *refusedError
+	if errors.As(dstErr, &refused) && j.creating {
+		return dstErr // not created: whatever the source said, the folder fails so
 	}
 	if err != nil {
 		return err
@@ -668,7 +745,7 @@ func (w *worker) prefetchNext() {
 	pre := &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
 	w.pre = pre
 	w.srcOpen = ""
-	if !j.dstEmpty {
+	if !w.folderKnown(j) || !j.dstEmpty {
 		return // the diff needs the destination's metadata pass too
 	}
 	// A new or empty destination folder: the diff needs the source's
