@@ -3,7 +3,6 @@ package mailcopy_test
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -11,42 +10,7 @@ import (
 
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
-	"imapcopy.dev/pkg/proxytest"
 )
-
-// TestFaultsChunksAhead is TestFaults with chunks of 7 messages: each
-// chunk's body FETCH is sent while the destination still answers the chunk
-// before (fetchAhead), so most cuts fall with two chunks under way — one
-// whose appends are unanswered, one whose bodies wait on the source
-// connection. The copy reconnects and completes; the checker finds nothing
-// lost, nothing twice, nothing corrupt.
-func TestFaultsChunksAhead(t *testing.T) {
-	t.Parallel()
-	src := servers[imaptest.FlavourSlash].AddUser(t)
-	dst := servers[imaptest.FlavourDot].AddUser(t)
-	mb := imaptest.Generate(47, imaptest.Spec{Count: 200})
-	mustLoad(t, src, mb)
-	sp := proxytest.New(t, servers[imaptest.FlavourSlash].TLSAddr)
-	dp := proxytest.New(t, servers[imaptest.FlavourDot].TLSAddr)
-	cfg := testConfig(t, via(src, sp), via(dst, dp))
-	cfg.MaxRetries = 10
-	cfg.ChunkMessages = 7
-	cfg.Connections = 2
-	rng := rand.New(rand.NewPCG(47, 7))
-	res, err := copyWithCuts(t, cfg, sp, dp, rng, 8, 300_000)
-	cuts := sp.Stats().Cuts + dp.Stats().Cuts
-	t.Logf("connections cut: %d (source %d, destination %d)", cuts, sp.Stats().Cuts, dp.Stats().Cuts)
-	if err != nil {
-		t.Fatalf("Copy: %v", err)
-	}
-	if cuts < 3 {
-		t.Errorf("only %d cuts happened during the copy, want at least 3", cuts)
-	}
-	if !res.Complete() || res.Totals.Copied != mb.Count() {
-		t.Errorf("totals = %+v, want %d copied", res.Totals, mb.Count())
-	}
-	mustCheck(t, src, dst, imaptest.CheckOptions{})
-}
 
 // TestRefusedBatchWithChunkAhead: a folder of three chunks, the second of
 // which is one MULTIAPPEND batch that the destination refuses for the one

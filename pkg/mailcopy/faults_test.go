@@ -56,19 +56,27 @@ func copyWithCuts(t *testing.T, cfg mailcopy.Config, sp, dp *proxytest.Proxy, rn
 // offsets (in the middle of messages, most of the time) several times during
 // one copy. The copy reconnects and completes, and the checker finds nothing
 // lost, nothing duplicated, nothing corrupt; the source is unchanged.
+//
+// "chunks ahead" copies in chunks of 7 messages on 2 connections: each chunk's
+// body FETCH is sent while the destination still answers the chunk before
+// (fetchAhead), so most cuts fall with two chunks under way — one whose appends
+// are unanswered, one whose bodies wait on the source connection.
 func TestFaults(t *testing.T) {
-	for i, pair := range []struct {
+	for _, pair := range []struct {
 		name     string
 		src, dst imaptest.Flavour
+		seed     uint64
+		chunk    int // messages per chunk, and 2 connections; 0: the defaults
 	}{
-		{"slash to dot", imaptest.FlavourSlash, imaptest.FlavourDot},
-		{"dot to slash", imaptest.FlavourDot, imaptest.FlavourSlash},
+		{"slash to dot", imaptest.FlavourSlash, imaptest.FlavourDot, 40, 0},
+		{"dot to slash", imaptest.FlavourDot, imaptest.FlavourSlash, 41, 0},
+		{"chunks ahead", imaptest.FlavourSlash, imaptest.FlavourDot, 47, 7},
 	} {
 		t.Run(pair.name, func(t *testing.T) {
 			t.Parallel()
 			src := servers[pair.src].AddUser(t)
 			dst := servers[pair.dst].AddUser(t)
-			mb := imaptest.Generate(int64(40+i), imaptest.Spec{Count: 200})
+			mb := imaptest.Generate(int64(pair.seed), imaptest.Spec{Count: 200})
 			mustLoad(t, src, mb)
 			srcSnap := mustSnapshot(t, src)
 			sp := proxytest.New(t, servers[pair.src].TLSAddr)
@@ -76,7 +84,10 @@ func TestFaults(t *testing.T) {
 
 			cfg := testConfig(t, via(src, sp), via(dst, dp))
 			cfg.MaxRetries = 10
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			if pair.chunk > 0 {
+				cfg.ChunkMessages, cfg.Connections = pair.chunk, 2
+			}
+			rng := rand.New(rand.NewPCG(pair.seed, 7))
 			res, err := copyWithCuts(t, cfg, sp, dp, rng, 8, 300_000)
 			cuts := sp.Stats().Cuts + dp.Stats().Cuts
 			t.Logf("connections cut: %d (source %d, destination %d)", cuts, sp.Stats().Cuts, dp.Stats().Cuts)
