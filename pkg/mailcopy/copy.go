@@ -305,7 +305,7 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 			for {
 				var t task
 				if w.next != nil {
-					// Taken while its previous folder ended (prefetchNext).
+					// Taken while its previous folder ended (prefetchSoon).
 					t, w.next = task{job: w.next}, nil
 				} else {
 					t = b.take(gctx)

@@ -112,7 +112,7 @@ func (s *split) takeLocked() (int, bool) {
 }
 
 // takeJob takes the next folder for a worker that is about to finish one
-// (see worker.prefetchNext); nil when none is left or ranges are offered
+// (see worker.prefetchSoon); nil when none is left or ranges are offered
 // (an idle worker takes those first).
 func (b *board) takeJob() *job {
 	b.mu.Lock()
@@ -219,7 +219,7 @@ func (w *worker) appendRange(ctx context.Context, fr *folderRun, msgs []srcMessa
 	if err := w.openSource(fr, src); err != nil {
 		return err
 	}
-	return w.appendChunk(ctx, fr, src, msgs, nil)
+	return w.appendChunk(ctx, fr, src, msgs, chunkHooks{})
 }
 
 // keepTwinsTogether moves each message whose identity occurs in an earlier range

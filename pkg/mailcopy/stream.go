@@ -119,6 +119,10 @@ type bodyStream struct {
 	msgs  []srcMessage
 	abort func()
 	pace  bodyPace // set by the append that reads it
+	// soon, unless nil, is called once, as message soonAt is opened (see
+	// chunkHooks and leadIndex).
+	soon   func()
+	soonAt int
 
 	next int   // index of the next message to open
 	err  error // first source-side failure, sticky
@@ -138,6 +142,19 @@ func openBodies(c *imapclient.Client, msgs []srcMessage, abort func()) *bodyStre
 		uids.AddNum(imap.UID(m.uid))
 	}
 	return &bodyStream{cmd: c.Fetch(uids, bodyOptions), msgs: msgs, abort: abort}
+}
+
+// leadIndex is the first message of msgs from which at most lead bytes are
+// left, the last one if it alone weighs more.
+func leadIndex(msgs []srcMessage, lead int64) int {
+	left := int64(0)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		left += msgs[i].size
+		if left > lead {
+			return min(i+1, len(msgs)-1)
+		}
+	}
+	return 0
 }
 
 // reader returns the body of message i of the stream.
@@ -234,6 +251,11 @@ func (s *bodyStream) open(i int) (io.Reader, error) {
 		return nil, fmt.Errorf("body of UID %d read out of order", m.uid)
 	}
 	s.next++
+	if s.soon != nil && i >= s.soonAt {
+		soon := s.soon
+		s.soon = nil
+		soon()
+	}
 	data := s.cmd.Next()
 	if data == nil {
 		err := s.cmd.Close()

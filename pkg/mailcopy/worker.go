@@ -34,10 +34,10 @@ type worker struct {
 	app         *imapappend.Appender
 	appConn     net.Conn // the appender's raw connection, for abort
 
-	// next is a folder taken from the board while the destination answered
-	// the last appends of the previous one (see prefetchNext): the worker
-	// copies it next. pre is its source metadata pass, sent on src behind
-	// the previous folder's body FETCH and not read yet; nil when none.
+	// next is a folder taken from the board while the last bodies of the
+	// previous one went through (see prefetchSoon): the worker copies it
+	// next. pre is its source metadata pass, sent on src behind the previous
+	// folder's body FETCH and not read yet; nil when none.
 	next *job
 	pre  *prefetch
 	// ahead is the body FETCH of a folder's next chunk, sent on src once the
@@ -49,7 +49,7 @@ type worker struct {
 	cur *bodyStream
 }
 
-// prefetch is a metadata pass sent ahead (see worker.prefetchNext).
+// prefetch is a metadata pass sent ahead (see worker.prefetchSoon).
 type prefetch struct {
 	j       *job
 	src     *imapconn.Client
@@ -604,21 +604,19 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	for i, c := range cs {
 		if i == 0 && fr.oneByOne {
 			for k := range c {
-				if err := w.appendChunk(ctx, fr, src, c[k:k+1], nil); err != nil {
+				if err := w.appendChunk(ctx, fr, src, c[k:k+1], chunkHooks{}); err != nil {
 					return err
 				}
 			}
 			fr.oneByOne = false
 			continue
 		}
-		var sent func()
-		if i == len(cs)-1 {
-			sent = w.prefetchNext
-		} else {
+		h := chunkHooks{soon: w.prefetchSoon, sent: w.prefetchNext}
+		if i < len(cs)-1 {
 			next := cs[i+1]
-			sent = func() { w.fetchAhead(fr, src, next) }
+			h = chunkHooks{sent: func() { w.fetchAhead(fr, src, next) }}
 		}
-		if err := w.appendChunk(ctx, fr, src, c, sent); err != nil {
+		if err := w.appendChunk(ctx, fr, src, c, h); err != nil {
 			return err
 		}
 	}
@@ -717,16 +715,35 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	return src, msgs, nil
 }
 
-// prefetchNext is called while the destination answers the last appends of
-// a folder, once the source sent every body of it: the worker takes its next
-// folder from the board and sends that folder's metadata pass (EXAMINE and
-// UID FETCH 1:*) on the source connection, so that the source answers it
-// while the destination commits, instead of after (on a distant server, a
-// round trip per folder and the source's time to read the folder). The
-// source then has the next folder open: anything that reads the previous
-// folder's messages again opens it again first (see openSource). Not with
-// ranges waiting (they come first) nor in a dry run.
-func (w *worker) prefetchNext() {
+// chunkHooks are what appendChunk calls as a chunk's bodies go through
+// (each may be nil): soon when the bodies left to read from the source
+// weigh prefetchLead or less (see bodyStream.open), sent once the source
+// sent the last one, while the destination's last answers are awaited.
+type chunkHooks struct {
+	soon, sent func()
+}
+
+// prefetchLead is how much of a folder's last chunk may be left to read
+// when the next folder's metadata pass is sent behind it (prefetchSoon): its
+// answer, queued behind the last bodies, is then there when they were read.
+// The next folder is taken that early: some seconds at most on a slow link.
+const prefetchLead = 8 << 20
+
+// prefetchSoon is called while the bodies of a folder's last chunk are read
+// from the source, once at most prefetchLead of them are left: the worker
+// takes its next folder from the board and sends that folder's metadata pass
+// (EXAMINE and UID FETCH 1:*) on the source connection, behind the FETCH in
+// progress. The source answers it once it sent the last body, so that the
+// answer is there when the copy has read them, instead of a round trip later
+// (on a distant server, a round trip per folder and the source's time to
+// read the folder). EXAMINE keeps the two FETCHes apart: a server runs a
+// command that changes the open folder only once the commands before it
+// ended (RFC 3501, 5.5), so no answer of one can come among the other's,
+// which go-imap would hand to the wrong command. The source then has the
+// next folder open: anything that reads the previous folder's messages again
+// opens it again first (see openSource). Not with ranges waiting (they come
+// first) nor in a dry run.
+func (w *worker) prefetchSoon() {
 	if w.next != nil || w.src == nil || w.e.board == nil || w.e.cfg.DryRun {
 		return
 	}
@@ -738,15 +755,29 @@ func (w *worker) prefetchNext() {
 	if j.m.ArchiveOnly {
 		return // its metadata pass reads the other folders first
 	}
+	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
+	w.pre = &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
+	w.srcOpen = ""
+}
+
+// prefetchNext is called while the destination answers the last appends of
+// a folder, once the source sent every body of it. The next folder's
+// metadata pass is sent now if prefetchSoon did not; when the diff needs
+// nothing else (see below), it is read and the first chunk's body FETCH
+// sent.
+func (w *worker) prefetchNext() {
+	if w.pre == nil {
+		if w.cur != nil && w.cur.close() != nil {
+			return // the chunk's failure: appendOnce sees it again
+		}
+		w.prefetchSoon()
+	}
+	pre := w.pre
+	if pre == nil || pre.done || !w.folderKnown(pre.j) || !pre.j.dstEmpty {
+		return // the diff needs the destination's metadata pass too
+	}
 	if w.cur != nil && w.cur.close() != nil {
 		return // the chunk's failure: appendOnce sees it again
-	}
-	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
-	pre := &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
-	w.pre = pre
-	w.srcOpen = ""
-	if !w.folderKnown(j) || !j.dstEmpty {
-		return // the diff needs the destination's metadata pass too
 	}
 	// A new or empty destination folder: the diff needs the source's
 	// metadata only, so the first chunk is known as soon as it is read. It is
@@ -754,7 +785,7 @@ func (w *worker) prefetchNext() {
 	// most, that the destination's answers take anyway), and the first
 	// chunk's body FETCH is sent at once: the folder's first APPEND then
 	// follows the last answer of this one without a round trip to the source.
-	pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(examine, fetch)
+	pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(pre.examine, pre.fetch)
 	pre.done = true
 	if pre.err != nil || pre.ferr != nil {
 		return
@@ -978,10 +1009,9 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 // (imapappend.Config.NoResend): the batch's messages are fetched again from the
 // source and appended one per call, so that only the one at fault is refused.
 //
-// sent, unless nil, is called once the source sent the chunk's last body,
-// while the destination's last answers are awaited (see prefetchNext).
-func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, sent func()) error {
-	refused, err := w.appendOnce(ctx, fr, src, chunk, sent)
+// h's hooks are called as the chunk's bodies go through (see chunkHooks).
+func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, h chunkHooks) error {
+	refused, err := w.appendOnce(ctx, fr, src, chunk, h)
 	if err != nil {
 		return err
 	}
@@ -994,7 +1024,7 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 	}
 	for _, m := range refused {
 		// One message: never a batch, so never ErrBatchRefused again.
-		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}, nil); err != nil {
+		if _, err := w.appendOnce(ctx, fr, src, []srcMessage{m}, chunkHooks{}); err != nil {
 			return err
 		}
 	}
@@ -1003,7 +1033,7 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 
 // appendOnce is appendChunk's single Append call. It returns the messages of
 // refused batches, not settled.
-func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, sent func()) ([]srcMessage, error) {
+func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, h chunkHooks) ([]srcMessage, error) {
 	app, err := w.appender(ctx)
 	if err != nil {
 		return nil, err
@@ -1016,6 +1046,13 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
 	}
 	stream.pace = bodyPace{min: w.e.cfg.MinBodyRate, grace: w.e.cfg.BodyRateGrace}
+	if h.soon != nil {
+		if i := leadIndex(chunk, prefetchLead); i > 0 {
+			stream.soon, stream.soonAt = h.soon, i
+		} else {
+			h.soon() // a small chunk: right behind its FETCH
+		}
+	}
 	w.cur = stream
 	defer func() { w.cur = nil }()
 	msgs := make([]imapappend.Message, len(chunk))
@@ -1029,7 +1066,7 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 		}
 		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: body}
 	}
-	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs, sent)
+	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs, h.sent)
 	if aerr != nil || stream.err != nil {
 		// Whatever failed, both connections are dropped: the destination
 		// first (no byte more may reach an open literal), then the source,
