@@ -39,6 +39,13 @@ type Options struct {
 	// writing leaves only this much behind it besides what the network already
 	// carries. Connections that are not TCP are left as they are.
 	UnsentLimit int
+	// BeforeLogin, unless nil, is called once the connection is secured and the
+	// server greeted it, before the login: an error ends the dial, with nothing
+	// sent, and is returned as it is. A connection dialed ahead of need waits
+	// there for its user to decide that it is needed: the TLS handshake and the
+	// greeting (round trips, on a distant server) are behind it, and an account
+	// sees no login that is not needed. Its wait is no part of the timeouts.
+	BeforeLogin func(context.Context) error
 }
 
 const (

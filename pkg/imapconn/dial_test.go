@@ -20,6 +20,7 @@ import (
 	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/internal/imapwire"
+	"imapcopy.dev/pkg/proxytest"
 )
 
 // canary is a password that must never show in an error.
@@ -570,6 +571,81 @@ func TestNotIMAPQuotesShortSanitizedPrefix(t *testing.T) {
 	for _, bad := range []string{"\x1b", "[2J", "\u202e", "\u200b", `\u202e`, `\u200b`, strings.Repeat("A", 100)} {
 		if strings.Contains(msg, bad) {
 			t.Errorf("error %q contains %q", msg, bad)
+		}
+	}
+}
+
+// TestBeforeLogin: the hook runs once the server greeted the connection and
+// before any byte of the login, for as long as it takes; nil lets the login
+// go on, an error ends the dial with nothing sent and closes the connection.
+func TestBeforeLogin(t *testing.T) {
+	t.Parallel()
+	d := imaptest.StartDovecot(t, imaptest.FlavourSlash)
+	acct := d.AddUser(t)
+	refused := errors.New("not wanted")
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{{"login", nil}, {"refused", refused}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			px := proxytest.New(t, d.PlainAddr)
+			a := d.Plaintext(acct)
+			a.Host, a.Port = px.Host(), px.Port()
+			release := make(chan struct{})
+			var before proxytest.Stats
+			calls := 0
+			hook := func(context.Context) error {
+				calls++
+				<-release
+				before = px.Stats()
+				return tc.err
+			}
+			done := make(chan error, 1)
+			var c *imapconn.Client
+			go func() {
+				var err error
+				c, err = imapconn.Dial(context.Background(), a, imapconn.Options{BeforeLogin: hook})
+				done <- err
+			}()
+			// The hook holds the dial: nothing more happens meanwhile.
+			time.Sleep(100 * time.Millisecond)
+			close(release)
+			err := <-done
+			if calls != 1 {
+				t.Fatalf("the hook ran %d times, want once", calls)
+			}
+			if before.Downstream == 0 || before.Upstream != 0 {
+				t.Errorf("at the hook the server sent %d bytes and got %d; want its greeting, and nothing from the client", before.Downstream, before.Upstream)
+			}
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("Dial = %v, want the hook's error", err)
+				}
+				waitFor(t, func() bool { return px.Stats().Active == 0 })
+				if st := px.Stats(); st.Upstream != 0 {
+					t.Errorf("the client sent %d bytes after a refusing hook, want none", st.Upstream)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Dial = %v", err)
+			}
+			defer c.Close()
+			if err := c.IMAP().Noop().Wait(); err != nil {
+				t.Errorf("NOOP after the login: %v", err)
+			}
+		})
+	}
+}
+
+// waitFor polls cond until it holds, for up to 30 s (not a timed assertion: the
+// limit only keeps a broken test from hanging).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition still false after 30 s")
 		}
 	}
 }

@@ -81,6 +81,11 @@ func DialSession(ctx context.Context, acct Account, opts Options) (*Session, err
 		return nil, err
 	}
 
+	if opts.BeforeLogin != nil {
+		if err := opts.BeforeLogin(ctx); err != nil {
+			return nil, err
+		}
+	}
 	loginCtx, cancelLogin := context.WithTimeout(ctx, opts.LoginTimeout)
 	defer cancelLogin()
 	h.phase(loginCtx, opts.LoginTimeout)
