@@ -66,6 +66,7 @@ type job struct {
 	idx      int // in the plan, the progress and the result
 	m        foldermap.Mapping
 	dstEmpty bool  // the destination folder is known to be empty (just created, or LIST-STATUS said 0)
+	srcEmpty bool  // the source folder was empty at the planning (LIST-STATUS said 0)
 	weight   int64 // for scheduling: bytes, or messages when the size is unknown
 	result   FolderResult
 
@@ -138,6 +139,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	e.pool = newDialPool(e, ctx)
 	defer e.pool.closeSpare()
 	defer e.pool.close()
+	e.pool.start()
 	p, err := e.planFolders(ctx)
 	if err != nil {
 		return err
@@ -188,6 +190,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			// LIST-STATUS count is All Mail's); it comes last.
 			j.weight = -1
 		} else if st := p.src.status[m.Source]; st != nil {
+			j.srcEmpty = st.NumMessages != nil && *st.NumMessages == 0
 			if st.NumMessages != nil {
 				j.weight = int64(*st.NumMessages)
 				progress[i].Total = int(*st.NumMessages)
@@ -207,6 +210,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			runnable = append(runnable, j)
 		}
 	}
+	e.wantConns(runnable)
 	// The destination folders are created while the workers start on the
 	// source side (see create); the planning is over once they are.
 	e.plan = p
@@ -270,6 +274,13 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	return err
 }
 
+// byWeight is jobs, the biggest first: the order the workers take them in.
+func byWeight(jobs []*job) []*job {
+	order := slices.Clone(jobs)
+	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.weight, a.weight) })
+	return order
+}
+
 // copyFolders runs the folder jobs on at most Connections workers, biggest
 // folders first; a worker with no folder left appends ranges of the folders
 // being split (see split.go). Each worker holds at most one source and one
@@ -278,8 +289,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 // connection creates folders, they dial none of their own: see
 // awaitPlanning; the report is appended after they end).
 func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
-	order := slices.Clone(jobs)
-	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.weight, a.weight) })
+	order := byWeight(jobs)
 	g, gctx := errgroup.WithContext(ctx)
 	b := newBoard(order)
 	e.board = b
@@ -387,7 +397,7 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 			defer close(dstDone)
 			dst, dstErr = e.dialDest(ctx)
 		}()
-		src, srcConn, err := e.dialSource(ctx)
+		src, srcConn, err := e.dialSource(ctx, nil)
 		<-dstDone
 		keep := false
 		if dst != nil {
@@ -460,12 +470,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (e *engine) dialSource(ctx context.Context) (*imapconn.Client, net.Conn, error) {
+// dialSource opens a source connection and returns it with its raw network
+// connection. gate, unless nil, is called before the login (see dialPool):
+// its error ends the dial as it is.
+func (e *engine) dialSource(ctx context.Context, gate func(context.Context) error) (*imapconn.Client, net.Conn, error) {
 	if err := e.admitLogin(SideSource); err != nil {
 		return nil, nil, err
 	}
 	dctx, opts, bd := e.dialing(ctx)
+	opts.BeforeLogin = gate
 	c, err := imapconn.Dial(dctx, e.cfg.Source, opts)
+	if errors.Is(err, errUnwanted) {
+		return nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideSource, err)
 	}
@@ -489,15 +506,20 @@ func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
 }
 
 // dialAppender opens a destination write connection and returns it with its
-// raw network connection, which abort closes at once.
-func (e *engine) dialAppender(ctx context.Context) (*imapappend.Appender, net.Conn, error) {
+// raw network connection, which abort closes at once; gate as for
+// dialSource.
+func (e *engine) dialAppender(ctx context.Context, gate func(context.Context) error) (*imapappend.Appender, net.Conn, error) {
 	if err := e.admitLogin(SideDestination); err != nil {
 		return nil, nil, err
 	}
 	dctx, opts, bd := e.dialing(ctx)
 	opts.WriteBuffer, opts.UnsentLimit = appendWriteBuffer, appendUnsentLimit
+	opts.BeforeLogin = gate
 	a, err := imapappend.Dial(dctx, e.cfg.Destination, opts,
 		imapappend.Config{Batching: e.cfg.Batching, NoMultiappend: e.cfg.NoMultiappend, NoResend: true})
+	if errors.Is(err, errUnwanted) {
+		return nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, e.classifyDial(ctx, SideDestination, err)
 	}
@@ -798,7 +820,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 		a := e.pool.takeSpare() // a worker's, when one was left in order
 		if a == nil {
 			var err error
-			if a, _, err = e.dialAppender(ctx); err != nil {
+			if a, _, err = e.dialAppender(ctx, nil); err != nil {
 				return err
 			}
 		}

@@ -183,7 +183,6 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 		if err != nil {
 			return false, &Error{Kind: KindConnect, Err: fmt.Errorf("plan folders: %w", err)}
 		}
-		e.startPool(p.plan)
 		if e.cfg.DryRun || len(p.plan.Create) == 0 {
 			return false, nil
 		}
@@ -463,16 +462,19 @@ func isAlreadyExists(err error) bool {
 		strings.Contains(strings.ToLower(imapErr.Text), "already exists")
 }
 
-// startPool has the pool dial the workers' first connections while the
-// destination folders are created: a source connection for each worker but
-// one (which gets the planning's), and a write connection for each worker
-// but one when folders are to be created (a new folder needs no metadata
-// pass on the destination: its worker starts with the appender).
-func (e *engine) startPool(plan *foldermap.Plan) {
-	workers := min(e.cfg.Connections, len(plan.Folders))
-	appenders := 0
-	if !e.cfg.DryRun {
-		appenders = min(workers-1, len(plan.Create))
+// wantConns tells the pool which of its early dials log in (see dialPool):
+// a source connection for each worker but one (which gets the planning's),
+// and a write connection for each worker whose first folder, the biggest
+// first, has messages and is new or empty on the destination (it needs no
+// metadata pass there).
+func (e *engine) wantConns(runnable []*job) {
+	order := byWeight(runnable)
+	workers := min(e.cfg.Connections, len(order))
+	fresh := 0
+	for _, j := range order[:workers] {
+		if !j.srcEmpty && (j.creating || j.dstEmpty) {
+			fresh++
+		}
 	}
-	e.pool.dial(workers-1, appenders)
+	e.pool.want(workers-1, fresh)
 }

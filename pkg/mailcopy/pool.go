@@ -2,6 +2,7 @@ package mailcopy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 
@@ -12,12 +13,19 @@ import (
 // dialPool opens the workers' first connections while the folders are
 // planned: TLS and login cost several round trips each, which a distant
 // server would otherwise make every worker wait for once planning is over.
-// It dials at most Connections-1 of each side (planning holds the other
-// one), so neither account sees more than Connections connections from the
-// copy; the planning's source connection joins the pool once the folders are
-// mapped (giveSource), while its destination connection creates the folders
-// (workers dial none of their own meanwhile: see engine.awaitPlanning). It starts only once the planning's connections logged in: a
-// refused login is tried once, not once per connection.
+//
+// The dials start with the planning's own (start): Connections-1 to each
+// side, so that neither server sees more than Connections connections of
+// the copy at once. Each stops once the server greeted it, before the login
+// (imapconn.Options.BeforeLogin), until the plan says whether it is wanted
+// (want): a source connection for each worker that has a folder to copy but
+// one (the planning's joins the pool: giveSource), and a write connection
+// for each such worker whose first folder is new or empty on the
+// destination (it needs no metadata pass there). One not wanted closes
+// without a login: an account sees only the logins the copy needs, and a
+// refused password is tried once, by the planning, not once per connection.
+// Workers dial no destination connection of their own while the planning's
+// destination connection creates folders (see engine.awaitPlanning).
 //
 // A worker takes a connection from the pool before dialing one itself
 // (takeSource, takeAppender), and waits for a dial in progress rather than
@@ -30,11 +38,22 @@ type dialPool struct {
 	srcs chan pooledConn[*imapconn.Client]
 	apps chan pooledConn[*imapappend.Appender]
 
+	// dialCtx bounds the dials in progress: close cancels it.
+	dialCtx     context.Context
+	cancelDials context.CancelFunc
+	// planned is closed once want said which dials log in, or the pool closed.
+	planned chan struct{}
+
 	mu               sync.Mutex
 	srcLeft, appLeft int // connections in the pool or on their way
-	started, closed  bool
+	early            int // dials of each side started
+	wantSrc, wantApp int // of those, the ones that log in
+	wanted, closed   bool
 	spare            *imapappend.Appender // a worker's write connection, for the report
 }
+
+// errUnwanted ends a pool's dial that the plan does not need, before its login.
+var errUnwanted = errors.New("connection not needed")
 
 // pooledConn is one dial's outcome: a client, its raw connection, or the
 // dial's error (then the worker dials itself, with its retry policy).
@@ -46,36 +65,82 @@ type pooledConn[C any] struct {
 
 func newDialPool(e *engine, ctx context.Context) *dialPool {
 	n := max(e.cfg.Connections, 1)
-	return &dialPool{e: e, ctx: ctx,
+	dctx, cancel := context.WithCancel(ctx)
+	return &dialPool{e: e, ctx: ctx, dialCtx: dctx, cancelDials: cancel,
+		planned: make(chan struct{}),
 		srcs: make(chan pooledConn[*imapconn.Client], n),
 		apps: make(chan pooledConn[*imapappend.Appender], n)}
 }
 
-// dial starts the dials, once: sources source connections and appenders
-// destination write connections.
-func (p *dialPool) dial(sources, appenders int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.started {
+// start starts the dials (see dialPool), once, with the planning's; no
+// write connection in a dry run.
+func (p *dialPool) start() {
+	n := cap(p.srcs) - 1
+	if n == 0 {
 		return
 	}
-	p.started = true
-	sources = max(0, min(sources, cap(p.srcs)-1))
-	appenders = max(0, min(appenders, cap(p.apps)-1))
-	p.srcLeft += sources
-	p.appLeft += appenders
-	for range sources {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.early > 0 {
+		return
+	}
+	p.early = n
+	for i := range n {
 		p.wg.Go(func() {
-			c, conn, err := p.e.dialSource(p.ctx)
-			p.srcs <- pooledConn[*imapconn.Client]{c, conn, err}
+			c, conn, err := p.e.dialSource(p.dialCtx, p.gate(func() bool { return i < p.wantSrc }))
+			if !errors.Is(err, errUnwanted) {
+				p.srcs <- pooledConn[*imapconn.Client]{c, conn, err}
+			}
 		})
 	}
-	for range appenders {
+	if p.e.cfg.DryRun {
+		return
+	}
+	for i := range n {
 		p.wg.Go(func() {
-			a, conn, err := p.e.dialAppender(p.ctx)
-			p.apps <- pooledConn[*imapappend.Appender]{a, conn, err}
+			a, conn, err := p.e.dialAppender(p.dialCtx, p.gate(func() bool { return i < p.wantApp }))
+			if !errors.Is(err, errUnwanted) {
+				p.apps <- pooledConn[*imapappend.Appender]{a, conn, err}
+			}
 		})
 	}
+}
+
+// gate is a dial's BeforeLogin: it waits for the plan, then logs in if want
+// says so (called under the pool's lock).
+func (p *dialPool) gate(want func() bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case <-p.planned:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed || !want() {
+			return errUnwanted
+		}
+		return nil
+	}
+}
+
+// want says, once the plan is known, which dials log in: sources source
+// connections (besides the planning's) and appenders write connections, at
+// most Connections-1 of each.
+func (p *dialPool) want(sources, appenders int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.wanted {
+		return
+	}
+	p.wanted = true
+	p.wantSrc = max(0, min(sources, p.early))
+	if !p.e.cfg.DryRun {
+		p.wantApp = max(0, min(appenders, p.early))
+	}
+	p.srcLeft += p.wantSrc
+	p.appLeft += p.wantApp
+	close(p.planned)
 }
 
 // giveSource adds a logged-in source connection to the pool; false when the
@@ -144,7 +209,12 @@ func (p *dialPool) close() {
 	}
 	p.mu.Lock()
 	p.closed = true
+	if !p.wanted {
+		p.wanted = true
+		close(p.planned)
+	}
 	p.mu.Unlock()
+	p.cancelDials() // a dial in progress ends at once
 	p.wg.Wait()
 	for {
 		select {

@@ -145,7 +145,7 @@ func (w *worker) source(ctx context.Context) (*imapconn.Client, error) {
 			w.src, w.srcConn = c, conn
 			return c, nil
 		}
-		c, conn, err := w.e.dialSource(ctx)
+		c, conn, err := w.e.dialSource(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +185,7 @@ func (w *worker) appender(ctx context.Context) (*imapappend.Appender, error) {
 		if err := w.e.awaitPlanning(ctx); err != nil {
 			return nil, err
 		}
-		a, conn, err := w.e.dialAppender(ctx)
+		a, conn, err := w.e.dialAppender(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -491,9 +491,10 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		switch {
 		case !fr.first || !j.dstEmpty:
 			dst, dst8, dstMsgs, dstErr = w.destKeys(ctx, fr)
-		case w.app == nil && !e.cfg.DryRun:
+		case w.app == nil && !e.cfg.DryRun && !j.srcEmpty:
 			// Nothing to read on the destination: its write connection is
-			// opened meanwhile, ready for the body pass.
+			// opened meanwhile, ready for the body pass (unless the source
+			// had nothing to copy at the planning).
 			fr.dstState, fr.dstKnown = j.dstStatus, j.dstStatusKnown && j.dstStatus.Messages == 0
 			_, dstErr = w.appender(ctx)
 		default:
@@ -501,6 +502,16 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		}
 	}()
 	src, msgs, err := w.sourceMetadata(ctx, fr)
+	if err == nil && fr.first && !j.m.ArchiveOnly && (j.creating || j.dstEmpty) && w.ahead == nil && !e.cfg.DryRun {
+		// The destination folder is new or empty: the first chunk is known
+		// from the source alone. Its bodies are asked for now, while the
+		// destination's write connection may still be on its way (or the
+		// folder being created): the first APPEND then waits for neither in
+		// turn. A folder the destination refuses to create drops them.
+		if c := w.firstChunk(msgs); len(c) > 0 {
+			w.ahead, w.aheadChunk = openBodies(src.IMAP(), c, nil), c
+		}
+	}
 	<-dstDone
 	if dstPanic != nil {
 		panic(dstPanic) // the worker's own recover ends the copy, as for any panic
@@ -613,8 +624,8 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		}
 		h := chunkHooks{soon: w.prefetchSoon, sent: w.prefetchNext}
 		if i < len(cs)-1 {
-			next := cs[i+1]
-			h = chunkHooks{sent: func() { w.fetchAhead(fr, src, next) }}
+			next, last := cs[i+1], i+1 == len(cs)-1
+			h = chunkHooks{sent: func() { w.fetchAhead(fr, src, next, last) }}
 		}
 		if err := w.appendChunk(ctx, fr, src, c, h); err != nil {
 			return err
@@ -840,7 +851,7 @@ func (w *worker) takePrefetch(j *job) *prefetch {
 // the connection, unread, until the next chunk's Append reads it
 // (takeAhead), so it holds no memory meanwhile. Only on the connection that
 // has the folder open, as the metadata pass found it.
-func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessage) {
+func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessage, last bool) {
 	if w.ahead != nil || w.pre != nil || w.cur == nil || src != w.src || len(next) == 0 ||
 		w.srcOpen != fr.j.m.Source || w.srcValidity != fr.uidValidity {
 		return
@@ -856,6 +867,9 @@ func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessa
 	}
 	w.ahead = openBodies(src.IMAP(), next, w.abortAppend)
 	w.aheadChunk = next
+	if last && leadIndex(next, prefetchLead) == 0 {
+		w.prefetchSoon() // the folder's last chunk, and a small one (see appendOnce)
+	}
 }
 
 // takeAhead returns the body FETCH sent ahead for chunk on src (see
@@ -911,12 +925,13 @@ func (w *worker) openSource(fr *folderRun, src *imapconn.Client) error {
 		return nil
 	}
 	w.srcOpen = ""
+	// In the order they were sent: a FETCH ahead, then a prefetch.
+	if err := w.dropAhead(); err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
 	if w.pre != nil {
 		w.pre.drain()
 		w.pre = nil
-	}
-	if err := w.dropAhead(); err != nil {
-		return fmt.Errorf("source: %w", err)
 	}
 	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
@@ -1038,11 +1053,13 @@ func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Cl
 	if err != nil {
 		return nil, err
 	}
-	if err := w.openSource(fr, src); err != nil {
-		return nil, err
-	}
+	// A FETCH sent ahead was sent with the folder open: what was sent behind
+	// it since (the next folder's metadata pass) does not change that.
 	stream := w.takeAhead(src, chunk)
 	if stream == nil {
+		if err := w.openSource(fr, src); err != nil {
+			return nil, err
+		}
 		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
 	}
 	stream.pace = bodyPace{min: w.e.cfg.MinBodyRate, grace: w.e.cfg.BodyRateGrace}
