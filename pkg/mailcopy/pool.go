@@ -68,8 +68,8 @@ func newDialPool(e *engine, ctx context.Context) *dialPool {
 	dctx, cancel := context.WithCancel(ctx)
 	return &dialPool{e: e, ctx: ctx, dialCtx: dctx, cancelDials: cancel,
 		planned: make(chan struct{}),
-		srcs: make(chan pooledConn[*imapconn.Client], n),
-		apps: make(chan pooledConn[*imapappend.Appender], n)}
+		srcs:    make(chan pooledConn[*imapconn.Client], n),
+		apps:    make(chan pooledConn[*imapappend.Appender], n)}
 }
 
 // start starts the dials (see dialPool), once, with the planning's; no
