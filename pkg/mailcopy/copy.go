@@ -139,7 +139,6 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	e.pool = newDialPool(e, ctx)
 	defer e.pool.closeSpare()
 	defer e.pool.close()
-	e.pool.start()
 	p, err := e.planFolders(ctx)
 	if err != nil {
 		return err
@@ -395,9 +394,14 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 		dstDone := make(chan struct{})
 		go func() {
 			defer close(dstDone)
-			dst, dstErr = e.dialDest(ctx)
+			if dst, dstErr = e.dialDest(ctx, nil); dstErr == nil {
+				e.pool.start(SideDestination)
+			}
 		}()
 		src, srcConn, err := e.dialSource(ctx, nil)
+		if err == nil {
+			e.pool.start(SideSource)
+		}
 		<-dstDone
 		keep := false
 		if dst != nil {
@@ -491,11 +495,14 @@ func (e *engine) dialSource(ctx context.Context, gate func(context.Context) erro
 	return c, bd.conn, nil
 }
 
-func (e *engine) dialDest(ctx context.Context) (*imapconn.Client, error) {
+// dialDest opens a destination connection for go-imap; gate as for
+// dialSource.
+func (e *engine) dialDest(ctx context.Context, gate func(context.Context) error) (*imapconn.Client, error) {
 	if err := e.admitLogin(SideDestination); err != nil {
 		return nil, err
 	}
 	dctx, opts, _ := e.dialing(ctx)
+	opts.BeforeLogin = gate
 	c, err := imapconn.Dial(dctx, e.cfg.Destination, opts)
 	if err != nil {
 		return nil, e.classifyDial(ctx, SideDestination, err)
@@ -844,7 +851,7 @@ func (e *engine) appendReport(ctx context.Context, res *Result, stopped string) 
 // reportStored tells whether the destination INBOX holds the report with
 // messageID.
 func (e *engine) reportStored(ctx context.Context, messageID string) (bool, error) {
-	c, err := e.dialDest(ctx)
+	c, err := e.dialDest(ctx, nil)
 	if err != nil {
 		return false, err
 	}

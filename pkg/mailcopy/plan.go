@@ -228,7 +228,7 @@ func (e *engine) create(ctx context.Context, p *planned) {
 		var exists map[string]bool
 		if c == nil {
 			var err error
-			if c, err = e.dialDest(ctx); err != nil {
+			if c, err = e.dialDest(ctx, nil); err != nil {
 				return err
 			}
 			// A connection was lost: what it created (answered or not) is

@@ -14,9 +14,9 @@ import (
 // planned: TLS and login cost several round trips each, which a distant
 // server would otherwise make every worker wait for once planning is over.
 //
-// The dials start with the planning's own (start): Connections-1 to each
-// side, so that neither server sees more than Connections connections of
-// the copy at once. Each stops once the server greeted it, before the login
+// The dials start once the planning's own logged in (start): Connections-1
+// to each side, so that neither server sees more than Connections
+// connections of the copy at once. Each stops once the server greeted it, before the login
 // (imapconn.Options.BeforeLogin), until the plan says whether it is wanted
 // (want): a source connection for each worker that has a folder to copy but
 // one (the planning's joins the pool: giveSource), and a write connection
@@ -46,7 +46,8 @@ type dialPool struct {
 
 	mu               sync.Mutex
 	srcLeft, appLeft int // connections in the pool or on their way
-	early            int // dials of each side started
+	early            int // dials to each side: Connections-1
+	started          map[Side]bool
 	wantSrc, wantApp int // of those, the ones that log in
 	wanted, closed   bool
 	spare            *imapappend.Appender // a worker's write connection, for the report
@@ -67,36 +68,33 @@ func newDialPool(e *engine, ctx context.Context) *dialPool {
 	n := max(e.cfg.Connections, 1)
 	dctx, cancel := context.WithCancel(ctx)
 	return &dialPool{e: e, ctx: ctx, dialCtx: dctx, cancelDials: cancel,
-		planned: make(chan struct{}),
+		planned: make(chan struct{}), early: n - 1, started: map[Side]bool{},
 		srcs:    make(chan pooledConn[*imapconn.Client], n),
 		apps:    make(chan pooledConn[*imapappend.Appender], n)}
 }
 
-// start starts the dials (see dialPool), once, with the planning's; no
-// write connection in a dry run.
-func (p *dialPool) start() {
-	n := cap(p.srcs) - 1
-	if n == 0 {
-		return
-	}
+// start starts side's dials (see dialPool), once, as soon as the planning's
+// connection to that side logged in: their handshakes then run while it lists
+// the folders, and a server that refuses the password, or cannot be reached
+// at all, meets one connection, not Connections. No write connection in a dry
+// run.
+func (p *dialPool) start(side Side) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.early > 0 {
+	if p.closed || p.started[side] || side == SideDestination && p.e.cfg.DryRun {
 		return
 	}
-	p.early = n
-	for i := range n {
-		p.wg.Go(func() {
-			c, conn, err := p.e.dialSource(p.dialCtx, p.gate(func() bool { return i < p.wantSrc }))
-			if !errors.Is(err, errUnwanted) {
-				p.srcs <- pooledConn[*imapconn.Client]{c, conn, err}
-			}
-		})
-	}
-	if p.e.cfg.DryRun {
-		return
-	}
-	for i := range n {
+	p.started[side] = true
+	for i := range p.early {
+		if side == SideSource {
+			p.wg.Go(func() {
+				c, conn, err := p.e.dialSource(p.dialCtx, p.gate(func() bool { return i < p.wantSrc }))
+				if !errors.Is(err, errUnwanted) {
+					p.srcs <- pooledConn[*imapconn.Client]{c, conn, err}
+				}
+			})
+			continue
+		}
 		p.wg.Go(func() {
 			a, conn, err := p.e.dialAppender(p.dialCtx, p.gate(func() bool { return i < p.wantApp }))
 			if !errors.Is(err, errUnwanted) {
@@ -134,8 +132,10 @@ func (p *dialPool) want(sources, appenders int) {
 		return
 	}
 	p.wanted = true
-	p.wantSrc = max(0, min(sources, p.early))
-	if !p.e.cfg.DryRun {
+	if p.started[SideSource] {
+		p.wantSrc = max(0, min(sources, p.early))
+	}
+	if p.started[SideDestination] {
 		p.wantApp = max(0, min(appenders, p.early))
 	}
 	p.srcLeft += p.wantSrc

@@ -163,7 +163,7 @@ func (w *worker) destMeta(ctx context.Context) (*imapconn.Client, error) {
 		if err := w.e.awaitPlanning(ctx); err != nil {
 			return nil, err
 		}
-		c, err := w.e.dialDest(ctx)
+		c, err := w.e.dialDest(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
