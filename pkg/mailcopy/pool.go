@@ -69,8 +69,8 @@ func newDialPool(e *engine, ctx context.Context) *dialPool {
 	dctx, cancel := context.WithCancel(ctx)
 	return &dialPool{e: e, ctx: ctx, dialCtx: dctx, cancelDials: cancel,
 		planned: make(chan struct{}), early: n - 1, started: map[Side]bool{},
-		srcs:    make(chan pooledConn[*imapconn.Client], n),
-		apps:    make(chan pooledConn[*imapappend.Appender], n)}
+		srcs: make(chan pooledConn[*imapconn.Client], n),
+		apps: make(chan pooledConn[*imapappend.Appender], n)}
 }
 
 // start starts side's dials (see dialPool), once, as soon as the planning's
