@@ -248,6 +248,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, fmt.Errorf("bench: destination server: %w", err)
 	}
 	defer dstD.Close()
+	res.Machine.MailStore = fileSystem(dstD.Dir)
 	caBundle := filepath.Join(work, "ca-bundle.pem")
 	if err := concatFiles(caBundle, srcD.CAFile, dstD.CAFile); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -555,9 +556,10 @@ func (b *bench) mbsync(ctx context.Context, network Network, rep int, src, dst i
 }
 
 // settleDisk writes what earlier runs left in the page cache to the disk
-// (sync) before a run starts: the kernel would otherwise write it back during
-// the run, on the servers' time, as it pleases (a run 30% slower now and then).
-// Every run then starts alike, whatever ran before it.
+// (sync) before a run starts, so that no run pays for an earlier one's
+// writes. It does not make a disk-backed run steady: on this project's
+// machines the servers' own file system work still varies by 2x from run to
+// run (see the README on TMPDIR=/dev/shm).
 func settleDisk() { syscall.Sync() }
 
 // serversCPU reads the two servers' CPU time and returns a function that gives
@@ -728,6 +730,20 @@ func (c Config) params() Params {
 		p.Tools = append(p.Tools, string(t))
 	}
 	return p
+}
+
+// fileSystem names the file system dir is on, and dir's parent ("tmpfs in
+// /dev/shm"); "" when it cannot be told.
+func fileSystem(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return ""
+	}
+	name, ok := map[int64]string{0x01021994: "tmpfs", 0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x794c7630: "overlayfs"}[int64(st.Type)]
+	if !ok {
+		name = fmt.Sprintf("a file system of type %#x", st.Type)
+	}
+	return name + " in " + filepath.Dir(dir)
 }
 
 func machine(mbsyncBin string) Machine {

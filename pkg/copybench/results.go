@@ -37,6 +37,9 @@ type Machine struct {
 	GoVersion string `json:"go"`
 	Dovecot   string `json:"dovecot"`
 	Mbsync    string `json:"mbsync,omitempty"`
+	// MailStore is the file system of the servers' mail ("tmpfs", "ext4"...) and
+	// where it is: a disk adds its own, varying, work to the servers'.
+	MailStore string `json:"mail_store,omitempty"`
 	// LoadStart and LoadEnd are /proc/loadavg at the start and the end: other work on
 	// the machine skews the figures.
 	LoadStart string `json:"loadavg_start,omitempty"`
@@ -328,7 +331,11 @@ func (res *Results) WriteTable(w io.Writer) error {
 	if wan && res.Params.WANReps != res.Params.Reps {
 		reps += fmt.Sprintf(" (%d on the WAN, to keep the run short)", res.Params.WANReps)
 	}
-	fmt.Fprintf(w, "%s, alternating; both servers Dovecot over TLS on 127.0.0.1\n", reps)
+	store := ""
+	if res.Machine.MailStore != "" {
+		store = ", their mail on " + res.Machine.MailStore
+	}
+	fmt.Fprintf(w, "%s, alternating; both servers Dovecot over TLS on 127.0.0.1%s\n", reps, store)
 	for _, n := range slices.Sorted(maps.Keys(res.Params.Links)) {
 		fmt.Fprintf(w, "%s = %s\n", n, res.Params.Links[n])
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"os"
 	"strings"
 	"testing"
 )
@@ -136,5 +137,24 @@ func TestCPUBound(t *testing.T) {
 	res.Summarize()
 	if lines := res.cpuBounds(); len(lines) != 0 {
 		t.Errorf("cpuBounds without servers' CPU = %q, want none", lines)
+	}
+}
+
+// TestFileSystem: the table says what file system the servers' mail is on; a
+// tmpfs is named so (the quiet way to run the benchmark, see the README).
+func TestFileSystem(t *testing.T) {
+	if got := fileSystem(t.TempDir()); !strings.Contains(got, " in ") {
+		t.Errorf("fileSystem(a temporary directory) = %q, want a name and where", got)
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "copybench-")
+	if err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	if got := fileSystem(dir); got != "tmpfs in /dev/shm" {
+		t.Errorf("fileSystem(%s) = %q, want tmpfs in /dev/shm", dir, got)
+	}
+	if got := fileSystem("/no/such/dir"); got != "" {
+		t.Errorf("fileSystem of no directory = %q, want nothing", got)
 	}
 }

@@ -15,7 +15,11 @@
 //     only before its first command on a folder being created (then it knows
 //     whether the folder was created, existed, or was refused: a failed folder,
 //     to which nothing is appended) and before it dials a destination connection
-//     of its own (see engine.create).
+//     of its own (see engine.create). The workers' first connections are dialed
+//     as soon as the planning's connection to their side logged in (a refused
+//     password meets one connection), and wait at the server's greeting, TLS done,
+//     until the plan says which of them are needed: those log in, the others close
+//     without a login (see dialPool).
 //  2. Copy folders in parallel: at most Config.Connections workers, each holding at
 //     most one source and one destination connection at a time, so neither account
 //     sees more than Config.Connections connections from a copy (while the folders
@@ -27,16 +31,21 @@
 //  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
-//     diff, then a body pass for the missing messages only. Once the source sent the
-//     last body of a folder, while the destination answers the last appends, the
+//     diff, then a body pass for the missing messages only. While the last chunk
+//     of a folder goes through, once 8 MiB of it or less are left to read, the
 //     worker takes its next folder and sends that folder's metadata pass on the
-//     source connection (prefetchNext): on a distant source it costs no round trip
-//     of its own. Its answer waits in the connection, unread, until the next folder
-//     starts, so it holds no memory meanwhile. When the next folder's destination
-//     is empty (just created, or LIST-STATUS said 0), its diff needs the source
-//     alone: the worker reads that answer there and then, and sends the body FETCH
-//     of its first chunk, so its first APPEND follows the previous folder's last
-//     answer without a round trip to the source. Likewise each chunk's body FETCH
+//     source connection, behind the body FETCH (prefetchSoon; EXAMINE keeps the
+//     two FETCHes' answers apart): on a distant source it costs no round trip of
+//     its own, for the answer comes right behind the last body. It waits in the
+//     connection, unread, until read, so it holds no memory meanwhile. When the
+//     next folder's destination is empty (just created, or LIST-STATUS said 0),
+//     its diff needs the source alone: once the source sent the last body, while
+//     the destination answers the last appends, the worker reads that answer and
+//     sends the body FETCH of its first chunk (prefetchNext), so its first APPEND
+//     follows the previous folder's last answer without a round trip to the
+//     source. A worker's first folder, when its destination is new or empty,
+//     gets its first chunk's body FETCH as soon as its metadata pass is read,
+//     while the write connection may still be on its way. Likewise each chunk's body FETCH
 //     is sent once the source sent the chunk before (fetchAhead), that chunk's
 //     FETCH read to its end first (go-imap routes FETCH answers by UID, and two
 //     pipelined FETCHes of the same UIDs deadlocked it on Dovecot, which can run
