@@ -2,7 +2,10 @@ package mailcopy
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 )
 
 func TestChunks(t *testing.T) {
@@ -64,4 +67,47 @@ func TestKeepTwinsTogether(t *testing.T) {
 	if want := "[[1 2 3 5] [4 6] [7]]"; fmt.Sprint(got) != want {
 		t.Errorf("keepTwinsTogether = %v, want %s", got, want)
 	}
+}
+
+// TestFirstChunk: the first chunk a worker fetches ahead is the first of
+// chunks over the messages in scope and not too big, without copying the
+// rest; with SplitFolders, a folder of splitMinRanges chunks or more has none
+// (its ranges are shared), and so has a folder with nothing to append.
+func TestFirstChunk(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	since := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for round := range 300 {
+		msgs := make([]srcMessage, rng.IntN(40))
+		for i := range msgs {
+			msgs[i] = srcMessage{uid: uint32(i + 1), size: 1 + rng.Int64N(300),
+				date: since.AddDate(0, rng.IntN(5)-2, 0)}
+		}
+		cfg := Config{ChunkMessages: 1 + rng.IntN(6), ChunkBytes: 100 + rng.Int64N(600),
+			SplitFolders: rng.IntN(2) == 0, MaxMessageSize: 250}
+		if rng.IntN(2) == 0 {
+			cfg.Since = since
+		}
+		w := &worker{e: &engine{cfg: cfg, appendLimit: int64(rng.IntN(2)) * 280}}
+		var toCopy []srcMessage
+		for _, m := range inScope(msgs, cfg.Since) {
+			if m.size <= cfg.MaxMessageSize && (w.e.appendLimit == 0 || m.size <= w.e.appendLimit) {
+				toCopy = append(toCopy, m)
+			}
+		}
+		var want []srcMessage
+		if cs := chunks(toCopy, cfg.ChunkMessages, cfg.ChunkBytes); len(cs) > 0 && !(cfg.SplitFolders && len(cs) >= splitMinRanges) {
+			want = cs[0]
+		}
+		if got := w.firstChunk(msgs); !slices.EqualFunc(got, want, func(a, b srcMessage) bool { return a.uid == b.uid }) {
+			t.Fatalf("round %d, %+v: firstChunk = %v, want %v", round, cfg, uids(got), uids(want))
+		}
+	}
+}
+
+func uids(msgs []srcMessage) []uint32 {
+	var out []uint32
+	for _, m := range msgs {
+		out = append(out, m.uid)
+	}
+	return out
 }

@@ -808,23 +808,37 @@ func (w *worker) prefetchNext() {
 
 // firstChunk is the first chunk that the first attempt of a folder whose
 // destination is empty appends, from the source's metadata pass (see
-// attemptOnce: the messages in scope, without those too big), or nil when
-// the folder's messages are not appended in chunks by this worker (a folder
-// to split across workers).
+// attemptOnce: the messages in scope, without those too big, cut as chunks
+// cuts them), or nil when the folder's messages are not appended in chunks by
+// this worker (a folder to split across workers). It copies the first
+// chunk's messages only: a folder may hold 100,000 and more.
 func (w *worker) firstChunk(msgs []srcMessage) []srcMessage {
 	cfg := w.e.cfg
-	var toCopy []srcMessage
-	for _, m := range inScope(msgs, cfg.Since) {
-		if cfg.MaxMessageSize > 0 && m.size > cfg.MaxMessageSize || w.e.appendLimit > 0 && m.size > w.e.appendLimit {
+	var first []srcMessage
+	cut, n := 0, 0 // chunks cut so far; messages and bytes in the current one
+	var bytes int64
+	for _, m := range msgs {
+		if !cfg.Since.IsZero() && m.date.Before(cfg.Since) ||
+			cfg.MaxMessageSize > 0 && m.size > cfg.MaxMessageSize || w.e.appendLimit > 0 && m.size > w.e.appendLimit {
 			continue
 		}
-		toCopy = append(toCopy, m)
+		if n > 0 && (n >= cfg.ChunkMessages || bytes+m.size > cfg.ChunkBytes) {
+			cut++
+			n, bytes = 0, 0
+			if !cfg.SplitFolders || cut+1 >= splitMinRanges {
+				break
+			}
+		}
+		if cut == 0 {
+			first = append(first, m)
+		}
+		n++
+		bytes += m.size
 	}
-	cs := chunks(toCopy, cfg.ChunkMessages, cfg.ChunkBytes)
-	if len(cs) == 0 || len(cs) >= splitMinRanges && cfg.SplitFolders {
+	if cfg.SplitFolders && cut+1 >= splitMinRanges {
 		return nil
 	}
-	return cs[0]
+	return first
 }
 
 // takePrefetch returns the prefetched metadata pass of j on the current
