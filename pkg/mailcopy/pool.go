@@ -16,9 +16,9 @@ import (
 //
 // The dials start once the planning's own logged in (start): Connections-1
 // to each side, so that neither server sees more than Connections
-// connections of the copy at once. Each stops once the server greeted it, before the login
-// (imapconn.Options.BeforeLogin), until the plan says whether it is wanted
-// (want): a source connection for each worker that has a folder to copy but
+// connections of the copy at once. Each stops once the server greeted it,
+// before the login (imapconn.Options.BeforeLogin), until the plan says
+// whether it is wanted (want): a source connection for each worker that has a folder to copy but
 // one (the planning's joins the pool: giveSource), and a write connection
 // for each such worker whose first folder is new or empty on the
 // destination (it needs no metadata pass there). One not wanted closes
