@@ -38,6 +38,13 @@ const (
 // again and appended one per command.
 const defaultBatchMessages = 500
 
+// startsChunk tells whether a message of size begins a new chunk after a
+// chunk of n messages and bytes bytes (see chunks; worker.firstChunk cuts
+// the same way).
+func startsChunk(n int, bytes, size int64, maxMsgs int, maxBytes int64) bool {
+	return n > 0 && (n >= maxMsgs || bytes+size > maxBytes)
+}
+
 // chunks cuts msgs, in order, into chunks of at most maxMsgs messages and
 // maxBytes bytes. A message larger than maxBytes is a chunk of its own.
 func chunks(msgs []srcMessage, maxMsgs int, maxBytes int64) [][]srcMessage {
@@ -45,8 +52,7 @@ func chunks(msgs []srcMessage, maxMsgs int, maxBytes int64) [][]srcMessage {
 	start := 0
 	var bytes int64
 	for i, m := range msgs {
-		n := i - start
-		if n > 0 && (n >= maxMsgs || bytes+m.size > maxBytes) {
+		if startsChunk(i-start, bytes, m.size, maxMsgs, maxBytes) {
 			out = append(out, msgs[start:i:i])
 			start, bytes = i, 0
 		}

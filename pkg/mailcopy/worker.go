@@ -822,7 +822,7 @@ func (w *worker) firstChunk(msgs []srcMessage) []srcMessage {
 			cfg.MaxMessageSize > 0 && m.size > cfg.MaxMessageSize || w.e.appendLimit > 0 && m.size > w.e.appendLimit {
 			continue
 		}
-		if n > 0 && (n >= cfg.ChunkMessages || bytes+m.size > cfg.ChunkBytes) {
+		if startsChunk(n, bytes, m.size, cfg.ChunkMessages, cfg.ChunkBytes) {
 			cut++
 			n, bytes = 0, 0
 			if !cfg.SplitFolders || cut+1 >= splitMinRanges {
