@@ -14,6 +14,11 @@
 // Refusals). Without LITERAL+ each literal waits for the server's "+" (except literals up
 // to 4 KB with LITERAL-).
 //
+// Append waits for the server's answers before it returns. Send, with Config.NoResend,
+// returns as soon as its messages are sent, and its Pending's Wait collects the answers:
+// a caller sends its next messages (the next chunk, the next folder's) without the round
+// trip the answers take on a distant server.
+//
 // # Refusals
 //
 // A MULTIAPPEND is all-or-nothing. When the server refuses a batch (over quota, a message
@@ -202,6 +207,10 @@ type Appender struct {
 	readErr  error // set before readDone is closed
 
 	broken error // the connection is unusable: why
+
+	// inFlight are the commands sent and not answered yet, oldest first, of
+	// every Send whose answers are still awaited (see Pending).
+	inFlight []*command
 }
 
 // Dial connects and logs in to the destination (see imapconn.DialSession). The connection
@@ -379,6 +388,7 @@ type unit struct {
 
 // command is a unit on the wire.
 type command struct {
+	run  *appendRun // the call that sent it
 	tag  string
 	unit unit
 	kept [][]byte // the bodies sent so far, when unit.keep
@@ -388,19 +398,26 @@ type command struct {
 	resp *imapwire.Response // the tagged response, once known
 }
 
-// appendRun is the state of one Append call.
+// appendRun is the state of one Append or Send call.
 type appendRun struct {
-	a        *Appender
-	ctx      context.Context
-	mailbox  string
-	quoted   string
-	msgs     []Message
-	results  []Result
-	next     int        // next message to plan
-	resend   []unit     // units to send before planning more
-	inFlight []*command // oldest first
-	kept     int64      // bytes of bodies kept by in-flight commands
-	sent     func()     // see AppendNotify; nil once called
+	a       *Appender
+	ctx     context.Context
+	mailbox string
+	quoted  string
+	msgs    []Message
+	results []Result
+	next    int    // next message to plan
+	resend  []unit // units to send before planning more
+	waiting int    // commands of this call in flight (in a.inFlight)
+	sentAny bool   // a command was sent
+	kept    int64  // bytes of bodies kept by in-flight commands
+	sent    func() // see AppendNotify; nil once called
+	// sendOnly: Send returns once every message was sent, its answers left
+	// to Pending.Wait.
+	sendOnly bool
+	// lost: the connection failed before every command of this call was
+	// answered (its results say which).
+	lost error
 }
 
 // Append appends msgs to mailbox, in order, and reports what became of each message (see
@@ -417,27 +434,83 @@ func (a *Appender) Append(ctx context.Context, mailbox string, msgs []Message) (
 // called at most once, from Append's goroutine, and not at all when Append fails or
 // returns before (no message sent). Append's results do not depend on what sent does.
 func (a *Appender) AppendNotify(ctx context.Context, mailbox string, msgs []Message, sent func()) ([]Result, error) {
+	p, err := a.send(ctx, mailbox, msgs, sent, false)
+	if err != nil {
+		return p.run.results, err
+	}
+	return p.Wait(ctx)
+}
+
+// Pending is a Send whose answers are awaited.
+type Pending struct{ run *appendRun }
+
+// Send is AppendNotify that returns as soon as every message was sent (and sent, unless
+// nil, was called), without waiting for the server's answers: the caller may Send the
+// next messages at once, on a distant server a round trip sooner, and collects each
+// call's results with its Pending's Wait. Answers come in order: a Wait collects those
+// of earlier calls on its way (they are kept for their own Wait). A call's results do
+// not depend on the calls after it, except that a connection that fails leaves the
+// commands not answered yet unconfirmed, whichever call sent them. Only with
+// Config.NoResend: else Send waits for the answers, as a refused batch is resent.
+//
+// Send's error is non-nil when the connection became unusable; the Pending's Wait then
+// returns the call's results and an error too.
+func (a *Appender) Send(ctx context.Context, mailbox string, msgs []Message, sent func()) (*Pending, error) {
+	return a.send(ctx, mailbox, msgs, sent, a.cfg.NoResend)
+}
+
+func (a *Appender) send(ctx context.Context, mailbox string, msgs []Message, sent func(), sendOnly bool) (*Pending, error) {
 	results := make([]Result, len(msgs))
 	for i := range results {
 		results[i].Err = ErrNotSent
 	}
+	r := &appendRun{a: a, ctx: ctx, mailbox: mailbox, quoted: quoteMailbox(mailbox), msgs: msgs, results: results,
+		sent: sent, sendOnly: sendOnly}
+	p := &Pending{run: r}
 	if !a.Usable() || ctx.Err() != nil {
 		err := a.connErr(ctx, "append to "+strconv.Quote(mailbox))
 		a.broken = err // a connection is bound to the contexts it is used with
 		a.sess.Close()
-		return results, err
+		r.lost = err
+		return p, err
 	}
 	stop := context.AfterFunc(ctx, func() { a.sess.Close() })
 	defer stop()
-
-	r := &appendRun{a: a, ctx: ctx, mailbox: mailbox, quoted: quoteMailbox(mailbox), msgs: msgs, results: results, sent: sent}
-	err := r.run()
-	if err != nil {
-		a.broken = err
-		a.sess.Close()
-		r.abandon()
+	if err := r.run(); err != nil {
+		a.fail(err)
+		return p, err
 	}
-	return results, err
+	return p, nil
+}
+
+// Wait waits for the answers to the Send's commands and returns what became of each
+// message (see Append). Its error is non-nil when the connection failed before every
+// command of this Send was answered. It may be called more than once.
+func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
+	r := p.run
+	a := r.a
+	if r.waiting > 0 && r.lost == nil {
+		stop := context.AfterFunc(ctx, func() { a.sess.Close() })
+		defer stop()
+		for r.waiting > 0 && r.lost == nil {
+			// Answers come in order: an earlier Send's are collected on the way.
+			if err := r.collectOldest(ctx); err != nil {
+				a.fail(err)
+			}
+		}
+	}
+	return r.results, r.lost
+}
+
+// fail marks the connection unusable after err: it is closed, and every command not
+// answered yet is abandoned (see abandon), whichever call sent it.
+func (a *Appender) fail(err error) {
+	a.broken = err
+	a.sess.Close()
+	for _, cmd := range a.inFlight {
+		cmd.run.abandon(cmd, err)
+	}
+	a.inFlight = nil
 }
 
 func (r *appendRun) run() error {
@@ -454,16 +527,16 @@ func (r *appendRun) run() error {
 			} else if !ok {
 				continue
 			}
-		case len(r.inFlight) > 0:
+		case r.waiting > 0 && !r.sendOnly:
 			if err := r.notifySent(); err != nil {
 				return err
 			}
-			if err := r.collectOldest(); err != nil {
+			if err := r.collectOldest(r.ctx); err != nil {
 				return err
 			}
 			continue
 		default:
-			return nil
+			return r.notifySent()
 		}
 		var size int64
 		if u.keep {
@@ -471,8 +544,8 @@ func (r *appendRun) run() error {
 				size += r.msgs[i].Size
 			}
 		}
-		for len(r.inFlight) > 0 && (len(r.inFlight) >= maxInFlight || r.kept+size > 2*r.a.cfg.Batching.Bytes) {
-			if err := r.collectOldest(); err != nil {
+		for len(r.a.inFlight) > 0 && (len(r.a.inFlight) >= maxInFlight || r.kept+size > 2*r.a.cfg.Batching.Bytes) {
+			if err := r.collectOldest(r.ctx); err != nil {
 				return err
 			}
 		}
@@ -539,7 +612,7 @@ func drain(i int, m Message) error {
 func (r *appendRun) send(u unit, size int64) error {
 	a := r.a
 	a.tagN++
-	cmd := &command{tag: a.tagPrefix + strconv.Itoa(a.tagN), unit: u, size: size, done: make(chan *imapwire.Response, 1)}
+	cmd := &command{run: r, tag: a.tagPrefix + strconv.Itoa(a.tagN), unit: u, size: size, done: make(chan *imapwire.Response, 1)}
 	a.mu.Lock()
 	a.pending[cmd.tag] = cmd.done
 	if len(a.pending) == 1 {
@@ -548,7 +621,9 @@ func (r *appendRun) send(u unit, size int64) error {
 		a.sess.Conn.SetReadDeadline(time.Now().Add(a.idle))
 	}
 	a.mu.Unlock()
-	r.inFlight = append(r.inFlight, cmd)
+	a.inFlight = append(a.inFlight, cmd)
+	r.waiting++
+	r.sentAny = true
 	r.kept += size
 
 	bw := a.bw
@@ -668,36 +743,40 @@ func (r *appendRun) refusedEarly(cmd *command) error {
 }
 
 func (r *appendRun) removeInFlight(cmd *command) {
-	for k, c := range r.inFlight {
+	a := r.a
+	for k, c := range a.inFlight {
 		if c == cmd {
-			r.inFlight = append(r.inFlight[:k], r.inFlight[k+1:]...)
+			a.inFlight = append(a.inFlight[:k], a.inFlight[k+1:]...)
+			r.waiting--
 			r.kept -= cmd.size
 			return
 		}
 	}
 }
 
-// notifySent calls the AppendNotify hook, once, after the last command is flushed to
-// the server, so that the server works on it while the caller does what sent does.
+// notifySent flushes the commands to the server and calls the AppendNotify hook, once,
+// so that the server works on them while the caller does what sent does.
 func (r *appendRun) notifySent() error {
-	if r.sent == nil {
-		return nil
-	}
-	sent := r.sent
-	r.sent = nil
 	if err := r.a.bw.Flush(); err != nil {
 		return r.connErr(err)
 	}
+	if r.sent == nil || !r.sentAny {
+		return nil // nothing sent: sent is not called
+	}
+	sent := r.sent
+	r.sent = nil
 	sent()
 	return nil
 }
 
-// collectOldest waits for the oldest command's answer and records it.
-func (r *appendRun) collectOldest() error {
+// collectOldest waits for the answer of the oldest command in flight, of this call or
+// of an earlier Send, and records it in its call's results. ctx is the caller's: it
+// says why a wait was given up.
+func (r *appendRun) collectOldest(ctx context.Context) error {
 	a := r.a
-	cmd := r.inFlight[0]
+	cmd := a.inFlight[0]
 	if err := a.bw.Flush(); err != nil {
-		return r.connErr(err)
+		return r.connErrCtx(ctx, err)
 	}
 	select {
 	case cmd.resp = <-cmd.done:
@@ -705,16 +784,18 @@ func (r *appendRun) collectOldest() error {
 		select {
 		case cmd.resp = <-cmd.done:
 		default:
-			return r.connErr(a.readErr)
+			return r.connErrCtx(ctx, a.readErr)
 		}
 	}
-	r.inFlight = r.inFlight[1:]
-	r.kept -= cmd.size
+	a.inFlight = a.inFlight[1:]
+	owner := cmd.run
+	owner.waiting--
+	owner.kept -= cmd.size
 	if cmd.resp.Type == "BAD" {
-		r.finish(cmd)
-		return r.connErr(fmt.Errorf("the server rejected an APPEND as malformed: %s", cmd.resp.Text))
+		owner.finish(cmd)
+		return r.connErrCtx(ctx, fmt.Errorf("the server rejected an APPEND as malformed: %s", cmd.resp.Text))
 	}
-	r.resend = append(r.resend, r.finish(cmd)...)
+	owner.resend = append(owner.resend, owner.finish(cmd)...)
 	return nil
 }
 
@@ -785,35 +866,41 @@ func mailboxWide(code string) bool {
 	return false
 }
 
-// abandon records what is known after the connection failed: commands answered before the
-// failure count; the others are unconfirmed; messages never sent stay ErrNotSent.
-func (r *appendRun) abandon() {
-	for _, cmd := range r.inFlight {
-		select {
-		case cmd.resp = <-cmd.done:
-			if cmd.resp.Type == "OK" || !cmd.unit.multi || mailboxWide(cmd.resp.Code) {
-				r.finish(cmd)
-				continue
-			}
-			for _, i := range cmd.unit.idx {
-				r.results[i].Err = ErrNotSent // a refused batch stores nothing
-			}
-		default:
+// abandon records what is known of cmd, one of r's commands, after the connection failed
+// with err: an answer that came before the failure counts; else its messages are
+// unconfirmed (messages never sent stay ErrNotSent), and r's Wait returns err.
+func (r *appendRun) abandon(cmd *command, err error) {
+	r.waiting--
+	r.kept -= cmd.size
+	select {
+	case cmd.resp = <-cmd.done:
+		if cmd.resp.Type == "OK" || !cmd.unit.multi || mailboxWide(cmd.resp.Code) {
+			r.finish(cmd)
+			return
+		}
+		for _, i := range cmd.unit.idx {
+			r.results[i].Err = ErrNotSent // a refused batch stores nothing
+		}
+	default:
+		if r.lost == nil {
+			r.lost = err
 		}
 	}
-	r.inFlight = nil
 }
 
 // connErr describes the connection's failure (err is what the failing call said).
-func (r *appendRun) connErr(err error) error {
+func (r *appendRun) connErr(err error) error { return r.connErrCtx(r.ctx, err) }
+
+// connErrCtx is connErr for a wait under ctx.
+func (r *appendRun) connErrCtx(ctx context.Context, err error) error {
 	a := r.a
 	op := "append to " + strconv.Quote(r.mailbox) + " on " + a.addr
-	if e := r.ctx.Err(); e != nil {
+	if e := ctx.Err(); e != nil {
 		kind := imapconn.KindClosed
 		if e == context.DeadlineExceeded {
 			kind = imapconn.KindTimeout
 		}
-		return &imapconn.Error{Kind: kind, Op: op, Err: fmt.Errorf("gave up: %w", context.Cause(r.ctx))}
+		return &imapconn.Error{Kind: kind, Op: op, Err: fmt.Errorf("gave up: %w", context.Cause(ctx))}
 	}
 	a.mu.Lock()
 	bye := a.bye

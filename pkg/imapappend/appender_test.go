@@ -590,3 +590,44 @@ func TestAppendNotify(t *testing.T) {
 		})
 	}
 }
+
+// TestSendIntoTwoMailboxes: a Send into one mailbox and the next into another, sent
+// before the first's answers, store each message where it belongs, in order, on both
+// Dovecot flavours.
+func TestSendIntoTwoMailboxes(t *testing.T) {
+	t.Parallel()
+	for _, f := range flavours {
+		t.Run(f.String(), func(t *testing.T) {
+			t.Parallel()
+			acct := servers[f].AddUser(t)
+			other := f.MailboxName("Archive/2024")
+			if err := imaptest.CreateFolder(context.Background(), acct, other); err != nil {
+				t.Fatal(err)
+			}
+			a := dial(t, acct, imapappend.Config{NoResend: true})
+			ctx := context.Background()
+			ms := mixed(60, true)
+			p1, err := a.Send(ctx, "INBOX", toMessages(ms[:40]), nil)
+			if err != nil {
+				t.Fatalf("first Send: %v", err)
+			}
+			p2, err := a.Send(ctx, other, toMessages(ms[40:]), nil)
+			if err != nil {
+				t.Fatalf("second Send: %v", err)
+			}
+			for k, p := range []*imapappend.Pending{p1, p2} {
+				results, err := p.Wait(ctx)
+				if err != nil {
+					t.Fatalf("Wait %d: %v", k, err)
+				}
+				for i, r := range results {
+					if r.Err != nil || r.UID == 0 {
+						t.Errorf("Send %d, message %d: %+v, want stored with a UID", k, i, r)
+					}
+				}
+			}
+			checkStored(t, acct, "INBOX", ms[:40])
+			checkStored(t, acct, other, ms[40:])
+		})
+	}
+}

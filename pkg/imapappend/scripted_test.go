@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,9 @@ type script struct {
 }
 
 var literalRE = regexp.MustCompile(`\{(\d+)(\+?)\}$`)
+
+// hangUp, as a script's answer, closes the connection instead.
+const hangUp = "\x00hang up"
 
 func (s *script) start(t *testing.T) imapconn.Account {
 	t.Helper()
@@ -111,7 +115,11 @@ func (s *script) serve(c net.Conn) {
 			s.mu.Lock()
 			s.appended = append(s.appended, bodies...)
 			s.mu.Unlock()
-			fmt.Fprint(c, s.answer(tag, bodies))
+			reply := s.answer(tag, bodies)
+			if reply == hangUp {
+				return
+			}
+			fmt.Fprint(c, reply)
 		default:
 			fmt.Fprintf(c, "%s OK done\r\n", tag)
 		}
@@ -341,4 +349,108 @@ func TestScripted(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSendPipelines: Send returns once its messages are sent, without their answers. The
+// server here answers an APPEND only once the next one came, as a distant server's
+// answers would still be on their way: a Send that waited for the answers of the one
+// before would never be called.
+func TestSendPipelines(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var held []string
+	s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(tag string, bodies [][]byte) string {
+		mu.Lock()
+		defer mu.Unlock()
+		held = append(held, tag)
+		if len(held) < 3 {
+			return ""
+		}
+		var b strings.Builder
+		for k, t := range held {
+			fmt.Fprintf(&b, "%s OK [APPENDUID 7 %d] done\r\n", t, k+1)
+		}
+		held = nil
+		return b.String()
+	}}
+	a := dial(t, s.start(t), imapappend.Config{NoResend: true, NoMultiappend: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var pending []*imapappend.Pending
+	var sent []int
+	for k := range 3 {
+		msgs, _ := scriptedMessages(1)
+		p, err := a.Send(ctx, fmt.Sprintf("box%d", k), msgs, func() { sent = append(sent, k) })
+		if err != nil {
+			t.Fatalf("Send %d: %v", k, err)
+		}
+		pending = append(pending, p)
+	}
+	// The last first: it collects the answers of the others on its way.
+	for k := 2; k >= 0; k-- {
+		results, err := pending[k].Wait(ctx)
+		if err != nil {
+			t.Fatalf("Wait %d: %v", k, err)
+		}
+		if results[0].Err != nil || results[0].UID != uint32(k+1) || results[0].UIDValidity != 7 {
+			t.Errorf("Send %d: result %+v, want UID %d of UIDVALIDITY 7", k, results[0], k+1)
+		}
+	}
+	if !slices.Equal(sent, []int{0, 1, 2}) {
+		t.Errorf("sent hooks called for %v, want each Send's once, in order", sent)
+	}
+	if !a.Usable() {
+		t.Error("Usable() = false after the answers")
+	}
+}
+
+// TestSendConnectionLost: the connection fails once the first Send's commands were
+// answered and the second's sent. The first Send's messages are stored, and its Wait
+// says so; the second's are unconfirmed, and its Wait returns the failure.
+func TestSendConnectionLost(t *testing.T) {
+	t.Parallel()
+	n := 0
+	s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(tag string, bodies [][]byte) string {
+		n++
+		if n == 1 {
+			return tag + " OK [APPENDUID 7 1:3] done\r\n"
+		}
+		return hangUp
+	}}
+	a := dial(t, s.start(t), imapappend.Config{NoResend: true})
+	ctx := context.Background()
+	first, _ := scriptedMessages(3)
+	p1, err := a.Send(ctx, "INBOX", first, nil)
+	if err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	second, _ := scriptedMessages(2)
+	p2, err := a.Send(ctx, "INBOX", second, nil)
+	if err != nil {
+		t.Fatalf("second Send: %v (the failure comes with the answers)", err)
+	}
+	results, err := p2.Wait(ctx)
+	if err == nil {
+		t.Fatal("second Wait: no error, want the connection's failure")
+	}
+	for i, r := range results {
+		if !errors.Is(r.Err, imapappend.ErrUnconfirmed) {
+			t.Errorf("second Send, message %d: %v, want ErrUnconfirmed", i, r.Err)
+		}
+	}
+	results, err = p1.Wait(ctx)
+	if err != nil {
+		t.Fatalf("first Wait: %v, want none: its answers came before the failure", err)
+	}
+	for i, r := range results {
+		if r.Err != nil || r.UID != uint32(i+1) {
+			t.Errorf("first Send, message %d: %+v, want stored as UID %d", i, r, i+1)
+		}
+	}
+	if a.Usable() {
+		t.Error("Usable() = true after the connection failed")
+	}
+	if _, err := a.Send(ctx, "INBOX", second, nil); err == nil {
+		t.Error("Send on the failed connection: no error")
+	}
 }
