@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -112,7 +113,33 @@ type preauthConn struct {
 	net.Conn
 	r   io.Reader
 	raw *conn
+	// readEnded: a Read failed, go-imap's reader goroutine hands out no more data.
+	readEnded atomic.Bool
 }
 
-func (c *preauthConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-func (c *preauthConn) Close() error               { return c.raw.Close() }
+func (c *preauthConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil {
+		c.readEnded.Store(true)
+	}
+	return n, err
+}
+
+func (c *preauthConn) Close() error { return c.raw.Close() }
+
+// Write passes go-imap's commands on. A write that fails while go-imap's reader still
+// runs closes the connection and reports success: the reader fails next and ends every
+// command in flight, this one included, from its own goroutine. Reported to the writer,
+// the failure makes go-imap end them from the writing goroutine, closing the channel of
+// a FETCH that its reader may be sending that FETCH's next message on: a data race, and
+// a send on a closed channel that would crash the process (seen under the race detector
+// when a command was sent behind a FETCH being read, on a connection being cut). Once the
+// reader has ended, the failure is reported: nothing could end the command otherwise.
+func (c *preauthConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && !c.readEnded.Load() {
+		c.raw.Close()
+		return len(p), nil
+	}
+	return n, err
+}
