@@ -95,11 +95,16 @@ func TestFirstChunk(t *testing.T) {
 			}
 		}
 		var want []srcMessage
-		if cs := chunks(toCopy, cfg.ChunkMessages, cfg.ChunkBytes); len(cs) > 0 && !(cfg.SplitFolders && len(cs) >= splitMinRanges) {
+		cs := chunks(toCopy, cfg.ChunkMessages, cfg.ChunkBytes)
+		if len(cs) > 0 && !(cfg.SplitFolders && len(cs) >= splitMinRanges) {
 			want = cs[0]
 		}
-		if got := w.firstChunk(msgs); !slices.EqualFunc(got, want, func(a, b srcMessage) bool { return a.uid == b.uid }) {
+		got, whole := w.firstChunk(msgs)
+		if !slices.EqualFunc(got, want, func(a, b srcMessage) bool { return a.uid == b.uid }) {
 			t.Fatalf("round %d, %+v: firstChunk = %v, want %v", round, cfg, uids(got), uids(want))
+		}
+		if len(got) > 0 && whole != (len(cs) == 1) {
+			t.Fatalf("round %d, %+v: firstChunk says whole %v for %d chunks", round, cfg, whole, len(cs))
 		}
 	}
 }

@@ -78,6 +78,9 @@ type job struct {
 	complete bool
 	// unchanged: skipped, proven complete by the previous State.
 	unchanged bool
+	// carried: messages this copy stored in the folder before its metadata
+	// pass, from a chunk sent ahead (see worker.dropCarry).
+	carried int
 	// creating: the destination folder is created by this copy (see
 	// engine.create); settled once its outcome was taken into the job
 	// (dstEmpty, dstStatus: see worker.awaitFolder).
@@ -313,10 +316,16 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 			}()
 			for {
 				var t task
-				if w.next != nil {
-					// Taken while its previous folder ended (prefetchSoon).
-					t, w.next = task{job: w.next}, nil
-				} else {
+				switch {
+				case w.upcoming != nil:
+					// Its first chunk was sent behind the previous folder's last
+					// (sendNextFolder).
+					t, w.upcoming = task{job: w.upcoming}, nil
+				case w.next != nil:
+					// Taken while its previous folder ended (prefetchSoon,
+					// fetchBodies).
+					t, w.next, w.next2 = task{job: w.next}, w.next2, nil
+				default:
 					t = b.take(gctx)
 				}
 				switch {
@@ -329,11 +338,14 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 				}
 				err := w.copyFolder(gctx, t.job)
 				if errors.Is(err, errLeaving) {
+					w.dropCarry(nil) // before its folder is another worker's
 					b.giveBack(t.job)
-					if w.next != nil { // taken early, not started
-						b.giveBack(w.next)
-						w.next = nil
+					for _, early := range []*job{w.next2, w.next, w.upcoming} { // taken early, not started
+						if early != nil {
+							b.giveBack(early)
+						}
 					}
+					w.next, w.next2, w.upcoming = nil, nil, nil
 					return nil
 				}
 				b.folderDone()

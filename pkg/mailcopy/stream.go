@@ -124,6 +124,18 @@ type bodyStream struct {
 	soon   func()
 	soonAt int
 
+	// prefix is the next folder's metadata pass, sent before this FETCH and
+	// answered before it (see worker.fetchBodies); reselect is the EXAMINE
+	// that opened this FETCH's folder again behind it, or behind another
+	// folder's commands, and validity the UIDVALIDITY the FETCH's UIDs
+	// belong to. Both are read before the first body: the prefix is handed
+	// to adopt, and a reselect that found another UIDVALIDITY fails the
+	// stream.
+	prefix   *prefetch
+	reselect *imapclient.SelectCommand
+	validity uint32
+	adopt    func(*prefetch)
+
 	next int   // index of the next message to open
 	err  error // first source-side failure, sticky
 	// closed: close ran; closeErr is what it returned (close is idempotent).
@@ -173,9 +185,41 @@ func (s *bodyStream) close() error {
 	return s.closeErr
 }
 
+// begin reads what was sent before the FETCH and is answered before it: the
+// prefix, then the reselect.
+func (s *bodyStream) begin() error {
+	if p := s.prefix; p != nil {
+		s.prefix = nil
+		p.sel, p.msgs, p.err, p.ferr = awaitMetadata(p.examine, p.fetch)
+		p.done = true
+		if s.adopt != nil {
+			s.adopt(p)
+		}
+	}
+	if c := s.reselect; c != nil {
+		s.reselect = nil
+		sel, err := c.Wait()
+		if err != nil {
+			return fmt.Errorf("examine the folder again: %w", err)
+		}
+		if sel.UIDValidity != s.validity {
+			return fmt.Errorf("the folder's UIDVALIDITY changed from %d to %d during the copy", s.validity, sel.UIDValidity)
+		}
+	}
+	return nil
+}
+
 func (s *bodyStream) doClose() error {
 	if s.dead {
 		return s.err
+	}
+	if p := s.prefix; p != nil {
+		s.prefix = nil
+		p.drain() // answered first: read and dropped (its folder runs its own)
+	}
+	if c := s.reselect; c != nil {
+		s.reselect = nil
+		_, _ = c.Wait()
 	}
 	cerr := s.cmd.Close()
 	if s.err != nil {
@@ -251,6 +295,9 @@ func (s *bodyStream) open(i int) (io.Reader, error) {
 		return nil, fmt.Errorf("body of UID %d read out of order", m.uid)
 	}
 	s.next++
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
 	if s.soon != nil && i >= s.soonAt {
 		soon := s.soon
 		s.soon = nil

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +45,21 @@ type worker struct {
 	aheadChunk []srcMessage
 	// cur is the body FETCH being appended (appendOnce), nil between.
 	cur *bodyStream
+	// carry is a chunk sent behind the one whose answers are read, not
+	// taken by its appendOnce yet (see sentChunk); nil when none.
+	carry *sentChunk
+	// upcoming is the folder whose first chunk was sent ahead (see
+	// sendNextFolder): the worker copies it next, before next.
+	upcoming *job
+	// next2 is the folder after next, taken when next's first chunk was
+	// asked for with its metadata pass as a prefix (see fetchBodies).
+	next2 *job
+	// examines counts the EXAMINEs sent on the source connections: a
+	// prefetch's metadata pass tells which folder is open only if no other
+	// EXAMINE was sent after it. wire is the folder the last EXAMINE sent
+	// opens, whether answered or not ("" when none).
+	examines int
+	wire     string
 }
 
 // prefetch is a metadata pass sent ahead (see worker.prefetchSoon).
@@ -65,6 +78,8 @@ type prefetch struct {
 	ferr   error
 	bodies *bodyStream  // the first chunk's body FETCH, sent once they were; nil if none
 	chunk  []srcMessage // the messages it fetches
+	whole  bool         // chunk is every message the folder appends
+	at     int          // worker.examines once its EXAMINE was sent
 }
 
 // drain reads and drops the answers of a prefetch that is not used.
@@ -98,6 +113,7 @@ func (w *worker) close() {
 }
 
 func (w *worker) dropSource() {
+	w.dropCarry(nil)
 	if w.src != nil {
 		if w.ahead != nil {
 			// As for a prefetch: cut first, the drain then fails fast.
@@ -114,7 +130,7 @@ func (w *worker) dropSource() {
 		}
 		w.src.Close()
 		w.src, w.srcConn = nil, nil
-		w.srcOpen = ""
+		w.srcOpen, w.wire = "", ""
 	}
 }
 
@@ -129,6 +145,7 @@ func (w *worker) cutSource() {
 }
 
 func (w *worker) dropDest() {
+	w.dropCarry(nil)
 	if w.meta != nil {
 		w.meta.Close()
 		w.meta = nil
@@ -364,6 +381,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		if err == nil {
 			break
 		}
+		w.dropCarry(ctx) // its answers, if the connection still gives them
 		w.dropSource()
 		w.dropDest()
 		if imapconn.TooManyConnections(err) && len(fr.failed) == 0 && len(fr.skipped) == 0 && e.shrink() {
@@ -480,6 +498,9 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	dstDone := make(chan struct{})
 	fr.appended = 0
 	fr.srcKnown, fr.dstKnown = false, false
+	if c := w.carry; c != nil && (c.j != j || !fr.first || !j.dstEmpty) {
+		w.dropCarry(ctx) // not this folder's first chunk (see sendNextFolder)
+	}
 	go func() {
 		defer close(dstDone)
 		defer func() { dstPanic = recover() }()
@@ -502,14 +523,14 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		}
 	}()
 	src, msgs, err := w.sourceMetadata(ctx, fr)
-	if err == nil && fr.first && !j.m.ArchiveOnly && (j.creating || j.dstEmpty) && w.ahead == nil && !e.cfg.DryRun {
+	if err == nil && fr.first && !j.m.ArchiveOnly && (j.creating || j.dstEmpty) && w.ahead == nil && w.carry == nil && !e.cfg.DryRun {
 		// The destination folder is new or empty: the first chunk is known
 		// from the source alone. Its bodies are asked for now, while the
 		// destination's write connection may still be on its way (or the
 		// folder being created): the first APPEND then waits for neither in
 		// turn. A folder the destination refuses to create drops them.
-		if c := w.firstChunk(msgs); len(c) > 0 {
-			w.ahead, w.aheadChunk = openBodies(src.IMAP(), c, nil), c
+		if c, whole := w.firstChunk(msgs); len(c) > 0 {
+			w.ahead, w.aheadChunk = w.fetchBodies(j, fr.uidValidity, c, whole, w.nextSlot(), nil), c
 		}
 	}
 	<-dstDone
@@ -558,7 +579,9 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	}
 	if fr.first {
 		fr.first = false
-		fr.presentBefore = present
+		// Messages of a chunk sent ahead whose answers were read without
+		// this folder (see dropCarry) were copied by this copy.
+		fr.presentBefore = max(0, present-j.carried)
 		fr.initialMissing = missingSet
 	}
 	fr.counts.Total = len(msgs)
@@ -605,12 +628,32 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		return nil
 	}
 	cs := chunks(toCopy, e.cfg.ChunkMessages, e.cfg.ChunkBytes)
+	if c := w.carry; c != nil && (len(cs) == 0 || c.j != j || c.validity != fr.uidValidity || !sameMessages(c.chunk, cs[0])) {
+		// The first chunk, sent ahead, is not the one to append: its
+		// messages are on the destination now, which the next attempt reads.
+		w.dropCarry(ctx)
+		return errMismatchedCarry
+	}
 	if len(cs) >= splitMinRanges && !fr.oneByOne && e.cfg.SplitFolders && e.board != nil {
 		// Many messages: the chunks are ranges that idle workers append too.
 		if err := w.appendRanges(ctx, fr, keepTwinsTogether(cs)); err != nil {
 			return err
 		}
 		cs = nil
+	}
+	// hooks are chunk i's (see chunkHooks): the next chunk's bodies asked
+	// for once its bodies went through, the next chunk (or the next folder's
+	// first) sent behind it.
+	var hooks func(i int) chunkHooks
+	hooks = func(i int) chunkHooks {
+		if i == len(cs)-1 {
+			return chunkHooks{soon: w.prefetchSoon, sent: w.prefetchNext, next: func() { w.sendNextFolder(ctx) }}
+		}
+		next, last := cs[i+1], i+1 == len(cs)-1
+		return chunkHooks{
+			sent: func() { w.fetchAhead(fr, src, next, last) },
+			next: func() { w.sendNext(ctx, fr, src, next, hooks(i+1)) },
+		}
 	}
 	for i, c := range cs {
 		if i == 0 && fr.oneByOne {
@@ -622,12 +665,7 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 			fr.oneByOne = false
 			continue
 		}
-		h := chunkHooks{soon: w.prefetchSoon, sent: w.prefetchNext}
-		if i < len(cs)-1 {
-			next, last := cs[i+1], i+1 == len(cs)-1
-			h = chunkHooks{sent: func() { w.fetchAhead(fr, src, next, last) }}
-		}
-		if err := w.appendChunk(ctx, fr, src, c, h); err != nil {
+		if err := w.appendChunk(ctx, fr, src, c, hooks(i)); err != nil {
 			return err
 		}
 	}
@@ -694,6 +732,8 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	case pre != nil:
 		sel, msgs, err, ferr = awaitMetadata(pre.examine, pre.fetch)
 	default:
+		w.examines++
+		w.wire = j.m.Source
 		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source)
 	}
 	if pre != nil && pre.bodies != nil {
@@ -708,7 +748,12 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	}
 	fr.srcState, fr.srcKnown = fromSelect(sel)
 	fr.uidValidity = sel.UIDValidity
-	w.srcOpen, w.srcValidity = j.m.Source, sel.UIDValidity
+	if pre == nil || pre.at == w.examines {
+		// Else another folder's EXAMINE went behind the prefetch (see
+		// sendNextFolder): the folder is opened again when its messages
+		// are fetched (openSource).
+		w.srcOpen, w.srcValidity = j.m.Source, sel.UIDValidity
+	}
 	msgs = inScope(msgs, e.cfg.Since)
 	if j.m.ArchiveOnly {
 		fr.scanned = len(msgs)
@@ -729,9 +774,11 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 // chunkHooks are what appendChunk calls as a chunk's bodies go through
 // (each may be nil): soon when the bodies left to read from the source
 // weigh prefetchLead or less (see bodyStream.open), sent once the source
-// sent the last one, while the destination's last answers are awaited.
+// sent the last one, while the destination's last answers are awaited, and
+// next once the chunk is sent, before its answers are read: it sends the
+// chunk after it (see sentChunk).
 type chunkHooks struct {
-	soon, sent func()
+	soon, sent, next func()
 }
 
 // prefetchLead is how much of a folder's last chunk may be left to read
@@ -755,6 +802,12 @@ const prefetchLead = 8 << 20
 // opens it again first (see openSource). Not with ranges waiting (they come
 // first) nor in a dry run.
 func (w *worker) prefetchSoon() {
+	if p := w.pre; p != nil && p.done && p.src == w.src {
+		// Read as a prefix while its folder was still being created: its
+		// first chunk is asked for now, if the folder is there by now.
+		w.prefetchFirstChunk(p)
+		return
+	}
 	if w.next != nil || w.src == nil || w.e.board == nil || w.e.cfg.DryRun {
 		return
 	}
@@ -766,9 +819,76 @@ func (w *worker) prefetchSoon() {
 	if j.m.ArchiveOnly {
 		return // its metadata pass reads the other folders first
 	}
+	w.pre = w.sendPrefetch(j)
+}
+
+// sendPrefetch sends j's metadata pass (EXAMINE and UID FETCH 1:*) on the
+// source connection, behind whatever was sent before.
+func (w *worker) sendPrefetch(j *job) *prefetch {
 	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
-	w.pre = &prefetch{j: j, src: w.src, examine: examine, fetch: fetch}
-	w.srcOpen = ""
+	w.examines++
+	w.wire, w.srcOpen = j.m.Source, ""
+	return &prefetch{j: j, src: w.src, examine: examine, fetch: fetch, at: w.examines}
+}
+
+// fetchBodies sends the body FETCH of chunk of j's folder (UIDVALIDITY
+// validity) on the source connection. When chunk is the folder's last and a
+// small one (prefetchLead or less) and to is the slot free for it, the
+// worker takes its next folder now and sends that folder's metadata pass
+// first, as the FETCH's prefix: its answer comes before the bodies, not
+// behind them, so the next folder's first chunk can be asked for as soon as
+// this one's bodies are read from (see adoptPrefix), and its bodies come
+// right behind these (see sendNextFolder). An EXAMINE of j's folder goes
+// before the FETCH whenever another folder was opened since: it keeps the
+// answers of the FETCHes apart (see prefetchSoon), and its UIDVALIDITY is
+// checked before the first body is read.
+func (w *worker) fetchBodies(j *job, validity uint32, chunk []srcMessage, last bool, to **job, abort func()) *bodyStream {
+	c := w.src.IMAP()
+	var prefix *prefetch
+	if last && to != nil && *to == nil && w.e.board != nil && !w.e.cfg.DryRun {
+		if n := w.e.board.takeJob(); n != nil {
+			*to = n
+			if !n.m.ArchiveOnly { // its metadata pass reads the other folders first
+				prefix = w.sendPrefetch(n)
+			}
+		}
+	}
+	var reselect *imapclient.SelectCommand
+	if w.wire != j.m.Source {
+		reselect = c.Select(j.m.Source, &imap.SelectOptions{ReadOnly: true})
+		w.examines++
+		w.wire, w.srcOpen, w.srcValidity = j.m.Source, j.m.Source, validity
+	}
+	s := openBodies(c, chunk, abort)
+	s.prefix, s.reselect, s.validity, s.adopt = prefix, reselect, validity, w.adoptPrefix
+	return s
+}
+
+// adoptPrefix takes the next folder's metadata pass, read as the prefix of a
+// body FETCH, as the worker's prefetch of its next folder, and asks for that
+// folder's first chunk at once when the diff needs nothing else (see
+// prefetchFirstChunk).
+func (w *worker) adoptPrefix(p *prefetch) {
+	if w.pre != nil || p.j != w.next || p.src != w.src {
+		return // the folder runs its own metadata pass
+	}
+	w.pre = p
+	w.prefetchFirstChunk(p)
+}
+
+// prefetchFirstChunk sends the body FETCH of the first chunk of p's folder,
+// once p was read, when its destination folder is new or empty: the diff
+// needs the source's metadata only, so the chunk is known already. Its
+// bodies come behind the FETCH in progress: the folder's first APPEND then
+// needs no round trip to the source. The folder after it may be taken as the
+// FETCH's prefix (see fetchBodies).
+func (w *worker) prefetchFirstChunk(p *prefetch) {
+	if !p.done || p.bodies != nil || p.err != nil || p.ferr != nil || !w.folderKnown(p.j) || !p.j.dstEmpty {
+		return
+	}
+	if c, whole := w.firstChunk(p.msgs); len(c) > 0 {
+		p.bodies, p.chunk, p.whole = w.fetchBodies(p.j, p.sel.UIDValidity, c, whole, &w.next2, nil), c, whole
+	}
 }
 
 // prefetchNext is called while the destination answers the last appends of
@@ -784,37 +904,37 @@ func (w *worker) prefetchNext() {
 		w.prefetchSoon()
 	}
 	pre := w.pre
-	if pre == nil || pre.done || !w.folderKnown(pre.j) || !pre.j.dstEmpty {
+	if pre == nil || pre.bodies != nil || !w.folderKnown(pre.j) || !pre.j.dstEmpty {
 		return // the diff needs the destination's metadata pass too
 	}
-	if w.cur != nil && w.cur.close() != nil {
-		return // the chunk's failure: appendOnce sees it again
+	if !pre.done {
+		if w.cur != nil && w.cur.close() != nil {
+			return // the chunk's failure: appendOnce sees it again
+		}
+		// A new or empty destination folder: the diff needs the source's
+		// metadata only, so the first chunk is known as soon as it is read.
+		// It is read here, while the destination answers the appends (a
+		// round trip, at most, that the destination's answers take anyway),
+		// and the first chunk's body FETCH is sent at once: the folder's
+		// first APPEND then follows the last answer of this one without a
+		// round trip to the source.
+		pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(pre.examine, pre.fetch)
+		pre.done = true
 	}
-	// A new or empty destination folder: the diff needs the source's
-	// metadata only, so the first chunk is known as soon as it is read. It is
-	// read here, while the destination answers the appends (a round trip, at
-	// most, that the destination's answers take anyway), and the first
-	// chunk's body FETCH is sent at once: the folder's first APPEND then
-	// follows the last answer of this one without a round trip to the source.
-	pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(pre.examine, pre.fetch)
-	pre.done = true
-	if pre.err != nil || pre.ferr != nil {
-		return
-	}
-	if c := w.firstChunk(pre.msgs); len(c) > 0 {
-		pre.bodies, pre.chunk = openBodies(w.src.IMAP(), c, nil), c
-	}
+	// Read already (a prefix, see adoptPrefix), the folder may have been
+	// created since.
+	w.prefetchFirstChunk(pre)
 }
 
 // firstChunk is the first chunk that the first attempt of a folder whose
 // destination is empty appends, from the source's metadata pass (see
 // attemptOnce: the messages in scope, without those too big, cut as chunks
 // cuts them), or nil when the folder's messages are not appended in chunks by
-// this worker (a folder to split across workers). It copies the first
-// chunk's messages only: a folder may hold 100,000 and more.
-func (w *worker) firstChunk(msgs []srcMessage) []srcMessage {
+// this worker (a folder to split across workers). whole: it is the folder's
+// only chunk. It copies the first chunk's messages only: a folder may hold
+// 100,000 and more.
+func (w *worker) firstChunk(msgs []srcMessage) (first []srcMessage, whole bool) {
 	cfg := w.e.cfg
-	var first []srcMessage
 	cut, n := 0, 0 // chunks cut so far; messages and bytes in the current one
 	var bytes int64
 	for _, m := range msgs {
@@ -836,14 +956,24 @@ func (w *worker) firstChunk(msgs []srcMessage) []srcMessage {
 		bytes += m.size
 	}
 	if cfg.SplitFolders && cut+1 >= splitMinRanges {
-		return nil
+		return nil, false
 	}
-	return first
+	return first, cut == 0
 }
 
 // takePrefetch returns the prefetched metadata pass of j on the current
 // source connection, if any; a prefetch of another folder is drained.
 func (w *worker) takePrefetch(j *job) *prefetch {
+	if c := w.carry; c != nil && c.j == j && c.pre != nil {
+		// The folder's first chunk was sent ahead, behind its metadata pass
+		// (see sendNextFolder); the next folder's may be under way.
+		p := c.pre
+		c.pre = nil
+		if p.src == w.src {
+			return p
+		}
+		return nil
+	}
 	p := w.pre
 	w.pre = nil
 	if p == nil {
@@ -879,11 +1009,20 @@ func (w *worker) fetchAhead(fr *folderRun, src *imapconn.Client, next []srcMessa
 	if err := w.cur.close(); err != nil {
 		return
 	}
-	w.ahead = openBodies(src.IMAP(), next, w.abortAppend)
+	w.ahead = w.fetchBodies(fr.j, fr.uidValidity, next, last, w.nextSlot(), w.abortAppend)
 	w.aheadChunk = next
 	if last && leadIndex(next, prefetchLead) == 0 {
 		w.prefetchSoon() // the folder's last chunk, and a small one (see appendOnce)
 	}
+}
+
+// nextSlot is where fetchBodies puts the next folder it takes for the last
+// chunk of the folder being copied: w.next, when no folder was taken yet.
+func (w *worker) nextSlot() **job {
+	if w.next != nil || w.pre != nil || w.upcoming != nil {
+		return nil
+	}
+	return &w.next
 }
 
 // takeAhead returns the body FETCH sent ahead for chunk on src (see
@@ -947,6 +1086,8 @@ func (w *worker) openSource(fr *folderRun, src *imapconn.Client) error {
 		w.pre.drain()
 		w.pre = nil
 	}
+	w.examines++
+	w.wire = j.m.Source
 	sel, err := src.IMAP().Select(j.m.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return commandError(fmt.Sprintf("source: examine %q", j.m.Source), err)
@@ -975,6 +1116,8 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client, fr *fo
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		w.examines++
+		w.wire = name
 		_, msgs, err, ferr := examineMetadata(src.IMAP(), name)
 		if err != nil {
 			var imapErr *imap.Error
@@ -1060,44 +1203,39 @@ func (w *worker) appendChunk(ctx context.Context, fr *folderRun, src *imapconn.C
 	return nil
 }
 
-// appendOnce is appendChunk's single Append call. It returns the messages of
-// refused batches, not settled.
+// appendOnce is appendChunk's single Append call: the chunk is sent (or was,
+// as the carry: see sentChunk), then h.next sends the next chunk behind it,
+// and then the chunk's answers are read. It returns the messages of refused
+// batches, not settled.
 func (w *worker) appendOnce(ctx context.Context, fr *folderRun, src *imapconn.Client, chunk []srcMessage, h chunkHooks) ([]srcMessage, error) {
-	app, err := w.appender(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// A FETCH sent ahead was sent with the folder open: what was sent behind
-	// it since (the next folder's metadata pass) does not change that.
-	stream := w.takeAhead(src, chunk)
-	if stream == nil {
-		if err := w.openSource(fr, src); err != nil {
+	c := w.takeCarry(fr, chunk)
+	if c == nil {
+		if _, err := w.appender(ctx); err != nil {
 			return nil, err
 		}
-		stream = openBodies(src.IMAP(), chunk, w.abortAppend)
-	}
-	stream.pace = bodyPace{min: w.e.cfg.MinBodyRate, grace: w.e.cfg.BodyRateGrace}
-	if h.soon != nil {
-		if i := leadIndex(chunk, prefetchLead); i > 0 {
-			stream.soon, stream.soonAt = h.soon, i
-		} else {
-			h.soon() // a small chunk: right behind its FETCH
+		// A FETCH sent ahead was sent with the folder open: what was sent behind
+		// it since (the next folder's metadata pass) does not change that.
+		stream := w.takeAhead(src, chunk)
+		if stream == nil {
+			if err := w.openSource(fr, src); err != nil {
+				return nil, err
+			}
+			last := h.soon != nil // see attemptOnce's hooks
+			stream = w.fetchBodies(fr.j, fr.uidValidity, chunk, last, w.nextSlot(), w.abortAppend)
 		}
+		c = w.sendChunk(ctx, fr.j, fr.uidValidity, chunk, stream, h)
 	}
-	w.cur = stream
-	defer func() { w.cur = nil }()
-	msgs := make([]imapappend.Message, len(chunk))
-	for i, m := range chunk {
-		var body io.Reader = stream.reader(i)
-		if w.e.cfg.wrapBody != nil {
-			body = w.e.cfg.wrapBody(m.uid, body)
-		}
-		if w.e.cfg.Fence != nil {
-			body = &fencedBody{r: body, fence: w.e.fence}
-		}
-		msgs[i] = imapappend.Message{Flags: m.flags, InternalDate: m.date, Size: m.size, Body: body}
+	if c.err == nil && c.stream.err == nil && h.next != nil {
+		h.next()
 	}
-	results, aerr := appendRecovered(ctx, app, fr.j.m.Dest, msgs, h.sent)
+	return w.finishChunk(ctx, fr, c)
+}
+
+// finishChunk reads the answers of a chunk sent and settles its messages. It
+// returns the messages of refused batches, not settled.
+func (w *worker) finishChunk(ctx context.Context, fr *folderRun, c *sentChunk) ([]srcMessage, error) {
+	chunk, stream := c.chunk, c.stream
+	results, aerr := c.wait(ctx)
 	if aerr != nil || stream.err != nil {
 		// Whatever failed, both connections are dropped: the destination
 		// first (no byte more may reach an open literal), then the source,
@@ -1174,24 +1312,6 @@ type appendDropError struct{ err error }
 
 func (e *appendDropError) Error() string { return e.err.Error() }
 func (e *appendDropError) Unwrap() error { return e.err }
-
-// appendRecovered runs one Append call and turns a panic in it (in
-// pkg/imapappend, or in a body reader it drives) into a *panicError, so that
-// appendChunk drops both connections as for any failure: the destination cut
-// first, then the source cut before its FETCH is drained — reading the rest
-// fails fast on the closed connection and releases go-imap's reader, which
-// waits for the pending literal. Left to the worker's own recover, the panic
-// would close the source with the literal pending, and go-imap's Close waits
-// for its reader forever. The folder is then retried like after a dropped
-// connection (at most MaxRetries times in a row without progress).
-func appendRecovered(ctx context.Context, app *imapappend.Appender, mailbox string, msgs []imapappend.Message, sent func()) (results []imapappend.Result, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			results, err = nil, &panicError{value: r, stack: debug.Stack()}
-		}
-	}()
-	return app.AppendNotify(ctx, mailbox, msgs, sent)
-}
 
 // panicError is a panic recovered during an append. Its message says what
 // happened without the stack, which is logged once where it is recovered: the
