@@ -510,10 +510,10 @@ func (b *bench) imapcopy(ctx context.Context, network Network, tool Tool, rep in
 		"IMAPCOPY_TO_PASSWORD="+dst.Password,
 	)
 	settleDisk()
-	cpu := b.serversCPU()
+	cpu := b.machineCPU()
 	m, err := runChild(ctx, b.cfg.Copier, args, env)
 	r := b.newRun(network, tool, rep, m, err)
-	r.ServerCPUSeconds = cpu()
+	r.ServerCPUSeconds, r.NetCPUSeconds = cpu()
 	var out struct {
 		Totals struct {
 			Copied  int `json:"copied"`
@@ -548,10 +548,10 @@ func (b *bench) mbsync(ctx context.Context, network Network, rep int, src, dst i
 	}
 	defer os.RemoveAll(dir)
 	settleDisk()
-	cpu := b.serversCPU()
+	cpu := b.machineCPU()
 	m, err := runChild(ctx, b.cfg.Mbsync, []string{"-c", confFile, "-a", "-q"}, append(os.Environ(), "HOME="+dir))
 	r := b.newRun(network, Mbsync, rep, m, err)
-	r.ServerCPUSeconds = cpu()
+	r.ServerCPUSeconds, r.NetCPUSeconds = cpu()
 	return r
 }
 
@@ -562,22 +562,36 @@ func (b *bench) mbsync(ctx context.Context, network Network, rep int, src, dst i
 // run (see the README on TMPDIR=/dev/shm).
 func settleDisk() { syscall.Sync() }
 
-// serversCPU reads the two servers' CPU time and returns a function that gives
-// the seconds they used since (0 when the servers' time cannot be read).
-func (b *bench) serversCPU() func() float64 {
+// machineCPU reads the two servers' CPU time and the bench's own (see
+// selfCPU), and returns a function that gives the seconds each used since
+// (servers 0 when their time cannot be read).
+func (b *bench) machineCPU() func() (servers, network float64) {
 	read := func() (time.Duration, bool) {
 		s, err1 := b.srcD.CPU()
 		d, err2 := b.dstD.CPU()
 		return s + d, err1 == nil && err2 == nil
 	}
 	start, ok := read()
-	return func() float64 {
+	self := selfCPU()
+	return func() (float64, float64) {
+		network := (selfCPU() - self).Seconds()
 		end, ok2 := read()
 		if !ok || !ok2 {
-			return 0
+			return 0, network
 		}
-		return (end - start).Seconds()
+		return (end - start).Seconds(), network
 	}
+}
+
+// selfCPU is the processor time of the bench's own process (user + system,
+// every goroutine): during a run, that of the proxies that emulate the
+// network, which share the machine with the tool and the servers.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // checkUnless checks r's destination, or marks it as not checked when skip.

@@ -132,6 +132,23 @@ func TestCPUBound(t *testing.T) {
 	if len(lines) != 1 || lines[0] != want {
 		t.Errorf("cpuBounds = %q, want [%q]", lines, want)
 	}
+	// Behind the WAN proxies, the bench's own CPU (the proxies) is work too:
+	// 0.5 + 4.5 + 1 = 6 CPU-s over 5 s on 2 CPUs: 60% busy, at least 3 s.
+	wan := &Results{Machine: Machine{CPUs: 2}, Params: Params{Reps: 1}}
+	wan.Runs = []RunResult{
+		{Network: WAN, Tool: Imapcopy, Rep: 1, WallSeconds: 5, UserCPUSeconds: 0.5, ServerCPUSeconds: 4.5, NetCPUSeconds: 1, Check: ok},
+		{Network: WAN, Tool: Mbsync, Rep: 1, WallSeconds: 12, UserCPUSeconds: 1, ServerCPUSeconds: 8, NetCPUSeconds: 1.5, Check: ok},
+	}
+	wan.Summarize()
+	if ic := wan.summary("", WAN, Imapcopy); ic == nil || ic.Busy.Median != 0.6 || ic.NetCPUSeconds.Median != 1 {
+		t.Fatalf("wan imapcopy summary = %+v, want busy 0.6 and network 1 s", ic)
+	}
+	want = "wan: imapcopy kept the machine 60% busy (its CPU 0.5 s + the servers' 4.5 s + the network emulation's 1.0 s, over 5.0 s × 2 CPUs); " +
+		"the same work takes at least 3.0 s on 2 CPUs: at most 4.00× mbsync's 12.0 s (mbsync: its CPU 1.0 s + the servers' 8.0 s + the network emulation's 1.5 s)"
+	if lines := wan.cpuBounds(); len(lines) != 1 || lines[0] != want {
+		t.Errorf("cpuBounds = %q, want [%q]", lines, want)
+	}
+
 	// Without the servers' CPU (an old results file), no bound is claimed.
 	res.Runs[0].ServerCPUSeconds = 0
 	res.Summarize()
