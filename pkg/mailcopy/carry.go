@@ -57,6 +57,7 @@ func (w *worker) sendChunk(ctx context.Context, j *job, validity uint32, chunk [
 			h.soon() // a small chunk: right behind its FETCH
 		}
 	}
+	stream.poll = w.pollFirstChunk
 	w.cur = stream
 	defer func() { w.cur = nil }()
 	msgs := make([]imapappend.Message, len(chunk))

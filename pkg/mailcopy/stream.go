@@ -123,6 +123,8 @@ type bodyStream struct {
 	// chunkHooks and leadIndex).
 	soon   func()
 	soonAt int
+	// poll, unless nil, is called as each message is opened.
+	poll func()
 
 	// prefix is the next folder's metadata pass, sent before this FETCH and
 	// answered before it (see worker.fetchBodies); reselect is the EXAMINE
@@ -302,6 +304,9 @@ func (s *bodyStream) open(i int) (io.Reader, error) {
 		soon := s.soon
 		s.soon = nil
 		soon()
+	}
+	if s.poll != nil {
+		s.poll()
 	}
 	data := s.cmd.Next()
 	if data == nil {

@@ -876,6 +876,15 @@ func (w *worker) adoptPrefix(p *prefetch) {
 	w.prefetchFirstChunk(p)
 }
 
+// pollFirstChunk asks for the next folder's first chunk as soon as that
+// folder's creation ended, when its metadata pass was read before (see
+// adoptPrefix): called as each body of the chunk in progress is opened.
+func (w *worker) pollFirstChunk() {
+	if p := w.pre; p != nil && p.done && p.bodies == nil && p.src == w.src && p.j.creating && !p.j.settled {
+		w.prefetchFirstChunk(p)
+	}
+}
+
 // prefetchFirstChunk sends the body FETCH of the first chunk of p's folder,
 // once p was read, when its destination folder is new or empty: the diff
 // needs the source's metadata only, so the chunk is known already. Its
