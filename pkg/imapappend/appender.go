@@ -502,6 +502,21 @@ func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
 	return r.results, r.lost
 }
 
+// Abandon closes the connection and returns what is known of the Send's messages, at
+// once: the commands answered before are settled, the others are unconfirmed, and the
+// error says so (see Wait).
+func (p *Pending) Abandon() ([]Result, error) {
+	r := p.run
+	a := r.a
+	if r.waiting > 0 && r.lost == nil {
+		a.sess.Close()
+		<-a.readDone // every answer read before the close is handed out
+		a.fail(&imapconn.Error{Kind: imapconn.KindClosed, Op: "append to " + strconv.Quote(r.mailbox) + " on " + a.addr,
+			Err: errors.New("the connection was closed before the server answered")})
+	}
+	return r.results, r.lost
+}
+
 // fail marks the connection unusable after err: it is closed, and every command not
 // answered yet is abandoned (see abandon), whichever call sent it.
 func (a *Appender) fail(err error) {

@@ -157,31 +157,50 @@ func (w *worker) takeCarry(fr *folderRun, chunk []srcMessage) *sentChunk {
 	return c
 }
 
-// dropCarry settles a carry that no appendOnce takes: the attempt failed, or
-// the next folder's attempt found other messages to append first. With ctx,
-// its answers are awaited on a usable connection; without, the destination
-// is cut first (it is being dropped). What its answers say is recorded for
-// the folder's next metadata pass: its messages stored (counted as copied, not
-// as present before), and whether some were left unconfirmed (the folder is
-// then read only after CommitSettle). The folder is no longer known empty.
-func (w *worker) dropCarry(ctx context.Context) {
+// settleCarry settles a carry that no appendOnce takes: the attempt failed,
+// or the next folder's attempt found other messages to append first. Its
+// answers are awaited on a usable connection (see dropCarry for the rest).
+func (w *worker) settleCarry(ctx context.Context) {
+	c := w.carry
+	if c == nil {
+		return
+	}
+	if c.err != nil || c.stream.err != nil || w.app == nil || !w.app.Usable() {
+		w.dropCarry()
+		return
+	}
+	w.carry = nil
+	results, err := c.wait(ctx)
+	w.recordCarry(c, results, err)
+}
+
+// dropCarry is settleCarry on a connection being dropped: the destination is
+// cut first, and what its answers said until then is recorded.
+func (w *worker) dropCarry() {
 	c := w.carry
 	if c == nil {
 		return
 	}
 	w.carry = nil
-	if c.pre != nil {
-		c.pre = nil // the upcoming folder's attempt runs its own metadata pass
-	}
-	if ctx == nil || c.err != nil || c.stream.err != nil {
-		w.abortAppend()
-		ctx = context.Background() // the connection is cut: the wait ends at once
-	}
+	w.abortAppend()
 	if !c.stream.closed {
 		w.cutSource() // see cutSource: its FETCH was left mid-stream
 		_ = c.stream.close()
 	}
-	results, err := c.wait(ctx)
+	var results []imapappend.Result
+	err := c.err
+	if c.pending != nil {
+		results, err = c.pending.Abandon()
+	}
+	w.recordCarry(c, results, err)
+}
+
+// recordCarry records what the answers to a carry no appendOnce took say,
+// for its folder's next metadata pass: its messages stored (counted as copied,
+// not as present before), and whether some were left unconfirmed (the folder
+// is then read only after CommitSettle). The folder is no longer known empty.
+func (w *worker) recordCarry(c *sentChunk, results []imapappend.Result, err error) {
+	c.pre = nil // the upcoming folder's attempt runs its own metadata pass
 	unconfirmed := err != nil && results == nil
 	stored := 0
 	for _, r := range results {
@@ -204,7 +223,7 @@ func (w *worker) dropCarry(ctx context.Context) {
 	}
 }
 
-// mismatchedCarry is the error of an attempt whose folder had its first
+// errMismatchedCarry is the error of an attempt whose folder had its first
 // chunk sent ahead (sendNextFolder) and whose metadata pass found another:
 // the folder is tried again, reading the destination.
 var errMismatchedCarry = fmt.Errorf("%w: the chunk sent ahead is not the first one to append", errRetryNow)

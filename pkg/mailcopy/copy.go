@@ -338,7 +338,7 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 				}
 				err := w.copyFolder(gctx, t.job)
 				if errors.Is(err, errLeaving) {
-					w.dropCarry(nil) // before its folder is another worker's
+					w.dropCarry() // before its folder is another worker's
 					b.giveBack(t.job)
 					for _, early := range []*job{w.next2, w.next, w.upcoming} { // taken early, not started
 						if early != nil {

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
+	"imapcopy.dev/pkg/imapconn"
 	"imapcopy.dev/pkg/imaptest"
 	"imapcopy.dev/pkg/mailcopy"
 	"imapcopy.dev/pkg/proxytest"
@@ -153,7 +157,31 @@ func TestCreateRefusedAfterSourcePass(t *testing.T) {
 		}
 	}
 	mu.Unlock()
+	// The folders are subscribed with their CREATE, before its answer: the
+	// refused ones are unsubscribed again.
+	if subs := subscribed(t, dst); !slices.Contains(subs, "Projects") || slices.ContainsFunc(subs, refused) {
+		t.Errorf("subscribed folders %q, want Projects and neither 100%% done nor its child", subs)
+	}
 	mustCheck(t, src, dst, imaptest.CheckOptions{SkipSource: refused})
+}
+
+// subscribed lists the account's subscribed folders.
+func subscribed(t *testing.T, acct imapconn.Account) []string {
+	t.Helper()
+	c, err := imaptest.Dial(testContext(t), acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	boxes, err := c.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range boxes {
+		names = append(names, b.Mailbox)
+	}
+	return names
 }
 
 // syncBuffer is a bytes.Buffer for a logger that several goroutines write.

@@ -113,7 +113,7 @@ func (w *worker) close() {
 }
 
 func (w *worker) dropSource() {
-	w.dropCarry(nil)
+	w.dropCarry()
 	if w.src != nil {
 		if w.ahead != nil {
 			// As for a prefetch: cut first, the drain then fails fast.
@@ -145,7 +145,7 @@ func (w *worker) cutSource() {
 }
 
 func (w *worker) dropDest() {
-	w.dropCarry(nil)
+	w.dropCarry()
 	if w.meta != nil {
 		w.meta.Close()
 		w.meta = nil
@@ -381,7 +381,7 @@ func (w *worker) copyFolder(ctx context.Context, j *job) error {
 		if err == nil {
 			break
 		}
-		w.dropCarry(ctx) // its answers, if the connection still gives them
+		w.settleCarry(ctx) // its answers, if the connection still gives them
 		w.dropSource()
 		w.dropDest()
 		if imapconn.TooManyConnections(err) && len(fr.failed) == 0 && len(fr.skipped) == 0 && e.shrink() {
@@ -499,7 +499,7 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	fr.appended = 0
 	fr.srcKnown, fr.dstKnown = false, false
 	if c := w.carry; c != nil && (c.j != j || !fr.first || !j.dstEmpty) {
-		w.dropCarry(ctx) // not this folder's first chunk (see sendNextFolder)
+		w.settleCarry(ctx) // not this folder's first chunk (see sendNextFolder)
 	}
 	go func() {
 		defer close(dstDone)
@@ -631,7 +631,7 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	if c := w.carry; c != nil && (len(cs) == 0 || c.j != j || c.validity != fr.uidValidity || !sameMessages(c.chunk, cs[0])) {
 		// The first chunk, sent ahead, is not the one to append: its
 		// messages are on the destination now, which the next attempt reads.
-		w.dropCarry(ctx)
+		w.settleCarry(ctx)
 		return errMismatchedCarry
 	}
 	if len(cs) >= splitMinRanges && !fr.oneByOne && e.cfg.SplitFolders && e.board != nil {
