@@ -7,7 +7,8 @@
 //  1. Plan: LIST both accounts (with SPECIAL-USE attributes and, with LIST-STATUS,
 //     message counts) and NAMESPACE (prefix and delimiter), map the folders with
 //     foldermap.Map, then create the destination folders the plan needs, parents
-//     first, and subscribe them. Renames, collisions and skipped folders go into the
+//     first, and subscribe them (every CREATE and SUBSCRIBE at once, one round
+//     trip: the server runs them in order). Renames, collisions and skipped folders go into the
 //     Result. The folders are created on the planning's destination connection
 //     while the workers start: the planning's source connection is a worker's as
 //     soon as the folders are mapped, and each worker sends its folder's EXAMINE
@@ -31,28 +32,41 @@
 //  3. Per folder, a metadata pass on both sides (UID FETCH 1:* of UID, FLAGS,
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
-//     diff, then a body pass for the missing messages only. While the last chunk
-//     of a folder goes through, once 8 MiB of it or less are left to read, the
-//     worker takes its next folder and sends that folder's metadata pass on the
-//     source connection, behind the body FETCH (prefetchSoon; EXAMINE keeps the
-//     two FETCHes' answers apart): on a distant source it costs no round trip of
-//     its own, for the answer comes right behind the last body. It waits in the
-//     connection, unread, until read, so it holds no memory meanwhile. When the
-//     next folder's destination is empty (just created, or LIST-STATUS said 0),
-//     its diff needs the source alone: once the source sent the last body, while
-//     the destination answers the last appends, the worker reads that answer and
-//     sends the body FETCH of its first chunk (prefetchNext), so its first APPEND
-//     follows the previous folder's last answer without a round trip to the
-//     source. A worker's first folder, when its destination is new or empty,
-//     gets its first chunk's body FETCH as soon as its metadata pass is read,
-//     while the write connection may still be on its way. Likewise each chunk's body FETCH
-//     is sent once the source sent the chunk before (fetchAhead), that chunk's
-//     FETCH read to its end first (go-imap routes FETCH answers by UID, and two
-//     pipelined FETCHes of the same UIDs deadlocked it on Dovecot, which can run
-//     pipelined FETCHes together). A FETCH sent ahead that no append
-//     uses is read and dropped before anything else is read on the connection.
-//     A refused batch's messages, fetched again by UID, reopen their own folder
-//     first (openSource).
+//     diff, then a body pass for the missing messages only. When the body FETCH
+//     of a folder's last chunk is sent, the worker takes its next folder and sends
+//     that folder's metadata pass first, as the FETCH's prefix, the folder opened
+//     again behind it (fetchBodies; an EXAMINE keeps two FETCHes' answers apart,
+//     and its UIDVALIDITY is checked before the first body): the answer comes
+//     before the bodies, and is read as the first body is. When the next
+//     folder's destination is empty (just created, or LIST-STATUS said 0), its
+//     diff needs the source alone, so the body FETCH of its first chunk is sent
+//     at once (adoptPrefix; for a folder still being created, as soon as its
+//     creation ended), and if that chunk is the folder's only one, with the
+//     metadata pass of the folder after it as prefix: on a distant source each
+//     folder's bodies follow the previous folder's without a round trip. (A
+//     folder whose last FETCH went before a next folder was known gets the old
+//     way: the metadata pass sent behind the last bodies once 8 MiB or less are
+//     left, prefetchSoon, and read once the source sent them, prefetchNext.) A
+//     worker's first folder, when its destination is new or empty, gets its
+//     first chunk's body FETCH as soon as its metadata pass is read, while the
+//     write connection may still be on its way. Likewise each chunk's body
+//     FETCH is sent once the source sent the chunk before (fetchAhead), that
+//     chunk's FETCH read to its end first (go-imap routes FETCH answers by UID,
+//     and two pipelined FETCHes of the same UIDs deadlocked it on Dovecot, which
+//     can run pipelined FETCHes together). A FETCH sent ahead that no append uses
+//     is read and dropped (its prefix first) before anything else is read on
+//     the connection. A refused batch's messages, fetched again by UID, reopen
+//     their own folder first (openSource).
+//
+//     On the destination, a chunk's answers are not awaited before the next
+//     chunk goes: once a chunk is sent (imapappend.Send), the next one of the
+//     folder, or the next folder's first one, is sent behind it, and only then
+//     are the first one's answers read and settled (see sentChunk). A failure
+//     leaves both unconfirmed, as one Append call's commands were: the next
+//     metadata pass of each folder decides. A chunk sent ahead that its folder's
+//     attempt does not take (its metadata pass found other messages, or an
+//     attempt failed) is settled alone, and the folder's next pass reads the
+//     destination.
 //  4. The body pass fetches BODY.PEEK[] of the missing messages in chunks (500
 //     messages, 128 MiB) and streams each chunk into one Append call of
 //     pkg/imapappend, which sends MULTIAPPEND batches of small messages (500 messages,
@@ -269,7 +283,9 @@
 // buffers (TLS records, go-imap's reader, the appender's 64 KiB write buffer and
 // 32 KiB copy buffer: about 300 KiB) and the metadata of the one folder it compares,
 // about 250 bytes a message for both sides (the source's and the destination's
-// messages, the destination's identity counts). A chunk (500 messages, 128 MiB) and
+// messages, the destination's identity counts), and, while a folder ends, the
+// source metadata of the next one (and of the one after it when the next one is a
+// single chunk, 500 messages at most). A chunk (500 messages, 128 MiB) and
 // a MULTIAPPEND batch (500 messages, 8 MiB) hold metadata only. The budget is
 // ConnectionMemory (8 MiB: the buffers and a folder of some 30,000 messages) per
 // connection, plus ProcessMemory (16 MiB) per process: MemoryBudget(tasks,
