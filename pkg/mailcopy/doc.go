@@ -56,9 +56,7 @@
 //     can run pipelined FETCHes together). A FETCH sent ahead that no append uses
 //     is read and dropped (its prefix first) before anything else is read on
 //     the connection. A refused batch's messages, fetched again by UID, reopen
-//     their own folder first (openSource).
-//
-//     On the destination, a chunk's answers are not awaited before the next
+//     their own folder first (openSource). On the destination, a chunk's answers are not awaited before the next
 //     chunk goes: once a chunk is sent (imapappend.Send), the next one of the
 //     folder, or the next folder's first one, is sent behind it, and only then
 //     are the first one's answers read and settled (see sentChunk). A failure
