@@ -454,3 +454,48 @@ func TestSendConnectionLost(t *testing.T) {
 		t.Error("Send on the failed connection: no error")
 	}
 }
+
+// TestPendingAbandon: Abandon closes the connection at once, without waiting for
+// answers that do not come: the second Send's messages are unconfirmed, and the first
+// Send's results, answered before, stay as they were.
+func TestPendingAbandon(t *testing.T) {
+	t.Parallel()
+	n := 0
+	s := &script{caps: "IMAP4rev1 MULTIAPPEND LITERAL+", answer: func(tag string, bodies [][]byte) string {
+		n++
+		if n == 1 {
+			return tag + " OK [APPENDUID 7 1:2] done\r\n"
+		}
+		return "" // never answered
+	}}
+	a := dial(t, s.start(t), imapappend.Config{NoResend: true})
+	ctx := context.Background()
+	first, _ := scriptedMessages(2)
+	p1, err := a.Send(ctx, "INBOX", first, nil)
+	if err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	second, _ := scriptedMessages(2)
+	p2, err := a.Send(ctx, "INBOX", second, nil)
+	if err != nil {
+		t.Fatalf("second Send: %v", err)
+	}
+	if results, err := p1.Wait(ctx); err != nil || results[0].Err != nil || results[1].UID != 2 {
+		t.Errorf("first Wait = %+v, %v; want both stored", results, err)
+	}
+	results, err := p2.Abandon()
+	if err == nil {
+		t.Error("Abandon: no error, want the connection closed before the answers")
+	}
+	for i, r := range results {
+		if !errors.Is(r.Err, imapappend.ErrUnconfirmed) {
+			t.Errorf("second Send, message %d: %v, want ErrUnconfirmed", i, r.Err)
+		}
+	}
+	if results, err := p1.Wait(ctx); err != nil || results[1].UID != 2 {
+		t.Errorf("first Wait after Abandon = %+v, %v; want its results kept", results, err)
+	}
+	if a.Usable() {
+		t.Error("Usable() = true after Abandon")
+	}
+}

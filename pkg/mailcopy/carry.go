@@ -118,9 +118,9 @@ func (w *worker) sendNext(ctx context.Context, fr *folderRun, src *imapconn.Clie
 }
 
 // sendNextFolder sends the first chunk of the worker's next folder behind the
-// last chunk of this one, when prefetchNext asked for its bodies already (a
-// new or empty destination folder: the chunk is known from the source
-// alone). The next folder becomes the worker's upcoming one, with its
+// last chunk of this one, when its bodies were asked for already (see
+// prefetchFirstChunk: a new or empty destination folder, whose chunk is known
+// from the source alone). The next folder becomes the worker's upcoming one, with its
 // metadata pass in the carry; the folder after it may then be taken and
 // prefetched while this chunk goes through, when it is that folder's only
 // chunk.
