@@ -186,3 +186,65 @@ func TestAppendsOvertakeAnswers(t *testing.T) {
 		t.Errorf("rerun totals = %+v, want nothing copied", res.Totals)
 	}
 }
+
+// TestFirstFolderBodiesWithMetadata: a worker's first folder, small and going
+// into a new destination folder, has its bodies asked for right behind its
+// metadata pass (FETCH 1:* by sequence number, the folder opened again
+// between): the body FETCH reaches the source before the metadata's answer
+// reaches the copy, half a second later. Everything arrives once, and a rerun
+// appends nothing.
+func TestFirstFolderBodiesWithMetadata(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourDot]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	var msgs []imaptest.Message
+	for i := range 6 {
+		msgs = append(msgs, msg(fmt.Sprintf("work %d", i), fmt.Sprintf("w%d@example.com", i), 2_000+300*i, baseDate))
+	}
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{{Name: "Work", Messages: msgs}}})
+	// Not a timed assertion: the delay only makes the order certain for a
+	// copy that sends the two FETCHes together.
+	var log wireLog
+	sp := proxytest.New(t, d.PlainAddr,
+		proxytest.WithDirLatency(proxytest.Downstream, 500*time.Millisecond),
+		proxytest.WithObserver(proxytest.Upstream, log.observer(proxytest.Upstream)),
+		proxytest.WithObserver(proxytest.Downstream, log.observer(proxytest.Downstream)))
+	cfg := testConfig(t, via(d.Plaintext(src), sp), d.Plaintext(dst))
+	cfg.Connections = 1
+	cfg.NoReport = true
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != len(msgs) {
+		t.Fatalf("totals %+v, failed folders %+v; want %d copied", res.Totals, res.FailedFolders(), len(msgs))
+	}
+	log.mu.Lock()
+	up := log.stream[0]
+	meta := regexp.MustCompile(`(?m)^(\S+) EXAMINE "INBOX\.Work"\r\n\S+ UID FETCH 1:\* \(`).FindSubmatchIndex(up)
+	body := regexp.MustCompile(`(?m)^\S+ FETCH 1:\* \(UID BODY\.PEEK\[\]\)\r\n`).FindIndex(up)
+	var bodyAt int
+	if body != nil {
+		bodyAt = log.at[0][body[1]-1]
+	}
+	log.mu.Unlock()
+	if meta == nil || body == nil {
+		t.Fatalf("commands to the source:\n%s\nwant INBOX.Work's metadata pass and a FETCH 1:* of its bodies", up)
+	}
+	metaTag := string(up[meta[2]:meta[3]])
+	// The FETCH's tag is the EXAMINE's plus one.
+	var n int
+	if _, err := fmt.Sscanf(metaTag, "T%d", &n); err != nil {
+		t.Fatalf("EXAMINE tag %q: %v", metaTag, err)
+	}
+	answered, ok := log.answered(fmt.Sprintf("T%d", n+1))
+	if !ok {
+		t.Fatalf("no answer to the metadata FETCH T%d", n+1)
+	}
+	if bodyAt > answered {
+		t.Errorf("the body FETCH reached the source (at %d) after the metadata's answer reached the copy (%d)", bodyAt, answered)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
+	cfg = testConfig(t, d.Plaintext(src), d.Plaintext(dst))
+	cfg.NoReport = true
+	if res := mustCopy(t, cfg); res.Totals.Copied != 0 {
+		t.Errorf("rerun totals = %+v, want nothing copied", res.Totals)
+	}
+}

@@ -48,6 +48,8 @@ type dialPool struct {
 	srcLeft, appLeft int // connections in the pool or on their way
 	early            int // dials to each side: Connections-1
 	started          map[Side]bool
+	// over is closed once every dial to its side ended (see awaitDials).
+	over             map[Side]chan struct{}
 	wantSrc, wantApp int // of those, the ones that log in
 	wanted, closed   bool
 	spare            *imapappend.Appender // a worker's write connection, for the report
@@ -68,7 +70,7 @@ func newDialPool(e *engine, ctx context.Context) *dialPool {
 	n := max(e.cfg.Connections, 1)
 	dctx, cancel := context.WithCancel(ctx)
 	return &dialPool{e: e, ctx: ctx, dialCtx: dctx, cancelDials: cancel,
-		planned: make(chan struct{}), early: n - 1, started: map[Side]bool{},
+		planned: make(chan struct{}), early: n - 1, started: map[Side]bool{}, over: map[Side]chan struct{}{},
 		srcs: make(chan pooledConn[*imapconn.Client], n),
 		apps: make(chan pooledConn[*imapappend.Appender], n)}
 }
@@ -85,9 +87,14 @@ func (p *dialPool) start(side Side) {
 		return
 	}
 	p.started[side] = true
+	over := make(chan struct{})
+	p.over[side] = over
+	var dials sync.WaitGroup
 	for i := range p.early {
+		dials.Add(1)
 		if side == SideSource {
 			p.wg.Go(func() {
+				defer dials.Done()
 				c, conn, err := p.e.dialSource(p.dialCtx, p.gate(func() bool { return i < p.wantSrc }))
 				if !errors.Is(err, errUnwanted) {
 					p.srcs <- pooledConn[*imapconn.Client]{c, conn, err}
@@ -96,11 +103,40 @@ func (p *dialPool) start(side Side) {
 			continue
 		}
 		p.wg.Go(func() {
+			defer dials.Done()
 			a, conn, err := p.e.dialAppender(p.dialCtx, p.gate(func() bool { return i < p.wantApp }))
 			if !errors.Is(err, errUnwanted) {
 				p.apps <- pooledConn[*imapappend.Appender]{a, conn, err}
 			}
 		})
+	}
+	p.wg.Go(func() {
+		dials.Wait()
+		close(over)
+	})
+}
+
+// awaitDials waits until every dial of the pool to side ended: logged in
+// (and pooled), or closed because the plan did not want it. A worker that
+// found no connection in the pool dials its own only then: a dial not
+// wanted, still in its handshake, and the worker's would otherwise be open at
+// once, one more than Connections (once the planning's connection closed
+// early, the folders created in one round trip).
+func (p *dialPool) awaitDials(ctx context.Context, side Side) error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	over := p.over[side]
+	p.mu.Unlock()
+	if over == nil {
+		return nil
+	}
+	select {
+	case <-over:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -64,8 +64,13 @@ func TestQuotaThenSpaceFreed(t *testing.T) {
 	cfg := testConfig(t, src, dst)
 	again := mustCopy(t, cfg)
 	t.Logf("after the quota was raised: totals %+v; failures %+v", again.Totals, again.Failures)
-	if again.Totals.Copied != 40-res.Totals.Copied || again.Totals.Failed != 1 || again.Complete() {
-		t.Errorf("rerun: totals %+v, want the %d messages left copied and the big one failed", again.Totals, 40-res.Totals.Copied)
+	// The stop cuts the answers another connection had in flight: a message
+	// stored then is not counted by the first run, and the rerun finds it
+	// present (never appends it again: the checker below).
+	if again.Totals.Copied+again.Totals.Present != 40 || again.Totals.Present < res.Totals.Copied ||
+		again.Totals.Failed != 1 || again.Complete() {
+		t.Errorf("rerun: totals %+v, want the 40 small messages there (at least the %d the first run copied present, the rest copied) and the big one failed",
+			again.Totals, res.Totals.Copied)
 	}
 	if len(again.Failures) != 1 || again.Failures[0].Folder != "INBOX" || again.Failures[0].UID != 3 ||
 		!strings.Contains(again.Failures[0].Reason, "too large for the space left") || !strings.Contains(again.Failures[0].Reason, "OVERQUOTA") {

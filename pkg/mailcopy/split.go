@@ -23,6 +23,9 @@ type board struct {
 	next   int      // the next folder of order to start
 	owners int      // folders being copied
 	splits []*split // folders whose ranges are offered
+	// waiting: workers waiting in take for work. A folder is not taken early
+	// (takeJob) while one waits: it would take it now.
+	waiting int
 }
 
 func newBoard(order []*job) *board {
@@ -77,9 +80,26 @@ func (b *board) take(ctx context.Context) task {
 		if b.owners == 0 {
 			return task{}
 		}
+		b.waiting++
 		b.cond.Wait()
+		b.waiting--
 	}
 	return task{}
+}
+
+// takeFirst is a worker's first folder, taken before the workers start, so
+// that no worker takes a second folder early (see takeJob) while another has
+// none yet; nil when there are fewer folders than workers.
+func (b *board) takeFirst() *job {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next >= len(b.order) {
+		return nil
+	}
+	j := b.order[b.next]
+	b.next++
+	b.owners++
+	return j
 }
 
 // giveBack puts a folder taken with take back, to be taken next, by a worker that
@@ -112,12 +132,16 @@ func (s *split) takeLocked() (int, bool) {
 }
 
 // takeJob takes the next folder for a worker that is about to finish one
-// (see worker.prefetchSoon); nil when none is left or ranges are offered
-// (an idle worker takes those first).
-func (b *board) takeJob() *job {
+// (see worker.prefetchSoon); nil when none is left, ranges are offered (an
+// idle worker takes those first), or a worker waits for work (it takes the
+// folder now). With early, for a worker that starts its folder's last chunk
+// (see worker.fetchBodies), only while more folders are left than there are
+// workers: near the end of the copy, a folder taken a whole chunk early could
+// leave another worker idle while it waits.
+func (b *board) takeJob(early bool, workers int) *job {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.splits) > 0 || b.next >= len(b.order) {
+	if len(b.splits) > 0 || b.next >= len(b.order) || b.waiting > 0 || early && len(b.order)-b.next <= workers {
 		return nil
 	}
 	j := b.order[b.next]
