@@ -49,7 +49,12 @@
 //     left, prefetchSoon, and read once the source sent them, prefetchNext.) A
 //     worker's first folder, when its destination is new or empty, gets its
 //     first chunk's body FETCH as soon as its metadata pass is read, while the
-//     write connection may still be on its way. Likewise each chunk's body
+//     write connection may still be on its way; right behind the metadata pass
+//     (FETCH 1:* by sequence number, the folder opened again between) when the
+//     plan's LIST-STATUS shows the folder is one chunk with nothing left out
+//     (speculate). A folder is taken early only while more folders are left
+//     than workers and no worker waits for one, and each worker's first folder
+//     is handed out before any runs. Likewise each chunk's body
 //     FETCH is sent once the source sent the chunk before (fetchAhead), that
 //     chunk's FETCH read to its end first (go-imap routes FETCH answers by UID,
 //     and two pipelined FETCHes of the same UIDs deadlocked it on Dovecot, which
