@@ -65,12 +65,8 @@ type engine struct {
 type job struct {
 	idx      int // in the plan, the progress and the result
 	m        foldermap.Mapping
-	dstEmpty bool // the destination folder is known to be empty (just created, or LIST-STATUS said 0)
-	srcEmpty bool // the source folder was empty at the planning (LIST-STATUS said 0)
-	// srcCount and srcBytes: the source folder's LIST-STATUS MESSAGES and
-	// SIZE at the planning; -1 when not known.
-	srcCount int
-	srcBytes int64
+	dstEmpty bool  // the destination folder is known to be empty (just created, or LIST-STATUS said 0)
+	srcEmpty bool  // the source folder was empty at the planning (LIST-STATUS said 0)
 	weight   int64 // for scheduling: bytes, or messages when the size is unknown
 	result   FolderResult
 
@@ -169,7 +165,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 	jobs := make([]*job, len(p.plan.Folders))
 	progress := make([]FolderProgress, len(p.plan.Folders))
 	for i, m := range p.plan.Folders {
-		j := &job{idx: i, m: m, srcCount: -1, srcBytes: -1, result: FolderResult{Source: m.Source, Destination: m.Dest, ArchiveOnly: m.ArchiveOnly}}
+		j := &job{idx: i, m: m, result: FolderResult{Source: m.Source, Destination: m.Dest, ArchiveOnly: m.ArchiveOnly}}
 		if e.cfg.DryRun {
 			j.result.Created = m.Create
 			j.dstEmpty = m.Create
@@ -199,12 +195,10 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 			j.srcEmpty = st.NumMessages != nil && *st.NumMessages == 0
 			if st.NumMessages != nil {
 				j.weight = int64(*st.NumMessages)
-				j.srcCount = int(*st.NumMessages)
 				progress[i].Total = int(*st.NumMessages)
 			}
 			if st.Size != nil {
 				j.weight = *st.Size
-				j.srcBytes = *st.Size
 				progress[i].TotalBytes = *st.Size
 			}
 		}

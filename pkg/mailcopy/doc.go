@@ -7,8 +7,7 @@
 //  1. Plan: LIST both accounts (with SPECIAL-USE attributes and, with LIST-STATUS,
 //     message counts) and NAMESPACE (prefix and delimiter), map the folders with
 //     foldermap.Map, then create the destination folders the plan needs, parents
-//     first, and subscribe them (every CREATE and SUBSCRIBE at once, one round
-//     trip: the server runs them in order). Renames, collisions and skipped folders go into the
+//     first, and subscribe them. Renames, collisions and skipped folders go into the
 //     Result. The folders are created on the planning's destination connection
 //     while the workers start: the planning's source connection is a worker's as
 //     soon as the folders are mapped, and each worker sends its folder's EXAMINE
@@ -49,10 +48,7 @@
 //     left, prefetchSoon, and read once the source sent them, prefetchNext.) A
 //     worker's first folder, when its destination is new or empty, gets its
 //     first chunk's body FETCH as soon as its metadata pass is read, while the
-//     write connection may still be on its way; right behind the metadata pass
-//     (FETCH 1:* by sequence number, the folder opened again between) when the
-//     plan's LIST-STATUS shows the folder is one chunk with nothing left out
-//     (speculate). A folder is taken early only while more folders are left
+//     write connection may still be on its way. A folder is taken early only while more folders are left
 //     than workers and no worker waits for one, and each worker's first folder
 //     is handed out before any runs. Likewise each chunk's body
 //     FETCH is sent once the source sent the chunk before (fetchAhead), that

@@ -83,16 +83,10 @@ func listStatus(caps imap.CapSet) *imap.StatusOptions {
 }
 
 // statusCreated reads, with LIST-STATUS, the status of the folders this run
-// creates (names): the starting point of their State (see worker.attempt).
-// Sent behind their CREATEs, it lists them as created; one refused is not
-// listed.
-func statusCreated(c *imapconn.Client, l *listing, names []string) error {
-	if len(names) == 0 || !c.Caps().Has(imap.CapListStatus) {
+// created: the starting point of their State (see worker.attempt).
+func statusCreated(c *imapconn.Client, l *listing, created map[string]bool) error {
+	if len(created) == 0 || !c.Caps().Has(imap.CapListStatus) {
 		return nil
-	}
-	created := make(map[string]bool, len(names))
-	for _, name := range names {
-		created[name] = true
 	}
 	cl := c.IMAP()
 	boxes, err := CollectList(cl, cl.List("", "*", &imap.ListOptions{ReturnStatus: listStatus(c.Caps())}))
@@ -253,10 +247,10 @@ func (e *engine) create(ctx context.Context, p *planned) {
 				names = append(names, name)
 			}
 		}
-		// The status of the created folders is asked for behind the
-		// CREATEs and SUBSCRIBEs: one round trip for all.
+		// The status of the created folders is asked for with the last
+		// wave's SUBSCRIBEs: one round trip for both.
 		return createFolders(c.IMAP(), names, p.dst.side.Delim, p.created, p.refused, func() error {
-			if err := statusCreated(c, p.dst, names); err != nil {
+			if err := statusCreated(c, p.dst, p.created); err != nil {
 				return fmt.Errorf("destination: %w", err)
 			}
 			return nil
@@ -316,56 +310,57 @@ func refusedCreate(name, reason string) error {
 // Courier for an emoji name, which it also refuses to LIST) goes into refused with the server's answer: one such
 // folder must not stop the copy of the others.
 //
-// The commands are pipelined: every CREATE, each with its SUBSCRIBE behind
-// it, goes at once, parents first (see createWaves), and then last, unless
-// nil, whose answer comes behind theirs: a distant server costs one round
-// trip for all of them, however deep the folders. The server runs them in
-// the order sent (a command that depends on an earlier one's outcome does not
-// run before it ended, RFC 3501 5.5), so a parent exists when its child's
-// CREATE runs. A folder subscribed and then refused is unsubscribed.
+// The commands are pipelined: the folders are created in waves (see
+// createWaves), a wave's CREATEs sent together with the SUBSCRIBEs of the
+// wave before, so that a distant server costs a round trip per level of
+// nesting, not two per folder. A child is never created before its parent's
+// CREATE was answered. last, unless nil, is called once every folder was
+// created, right behind the last wave's SUBSCRIBEs, before their answers are
+// awaited: what it sends shares their round trip.
 func createFolders(c *imapclient.Client, names []string, delim rune, created map[string]bool, refused map[string]string, last func() error) error {
-	var order []string
-	for _, wave := range createWaves(names, delim) {
-		order = append(order, wave...)
-	}
-	creates := make([]*imapclient.Command, len(order))
-	subs := make([]*imapclient.Command, len(order))
-	for i, name := range order {
-		creates[i] = c.Create(name, nil)
-		// A client that shows only subscribed folders must see the copy.
-		subs[i] = c.Subscribe(name)
-	}
-	if last != nil {
-		if err := last(); err != nil {
-			return err
+	var subscribe []string // the previous wave's folders that exist
+	waves := append(createWaves(names, delim), nil)
+	for w, wave := range waves {
+		subs := make([]*imapclient.Command, len(subscribe))
+		for i, name := range subscribe {
+			// A client that shows only subscribed folders must see the copy.
+			subs[i] = c.Subscribe(name)
 		}
-	}
-	results := make([]error, len(order))
-	var firstErr error
-	for i, name := range order {
-		results[i] = creates[i].Wait()
-		if err := subs[i].Wait(); err != nil {
-			var imapErr *imap.Error
-			if !errors.As(err, &imapErr) && firstErr == nil {
-				firstErr = fmt.Errorf("destination: subscribe %q: %w", name, err)
+		creates := make([]*imapclient.Command, len(wave))
+		for i, name := range wave {
+			creates[i] = c.Create(name, nil)
+		}
+		if w == len(waves)-1 && last != nil {
+			if err := last(); err != nil {
+				return err
 			}
 		}
-	}
-	if firstErr != nil {
-		return firstErr
-	}
-	var unsubscribe []*imapclient.Command
-	for i, name := range order {
-		ok, err := createdOrExists(c, name, results[i], created, refused)
-		if err != nil {
-			return err
+		var firstErr error
+		for i, cmd := range subs {
+			if err := cmd.Wait(); err != nil {
+				var imapErr *imap.Error
+				if !errors.As(err, &imapErr) && firstErr == nil {
+					firstErr = fmt.Errorf("destination: subscribe %q: %w", subscribe[i], err)
+				}
+			}
 		}
-		if !ok {
-			unsubscribe = append(unsubscribe, c.Unsubscribe(name))
+		results := make([]error, len(wave))
+		for i, cmd := range creates {
+			results[i] = cmd.Wait()
 		}
-	}
-	for _, cmd := range unsubscribe {
-		_ = cmd.Wait() // a server that would not subscribe it says so: as well
+		if firstErr != nil {
+			return firstErr
+		}
+		subscribe = subscribe[:0]
+		for i, name := range wave {
+			ok, err := createdOrExists(c, name, results[i], created, refused)
+			if err != nil {
+				return err
+			}
+			if ok {
+				subscribe = append(subscribe, name)
+			}
+		}
 	}
 	return nil
 }

@@ -743,12 +743,7 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	default:
 		w.examines++
 		w.wire = j.m.Source
-		examine, fetch := sendMetadata(src.IMAP(), j.m.Source)
-		spec := w.speculate(fr)
-		sel, msgs, err, ferr = awaitMetadata(examine, fetch)
-		if spec != nil {
-			w.adoptSpeculation(spec, sel, msgs, err != nil || ferr != nil)
-		}
+		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source)
 	}
 	if pre != nil && pre.bodies != nil {
 		// Used by the first chunk if it is the one foreseen (takeAhead).
@@ -868,61 +863,14 @@ func (w *worker) fetchBodies(j *job, validity uint32, chunk []srcMessage, last b
 		}
 	}
 	var reselect *imapclient.SelectCommand
-	if w.wire != j.m.Source || chunk == nil {
+	if w.wire != j.m.Source {
 		reselect = c.Select(j.m.Source, &imap.SelectOptions{ReadOnly: true})
 		w.examines++
 		w.wire, w.srcOpen, w.srcValidity = j.m.Source, j.m.Source, validity
 	}
-	var s *bodyStream
-	if chunk == nil {
-		// The whole folder by sequence number (see speculate).
-		s = &bodyStream{cmd: c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, bodyOptions), abort: abort}
-	} else {
-		s = openBodies(c, chunk, abort)
-	}
+	s := openBodies(c, chunk, abort)
 	s.prefix, s.reselect, s.validity, s.adopt = prefix, reselect, validity, w.adoptPrefix
 	return s
-}
-
-// speculate sends, right behind the metadata pass of a worker's folder that
-// no prefetch read, the body FETCH of the whole folder by sequence number
-// (FETCH 1:*), when the plan shows that its first chunk is the whole folder
-// whatever its messages are: a new or empty destination folder, the source's
-// LIST-STATUS within one chunk (ChunkMessages, ChunkBytes) and no message
-// left out (no Since, the folder smaller than MaxMessageSize and the
-// destination's APPENDLIMIT). Its bodies then follow the metadata without a
-// round trip of their own. An EXAMINE of the folder goes between the two
-// FETCHes: it keeps their answers apart, and its UIDVALIDITY is checked
-// against the metadata pass's before the first body. The metadata pass
-// decides (adoptSpeculation): the stream is the first chunk's if that chunk
-// is every message the pass found, else it is read and dropped.
-func (w *worker) speculate(fr *folderRun) *bodyStream {
-	j, cfg := fr.j, w.e.cfg
-	if !fr.first || j.m.ArchiveOnly || cfg.DryRun || !(j.creating || j.dstEmpty) || w.ahead != nil || w.carry != nil ||
-		j.srcCount <= 0 || j.srcCount > cfg.ChunkMessages || j.srcBytes < 0 || j.srcBytes > cfg.ChunkBytes ||
-		!cfg.Since.IsZero() || cfg.MaxMessageSize > 0 && j.srcBytes > cfg.MaxMessageSize ||
-		w.e.appendLimit > 0 && j.srcBytes > w.e.appendLimit {
-		return nil
-	}
-	s := w.fetchBodies(j, 0, nil, true, w.nextSlot(), nil)
-	w.srcOpen = "" // its UIDVALIDITY is the metadata pass's, known once read
-	return s
-}
-
-// adoptSpeculation takes the whole-folder FETCH sent by speculate as the
-// FETCH of the folder's first chunk when that chunk, from the metadata pass
-// just read, is every message of the folder, in order; else the FETCH is read
-// and dropped (its failure, a refused range on a folder emptied meanwhile, is
-// the next command's to see).
-func (w *worker) adoptSpeculation(s *bodyStream, sel *imap.SelectData, msgs []srcMessage, failed bool) {
-	if !failed {
-		if c, whole := w.firstChunk(msgs); whole && len(c) == len(msgs) && len(c) > 0 {
-			s.msgs, s.validity = c, sel.UIDValidity
-			w.ahead, w.aheadChunk = s, c
-			return
-		}
-	}
-	_ = s.close()
 }
 
 // adoptPrefix takes the next folder's metadata pass, read as the prefix of a
