@@ -811,12 +811,6 @@ const prefetchLead = 8 << 20
 // opens it again first (see openSource). Not with ranges waiting (they come
 // first) nor in a dry run.
 func (w *worker) prefetchSoon() {
-	if p := w.pre; p != nil && p.done && p.src == w.src {
-		// Read as a prefix while its folder was still being created: its
-		// first chunk is asked for now, if the folder is there by now.
-		w.prefetchFirstChunk(p)
-		return
-	}
 	if w.next != nil || w.src == nil || w.e.board == nil || w.e.cfg.DryRun {
 		return
 	}
