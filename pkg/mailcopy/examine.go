@@ -21,25 +21,31 @@ import (
 // which are not this folder's. The metadata pass of an empty folder is
 // empty whatever the server said of "1:*" on it (some refuse the range),
 // unless it said to slow down.
-func examineMetadata(c *imapclient.Client, folder string) (sel *imap.SelectData, msgs []srcMessage, examineErr, fetchErr error) {
-	return awaitMetadata(sendMetadata(c, folder))
+func examineMetadata(c *imapclient.Client, folder string, keyed bool) (sel *imap.SelectData, msgs []srcMessage, examineErr, fetchErr error) {
+	examine, fetch := sendMetadata(c, folder, keyed)
+	return awaitMetadata(examine, fetch, keyed)
 }
 
 // sendMetadata sends examineMetadata's two commands without waiting: the
-// server answers them in order, after any command sent before.
-func sendMetadata(c *imapclient.Client, folder string) (*imapclient.SelectCommand, *imapclient.FetchCommand) {
-	return c.Select(folder, &imap.SelectOptions{ReadOnly: true}), c.Fetch(allUIDs, metadataOptions)
+// server answers them in order, after any command sent before. keyed: the
+// pass reads each message's identity (see metadataOptions).
+func sendMetadata(c *imapclient.Client, folder string, keyed bool) (*imapclient.SelectCommand, *imapclient.FetchCommand) {
+	opts := metadataOptions
+	if !keyed {
+		opts = unkeyedMetadataOptions
+	}
+	return c.Select(folder, &imap.SelectOptions{ReadOnly: true}), c.Fetch(allUIDs, opts)
 }
 
 // awaitMetadata reads the answers of sendMetadata's commands (see
 // examineMetadata).
-func awaitMetadata(examine *imapclient.SelectCommand, fetch *imapclient.FetchCommand) (sel *imap.SelectData, msgs []srcMessage, examineErr, fetchErr error) {
+func awaitMetadata(examine *imapclient.SelectCommand, fetch *imapclient.FetchCommand, keyed bool) (sel *imap.SelectData, msgs []srcMessage, examineErr, fetchErr error) {
 	sel, err := examine.Wait()
 	if err != nil {
 		_ = fetch.Close() // drains it; its error says less than the EXAMINE's
 		return nil, nil, err, nil
 	}
-	msgs, err = readMetadata(fetch, sel.NumMessages)
+	msgs, err = readMetadata(fetch, sel.NumMessages, keyed)
 	if err != nil && sel.NumMessages == 0 && refusedRange(err) {
 		return sel, nil, nil, nil
 	}

@@ -16,7 +16,7 @@ func WithBodyWrapper(c Config, wrap func(uid uint32, body io.Reader) io.Reader) 
 // ExamineMetadata runs the pipelined EXAMINE and metadata pass of folder and
 // returns the UIDs it found.
 func ExamineMetadata(c *imapclient.Client, folder string) (uids []uint32, examineErr, fetchErr error) {
-	_, msgs, examineErr, fetchErr := examineMetadata(c, folder)
+	_, msgs, examineErr, fetchErr := examineMetadata(c, folder, true)
 	for _, m := range msgs {
 		uids = append(uids, m.uid)
 	}

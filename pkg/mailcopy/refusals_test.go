@@ -63,11 +63,12 @@ func TestRefusedFolder(t *testing.T) {
 // courierSession is go-imap's in-memory server answering CREATE of a folder that
 // exists like Courier-IMAP 5.0: "NO Cannot create this folder.". appearing names a
 // folder that another client creates just before this one (a race the real Courier
-// of TestCourierCreate cannot be made to show).
+// of TestCourierCreate cannot be made to show), holding the messages with.
 type courierSession struct {
 	*imapmemserver.UserSession
 	user      *imapmemserver.User
 	appearing string
+	with      [][]byte
 }
 
 func (s *courierSession) Login(username, password string) error {
@@ -75,14 +76,22 @@ func (s *courierSession) Login(username, password string) error {
 }
 
 func (s *courierSession) Create(name string, opts *imap.CreateOptions) error {
-	if err := s.UserSession.Create(name, opts); err != nil || name == s.appearing {
+	err := s.UserSession.Create(name, opts)
+	if err == nil && name == s.appearing {
+		for _, raw := range s.with {
+			if _, err := s.UserSession.Append(name, bytes.NewReader(raw), &imap.AppendOptions{Time: baseDate}); err != nil {
+				return err
+			}
+		}
+	}
+	if err != nil || name == s.appearing {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Cannot create this folder."}
 	}
 	return nil
 }
 
 // courierDest starts the Courier-like destination on loopback.
-func courierDest(t *testing.T, appearing string) imapconn.Account {
+func courierDest(t *testing.T, appearing string, with ...[]byte) imapconn.Account {
 	t.Helper()
 	user := imapmemserver.NewUser("courier", "secret")
 	if err := user.Create("INBOX", nil); err != nil {
@@ -90,7 +99,7 @@ func courierDest(t *testing.T, appearing string) imapconn.Account {
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &courierSession{UserSession: imapmemserver.NewUserSession(user), user: user, appearing: appearing}, nil, nil
+			return &courierSession{UserSession: imapmemserver.NewUserSession(user), user: user, appearing: appearing, with: with}, nil, nil
 		},
 		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
 		InsecureAuth: true,

@@ -192,7 +192,7 @@ func (s *bodyStream) close() error {
 func (s *bodyStream) begin() error {
 	if p := s.prefix; p != nil {
 		s.prefix = nil
-		p.sel, p.msgs, p.err, p.ferr = awaitMetadata(p.examine, p.fetch)
+		p.sel, p.msgs, p.err, p.ferr = awaitMetadata(p.examine, p.fetch, p.keyed)
 		p.done = true
 		if s.adopt != nil {
 			s.adopt(p)

@@ -68,6 +68,7 @@ type prefetch struct {
 	src     *imapconn.Client
 	examine *imapclient.SelectCommand
 	fetch   *imapclient.FetchCommand
+	keyed   bool // the pass reads the messages' identity (see worker.keyed)
 
 	// done: the answers were read already (see prefetchNext), into sel,
 	// msgs, err and ferr (awaitMetadata's).
@@ -96,6 +97,11 @@ func (p *prefetch) drain() {
 // errRetryNow: the attempt learnt something (a corrected size, a message to
 // leave out) and the folder should be tried again at once.
 var errRetryNow = errors.New("retry the folder")
+
+// errKeysNeeded is the error of an attempt whose source metadata pass did
+// without the identities (see worker.keyed) while the destination folder
+// turned out to hold messages: the folder is tried again, with them.
+var errKeysNeeded = fmt.Errorf("%w: the destination folder is not empty", errRetryNow)
 
 // retire closes the worker's connections, once it copied its last folder
 // (ok) handing its write connection, if still in order, to the pool for the
@@ -300,6 +306,9 @@ func (w *worker) abortAppend() {
 type folderRun struct {
 	j     *job
 	first bool
+	// keyed: this attempt's source metadata pass read the identities (see
+	// worker.keyed).
+	keyed bool
 
 	// mu guards what a body pass changes (counts, progress and the per-message
 	// maps below) while ranges of the folder are appended by several workers
@@ -504,12 +513,16 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	var dstMsgs []srcMessage
 	var dstErr error
 	var dstPanic any
+	readDest := false
 	dstDone := make(chan struct{})
 	fr.appended = 0
 	fr.srcKnown, fr.dstKnown = false, false
 	if c := w.carry; c != nil && (c.j != j || !fr.first || !j.dstEmpty) {
 		w.settleCarry(ctx) // not this folder's first chunk (see sendNextFolder)
 	}
+	// Before the destination's side settles a folder being created (a
+	// metadata pass sent ahead decided it when sent: sourceMetadata).
+	fr.keyed = w.keyed(j, fr.first)
 	go func() {
 		defer close(dstDone)
 		defer func() { dstPanic = recover() }()
@@ -520,6 +533,7 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		}
 		switch {
 		case !fr.first || !j.dstEmpty:
+			readDest = true
 			dst, dst8, dstMsgs, dstErr = w.destKeys(ctx, fr)
 		case w.app == nil && !e.cfg.DryRun && !j.srcEmpty:
 			// Nothing to read on the destination: its write connection is
@@ -555,6 +569,9 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	}
 	if dstErr != nil {
 		return dstErr
+	}
+	if readDest && !fr.keyed {
+		return errKeysNeeded
 	}
 	if e.cfg.DryRun {
 		e.recordLargest(j.m.Source, msgs)
@@ -718,7 +735,9 @@ func hasKeywords(flags []string) bool {
 }
 
 // sourceMetadata runs the source's metadata pass of the folder: the messages
-// in scope, sizes fixed where a body turned out to differ.
+// in scope, sizes fixed where a body turned out to differ. The pass reads
+// the identities if fr.keyed says so, unless it was sent ahead: fr.keyed is
+// then what it did.
 func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.Client, []srcMessage, error) {
 	e, j := w.e, fr.j
 	src, err := w.source(ctx)
@@ -737,13 +756,15 @@ func (w *worker) sourceMetadata(ctx context.Context, fr *folderRun) (*imapconn.C
 	var ferr error
 	switch {
 	case pre != nil && pre.done:
+		fr.keyed = pre.keyed
 		sel, msgs, err, ferr = pre.sel, pre.msgs, pre.err, pre.ferr
 	case pre != nil:
-		sel, msgs, err, ferr = awaitMetadata(pre.examine, pre.fetch)
+		fr.keyed = pre.keyed
+		sel, msgs, err, ferr = awaitMetadata(pre.examine, pre.fetch, pre.keyed)
 	default:
 		w.examines++
 		w.wire = j.m.Source
-		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source)
+		sel, msgs, err, ferr = examineMetadata(src.IMAP(), j.m.Source, fr.keyed)
 	}
 	if pre != nil && pre.bodies != nil {
 		// Used by the first chunk if it is the one foreseen (takeAhead).
@@ -828,10 +849,24 @@ func (w *worker) prefetchSoon() {
 // sendPrefetch sends j's metadata pass (EXAMINE and UID FETCH 1:*) on the
 // source connection, behind whatever was sent before.
 func (w *worker) sendPrefetch(j *job) *prefetch {
-	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source)
+	keyed := w.keyed(j, true)
+	examine, fetch := sendMetadata(w.src.IMAP(), j.m.Source, keyed)
 	w.examines++
 	w.wire, w.srcOpen = j.m.Source, ""
-	return &prefetch{j: j, src: w.src, examine: examine, fetch: fetch, at: w.examines}
+	return &prefetch{j: j, src: w.src, examine: examine, fetch: fetch, keyed: keyed, at: w.examines}
+}
+
+// keyed tells whether the source's metadata pass of j's folder reads the
+// messages' identity (metadataOptions rather than unkeyedMetadataOptions).
+// Only a first attempt on a destination folder new or empty does without:
+// every message is missing there. Gmail's All Mail is diffed against the
+// other folders, and a folder split across workers keeps its twins together
+// (keepTwinsTogether): both need the identities. A pass that did without and
+// turns out to need them (the folder to create existed after all) is tried
+// again at once (errKeysNeeded).
+func (w *worker) keyed(j *job, first bool) bool {
+	fresh := j.dstEmpty || j.creating && !j.settled // to create: empty unless it turns out to exist
+	return !first || !fresh || j.m.ArchiveOnly || w.e.cfg.SplitFolders
 }
 
 // fetchBodies sends the body FETCH of chunk of j's folder (UIDVALIDITY
@@ -930,7 +965,7 @@ func (w *worker) prefetchNext() {
 		// and the first chunk's body FETCH is sent at once: the folder's
 		// first APPEND then follows the last answer of this one without a
 		// round trip to the source.
-		pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(pre.examine, pre.fetch)
+		pre.sel, pre.msgs, pre.err, pre.ferr = awaitMetadata(pre.examine, pre.fetch, pre.keyed)
 		pre.done = true
 	}
 	// Read already (a prefix, see adoptPrefix), the folder may have been
@@ -1130,7 +1165,7 @@ func (w *worker) elsewhereKeys(ctx context.Context, src *imapconn.Client, fr *fo
 		}
 		w.examines++
 		w.wire = name
-		_, msgs, err, ferr := examineMetadata(src.IMAP(), name)
+		_, msgs, err, ferr := examineMetadata(src.IMAP(), name, true)
 		if err != nil {
 			var imapErr *imap.Error
 			if errors.As(err, &imapErr) {
@@ -1166,7 +1201,7 @@ func (w *worker) destKeys(ctx context.Context, fr *folderRun) (keys, eightBit ma
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sel, msgs, err, ferr := examineMetadata(meta.IMAP(), j.m.Dest)
+	sel, msgs, err, ferr := examineMetadata(meta.IMAP(), j.m.Dest, true)
 	if err != nil {
 		var imapErr *imap.Error
 		if w.e.cfg.DryRun && j.m.Create && errors.As(err, &imapErr) {
