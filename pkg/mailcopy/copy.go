@@ -450,9 +450,22 @@ func (e *engine) withConns(ctx context.Context, fn func(src, dst *imapconn.Clien
 // throttled attempt is no failure: it waits as the server asks (the progress
 // says until when) and counts against MaxThrottles, as a folder's would.
 func (e *engine) retry(ctx context.Context, what string, fn func() error) error {
+	return e.retryProgress(ctx, what, nil, fn)
+}
+
+// retryProgress is retry for work done in steps: an attempt after which
+// progress (unless nil) returns more than before counts as the first failure
+// in a row, as a folder's attempt that copied messages does.
+func (e *engine) retryProgress(ctx context.Context, what string, progress func() int, fn func() error) error {
 	throttles := 0
+	done := 0
 	for attempt := 1; ; attempt++ {
 		err := fn()
+		if progress != nil {
+			if n := progress(); n > done {
+				done, attempt = n, 1
+			}
+		}
 		if t, ok := asThrottled(err); ok && ctx.Err() == nil && throttles < e.cfg.MaxThrottles {
 			throttles++
 			d := e.cfg.throttleWait(throttles, t.wait)

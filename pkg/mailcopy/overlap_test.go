@@ -157,8 +157,7 @@ func TestCreateRefusedAfterSourcePass(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	// The folders are subscribed with their CREATE, before its answer: the
-	// refused ones are unsubscribed again.
+	// The created folders are subscribed, the refused ones are not.
 	if subs := subscribed(t, dst); !slices.Contains(subs, "Projects") || slices.ContainsFunc(subs, refused) {
 		t.Errorf("subscribed folders %q, want Projects and neither 100%% done nor its child", subs)
 	}

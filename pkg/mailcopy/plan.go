@@ -208,8 +208,10 @@ func (e *engine) planFolders(ctx context.Context) (*planned, error) {
 // Connections-1): the planning's connection is open until then.
 //
 // A connection that fails is replaced, with the reconnect policy, for the
-// folders not settled yet. A creation that fails for good stops the copy with
-// its error, as a failed plan did.
+// folders not settled yet (an attempt that settled some counts as the first
+// failure in a row): the folders it created, answered or not, are subscribed
+// unless their SUBSCRIBE was answered. A creation that fails for good stops
+// the copy with its error, as a failed plan did.
 func (e *engine) create(ctx context.Context, p *planned) {
 	defer close(p.done)
 	defer func() {
@@ -222,18 +224,21 @@ func (e *engine) create(ctx context.Context, p *planned) {
 	}()
 	conn := p.dstConn
 	p.dstConn = nil
-	err := e.retry(ctx, "create folders", func() error {
+	subscribed := map[string]bool{} // SUBSCRIBE answered (or refused: not tried again)
+	progress := func() int { return len(p.created) + len(p.refused) + len(subscribed) }
+	err := e.retryProgress(ctx, "create folders", progress, func() error {
 		c := conn
 		conn = nil
-		var exists map[string]bool
+		var exists, subs map[string]bool
 		if c == nil {
 			var err error
 			if c, err = e.dialDest(ctx, nil); err != nil {
 				return err
 			}
 			// A connection was lost: what it created (answered or not) is
-			// there now, and is not created again, as a new plan would not.
-			if exists, err = existing(c); err != nil {
+			// there now, and is not created again, as a new plan would not;
+			// what it subscribed is not subscribed again.
+			if exists, subs, err = existing(c); err != nil {
 				c.Close()
 				return fmt.Errorf("destination: %w", err)
 			}
@@ -241,15 +246,26 @@ func (e *engine) create(ctx context.Context, p *planned) {
 		// Closed, not logged out: every answer was read, and waiting for
 		// LOGOUT's would hold the workers back a round trip.
 		defer c.Close()
-		var names []string
+		var names, unsubscribed []string
 		for _, name := range p.plan.Create {
-			if _, refused := p.refused[name]; !p.created[name] && !refused && !exists[name] {
+			if subs[name] {
+				subscribed[name] = true
+			}
+			_, refused := p.refused[name]
+			switch there := p.created[name] || exists[name]; {
+			case refused:
+			case !there:
 				names = append(names, name)
+			case !subscribed[name]:
+				// Created by a connection lost before its SUBSCRIBE was
+				// answered (or by another client meanwhile: subscribed as
+				// the copy's own would be).
+				unsubscribed = append(unsubscribed, name)
 			}
 		}
 		// The status of the created folders is asked for with the last
 		// wave's SUBSCRIBEs: one round trip for both.
-		return createFolders(c.IMAP(), names, p.dst.side.Delim, p.created, p.refused, func() error {
+		return createFolders(c.IMAP(), names, unsubscribed, p.dst.side.Delim, p.created, p.refused, subscribed, func() error {
 			if err := statusCreated(c, p.dst, p.created); err != nil {
 				return fmt.Errorf("destination: %w", err)
 			}
@@ -280,19 +296,30 @@ func (e *engine) create(ctx context.Context, p *planned) {
 }
 
 // existing lists the destination's folders that exist (and can be selected:
-// see folderExists), by name.
-func existing(c *imapconn.Client) (map[string]bool, error) {
-	boxes, err := CollectList(c.IMAP(), c.IMAP().List("", "*", nil))
-	if err != nil {
-		return nil, fmt.Errorf("list folders: %w", err)
+// see folderExists), by name, and with LIST-EXTENDED those that are
+// subscribed (nil without).
+func existing(c *imapconn.Client) (exists, subscribed map[string]bool, _ error) {
+	var opts *imap.ListOptions
+	if caps := c.Caps(); caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2) {
+		opts = &imap.ListOptions{ReturnSubscribed: true}
+		subscribed = map[string]bool{}
 	}
-	names := make(map[string]bool, len(boxes))
+	boxes, err := CollectList(c.IMAP(), c.IMAP().List("", "*", opts))
+	if err != nil {
+		return nil, nil, fmt.Errorf("list folders: %w", err)
+	}
+	exists = make(map[string]bool, len(boxes))
 	for _, b := range boxes {
-		names[b.Mailbox] = !slices.ContainsFunc(b.Attrs, func(a imap.MailboxAttr) bool {
+		exists[b.Mailbox] = !slices.ContainsFunc(b.Attrs, func(a imap.MailboxAttr) bool {
 			return strings.EqualFold(string(a), `\NonExistent`) || strings.EqualFold(string(a), `\Noselect`)
 		})
+		if subscribed != nil && slices.ContainsFunc(b.Attrs, func(a imap.MailboxAttr) bool {
+			return strings.EqualFold(string(a), string(imap.MailboxAttrSubscribed))
+		}) {
+			subscribed[b.Mailbox] = true
+		}
 	}
-	return names, nil
+	return exists, subscribed, nil
 }
 
 // refusedCreate is the error of a folder the destination refused to create.
@@ -301,7 +328,9 @@ func refusedCreate(name, reason string) error {
 }
 
 // createFolders creates and subscribes the folders, parents first, and
-// records in created those this call created. A folder that exists already is
+// records in created those this call created; it subscribes the folders of
+// unsubscribed too (they exist), and records in subscribed every folder whose
+// SUBSCRIBE the server answered. A folder that exists already is
 // fine, whatever the server's words for it: a CREATE refused without
 // ALREADYEXISTS is followed by a LIST of the name (Courier answers "NO Cannot
 // create this folder." for an existing folder). A folder that the server
@@ -317,18 +346,20 @@ func refusedCreate(name, reason string) error {
 // CREATE was answered. last, unless nil, is called once every folder was
 // created, right behind the last wave's SUBSCRIBEs, before their answers are
 // awaited: what it sends shares their round trip.
-func createFolders(c *imapclient.Client, names []string, delim rune, created map[string]bool, refused map[string]string, last func() error) error {
-	var subscribe []string // the previous wave's folders that exist
+func createFolders(c *imapclient.Client, names, unsubscribed []string, delim rune, created map[string]bool, refused map[string]string, subscribed map[string]bool, last func() error) error {
+	subscribe := unsubscribed // the previous wave's folders that exist
 	waves := append(createWaves(names, delim), nil)
 	for w, wave := range waves {
+		// The CREATEs go first: a session cut after so many commands (Gmail)
+		// still creates folders, and the next subscribes them.
+		creates := make([]*imapclient.Command, len(wave))
+		for i, name := range wave {
+			creates[i] = c.Create(name, nil)
+		}
 		subs := make([]*imapclient.Command, len(subscribe))
 		for i, name := range subscribe {
 			// A client that shows only subscribed folders must see the copy.
 			subs[i] = c.Subscribe(name)
-		}
-		creates := make([]*imapclient.Command, len(wave))
-		for i, name := range wave {
-			creates[i] = c.Create(name, nil)
 		}
 		if w == len(waves)-1 && last != nil {
 			if err := last(); err != nil {
@@ -337,11 +368,14 @@ func createFolders(c *imapclient.Client, names []string, delim rune, created map
 		}
 		var firstErr error
 		for i, cmd := range subs {
-			if err := cmd.Wait(); err != nil {
-				var imapErr *imap.Error
-				if !errors.As(err, &imapErr) && firstErr == nil {
-					firstErr = fmt.Errorf("destination: subscribe %q: %w", subscribe[i], err)
-				}
+			err := cmd.Wait()
+			var imapErr *imap.Error
+			switch {
+			case err == nil || errors.As(err, &imapErr):
+				// A refusal is not tried again: the folder is copied all the same.
+				subscribed[subscribe[i]] = true
+			case firstErr == nil:
+				firstErr = fmt.Errorf("destination: subscribe %q: %w", subscribe[i], err)
 			}
 		}
 		results := make([]error, len(wave))
@@ -351,7 +385,7 @@ func createFolders(c *imapclient.Client, names []string, delim rune, created map
 		if firstErr != nil {
 			return firstErr
 		}
-		subscribe = subscribe[:0]
+		subscribe = nil
 		for i, name := range wave {
 			ok, err := createdOrExists(c, name, results[i], created, refused)
 			if err != nil {

@@ -140,8 +140,7 @@ func TestCourierCreate(t *testing.T) {
 	if len(failed) != 1 || failed[0].Source != party || !strings.Contains(failed[0].Error, "Error in IMAP command received by server.") {
 		t.Fatalf("failed folders %+v, want only %q with Courier's answer", failed, party)
 	}
-	// Subscribed with its CREATE, before the answer, the refused folder is
-	// unsubscribed again.
+	// The created folder is subscribed, the refused one is not.
 	if subs := subscribed(t, dst); !slices.ContainsFunc(subs, func(s string) bool { return strings.HasSuffix(s, "Work") }) ||
 		slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(s, "Party") }) {
 		t.Errorf("subscribed folders %q, want Work and not %q", subs, party)
