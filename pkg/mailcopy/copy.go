@@ -68,6 +68,7 @@ type job struct {
 	dstEmpty bool  // the destination folder is known to be empty (just created, or LIST-STATUS said 0)
 	srcEmpty bool  // the source folder was empty at the planning (LIST-STATUS said 0)
 	weight   int64 // for scheduling: bytes, or messages when the size is unknown
+	sized    bool  // weight is bytes
 	result   FolderResult
 
 	// dstStatus: the destination folder's LIST-STATUS, when known.
@@ -198,7 +199,7 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 				progress[i].Total = int(*st.NumMessages)
 			}
 			if st.Size != nil {
-				j.weight = *st.Size
+				j.weight, j.sized = *st.Size, true
 				progress[i].TotalBytes = *st.Size
 			}
 		}
@@ -283,6 +284,24 @@ func byWeight(jobs []*job) []*job {
 	return order
 }
 
+// firstFolders are the workers' first folders, biggest first (see
+// copyFolders).
+type firstFolders struct {
+	mu   sync.Mutex
+	jobs []*job
+}
+
+func (f *firstFolders) take() *job {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.jobs) == 0 {
+		return nil
+	}
+	j := f.jobs[0]
+	f.jobs = f.jobs[1:]
+	return j
+}
+
 // copyFolders runs the folder jobs on at most Connections workers, biggest
 // folders first; a worker with no folder left appends ranges of the folders
 // being split (see split.go). Each worker holds at most one source and one
@@ -303,13 +322,24 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 		workers = 0
 	}
 	e.workers.Store(int32(workers))
+	// The workers' first folders are taken before any worker runs: a worker
+	// that starts first would otherwise take the next folders early (see
+	// fetchBodies) while the others have none. Each worker takes the biggest
+	// left once its first source connection is there (the planning's at
+	// once, the pool's as they log in): the biggest folders, which end the
+	// copy, start first, and the worker that waits longest for its write
+	// connection (see awaitPlanning) is the one with the least to copy.
+	var firsts firstFolders
 	for range workers {
-		// Each worker's first folder is its own before any worker runs: a
-		// worker that starts first would otherwise take the next folders
-		// early (see fetchBodies) while the others have none.
-		first := b.takeFirst()
+		if j := b.takeFirst(); j != nil {
+			firsts.jobs = append(firsts.jobs, j)
+		}
+	}
+	nFirsts := len(firsts.jobs)
+	for i := range workers {
+		hasFirst := i < nFirsts
 		g.Go(func() (err error) {
-			w := &worker{e: e, next: first}
+			w := &worker{e: e}
 			defer func() { w.retire(err == nil) }()
 			defer func() {
 				if r := recover(); r != nil {
@@ -318,6 +348,10 @@ func (e *engine) copyFolders(ctx context.Context, jobs []*job) error {
 					err = fmt.Errorf("internal error in the copy engine (a panic: %v)", r)
 				}
 			}()
+			if hasFirst {
+				w.pooledSource(gctx)
+				w.next = firsts.take()
+			}
 			for {
 				var t task
 				switch {

@@ -136,12 +136,17 @@ func (s *split) takeLocked() (int, bool) {
 // idle worker takes those first), or a worker waits for work (it takes the
 // folder now). With early, for a worker that starts its folder's last chunk
 // (see worker.fetchBodies), only while more folders are left than there are
-// workers: near the end of the copy, a folder taken a whole chunk early could
-// leave another worker idle while it waits.
+// workers, or the folder is small (prefetchLead or less): near the end of the
+// copy, a big folder taken a whole chunk early could leave another worker idle
+// while it waits, and a small one taken early spares the round trips of its
+// start (its metadata pass and bodies go behind the previous folder's).
 func (b *board) takeJob(early bool, workers int) *job {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.splits) > 0 || b.next >= len(b.order) || b.waiting > 0 || early && len(b.order)-b.next <= workers {
+	if len(b.splits) > 0 || b.next >= len(b.order) || b.waiting > 0 {
+		return nil
+	}
+	if j := b.order[b.next]; early && len(b.order)-b.next <= workers && !(j.sized && j.weight <= prefetchLead) {
 		return nil
 	}
 	j := b.order[b.next]

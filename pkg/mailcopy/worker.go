@@ -162,6 +162,15 @@ func (w *worker) dropDest() {
 	}
 }
 
+// pooledSource takes a source connection of the pool, if it has one left
+// (waiting for its dial): the worker's first (see copyFolders). Without, the
+// worker's first attempt dials its own.
+func (w *worker) pooledSource(ctx context.Context) {
+	if c, conn, ok := w.e.pool.takeSource(ctx); ok {
+		w.src, w.srcConn = c, conn
+	}
+}
+
 func (w *worker) source(ctx context.Context) (*imapconn.Client, error) {
 	if w.src == nil {
 		if c, conn, ok := w.e.pool.takeSource(ctx); ok {
