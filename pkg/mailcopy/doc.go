@@ -53,9 +53,13 @@
 //     left, prefetchSoon, and read once the source sent them, prefetchNext.) A
 //     worker's first folder, when its destination is new or empty, gets its
 //     first chunk's body FETCH as soon as its metadata pass is read, while the
-//     write connection may still be on its way. A folder is taken early only while more folders are left
-//     than workers and no worker waits for one, and each worker's first folder
-//     is handed out before any runs. Likewise each chunk's body
+//     write connection may still be on its way. A folder is taken early only while no worker waits for one,
+//     and while more folders are left than workers unless it is small (8 MiB
+//     or less: the tail's small folders then go behind the previous ones
+//     without round trips). The workers' first folders are taken before any
+//     runs, and each worker takes the biggest left once its first source
+//     connection is there: the planning's (logged in a round trip before the
+//     pool's) gets the biggest folder. Likewise each chunk's body
 //     FETCH is sent once the source sent the chunk before (fetchAhead), that
 //     chunk's FETCH read to its end first (go-imap routes FETCH answers by UID,
 //     and two pipelined FETCHes of the same UIDs deadlocked it on Dovecot, which
