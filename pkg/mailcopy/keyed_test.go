@@ -9,26 +9,24 @@ import (
 )
 
 // metadataPasses returns, for each metadata pass (UID FETCH 1:*) that reached
-// the server, the folder its EXAMINE opened and whether it asked for the
-// identity header fields.
-func metadataPasses(l *wireLog) map[string][]bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// the server, the folder its connection's EXAMINE opened and whether it asked
+// for the identity header fields.
+func metadataPasses(l *connLog) map[string][]bool {
 	out := map[string][]bool{}
-	open := ""
-	for _, m := range commandRE.FindAllSubmatch(l.stream[0], -1) {
-		switch cmd := string(m[1]); {
+	open := map[int64]string{}
+	for _, c := range l.matching(commandRE) {
+		switch cmd := commandRE.FindStringSubmatch(c.line)[1]; {
 		case examineRE.MatchString(cmd):
-			open = examineRE.FindStringSubmatch(cmd)[1]
+			open[c.conn] = examineRE.FindStringSubmatch(cmd)[1]
 		case metadataRE.MatchString(cmd):
-			out[open] = append(out[open], headerFieldsRE.MatchString(cmd))
+			out[open[c.conn]] = append(out[open[c.conn]], headerFieldsRE.MatchString(cmd))
 		}
 	}
 	return out
 }
 
 var (
-	commandRE      = regexp.MustCompile(`(?m)^\S+ (.*)\r$`)
+	commandRE      = regexp.MustCompile(`^\S+ (.*)\r$`)
 	examineRE      = regexp.MustCompile(`^EXAMINE "?([^"]*)"?$`)
 	metadataRE     = regexp.MustCompile(`^UID FETCH 1:\* `)
 	headerFieldsRE = regexp.MustCompile(`HEADER\.FIELDS`)
@@ -54,8 +52,8 @@ func TestFreshFolderUnkeyed(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func() (map[string][]bool, int, int) {
-		var log wireLog
-		sp := proxytest.New(t, d.PlainAddr, proxytest.WithObserver(proxytest.Upstream, log.observer(proxytest.Upstream)))
+		var log connLog
+		sp := proxytest.New(t, d.PlainAddr, proxytest.WithObserver(proxytest.Upstream, log.observe))
 		cfg := testConfig(t, via(d.Plaintext(src), sp), d.Plaintext(dst))
 		cfg.NoReport = true
 		res := mustCopy(t, cfg)
