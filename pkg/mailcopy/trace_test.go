@@ -21,7 +21,8 @@ import (
 )
 
 // BenchmarkTrace copies the small benchmark mailbox (IMAPCOPY_TRACE_MESSAGES,
-// IMAPCOPY_TRACE_MB change it) between two fresh Dovecots in plain text,
+// IMAPCOPY_TRACE_MB change it; IMAPCOPY_TRACE_FOLDERS makes it small messages
+// in that many folders, as the one-folder and spread mailboxes) between two fresh Dovecots in plain text,
 // through a logging proxy (and a latency proxy with IMAPCOPY_TRACE_LATENCY,
 // e.g. 20ms each way), and reports the commands each side received and the
 // servers' CPU time. IMAPCOPY_TRACE_OUT writes the timed command log.
@@ -34,6 +35,9 @@ func BenchmarkTrace(b *testing.B) {
 	}
 	if n, err := strconv.Atoi(os.Getenv("IMAPCOPY_TRACE_MB")); err == nil {
 		spec.Bytes = int64(n) << 20
+	}
+	if n, err := strconv.Atoi(os.Getenv("IMAPCOPY_TRACE_FOLDERS")); err == nil {
+		spec.Folders = n
 	}
 	var latency time.Duration
 	if d, err := time.ParseDuration(os.Getenv("IMAPCOPY_TRACE_LATENCY")); err == nil {
