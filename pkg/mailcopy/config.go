@@ -77,7 +77,7 @@ type Config struct {
 
 	// Tuning; zero picks the default.
 	// Batching sets the MULTIAPPEND batches (see pkg/imapappend); zero
-	// fields keep their defaults: up to 500 messages (defaultBatchMessages),
+	// fields keep their defaults: up to 2,000 messages (defaultBatchMessages),
 	// 8 MiB and only messages up to 1 MiB.
 	Batching imapappend.Batching
 	// NoMultiappend sends one APPEND per message even when the destination
@@ -89,7 +89,7 @@ type Config struct {
 	// one folder from several connections wait on its locks, and the split
 	// measured slower on loopback; it helps where a connection is the limit.
 	SplitFolders  bool
-	ChunkMessages int           // messages per source FETCH and Append call, default 500
+	ChunkMessages int           // messages per source FETCH and Append call, default 2,000
 	ChunkBytes    int64         // bytes per source FETCH and Append call, default 128 MiB
 	MaxRetries    int           // reconnects in a row without progress, per folder; default 6
 	RetryBackoff  time.Duration // first reconnect delay, doubled each time up to 1 minute; default 1s

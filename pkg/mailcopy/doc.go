@@ -75,9 +75,9 @@
 //     attempt does not take (its metadata pass found other messages, or an
 //     attempt failed) is settled alone, and the folder's next pass reads the
 //     destination.
-//  4. The body pass fetches BODY.PEEK[] of the missing messages in chunks (500
+//  4. The body pass fetches BODY.PEEK[] of the missing messages in chunks (2,000
 //     messages, 128 MiB) and streams each chunk into one Append call of
-//     pkg/imapappend, which sends MULTIAPPEND batches of small messages (500 messages,
+//     pkg/imapappend, which sends MULTIAPPEND batches of small messages (2,000 messages,
 //     8 MiB: a destination pays per transaction, see defaultBatchMessages) and every
 //     message over 1 MiB alone, pipelined, with LITERAL+ (single
 //     APPENDs where the destination lacks MULTIAPPEND). A message is never held in
@@ -141,7 +141,7 @@
 //
 // With Config.SplitFolders, a folder is diffed by one worker and its body pass
 // is shared: when the missing messages make two chunks or more, the chunks (contiguous runs of the missing
-// messages in UID order, 500 messages or 128 MiB at most) are offered as ranges to
+// messages in UID order, 2,000 messages or 128 MiB at most) are offered as ranges to
 // the workers with nothing else to do, which take them before any new folder. Each
 // range is appended by one worker on its own connections: an EXAMINE of the source
 // folder (its UIDVALIDITY must be the metadata pass's) and its own appender into the
@@ -293,8 +293,8 @@
 // about 250 bytes a message for both sides (the source's and the destination's
 // messages, the destination's identity counts), and, while a folder ends, the
 // source metadata of the next one (and of the one after it when the next one is a
-// single chunk, 500 messages at most). A chunk (500 messages, 128 MiB) and
-// a MULTIAPPEND batch (500 messages, 8 MiB) hold metadata only. The budget is
+// single chunk, 2,000 messages at most). A chunk (2,000 messages, 128 MiB) and
+// a MULTIAPPEND batch (2,000 messages, 8 MiB) hold metadata only. The budget is
 // ConnectionMemory (8 MiB: the buffers and a folder of some 30,000 messages) per
 // connection, plus ProcessMemory (16 MiB) per process: MemoryBudget(tasks,
 // connections), 48 MiB for one copy at 4 connections. imapcopy-copier sets it as the
