@@ -31,15 +31,15 @@ const (
 // small messages in one command (imapappend's own default is 50), within
 // imapappend's 8 MiB per command. A destination pays per APPEND transaction,
 // and on a Dovecot Maildir that cost grows with the folder (its index and
-// uidlist are updated at each commit, about 30 microseconds per message the
-// folder already holds): measured on one INBOX of 50,000 small messages, the
-// destination's CPU for the copy fell from 26 s to 8 s with batches of 500
-// instead of 50, and from 2.25 s to 1.75 s with 2,000 (which 8 MiB cuts at
-// about 2,000 messages of 4 KB) instead of 500; 4,000 messages and 16 MiB
-// gained little more (1.65 s). The engine
-// keeps no body for a refused batch (imapappend.Config.NoResend), so the
-// memory does not grow with the batch; a refused batch's messages are fetched
-// again and appended one per command.
+// uidlist are updated at each commit: a commit of 500 messages took 16 ms
+// into an empty folder, 30 ms into one of 49,500). Measured on one INBOX of
+// 50,000 small messages, the destination's CPU for the copy fell from 26 s
+// to 8 s with batches of 500 instead of 50, and from 2.25 s to 1.75 s with
+// 2,000 (8 MiB cuts at about 2,000 messages of 4 KB) instead of 500; 4,000
+// messages and 16 MiB gained little more (1.65 s). The engine keeps no body
+// for a refused batch (imapappend.Config.NoResend), so the memory does not
+// grow with the batch; a refused batch's messages are fetched again and
+// appended one per command.
 const defaultBatchMessages = 2000
 
 // startsChunk tells whether a message of size begins a new chunk after a
