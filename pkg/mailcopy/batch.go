@@ -17,11 +17,12 @@ type srcMessage struct {
 }
 
 // Chunk limits. A chunk is one source FETCH streamed into one Append call,
-// which cuts it into MULTIAPPEND batches and keeps two of them in flight: a
-// chunk is sent behind the one whose answers are awaited (see sentChunk), so
-// the destination's pipeline stays full even when a chunk is one batch. The
-// bounds keep the command line short (the UID set) and the work thrown away
-// when a connection fails small; the message bound follows the batch's.
+// which cuts it into MULTIAPPEND batches and keeps two of them in flight; a
+// chunk is also sent behind the one whose answers are awaited (see
+// sentChunk), so the destination's pipeline stays full even when a chunk is
+// a single batch. The bounds keep the command line short (the UID set) and
+// the work thrown away when a connection fails small; the message bound
+// follows the batch's.
 const (
 	defaultChunkMessages = 2000
 	defaultChunkBytes    = 128 << 20
