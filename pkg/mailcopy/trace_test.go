@@ -25,7 +25,8 @@ import (
 // in that many folders, as the one-folder and spread mailboxes) between two
 // fresh Dovecots in plain text, through a logging proxy (and a latency proxy
 // with IMAPCOPY_TRACE_LATENCY, e.g. 20ms each way), and reports the commands
-// each side received and the servers' CPU time. IMAPCOPY_TRACE_OUT writes the timed command log.
+// each side received and the servers' CPU time. IMAPCOPY_TRACE_OUT writes the
+// timed command log.
 //
 //	go test -run '^$' -bench BenchmarkTrace -benchtime 1x ./pkg/mailcopy/
 func BenchmarkTrace(b *testing.B) {
