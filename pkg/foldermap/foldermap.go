@@ -594,7 +594,9 @@ func (m *mapper) assignLevel(level []*node) {
 }
 
 // claim takes name for n unless another node holds it (case-insensitively). A destination
-// folder that differs only by case is adopted with its own spelling.
+// folder that differs only by case in its last component is adopted with its own
+// spelling; one under a parent spelled otherwise is not, as n must sit under its
+// parent's destination name (FuzzMap).
 func (m *mapper) claim(name string, n *node) (string, bool) {
 	key := fold(name)
 	if _, taken := m.claims[key]; taken {
@@ -602,7 +604,7 @@ func (m *mapper) claim(name string, n *node) (string, bool) {
 	}
 	m.claims[key] = n
 	if !m.dst.exists(name) {
-		if existing, ok := m.dst.byFold[key]; ok {
+		if existing, ok := m.dst.byFold[key]; ok && strings.HasPrefix(existing, m.join(n.parent, "")) {
 			name = existing
 		}
 	}

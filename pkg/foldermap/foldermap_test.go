@@ -689,6 +689,18 @@ func TestMapCollisions(t *testing.T) {
 			want: map[string]string{"INBOX": "INBOX", "archive 2020": "Archive 2020", "archive 2020/x": "Archive 2020/x"},
 		},
 		{
+			name: "a NonExistent level above an existing folder lends its spelling too (FuzzMap)",
+			src:  slash("INBOX", "Work", "Work/Old"),
+			dst:  dot("INBOX", `INBOX.work|\NonExistent`, "INBOX.work.Old.x"),
+			want: map[string]string{"INBOX": "INBOX", "Work": "INBOX.work", "Work/Old": "INBOX.work.Old"},
+		},
+		{
+			name: "a child keeps its parent's spelling, not a cousin's that differs by case",
+			src:  slash("INBOX", "Work", "Work/Old"),
+			dst:  slash("INBOX", "Work", "work", "work/Old"),
+			want: map[string]string{"INBOX": "INBOX", "Work": "Work", "Work/Old": "Work/Old"},
+		},
+		{
 			name:           "a suffix never takes another source folder's name",
 			src:            slash("INBOX", "foo", "Foo", "foo (2)"),
 			dst:            slash("INBOX"),

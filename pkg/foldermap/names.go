@@ -156,7 +156,7 @@ type destIndex struct {
 	side    Side
 	folders []*destFolder          // sorted by name
 	byName  map[string]*destFolder // exact name
-	byFold  map[string]string      // folded name -> an existing folder's name
+	byFold  map[string]string      // folded name -> the spelling of an existing folder or level
 	implied map[string]bool        // unlisted ancestors of existing folders
 }
 
@@ -175,6 +175,9 @@ func newDestIndex(s Side) *destIndex {
 		idx.folders = append(idx.folders, d)
 		idx.byName[d.name] = d
 	}
+	// A level listed \NonExistent above an existing folder is no mailbox, but its name
+	// is taken in the hierarchy: its spelling is adopted like an existing folder's.
+	levels := map[string]bool{}
 	for _, d := range idx.folders {
 		if d.attrs.has(`\NonExistent`) {
 			continue
@@ -183,11 +186,12 @@ func newDestIndex(s Side) *destIndex {
 			if _, listed := idx.byName[a]; !listed {
 				idx.implied[a] = true
 			}
+			levels[a] = true
 		}
 	}
-	existing := make([]string, 0, len(idx.folders)+len(idx.implied))
+	existing := make([]string, 0, len(idx.folders)+len(levels))
 	for _, d := range idx.folders {
-		if idx.exists(d.name) {
+		if idx.exists(d.name) || levels[d.name] {
 			existing = append(existing, d.name)
 		}
 	}
