@@ -194,7 +194,7 @@ func (h *handshake) greetAndSecure() error {
 	if resp.Type != "OK" {
 		return &Error{Kind: KindStartTLSUnavailable, Op: op, Err: h.status("the server refused STARTTLS", resp)}
 	}
-	if h.s.Reader.Buffered() > 0 {
+	if h.s.Reader.Buffered() > 0 || h.s.raw.Buffered() > 0 {
 		// Anything sent before the handshake could be injected by a man in the middle.
 		return &Error{Kind: KindProtocol, Op: op, Err: errors.New("the server sent data before the TLS handshake")}
 	}
@@ -202,7 +202,7 @@ func (h *handshake) greetAndSecure() error {
 	if err := tc.HandshakeContext(h.phaseCtx); err != nil {
 		return tlsError(h.ctx, h.phaseCtx, op, h.phaseLimit, err)
 	}
-	h.s.Conn = tc
+	h.s.Conn = tlsConn{tc, h.s.raw}
 	h.s.Reader = bufio.NewReader(tc)
 	h.caps, h.capList = nil, "" // what was said in plaintext does not count
 	return nil
