@@ -290,10 +290,13 @@ func (c *conn) bind(ctx context.Context) {
 	c.unbind = context.AfterFunc(ctx, func() { c.Close() })
 }
 
-// writeChunk: a held write is sent once it reaches writeChunk (four TLS records
-// of a 64 KiB Write and their overhead leave in one syscall), and any write
-// leaves in chunks of at most 2 × writeChunk.
-const writeChunk = 64 << 10
+// A write leaves in chunks of at most writeChunk+sendSlack bytes: the four TLS
+// records of a 64 KiB Write, held (see hold), leave with their overhead (22 to
+// 29 bytes each) in one syscall.
+const (
+	writeChunk = 64 << 10
+	sendSlack  = 1 << 10
+)
 
 // Read returns what the read buffer holds, else reads the network.
 func (c *conn) Read(p []byte) (int, error) { return c.in.Read(p) }
@@ -372,8 +375,8 @@ func (c *conn) send(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		chunk := p
-		if len(chunk) > 2*writeChunk {
-			chunk = chunk[:2*writeChunk]
+		if len(chunk) > writeChunk+sendSlack {
+			chunk = chunk[:writeChunk+sendSlack]
 		}
 		if c.idle > 0 {
 			c.Conn.SetWriteDeadline(time.Now().Add(c.idle))

@@ -616,8 +616,8 @@ const appendWriteBuffer = 512 << 10
 // holds), so the slow link that could land a frozen copier's APPEND after a
 // takeover must be slower than 64 KiB / 15 s, about 4.4 KB/s, instead of
 // 70 KB/s; and a fast or distant link stays full (the bytes in flight are not
-// limited). The appender writes 64 KiB at a time (imapconn), so a write waits
-// for the kernel to have sent what was queued before it.
+// limited). The appender writes at most 65 KiB at a time (imapconn), so a
+// write waits for the kernel to have sent what was queued before it.
 const appendUnsentLimit = 64 << 10
 
 // dialing returns what one dial needs: a context for imapconn that is never
