@@ -12,7 +12,6 @@
 package proxytest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -352,11 +351,8 @@ type chunk struct {
 	due  time.Time
 }
 
-// A read takes up to chunkSize bytes: a copy moves hundreds of MB through a
-// benchmark's proxies, whose CPU (a read, a timer and a write per chunk)
-// competes with the copy's on a small machine.
 const (
-	chunkSize  = 64 << 10
+	chunkSize  = 16 << 10
 	queueDepth = 1024 // chunks in flight per direction and connection
 )
 
@@ -381,13 +377,12 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 	go func() {
 		defer reader.Done()
 		defer close(queue)
-		buf := make([]byte, size)
 		for {
+			buf := make([]byte, size)
 			n, err := src.Read(buf)
 			if n > 0 {
-				data := bytes.Clone(buf[:n]) // in flight until due; observers may keep it
 				select {
-				case queue <- chunk{data: data, due: time.Now().Add(time.Duration(p.delay[dir].Load()))}:
+				case queue <- chunk{data: buf[:n], due: time.Now().Add(time.Duration(p.delay[dir].Load()))}:
 				case <-done:
 					return
 				}
