@@ -99,7 +99,7 @@ func TestFirstChunk(t *testing.T) {
 		if len(cs) > 0 && !(cfg.SplitFolders && len(cs) >= splitMinRanges) {
 			want = cs[0]
 		}
-		got, whole := w.firstChunk(msgs)
+		got, whole := w.firstChunk(msgs, cfg.SplitFolders)
 		if !slices.EqualFunc(got, want, func(a, b srcMessage) bool { return a.uid == b.uid }) {
 			t.Fatalf("round %d, %+v: firstChunk = %v, want %v", round, cfg, uids(got), uids(want))
 		}

@@ -32,10 +32,13 @@
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
 //     diff, then a body pass for the missing messages only. A folder whose
-//     destination is new or empty at its first attempt (not All Mail, not with
-//     SplitFolders) has nothing to diff against: its source pass leaves out the
-//     header fields, so the source opens no message file before the bodies
-//     (worker.keyed); if the folder to create turns out to exist with messages,
+//     destination is new or empty at its first attempt (not All Mail, and with
+//     SplitFolders only one that fits in one chunk) has nothing to diff against:
+//     its source pass leaves out the header fields, so the source opens no
+//     message file before the bodies (worker.keyed; a folder split across the
+//     workers keeps its identical messages in one range, which needs them: on a
+//     Dovecot source whose cache lacks these fields, reading them took 0.86 s
+//     for 50,000 messages); if the folder to create turns out to exist with messages,
 //     the folder is tried again with them (errKeysNeeded). When the body FETCH
 //     of a folder's last chunk is sent, the worker takes its next folder and sends
 //     that folder's metadata pass first, as the FETCH's prefix, the folder opened

@@ -1,6 +1,7 @@
 package mailcopy_test
 
 import (
+	"fmt"
 	"regexp"
 	"testing"
 
@@ -84,6 +85,44 @@ func TestFreshFolderUnkeyed(t *testing.T) {
 	if copied != 0 || present != 5 {
 		t.Errorf("rerun: %d copied, %d present; want 0 and 5", copied, present)
 	}
+}
+
+// TestSplitFreshFolderKeyedOnlyWhenSplit: with SplitFolders, a fresh folder
+// that fits in one chunk (LIST-STATUS says so) is never split, and its first
+// pass goes without the identities as without SplitFolders; a bigger one reads
+// them (its ranges keep identical messages together: TestSplitFolder shows
+// the split itself), and its two identical messages land once each. The
+// checker passes.
+func TestSplitFreshFolderKeyedOnlyWhenSplit(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	var big []imaptest.Message
+	for i := range 20 {
+		big = append(big, msg(fmt.Sprintf("big %d", i), fmt.Sprintf("big%d@example.com", i), 600, baseDate))
+	}
+	big = append(big, big[1]) // a twin, in another chunk
+	mustLoad(t, src, imaptest.Mailbox{Folders: []imaptest.Folder{
+		{Name: "INBOX", Messages: big},
+		{Name: "Small", Messages: []imaptest.Message{msg("s1", "s1@example.com", 600, baseDate), msg("s2", "s2@example.com", 600, baseDate)}},
+	}})
+	var log connLog
+	sp := proxytest.New(t, d.PlainAddr, proxytest.WithObserver(proxytest.Upstream, log.observe))
+	cfg := testConfig(t, via(d.Plaintext(src), sp), d.Plaintext(dst))
+	cfg.NoReport = true
+	cfg.SplitFolders = true
+	cfg.ChunkMessages = 3
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != 23 {
+		t.Fatalf("totals %+v, failed folders %+v; want 23 copied", res.Totals, res.FailedFolders())
+	}
+	passes := metadataPasses(&log)
+	for folder, keyed := range map[string]bool{"INBOX": true, "Small": false} {
+		if got := passes[folder]; len(got) != 1 || got[0] != keyed {
+			t.Errorf("metadata passes of %s asked for the header fields: %v, want [%v]", folder, got, keyed)
+		}
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
 }
 
 // TestCreateAppearingWithMessages: a folder the plan creates appears on the

@@ -24,7 +24,8 @@ import (
 // IMAPCOPY_TRACE_MB change it; IMAPCOPY_TRACE_FOLDERS makes it small messages
 // in that many folders, as the one-folder and spread mailboxes) between two
 // fresh Dovecots in plain text, through a logging proxy (and a latency proxy
-// with IMAPCOPY_TRACE_LATENCY, e.g. 20ms each way), and reports the commands
+// with IMAPCOPY_TRACE_LATENCY, e.g. 20ms each way; IMAPCOPY_TRACE_SPLIT=1 sets
+// SplitFolders), and reports the commands
 // each side received and the servers' CPU time. IMAPCOPY_TRACE_OUT writes the
 // timed command log.
 //
@@ -40,6 +41,7 @@ func BenchmarkTrace(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("IMAPCOPY_TRACE_FOLDERS")); err == nil {
 		spec.Folders = n
 	}
+	split := os.Getenv("IMAPCOPY_TRACE_SPLIT") == "1"
 	var latency time.Duration
 	if d, err := time.ParseDuration(os.Getenv("IMAPCOPY_TRACE_LATENCY")); err == nil {
 		latency = d
@@ -72,7 +74,7 @@ func BenchmarkTrace(b *testing.B) {
 		srcCPU0, dstCPU0 := serverCPU(b, srcD), serverCPU(b, dstD)
 		b.StartTimer()
 		start := time.Now()
-		res, err := mailcopy.Copy(ctx, mailcopy.Config{Source: s, Destination: d})
+		res, err := mailcopy.Copy(ctx, mailcopy.Config{Source: s, Destination: d, SplitFolders: split})
 		wall := time.Since(start)
 		b.StopTimer()
 		time.Sleep(300 * time.Millisecond) // the sessions' processes exit
