@@ -523,8 +523,8 @@ func (m *mapper) markNeeded(n *node) bool {
 
 // assign gives every needed node its destination name, claiming names case-insensitively.
 // Priority for a contested name: INBOX, then special-use folders, then shallower source
-// folders, then a folder whose name already exists exactly on the destination, then one
-// not renamed for its delimiter, then source path order.
+// folders, then a folder whose name already exists exactly on the destination (a folder
+// or a level above one), then one not renamed for its delimiter, then source path order.
 func (m *mapper) assign() {
 	m.claims = map[string]*node{fold(inbox): m.inbox}
 	if m.inbox != nil {
@@ -551,7 +551,7 @@ func (m *mapper) assign() {
 type proposal struct {
 	n     *node
 	comp  string // sanitized component
-	exact bool   // n.wanted exists exactly on the destination
+	exact bool   // n.wanted exists exactly on the destination (a folder or a level)
 }
 
 func (m *mapper) assignLevel(level []*node) {
@@ -560,7 +560,7 @@ func (m *mapper) assignLevel(level []*node) {
 		comp, changed := sanitize(n.comp, m.dst.side.Delim)
 		n.renamed = changed
 		n.wanted = m.join(n.parent, comp)
-		props = append(props, proposal{n: n, comp: comp, exact: m.dst.exists(n.wanted)})
+		props = append(props, proposal{n: n, comp: comp, exact: m.dst.named(n.wanted)})
 	}
 	sort.SliceStable(props, func(i, j int) bool {
 		a, b := props[i], props[j]
@@ -594,17 +594,17 @@ func (m *mapper) assignLevel(level []*node) {
 }
 
 // claim takes name for n unless another node holds it (case-insensitively). A destination
-// folder that differs only by case in its last component is adopted with its own
-// spelling; one under a parent spelled otherwise is not, as n must sit under its
-// parent's destination name (FuzzMap).
+// folder that differs only by case is adopted with its own spelling, unless it sits under
+// a parent spelled otherwise: n must sit under its parent's destination name (FuzzMap).
+// Onto a flat destination a parent is only part of a name, and the whole name is adopted.
 func (m *mapper) claim(name string, n *node) (string, bool) {
 	key := fold(name)
 	if _, taken := m.claims[key]; taken {
 		return "", false
 	}
 	m.claims[key] = n
-	if !m.dst.exists(name) {
-		if existing, ok := m.dst.byFold[key]; ok && strings.HasPrefix(existing, m.join(n.parent, "")) {
+	if !m.dst.named(name) {
+		if existing, ok := m.dst.byFold[key]; ok && (m.dst.side.Delim == 0 || strings.HasPrefix(existing, m.join(n.parent, ""))) {
 			name = existing
 		}
 	}

@@ -701,6 +701,19 @@ func TestMapCollisions(t *testing.T) {
 			want: map[string]string{"INBOX": "INBOX", "Work": "Work", "Work/Old": "Work/Old"},
 		},
 		{
+			name:           "a level listed NonExistent goes to the folder spelled like it, as an existing folder would (FuzzMap)",
+			src:            slash("INBOX", "Work", "work"),
+			dst:            slash("INBOX", `work|\NonExistent`, "work/x"),
+			want:           map[string]string{"INBOX": "INBOX", "work": "work", "Work": "Work (2)"},
+			wantCollisions: []Collision{{Source: "Work", Dest: "Work (2)", Wanted: "Work", Holder: "work"}},
+		},
+		{
+			name: "onto a flat server a name differing only by case is adopted whole",
+			src:  slash("INBOX", "Work", "Work/Old"),
+			dst:  flat("INBOX", "work/Old"),
+			want: map[string]string{"INBOX": "INBOX", "Work": "Work", "Work/Old": "work/Old"},
+		},
+		{
 			name:           "a suffix never takes another source folder's name",
 			src:            slash("INBOX", "foo", "Foo", "foo (2)"),
 			dst:            slash("INBOX"),

@@ -158,6 +158,7 @@ type destIndex struct {
 	byName  map[string]*destFolder // exact name
 	byFold  map[string]string      // folded name -> the spelling of an existing folder or level
 	implied map[string]bool        // unlisted ancestors of existing folders
+	levels  map[string]bool        // ancestors of existing folders, listed or not
 }
 
 type destFolder struct {
@@ -169,7 +170,7 @@ type destFolder struct {
 func (d *destFolder) selectable() bool { return d.attrs.selectable() }
 
 func newDestIndex(s Side) *destIndex {
-	idx := &destIndex{side: s, byName: map[string]*destFolder{}, byFold: map[string]string{}, implied: map[string]bool{}}
+	idx := &destIndex{side: s, byName: map[string]*destFolder{}, byFold: map[string]string{}, implied: map[string]bool{}, levels: map[string]bool{}}
 	for _, f := range dedupe(s.Folders) { // sorted by name
 		d := &destFolder{name: f.Name, path: components(f.Name, s), attrs: newAttrs(f.Attrs)}
 		idx.folders = append(idx.folders, d)
@@ -177,7 +178,7 @@ func newDestIndex(s Side) *destIndex {
 	}
 	// A level listed \NonExistent above an existing folder is no mailbox, but its name
 	// is taken in the hierarchy: its spelling is adopted like an existing folder's.
-	levels := map[string]bool{}
+	levels := idx.levels
 	for _, d := range idx.folders {
 		if d.attrs.has(`\NonExistent`) {
 			continue
@@ -213,6 +214,10 @@ func (idx *destIndex) exists(name string) bool {
 	}
 	return idx.implied[name]
 }
+
+// named tells whether the destination has name, spelled so: a folder or a level
+// above one (see newDestIndex).
+func (idx *destIndex) named(name string) bool { return idx.exists(name) || idx.levels[name] }
 
 func (idx *destIndex) selectable(name string) bool {
 	d, ok := idx.byName[name]
