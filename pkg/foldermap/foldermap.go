@@ -651,8 +651,10 @@ func (m *mapper) plan() *Plan {
 			continue
 		}
 		// Onto a flat destination a parent is only part of a name: nothing to create.
+		// A level the destination lists \NonExistent above existing folders holds its
+		// children already: only a folder copied into it is created (FuzzMap).
 		mustCreate := n != m.inbox && (n.copied || m.dst.side.Delim != 0) &&
-			(!m.dst.exists(n.dest) || n.copied && !m.dst.selectable(n.dest))
+			(!m.dst.named(n.dest) || n.copied && !m.dst.selectable(n.dest))
 		if mustCreate && !slices.Contains(p.Create, n.dest) { // an archive folder may be a parent too
 			p.Create = append(p.Create, n.dest)
 		}
@@ -681,10 +683,12 @@ func (m *mapper) plan() *Plan {
 	}
 	// Every created name has its parents on the destination or created too: an archive
 	// folder found by name deep in the hierarchy may sit below a level the destination
-	// lists as \NonExistent (FuzzMap).
+	// lists as \NonExistent with nothing existing below it (FuzzMap). A level with
+	// existing folders below it is left as it is: created, it would be a plain folder
+	// that a rerun could match by its name ("Sent") to a special use (FuzzMap).
 	for _, c := range slices.Clone(p.Create) {
 		for _, parent := range ancestors(c, m.dst.side) {
-			if !m.dst.exists(parent) && !slices.Contains(p.Create, parent) {
+			if !m.dst.named(parent) && !slices.Contains(p.Create, parent) {
 				p.Create = append(p.Create, parent)
 			}
 		}

@@ -535,11 +535,37 @@ func TestMapParents(t *testing.T) {
 			wantSkipped: map[string]Reason{},
 		},
 		{
-			name:        "a NonExistent destination folder is created",
+			name:        "a NonExistent destination level above an existing folder stays a level",
 			src:         slash("INBOX", "a/b"),
 			dst:         slash("INBOX", `a|\NonExistent`, "a/c"),
 			want:        map[string]string{"INBOX": "INBOX", "a/b": "a/b"},
+			wantCreate:  []string{"a/b"},
+			wantSkipped: map[string]Reason{},
+		},
+		{
+			name:        "a NonExistent destination folder with nothing below it is created as a parent",
+			src:         slash("INBOX", "a/b"),
+			dst:         slash("INBOX", `a|\NonExistent`),
+			want:        map[string]string{"INBOX": "INBOX", "a/b": "a/b"},
 			wantCreate:  []string{"a", "a/b"},
+			wantSkipped: map[string]Reason{},
+		},
+		{
+			name:        "a NonExistent destination folder that a source folder goes to is created",
+			src:         slash("INBOX", "a", "a/b"),
+			dst:         slash("INBOX", `a|\NonExistent`, "a/c"),
+			want:        map[string]string{"INBOX": "INBOX", "a": "a", "a/b": "a/b"},
+			wantCreate:  []string{"a", "a/b"},
+			wantSkipped: map[string]Reason{},
+		},
+		{
+			// Created, the level "sent" would be a plain folder that the rerun takes
+			// for \Sent by its name, and the Sent folder would move (FuzzMap).
+			name:        "a NonExistent level with a special-use name is not created above a child",
+			src:         slash("INBOX", `INBOX/Corbeille|\Trash`, `INBOX/Corbeille/INBOX|\Sent`),
+			dst:         Side{Delim: '.', Folders: folders("INBOX", `sent|\NonExistent`, `sent.INBOX|\Trash`)},
+			want:        map[string]string{"INBOX": "INBOX", "INBOX/Corbeille": "sent.INBOX", "INBOX/Corbeille/INBOX": "sent.INBOX.INBOX"},
+			wantCreate:  []string{"sent.INBOX.INBOX"},
 			wantSkipped: map[string]Reason{},
 		},
 		{
@@ -880,7 +906,7 @@ func TestMissingParents(t *testing.T) {
 		{"INBOX.a.b.c", dot("INBOX", `INBOX.a|\Noselect`, `INBOX.a.b|\NonExistent`), []string{"INBOX.a.b"}},
 		{"INBOX.a", dot("INBOX"), nil},
 		{"INBOX.a.b.c", dot("INBOX", "INBOX.a.b.x"), nil}, // parents of an existing folder exist
-		{"INBOX.a.b.c", dot("INBOX", `INBOX.a.b|\NonExistent`, "INBOX.a.b.x"), []string{"INBOX.a.b"}},
+		{"INBOX.a.b.c", dot("INBOX", `INBOX.a.b|\NonExistent`, "INBOX.a.b.x"), nil}, // a level above an existing folder
 		{"a/b/c", slash("INBOX"), []string{"a", "a/b"}},
 		{"INBOX/a/b", slash("INBOX"), []string{"INBOX/a"}},
 		{"Été/Août", slash("INBOX"), []string{"Été"}},

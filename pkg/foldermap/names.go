@@ -24,7 +24,7 @@ func MissingParents(name string, side Side) []string {
 	idx := newDestIndex(side)
 	var missing []string
 	for _, parent := range ancestors(name, side) {
-		if !idx.exists(parent) {
+		if !idx.named(parent) {
 			missing = append(missing, parent)
 		}
 	}
