@@ -905,7 +905,7 @@ func TestMissingParents(t *testing.T) {
 		{"INBOX.a.b.c", dot("INBOX", "INBOX.a"), []string{"INBOX.a.b"}},
 		{"INBOX.a.b.c", dot("INBOX", `INBOX.a|\Noselect`, `INBOX.a.b|\NonExistent`), []string{"INBOX.a.b"}},
 		{"INBOX.a", dot("INBOX"), nil},
-		{"INBOX.a.b.c", dot("INBOX", "INBOX.a.b.x"), nil}, // parents of an existing folder exist
+		{"INBOX.a.b.c", dot("INBOX", "INBOX.a.b.x"), nil},                           // parents of an existing folder exist
 		{"INBOX.a.b.c", dot("INBOX", `INBOX.a.b|\NonExistent`, "INBOX.a.b.x"), nil}, // a level above an existing folder
 		{"a/b/c", slash("INBOX"), []string{"a", "a/b"}},
 		{"INBOX/a/b", slash("INBOX"), []string{"INBOX/a"}},
