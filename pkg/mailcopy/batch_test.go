@@ -46,29 +46,6 @@ func TestChunks(t *testing.T) {
 	}
 }
 
-// TestKeepTwinsTogether: the occurrences of an identity end in the range of the
-// first, in UID order; a range left empty goes.
-func TestKeepTwinsTogether(t *testing.T) {
-	m := func(uid uint32, id byte) srcMessage { return srcMessage{uid: uid, key: key{id}} }
-	in := [][]srcMessage{
-		{m(1, 'a'), m(2, 'b')},
-		{m(3, 'a'), m(4, 'c')},
-		{m(5, 'b')},
-		{m(6, 'c'), m(7, 'd')},
-	}
-	var got [][]uint32
-	for _, r := range keepTwinsTogether(in) {
-		var uids []uint32
-		for _, x := range r {
-			uids = append(uids, x.uid)
-		}
-		got = append(got, uids)
-	}
-	if want := "[[1 2 3 5] [4 6] [7]]"; fmt.Sprint(got) != want {
-		t.Errorf("keepTwinsTogether = %v, want %s", got, want)
-	}
-}
-
 // TestFirstChunk: the first chunk a worker fetches ahead is the first of
 // chunks over the messages in scope and not too big, without copying the
 // rest; with SplitFolders, a folder of splitMinRanges chunks or more has none
@@ -99,7 +76,7 @@ func TestFirstChunk(t *testing.T) {
 		if len(cs) > 0 && !(cfg.SplitFolders && len(cs) >= splitMinRanges) {
 			want = cs[0]
 		}
-		got, whole := w.firstChunk(msgs, cfg.SplitFolders)
+		got, whole := w.firstChunk(msgs)
 		if !slices.EqualFunc(got, want, func(a, b srcMessage) bool { return a.uid == b.uid }) {
 			t.Fatalf("round %d, %+v: firstChunk = %v, want %v", round, cfg, uids(got), uids(want))
 		}

@@ -82,9 +82,6 @@ type job struct {
 	// carried: messages this copy stored in the folder before its metadata
 	// pass, from a chunk sent ahead (see worker.dropCarry).
 	carried int
-	// oneChunk: the source folder fits in one chunk (LIST-STATUS messages
-	// and size): it is never split (see worker.keyed).
-	oneChunk bool
 	// creating: the destination folder is created by this copy (see
 	// engine.create); settled once its outcome was taken into the job
 	// (dstEmpty, dstStatus: see worker.awaitFolder).
@@ -205,8 +202,6 @@ func (e *engine) run(ctx context.Context, res *Result) error {
 				j.weight, j.sized = *st.Size, true
 				progress[i].TotalBytes = *st.Size
 			}
-			j.oneChunk = st.NumMessages != nil && st.Size != nil &&
-				int64(*st.NumMessages) <= int64(e.cfg.ChunkMessages) && *st.Size <= e.cfg.ChunkBytes
 		}
 		jobs[i] = j
 	}

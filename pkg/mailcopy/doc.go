@@ -32,13 +32,11 @@
 //     INTERNALDATE, RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO
 //     SUBJECT)] only: other items risk answers go-imap cannot parse), a count-aware
 //     diff, then a body pass for the missing messages only. A folder whose
-//     destination is new or empty at its first attempt (not All Mail, and with
-//     SplitFolders only one that fits in one chunk) has nothing to diff against:
-//     its source pass leaves out the header fields, so the source opens no
-//     message file before the bodies (worker.keyed; a folder split across the
-//     workers keeps its identical messages in one range, which needs them: on a
-//     Dovecot source whose cache lacks these fields, reading them took 0.86 s
-//     for 50,000 messages); if the folder to create turns out to exist with messages,
+//     destination is new or empty at its first attempt (not All Mail) has nothing
+//     to diff against: its source pass leaves out the header fields, so the source
+//     opens no message file before the bodies (worker.keyed; on a Dovecot source
+//     whose cache lacks these fields, reading them took 0.86 s for 50,000
+//     messages); if the folder to create turns out to exist with messages,
 //     the folder is tried again with them (errKeysNeeded). When the body FETCH
 //     of a folder's last chunk is sent, the worker takes its next folder and sends
 //     that folder's metadata pass first, as the FETCH's prefix, the folder opened
@@ -100,9 +98,13 @@
 // A message is identified by its Message-ID and RFC822.SIZE; a message without a
 // Message-ID by its Date, From, To and Subject fields, RFC822.SIZE and INTERNALDATE
 // (see key). The identity is a multiset: a key present n times on the destination
-// accounts for its first n occurrences in the source, so two identical source
+// accounts for n of its occurrences in the source, so two identical source
 // messages make two destination copies and a rerun of an unchanged mailbox appends
-// nothing. The identity tolerates what destinations change on APPEND: raw 8-bit
+// nothing. Which n: those whose INTERNALDATE and flags are the destination copies'
+// (then the date alone, then the flags alone), else the first ones (twinsPresent):
+// after a failure that stored a later twin and not an earlier one (two ranges of a
+// split folder), the one stored is found present and the other is appended with its
+// own date and flags. The identity tolerates what destinations change on APPEND: raw 8-bit
 // header bytes are read as 'X' on both sides (Cyrus stores them so), and a source
 // message with no exact match matches a destination message 2 bytes longer (a CRLF
 // added at the end, as Courier does); the exact matches of a folder are made first.
@@ -173,7 +175,12 @@
 // CommitSettle when appends were left unanswered, a metadata pass of both sides
 // and a count-aware diff of the whole folder, which sees whatever every range
 // appended, so only what the destination still lacks (the failed range's rest and
-// the ranges not started) is appended. Delivery stays exactly once per copy.
+// the ranges not started) is appended. Delivery stays exactly once per copy. Two
+// identical messages may fall in different ranges, and a later one be stored while
+// an earlier one is not: the diff finds the stored one by its INTERNALDATE and flags
+// (see Guarantees), so the ranges need no identities to be cut, and a fresh
+// folder's first metadata pass goes without them, split or not
+// (TestSplitTwinRetry).
 //
 // What it buys depends on the destination. Where a connection is the limit (a
 // per-connection bandwidth or command rate, as providers impose), the folder

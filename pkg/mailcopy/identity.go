@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -174,6 +175,88 @@ func diff(src []srcMessage, dst map[key]int) (missing []srcMessage, present int)
 	return missing, present
 }
 
+// twinsPresent decides which occurrences of a twin are the destination's
+// copies: for each identity that occurs in src more often than dst holds it,
+// and at least once there, the source occurrences whose INTERNALDATE and flags
+// are those of the destination's copies (dstMsgs), then whose INTERNALDATE
+// is, then whose flags are, then the first ones. The copy keeps both, so after
+// a failure that appended a later twin and not an earlier one (two ranges of a
+// split folder, see appendRanges), the one appended is found present and the
+// other is appended with its own date and flags. Twins alike in both cannot be
+// told apart, and need not be. The result is nil when no identity is in doubt.
+func twinsPresent(src []srcMessage, dst map[key]int, dstMsgs []srcMessage) map[key][]bool {
+	if len(dstMsgs) == 0 {
+		return nil
+	}
+	count := map[key]int{}
+	for _, m := range src {
+		count[m.key]++
+	}
+	var chosen map[key][]bool // per doubtful identity, per occurrence in src
+	for k, n := range count {
+		if n > 1 && dst[k] > 0 && dst[k] < n {
+			if chosen == nil {
+				chosen = map[key][]bool{}
+			}
+			chosen[k] = make([]bool, n)
+		}
+	}
+	if chosen == nil {
+		return nil
+	}
+	occ := map[key][]srcMessage{} // the source occurrences of doubtful identities
+	for _, m := range src {
+		if chosen[m.key] != nil {
+			occ[m.key] = append(occ[m.key], m)
+		}
+	}
+	copies := map[key][]srcMessage{}
+	for _, d := range dstMsgs {
+		if chosen[d.key] != nil {
+			copies[d.key] = append(copies[d.key], d)
+		}
+	}
+	sameDate := func(a, b srcMessage) bool { return a.date.Unix() == b.date.Unix() }
+	tests := []func(a, b srcMessage) bool{
+		func(a, b srcMessage) bool { return sameDate(a, b) && sameFlags(a.flags, b.flags) },
+		sameDate,
+		func(a, b srcMessage) bool { return sameFlags(a.flags, b.flags) },
+		func(a, b srcMessage) bool { return true },
+	}
+	for k, ds := range copies {
+		ds = ds[:min(len(ds), dst[k])]
+		paired := make([]bool, len(ds))
+		for _, same := range tests {
+			for i, d := range ds {
+				if paired[i] {
+					continue
+				}
+				for o, m := range occ[k] {
+					if !chosen[k][o] && same(m, d) {
+						chosen[k][o], paired[i] = true, true
+						break
+					}
+				}
+			}
+		}
+	}
+	return chosen
+}
+
+// sameFlags reports whether a and b hold the same flags, in any order and
+// case.
+func sameFlags(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, f := range a {
+		if !slices.ContainsFunc(b, func(g string) bool { return strings.EqualFold(f, g) }) {
+			return false
+		}
+	}
+	return true
+}
+
 // alteration is a source message found on the destination in a form the
 // destination changed when it was appended.
 type alteration struct {
@@ -197,19 +280,42 @@ type alteration struct {
 // guarantee of diff holds: each destination message accounts for one source
 // message at most.
 func diffAltered(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage, present int, altered []alteration) {
-	missing, present, altered, _ = diffLeft(src, dst, dst8)
+	missing, present, altered, _ = diffLeft(src, dst, dst8, nil)
 	return missing, present, altered
 }
 
 // diffLeft is diffAltered, and also returns the destination identities no
-// source message accounted for, with their counts (see matchSizes).
-func diffLeft(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage, present int, altered []alteration, left map[key]int) {
+// source message accounted for, with their counts (see matchSizes). Given the
+// destination's messages (dstMsgs), the occurrences of a twin found present
+// are those that look like the destination's copies (see twinsPresent), not
+// the first ones.
+func diffLeft(src []srcMessage, dst, dst8 map[key]int, dstMsgs []srcMessage) (missing []srcMessage, present int, altered []alteration, left map[key]int) {
+	missing, present, altered, left, doubt := diffTwins(src, dst, dst8, nil)
+	if doubt && len(dstMsgs) > 0 {
+		missing, present, altered, left, _ = diffTwins(src, dst, dst8, twinsPresent(src, dst, dstMsgs))
+	}
+	return missing, present, altered, left
+}
+
+// diffTwins is diffLeft given, for the identities in doubt, which occurrences
+// are present (twins: see twinsPresent; nil: the first ones). doubt: an
+// identity occurs more often in src than on the destination, which holds it.
+func diffTwins(src []srcMessage, dst, dst8 map[key]int, twins map[key][]bool) (missing []srcMessage, present int, altered []alteration, left map[key]int, doubt bool) {
 	left = maps.Clone(dst)
 	left8 := maps.Clone(dst8)
 	matched := make([]bool, len(src))
+	seen := map[key]int{} // occurrences of a doubtful identity so far
 	for i, m := range src {
 		if left[m.key] == 0 {
+			doubt = doubt || dst[m.key] > 0
 			continue
+		}
+		if t := twins[m.key]; t != nil {
+			o := seen[m.key]
+			seen[m.key]++
+			if !t[o] {
+				continue
+			}
 		}
 		left[m.key]--
 		present++
@@ -237,5 +343,5 @@ func diffLeft(src []srcMessage, dst, dst8 map[key]int) (missing []srcMessage, pr
 		}
 		missing = append(missing, m)
 	}
-	return missing, present, altered, left
+	return missing, present, altered, left, doubt
 }

@@ -112,6 +112,49 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// TestDiffTwins: of a twin's occurrences, the ones found present are those that
+// look like the destination's copies, by INTERNALDATE and flags, then by date,
+// then by flags, then the first ones; a rerun finds all present.
+func TestDiffTwins(t *testing.T) {
+	d1 := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	d2 := d1.Add(time.Hour)
+	m := func(uid uint32, k byte, date time.Time, flags ...string) srcMessage {
+		return srcMessage{uid: uid, key: key{k}, date: date, flags: flags}
+	}
+	src := []srcMessage{
+		m(1, 1, d1, `\Seen`),
+		m(2, 2, d1),
+		m(3, 1, d2, `\Flagged`),
+		m(4, 1, d2, `\Seen`),
+	}
+	tests := []struct {
+		name        string
+		dst         []srcMessage
+		wantMissing []uint32
+	}{
+		{"no copy", nil, []uint32{1, 2, 3, 4}},
+		{"a later twin appended", []srcMessage{m(9, 1, d2, `\Flagged`)}, []uint32{1, 2, 4}},
+		{"date and flags first", []srcMessage{m(9, 1, d2, `\Seen`)}, []uint32{1, 2, 3}},
+		{"then the date", []srcMessage{m(9, 1, d2, `\Answered`)}, []uint32{1, 2, 4}},
+		{"then the flags, any case and order", []srcMessage{m(9, 1, d1.Add(time.Minute), `\flagged`)}, []uint32{1, 2, 4}},
+		{"then the first", []srcMessage{m(9, 1, d1.Add(time.Minute))}, []uint32{2, 3, 4}},
+		{"two of three", []srcMessage{m(8, 1, d2, `\Seen`), m(9, 1, d2, `\Flagged`), m(10, 2, d1)}, []uint32{1}},
+		{"all there", []srcMessage{m(7, 1, d1), m(8, 1, d1), m(9, 1, d1), m(10, 2, d1)}, nil},
+		{"a zone does not matter", []srcMessage{m(9, 1, d2.In(time.FixedZone("x", 3600)), `\Seen`)}, []uint32{1, 2, 3}},
+	}
+	for _, tt := range tests {
+		dst, dst8 := destKeys(tt.dst)
+		missing, present, _, _ := diffLeft(src, dst, dst8, tt.dst)
+		var got []uint32
+		for _, x := range missing {
+			got = append(got, x.uid)
+		}
+		if !slices.Equal(got, tt.wantMissing) || present != len(src)-len(tt.wantMissing) {
+			t.Errorf("%s: missing %v, present %d; want %v, %d", tt.name, got, present, tt.wantMissing, len(src)-len(tt.wantMissing))
+		}
+	}
+}
+
 // TestCleanFlags: the flags the engine hands to APPEND (metadata pass) are
 // cleaned by imapappend.CleanFlags: these are the cases the copy relies on
 // (docs/design.md, library hazards).

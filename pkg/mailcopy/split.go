@@ -250,25 +250,3 @@ func (w *worker) appendRange(ctx context.Context, fr *folderRun, msgs []srcMessa
 	}
 	return w.appendChunk(ctx, fr, src, msgs, chunkHooks{})
 }
-
-// keepTwinsTogether moves each message whose identity occurs in an earlier range
-// into that range, so that one connection appends all the occurrences of an
-// identity, in UID order. The count-aware diff takes a folder's first n
-// occurrences of an identity as the n the destination holds; after a range
-// failed, those must be the ones that were appended, or a retry appends a twin
-// again with the other's flags (TestSplitFaults: "flags differ", \Flagged on a
-// message that had only \Seen). Ranges stay in UID order within.
-func keepTwinsTogether(ranges [][]srcMessage) [][]srcMessage {
-	home := map[key]int{}
-	out := make([][]srcMessage, len(ranges))
-	for i, r := range ranges {
-		for _, m := range r {
-			j, ok := home[m.key]
-			if !ok {
-				home[m.key], j = i, i
-			}
-			out[j] = append(out[j], m)
-		}
-	}
-	return slices.DeleteFunc(out, func(r []srcMessage) bool { return len(r) == 0 })
-}

@@ -1,10 +1,13 @@
 package mailcopy_test
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,4 +165,65 @@ func TestSplitFaults(t *testing.T) {
 	if again.Totals.Copied != 0 || again.Totals.Present != mb.Count() {
 		t.Errorf("rerun: totals %+v, want 0 copied, %d present", again.Totals, mb.Count())
 	}
+}
+
+// TestSplitTwinRetry: a folder split in two ranges holds twins (one Message-ID
+// and size) with other flags and dates, the first in range 0, the second in
+// range 1. Range 1 is appended; range 0 fails before any of its messages is
+// stored (its source connection is cut in its bodies). The retry reads the
+// identities, finds the destination's copy to be the second twin (its date and
+// flags), and appends the first: the checker finds each once, with its own
+// flags and date. The split folder's first metadata pass read no identities.
+func TestSplitTwinRetry(t *testing.T) {
+	t.Parallel()
+	d := servers[imaptest.FlavourSlash]
+	src, dst := d.AddUser(t), d.AddUser(t)
+	first := msg("twin", "twin@example.com", 600, baseDate, `\Seen`)
+	second := first
+	second.InternalDate, second.Flags = baseDate.Add(time.Hour), []string{`\Flagged`}
+	mustLoad(t, src, inbox(
+		first, msg("range0-b", "b@example.com", 300_000, baseDate), msg("c", "c@example.com", 600, baseDate),
+		msg("d", "d@example.com", 600, baseDate), msg("e", "e@example.com", 600, baseDate), second,
+	))
+
+	ctx := testContext(t)
+	appended := make(chan struct{}) // the destination stored a range
+	var once sync.Once
+	dp := proxytest.New(t, d.PlainAddr, proxytest.WithObserver(proxytest.Downstream, func(_ int64, b []byte) {
+		if bytes.Contains(b, []byte("[APPENDUID ")) {
+			once.Do(func() { close(appended) })
+		}
+	}))
+	var log connLog
+	var sp *proxytest.Proxy
+	var blocked atomic.Bool
+	sp = proxytest.New(t, d.PlainAddr,
+		proxytest.WithObserver(proxytest.Upstream, log.observe),
+		proxytest.WithObserver(proxytest.Downstream, func(_ int64, b []byte) {
+			// Range 0's bodies wait until range 1 is stored, then fail.
+			if bytes.Contains(b, []byte("Subject: range0-b")) && blocked.CompareAndSwap(false, true) {
+				select {
+				case <-appended:
+				case <-ctx.Done():
+				}
+				sp.CutConnAfter(proxytest.Downstream, 0)
+			}
+		}))
+
+	cfg := testConfig(t, via(d.Plaintext(src), sp), via(d.Plaintext(dst), dp))
+	cfg.NoReport = true
+	cfg.Connections = 2
+	cfg.ChunkMessages = 3
+	cfg.SplitFolders = true
+	res := mustCopy(t, cfg)
+	if !res.Complete() || res.Totals.Copied != 6 {
+		t.Errorf("totals %+v, failed folders %+v; want 6 copied", res.Totals, res.FailedFolders())
+	}
+	if cuts := sp.Stats().Cuts; cuts != 1 {
+		t.Errorf("%d source connections cut, want 1 (range 0)", cuts)
+	}
+	if got := metadataPasses(&log)["INBOX"]; !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("metadata passes of INBOX asked for the header fields: %v, want [false true] (the retry)", got)
+	}
+	mustCheck(t, src, dst, imaptest.CheckOptions{})
 }

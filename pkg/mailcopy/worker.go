@@ -561,7 +561,7 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		// destination's write connection may still be on its way (or the
 		// folder being created): the first APPEND then waits for neither in
 		// turn. A folder the destination refuses to create drops them.
-		if c, whole := w.firstChunk(msgs, w.e.splits(fr.keyed)); len(c) > 0 {
+		if c, whole := w.firstChunk(msgs); len(c) > 0 {
 			w.ahead, w.aheadChunk = w.fetchBodies(j, fr.uidValidity, c, whole, w.nextSlot(), nil), c
 		}
 	}
@@ -585,7 +585,7 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 	if e.cfg.DryRun {
 		e.recordLargest(j.m.Source, msgs)
 	}
-	missing, present, altered, left := diffLeft(msgs, dst, dst8)
+	missing, present, altered, left := diffLeft(msgs, dst, dst8, dstMsgs)
 	if len(missing) > 0 && w.meta != nil && len(left) > 0 {
 		// Sizes that disagree (see matchSizes): the bodies decide, read on
 		// the source after anything fetched ahead.
@@ -669,9 +669,9 @@ func (w *worker) attemptOnce(ctx context.Context, fr *folderRun) error {
 		w.settleCarry(ctx)
 		return errMismatchedCarry
 	}
-	if len(cs) >= splitMinRanges && !fr.oneByOne && e.splits(fr.keyed) && e.board != nil {
+	if len(cs) >= splitMinRanges && !fr.oneByOne && e.cfg.SplitFolders && e.board != nil {
 		// Many messages: the chunks are ranges that idle workers append too.
-		if err := w.appendRanges(ctx, fr, keepTwinsTogether(cs)); err != nil {
+		if err := w.appendRanges(ctx, fr, cs); err != nil {
 			return err
 		}
 		cs = nil
@@ -868,16 +868,14 @@ func (w *worker) sendPrefetch(j *job) *prefetch {
 // keyed tells whether the source's metadata pass of j's folder reads the
 // messages' identity (metadataOptions rather than unkeyedMetadataOptions).
 // Only a first attempt on a destination folder new or empty does without:
-// every message is missing there. Gmail's All Mail is diffed against the
-// other folders, and a folder split across workers keeps its twins together
-// (keepTwinsTogether): both need the identities; a folder that fits in one
-// chunk (its LIST-STATUS says so) is never split, and a pass without them is
-// not split either (the folder grew since). A pass that did without and
-// turns out to need them (the folder to create existed after all) is tried
-// again at once (errKeysNeeded).
+// every message is missing there, split across workers or not (a retry after
+// a failed range reads them, and tells twins apart: see twinsPresent). Gmail's
+// All Mail is diffed against the other folders: it needs them. A pass that
+// did without and turns out to need them (the folder to create existed after
+// all) is tried again at once (errKeysNeeded).
 func (w *worker) keyed(j *job, first bool) bool {
 	fresh := j.dstEmpty || j.creating && !j.settled // to create: empty unless it turns out to exist
-	return !first || !fresh || j.m.ArchiveOnly || w.e.cfg.SplitFolders && !j.oneChunk
+	return !first || !fresh || j.m.ArchiveOnly
 }
 
 // fetchBodies sends the body FETCH of chunk of j's folder (UIDVALIDITY
@@ -944,7 +942,7 @@ func (w *worker) prefetchFirstChunk(p *prefetch) {
 	if !p.done || p.bodies != nil || p.err != nil || p.ferr != nil || !w.folderKnown(p.j) || !p.j.dstEmpty {
 		return
 	}
-	if c, whole := w.firstChunk(p.msgs, w.e.splits(p.keyed)); len(c) > 0 {
+	if c, whole := w.firstChunk(p.msgs); len(c) > 0 {
 		p.bodies, p.chunk, p.whole = w.fetchBodies(p.j, p.sel.UIDValidity, c, whole, &w.next2, nil), c, whole
 	}
 }
@@ -988,10 +986,10 @@ func (w *worker) prefetchNext() {
 // destination is empty appends, from the source's metadata pass (see
 // attemptOnce: the messages in scope, without those too big, cut as chunks
 // cuts them), or nil when the folder's messages are not appended in chunks by
-// this worker (a folder to split across workers: split says it may be).
-// whole: it is the folder's only chunk. It copies the first chunk's messages
-// only: a folder may hold 100,000 and more.
-func (w *worker) firstChunk(msgs []srcMessage, split bool) (first []srcMessage, whole bool) {
+// this worker (a folder to split across workers). whole: it is the folder's
+// only chunk. It copies the first chunk's messages only: a folder may hold
+// 100,000 and more.
+func (w *worker) firstChunk(msgs []srcMessage) (first []srcMessage, whole bool) {
 	cfg := w.e.cfg
 	cut, n := 0, 0 // chunks cut so far; messages and bytes in the current one
 	var bytes int64
@@ -1003,7 +1001,7 @@ func (w *worker) firstChunk(msgs []srcMessage, split bool) (first []srcMessage, 
 		if startsChunk(n, bytes, m.size, cfg.ChunkMessages, cfg.ChunkBytes) {
 			cut++
 			n, bytes = 0, 0
-			if !split || cut+1 >= splitMinRanges {
+			if !cfg.SplitFolders || cut+1 >= splitMinRanges {
 				break
 			}
 		}
@@ -1013,17 +1011,11 @@ func (w *worker) firstChunk(msgs []srcMessage, split bool) (first []srcMessage, 
 		n++
 		bytes += m.size
 	}
-	if split && cut+1 >= splitMinRanges {
+	if cfg.SplitFolders && cut+1 >= splitMinRanges {
 		return nil, false
 	}
 	return first, cut == 0
 }
-
-// splits tells whether a folder whose metadata pass read the identities
-// (keyed) or not is split across the workers when its body pass has
-// splitMinRanges chunks or more: a split keeps its twins together
-// (keepTwinsTogether), which needs them.
-func (e *engine) splits(keyed bool) bool { return e.cfg.SplitFolders && keyed }
 
 // takePrefetch returns the prefetched metadata pass of j on the current
 // source connection, if any; a prefetch of another folder is drained.
