@@ -49,7 +49,7 @@ test: test-deps ## run every test (race detector on) against real Dovecot, redis
 # One target per `go test -fuzz` invocation, as go requires: PACKAGE:TARGET, run from the
 # module that holds the package.
 FUZZTIME    ?= 10s
-FUZZ_PKG    := mailcopy:FuzzIdentity imapappend:FuzzEncodeMailbox syncapi:FuzzCheckAccount foldermap:FuzzMap
+FUZZ_PKG    := mailcopy:FuzzIdentity mailcopy:FuzzDiffTwins imapappend:FuzzEncodeMailbox syncapi:FuzzCheckAccount foldermap:FuzzMap
 FUZZ_COPIER := FuzzParseAccountURL
 
 .PHONY: fuzz
