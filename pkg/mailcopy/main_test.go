@@ -3,6 +3,7 @@ package mailcopy_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,6 +24,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		// A fuzzing worker process runs only the fuzz target, and the package's
+		// fuzz targets (FuzzIdentity, FuzzDiffTwins) need no server: five servers
+		// per worker would only slow them down and add ways to fail.
+		os.Exit(m.Run())
+	}
 	for _, f := range []imaptest.Flavour{imaptest.FlavourSlash, imaptest.FlavourDot} {
 		d, err := imaptest.Start(f)
 		if err != nil {
