@@ -168,62 +168,68 @@ func TestSplitFaults(t *testing.T) {
 }
 
 // TestSplitTwinRetry: a folder split in two ranges holds twins (one Message-ID
-// and size) with other flags and dates, the first in range 0, the second in
-// range 1. Range 1 is appended; range 0 fails before any of its messages is
-// stored (its source connection is cut in its bodies). The retry reads the
-// identities, finds the destination's copy to be the second twin (its date and
-// flags), and appends the first: the checker finds each once, with its own
-// flags and date. The split folder's first metadata pass read no identities.
+// and size) with other flags and dates, the first in range 0 behind a big
+// message, the second in range 1. Range 1 is stored; range 0 fails before any
+// of its messages is (its source connection is cut in the big message's body,
+// once the destination holds range 1). The retry reads the identities, finds
+// the destination's copy to be the second twin (its date and flags), and
+// appends the first: the checker finds each once, with its own flags and date.
+// The split folder's first metadata pass read no identities (but onto
+// Courier). Onto Dovecot, Cyrus (MULTIAPPEND) and Courier (one APPEND per
+// message, no LITERAL+).
 func TestSplitTwinRetry(t *testing.T) {
-	t.Parallel()
-	d := servers[imaptest.FlavourSlash]
-	src, dst := d.AddUser(t), d.AddUser(t)
-	first := msg("twin", "twin@example.com", 600, baseDate, `\Seen`)
-	second := first
-	second.InternalDate, second.Flags = baseDate.Add(time.Hour), []string{`\Flagged`}
-	mustLoad(t, src, inbox(
-		first, msg("range0-b", "b@example.com", 300_000, baseDate), msg("c", "c@example.com", 600, baseDate),
-		msg("d", "d@example.com", 600, baseDate), msg("e", "e@example.com", 600, baseDate), second,
-	))
+	for _, to := range []testServer{dovecotSlash, cyrusSlash, courier} {
+		t.Run(to.name, func(t *testing.T) {
+			t.Parallel()
+			d := servers[imaptest.FlavourSlash]
+			src, dst := d.AddUser(t), to.addUser(t)
+			first := msg("twin", "twin@example.com", 600, baseDate, `\Seen`)
+			second := first
+			second.InternalDate, second.Flags = baseDate.Add(time.Hour), []string{`\Flagged`}
+			mustLoad(t, src, inbox(
+				msg("range0-big", "big@example.com", 300_000, baseDate), first, msg("c", "c@example.com", 600, baseDate),
+				msg("d", "d@example.com", 600, baseDate), msg("e", "e@example.com", 600, baseDate), second,
+			))
 
-	ctx := testContext(t)
-	appended := make(chan struct{}) // the destination stored a range
-	var once sync.Once
-	dp := proxytest.New(t, d.PlainAddr, proxytest.WithObserver(proxytest.Downstream, func(_ int64, b []byte) {
-		if bytes.Contains(b, []byte("[APPENDUID ")) {
-			once.Do(func() { close(appended) })
-		}
-	}))
-	var log connLog
-	var sp *proxytest.Proxy
-	var blocked atomic.Bool
-	sp = proxytest.New(t, d.PlainAddr,
-		proxytest.WithObserver(proxytest.Upstream, log.observe),
-		proxytest.WithObserver(proxytest.Downstream, func(_ int64, b []byte) {
-			// Range 0's bodies wait until range 1 is stored, then fail.
-			if bytes.Contains(b, []byte("Subject: range0-b")) && blocked.CompareAndSwap(false, true) {
-				select {
-				case <-appended:
-				case <-ctx.Done():
-				}
-				sp.CutConnAfter(proxytest.Downstream, 0)
+			ctx := testContext(t)
+			var log connLog
+			var sp *proxytest.Proxy
+			var blocked atomic.Bool
+			sp = proxytest.New(t, d.PlainAddr,
+				proxytest.WithObserver(proxytest.Upstream, log.observe),
+				proxytest.WithObserver(proxytest.Downstream, func(_ int64, b []byte) {
+					// Range 0's bodies wait until the destination holds range 1,
+					// then fail.
+					if !bytes.Contains(b, []byte("Subject: range0-big")) || !blocked.CompareAndSwap(false, true) {
+						return
+					}
+					for ctx.Err() == nil {
+						if msgs, err := imaptest.ReadFolder(ctx, dst, "INBOX"); err == nil && len(msgs) >= 3 {
+							break
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+					sp.CutConnAfter(proxytest.Downstream, 0)
+				}))
+
+			cfg := testConfig(t, via(d.Plaintext(src), sp), dst)
+			cfg.NoReport = true
+			cfg.Connections = 2
+			cfg.ChunkMessages = 3
+			cfg.SplitFolders = true
+			res := mustCopy(t, cfg)
+			if !res.Complete() || res.Totals.Copied != 6 {
+				t.Errorf("totals %+v, failed folders %+v; want 6 copied", res.Totals, res.FailedFolders())
 			}
-		}))
-
-	cfg := testConfig(t, via(d.Plaintext(src), sp), via(d.Plaintext(dst), dp))
-	cfg.NoReport = true
-	cfg.Connections = 2
-	cfg.ChunkMessages = 3
-	cfg.SplitFolders = true
-	res := mustCopy(t, cfg)
-	if !res.Complete() || res.Totals.Copied != 6 {
-		t.Errorf("totals %+v, failed folders %+v; want 6 copied", res.Totals, res.FailedFolders())
+			if cuts := sp.Stats().Cuts; cuts != 1 {
+				t.Errorf("%d source connections cut, want 1 (range 0)", cuts)
+			}
+			// Courier has no LIST-STATUS: its INBOX is not known to be empty, and
+			// the first pass reads the identities too.
+			if got, want := metadataPasses(&log)["INBOX"], []bool{to.courier, true}; !slices.Equal(got, want) {
+				t.Errorf("metadata passes of INBOX asked for the header fields: %v, want %v (the retry's)", got, want)
+			}
+			mustCheck(t, src, dst, imaptest.CheckOptions{})
+		})
 	}
-	if cuts := sp.Stats().Cuts; cuts != 1 {
-		t.Errorf("%d source connections cut, want 1 (range 0)", cuts)
-	}
-	if got := metadataPasses(&log)["INBOX"]; !slices.Equal(got, []bool{false, true}) {
-		t.Errorf("metadata passes of INBOX asked for the header fields: %v, want [false true] (the retry)", got)
-	}
-	mustCheck(t, src, dst, imaptest.CheckOptions{})
 }
